@@ -1,0 +1,383 @@
+//! Who may do what, where. A role binding is role × place subtree; a capability (`Action`) is
+//! granted together with the subtrees where it holds. Data-layer functions take a [`Grant`],
+//! which can only be obtained from [`Principal::grant`], so a list query cannot forget its scope.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Resident,
+    GridWorker,
+    CommitteeStaff,
+    PropertyStaff,
+    StreetOfficer,
+    DepartmentOfficer,
+    DistrictAdmin,
+    CityAdmin,
+    Merchant,
+    Volunteer,
+}
+
+impl Role {
+    pub const ALL: [Role; 10] = [
+        Role::Resident,
+        Role::GridWorker,
+        Role::CommitteeStaff,
+        Role::PropertyStaff,
+        Role::StreetOfficer,
+        Role::DepartmentOfficer,
+        Role::DistrictAdmin,
+        Role::CityAdmin,
+        Role::Merchant,
+        Role::Volunteer,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Resident => "resident",
+            Role::GridWorker => "grid_worker",
+            Role::CommitteeStaff => "committee_staff",
+            Role::PropertyStaff => "property_staff",
+            Role::StreetOfficer => "street_officer",
+            Role::DepartmentOfficer => "department_officer",
+            Role::DistrictAdmin => "district_admin",
+            Role::CityAdmin => "city_admin",
+            Role::Merchant => "merchant",
+            Role::Volunteer => "volunteer",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// The capabilities this role carries inside its subtree.
+    pub fn actions(self) -> &'static [Action] {
+        use Action::*;
+        match self {
+            Role::Resident | Role::Volunteer => &[],
+            Role::Merchant => &[PlaceRead, OrgRead],
+            Role::GridWorker => &[
+                PlaceRead,
+                OrgRead,
+                HouseholdRead,
+                HouseholdWrite,
+                PersonRead,
+                PersonWrite,
+                PersonReveal,
+                SensitiveLabelRead,
+            ],
+            Role::CommitteeStaff => &[
+                PlaceRead,
+                PlaceWrite,
+                OrgRead,
+                HouseholdRead,
+                HouseholdWrite,
+                PersonRead,
+                PersonWrite,
+                PersonReveal,
+                SensitiveLabelRead,
+                RegistryImport,
+                RegistryExport,
+                CorrectionReview,
+                UserAdmin,
+                AuditRead,
+                TokenCreate,
+            ],
+            Role::PropertyStaff => &[PlaceRead, OrgRead, HouseholdRead, PersonRead, PersonReveal],
+            Role::DepartmentOfficer => &[PlaceRead, OrgRead, HouseholdRead, PersonRead],
+            Role::StreetOfficer => &[
+                PlaceRead,
+                PlaceWrite,
+                OrgRead,
+                OrgWrite,
+                HouseholdRead,
+                PersonRead,
+                SensitiveLabelRead,
+                RegistryExport,
+                CorrectionReview,
+                UserAdmin,
+                AuditRead,
+                TokenCreate,
+            ],
+            Role::DistrictAdmin | Role::CityAdmin => Action::ALL,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    PlaceRead,
+    PlaceWrite,
+    OrgRead,
+    OrgWrite,
+    HouseholdRead,
+    HouseholdWrite,
+    PersonRead,
+    PersonWrite,
+    /// See full ID and phone numbers (with a stated purpose, audited).
+    PersonReveal,
+    /// See labels marked sensitive (低保, 残疾, 党员 …).
+    SensitiveLabelRead,
+    LabelWrite,
+    RegistryImport,
+    RegistryExport,
+    CorrectionReview,
+    UserAdmin,
+    AuditRead,
+    TokenCreate,
+}
+
+impl Action {
+    pub const ALL: &'static [Action] = &[
+        Action::PlaceRead,
+        Action::PlaceWrite,
+        Action::OrgRead,
+        Action::OrgWrite,
+        Action::HouseholdRead,
+        Action::HouseholdWrite,
+        Action::PersonRead,
+        Action::PersonWrite,
+        Action::PersonReveal,
+        Action::SensitiveLabelRead,
+        Action::LabelWrite,
+        Action::RegistryImport,
+        Action::RegistryExport,
+        Action::CorrectionReview,
+        Action::UserAdmin,
+        Action::AuditRead,
+        Action::TokenCreate,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        ACTION_NAMES[Action::ALL.iter().position(|a| *a == self).expect("listed")]
+    }
+
+    pub fn parse(s: &str) -> Option<Action> {
+        ACTION_NAMES
+            .iter()
+            .position(|n| *n == s)
+            .map(|i| Action::ALL[i])
+    }
+}
+
+const ACTION_NAMES: [&str; 17] = [
+    "place_read",
+    "place_write",
+    "org_read",
+    "org_write",
+    "household_read",
+    "household_write",
+    "person_read",
+    "person_write",
+    "person_reveal",
+    "sensitive_label_read",
+    "label_write",
+    "registry_import",
+    "registry_export",
+    "correction_review",
+    "user_admin",
+    "audit_read",
+    "token_create",
+];
+
+/// One effective role binding: the role and the materialized paths of the subtrees it covers
+/// (a property company's binding covers each community it serves).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Binding {
+    pub role: Role,
+    pub node_id: String,
+    pub prefixes: Vec<String>,
+    /// For resident bindings: the household.
+    pub household_id: Option<String>,
+}
+
+/// Limits carried by an API token: a subset of the creator's actions, inside one subtree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenLimit {
+    pub actions: Vec<Action>,
+    pub prefix: String,
+}
+
+/// The authenticated caller.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Principal {
+    pub user_id: String,
+    pub login: String,
+    pub display_name: String,
+    pub bindings: Vec<Binding>,
+    pub token: Option<TokenLimit>,
+}
+
+/// Proof that the caller may perform `action`, limited to the subtrees in `prefixes`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    action: Action,
+    prefixes: Vec<String>,
+    user_id: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forbidden;
+
+impl Grant {
+    pub fn action(&self) -> Action {
+        self.action
+    }
+    pub fn prefixes(&self) -> &[String] {
+        &self.prefixes
+    }
+    pub fn user_id(&self) -> &str {
+        &self.user_id
+    }
+    /// Whether a place path lies inside the granted subtrees.
+    pub fn covers(&self, path: &str) -> bool {
+        self.prefixes.iter().any(|p| path.starts_with(p.as_str()))
+    }
+    /// A grant for system jobs (CLI import/export by the operator, demo seeding): the whole tree.
+    pub fn system(action: Action) -> Grant {
+        Grant {
+            action,
+            prefixes: vec!["/".into()],
+            user_id: "system".into(),
+        }
+    }
+}
+
+impl Principal {
+    /// The caller's grant for `action`, or `Forbidden` when no binding carries it.
+    pub fn grant(&self, action: Action) -> Result<Grant, Forbidden> {
+        if let Some(limit) = &self.token
+            && !limit.actions.contains(&action)
+        {
+            return Err(Forbidden);
+        }
+        let mut prefixes: Vec<String> = Vec::new();
+        for b in self
+            .bindings
+            .iter()
+            .filter(|b| b.role.actions().contains(&action))
+        {
+            for p in &b.prefixes {
+                let effective = match &self.token {
+                    None => Some(p.clone()),
+                    Some(limit) if limit.prefix.starts_with(p.as_str()) => {
+                        Some(limit.prefix.clone())
+                    }
+                    Some(limit) if p.starts_with(limit.prefix.as_str()) => Some(p.clone()),
+                    Some(_) => None,
+                };
+                if let Some(e) = effective {
+                    prefixes.push(e);
+                }
+            }
+        }
+        prefixes.sort();
+        prefixes.dedup();
+        // Drop prefixes already covered by a shorter one.
+        let mut minimal: Vec<String> = Vec::new();
+        for p in prefixes {
+            if !minimal.iter().any(|m| p.starts_with(m.as_str())) {
+                minimal.push(p);
+            }
+        }
+        if minimal.is_empty() {
+            return Err(Forbidden);
+        }
+        Ok(Grant {
+            action,
+            prefixes: minimal,
+            user_id: self.user_id.clone(),
+        })
+    }
+
+    pub fn can(&self, action: Action) -> bool {
+        self.grant(action).is_ok()
+    }
+
+    /// Households the caller lives in (resident bindings). Tokens never act as residents.
+    pub fn own_households(&self) -> Vec<String> {
+        if self.token.is_some() {
+            return Vec::new();
+        }
+        self.bindings
+            .iter()
+            .filter_map(|b| b.household_id.clone())
+            .collect()
+    }
+
+    pub fn roles(&self) -> Vec<Role> {
+        let mut r: Vec<Role> = self.bindings.iter().map(|b| b.role).collect();
+        r.dedup();
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal(role: Role, prefix: &str) -> Principal {
+        Principal {
+            user_id: "u".into(),
+            login: "u".into(),
+            display_name: "u".into(),
+            bindings: vec![Binding {
+                role,
+                node_id: "n".into(),
+                prefixes: vec![prefix.into()],
+                household_id: None,
+            }],
+            token: None,
+        }
+    }
+
+    #[test]
+    fn action_names_round_trip() {
+        for a in Action::ALL {
+            assert_eq!(Action::parse(a.as_str()), Some(*a));
+            assert_eq!(
+                serde_json::to_value(a).unwrap(),
+                serde_json::json!(a.as_str())
+            );
+        }
+    }
+
+    #[test]
+    fn grants_follow_roles_and_subtrees() {
+        let staff = principal(Role::CommitteeStaff, "/c/d/s/a/");
+        let g = staff.grant(Action::PersonRead).unwrap();
+        assert!(g.covers("/c/d/s/a/g/b/"));
+        assert!(!g.covers("/c/d/s/b/"));
+        assert_eq!(
+            principal(Role::PropertyStaff, "/x/").grant(Action::SensitiveLabelRead),
+            Err(Forbidden)
+        );
+        assert_eq!(
+            principal(Role::Resident, "/x/").grant(Action::PersonRead),
+            Err(Forbidden)
+        );
+    }
+
+    #[test]
+    fn tokens_narrow_actions_and_subtree() {
+        let mut admin = principal(Role::CityAdmin, "/c/");
+        admin.token = Some(TokenLimit {
+            actions: vec![Action::PersonRead],
+            prefix: "/c/d/s/a/".into(),
+        });
+        assert_eq!(
+            admin.grant(Action::PersonRead).unwrap().prefixes(),
+            ["/c/d/s/a/".to_string()]
+        );
+        assert_eq!(admin.grant(Action::PersonWrite), Err(Forbidden));
+        let mut staff = principal(Role::CommitteeStaff, "/c/d/s/a/");
+        staff.token = Some(TokenLimit {
+            actions: vec![Action::PersonRead],
+            prefix: "/c/d/s/b/".into(),
+        });
+        assert_eq!(staff.grant(Action::PersonRead), Err(Forbidden));
+    }
+}

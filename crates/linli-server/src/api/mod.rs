@@ -1,0 +1,37 @@
+//! REST API under `/api/v1`. One file per capability; each handler is small: authorize (get a
+//! `Grant`), call the store, return JSON. OpenAPI comes from the `#[utoipa::path]` annotations.
+
+pub mod audit;
+pub mod auth;
+pub mod corrections;
+pub mod households;
+pub mod import_export;
+pub mod me;
+pub mod orgs;
+pub mod persons;
+pub mod places;
+pub mod users;
+
+use linli_core::auth::{Action, Grant, Principal};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::AppState;
+
+/// The grant for sensitive labels, if the caller has one anywhere.
+pub fn sensitive(p: &Principal) -> Option<Grant> {
+    p.grant(Action::SensitiveLabelRead).ok()
+}
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(auth::router())
+        .merge(places::router())
+        .merge(orgs::router())
+        .merge(households::router())
+        .merge(persons::router())
+        .merge(me::router())
+        .merge(corrections::router())
+        .merge(users::router())
+        .merge(audit::router())
+        .merge(import_export::router())
+}

@@ -1,0 +1,172 @@
+//! Extractors: the authenticated caller, and JSON/query bodies whose rejections become
+//! localized API errors instead of axum's plain-text ones.
+
+use std::net::SocketAddr;
+
+use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
+use axum::extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts, Query, Request};
+use axum::http::request::Parts;
+use axum::http::{Method, header};
+use serde::de::DeserializeOwned;
+
+use linli_core::AppError;
+use linli_core::auth::Principal;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+pub const SESSION_COOKIE: &str = "linli_session";
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The signed-in user (session cookie) or integration (bearer token).
+#[derive(Debug, Clone)]
+pub struct Auth(pub Principal);
+
+/// How the caller authenticated (sessions need CSRF protection on writes, tokens do not).
+#[derive(Debug, Clone)]
+pub enum Via {
+    Session { token: String, csrf: String },
+    Token,
+}
+
+pub fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+pub fn client_ip(parts: &Parts) -> String {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "local".into())
+}
+
+/// Resolve the caller, if any.
+pub async fn authenticate(
+    parts: &Parts,
+    state: &AppState,
+) -> Result<Option<(Principal, Via)>, ApiError> {
+    if let Some(h) = parts.headers.get(header::AUTHORIZATION) {
+        let v = h.to_str().unwrap_or("");
+        let Some(secret) = v.strip_prefix("Bearer ").map(str::trim) else {
+            return Err(
+                AppError::new(linli_core::ErrorKind::Unauthorized, "auth.token_invalid").into(),
+            );
+        };
+        return match state.store.token_principal(secret).await? {
+            Some(p) => Ok(Some((p, Via::Token))),
+            None => {
+                Err(AppError::new(linli_core::ErrorKind::Unauthorized, "auth.token_invalid").into())
+            }
+        };
+    }
+    if let Some(token) = cookie(parts, SESSION_COOKIE)
+        && let Some((p, csrf)) = state.store.session(token).await?
+    {
+        return Ok(Some((
+            p,
+            Via::Session {
+                token: token.to_string(),
+                csrf,
+            },
+        )));
+    }
+    Ok(None)
+}
+
+impl<S> FromRequestParts<S> for Auth
+where
+    S: Send + Sync,
+    AppState: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let state = AppState::from_ref(state);
+        let Some((principal, via)) = authenticate(parts, &state).await? else {
+            return Err(AppError::new(linli_core::ErrorKind::Unauthorized, "unauthorized").into());
+        };
+        // Cookie-authenticated writes must prove they come from our own pages or scripts.
+        if let Via::Session { csrf, .. } = &via
+            && !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS)
+        {
+            let sent = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+            if sent != Some(csrf.as_str()) {
+                return Err(AppError::forbidden()
+                    .details(serde_json::json!({ "reason": "auth.csrf" }))
+                    .into());
+            }
+        }
+        parts.extensions.insert(via);
+        Ok(Auth(principal))
+    }
+}
+
+/// JSON body with localized rejection.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(r) => Err(json_rejection(r)),
+        }
+    }
+}
+
+fn json_rejection(r: JsonRejection) -> ApiError {
+    AppError::bad_request("bad_request")
+        .arg("detail", r.body_text())
+        .into()
+}
+
+/// Query string with localized rejection.
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(v)) => Ok(ApiQuery(v)),
+            Err(r) => Err(query_rejection(r)),
+        }
+    }
+}
+
+fn query_rejection(r: QueryRejection) -> ApiError {
+    AppError::bad_request("bad_request")
+        .arg("detail", r.body_text())
+        .into()
+}
+
+/// A raw upload, with the size limit turned into a localized 413.
+pub fn body_rejection(r: BytesRejection, limit: usize) -> ApiError {
+    if r.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        AppError::new(linli_core::ErrorKind::PayloadTooLarge, "payload_too_large")
+            .arg("limit", format!("{} MB", limit / 1_048_576))
+            .into()
+    } else {
+        AppError::bad_request("bad_request")
+            .arg("detail", r.body_text())
+            .into()
+    }
+}

@@ -1,0 +1,217 @@
+//! The Linli HTTP server: REST API with OpenAPI, health, readiness, metrics.
+//!
+//! Request path: `context` middleware (request id, language) → security headers → metrics →
+//! route → extractors (`Auth` resolves the caller, CSRF for cookie writes) → handler asks the
+//! principal for a `Grant` → store functions filter by the grant's subtrees in SQL.
+
+pub mod api;
+pub mod error;
+pub mod extract;
+pub mod limiter;
+pub mod system;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use linli_core::i18n::Lang;
+use linli_store::Store;
+
+use crate::error::{CTX, RequestCtx};
+use crate::limiter::{ACCOUNT_POLICY, IP_POLICY, Limiter};
+
+/// Settings the server needs at run time.
+#[derive(Debug, Clone, Default)]
+pub struct ServerConfig {
+    /// Mark the session cookie `Secure` (when served over TLS, directly or behind a proxy).
+    pub secure_cookies: bool,
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub config: ServerConfig,
+    pub account_limiter: Arc<Limiter>,
+    pub ip_limiter: Arc<Limiter>,
+    /// A real argon2 hash to verify against when the login is unknown (equal timing).
+    pub dummy_hash: Arc<String>,
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    pub started: Instant,
+}
+
+impl AppState {
+    pub fn new(store: Store, config: ServerConfig) -> AppState {
+        AppState {
+            store,
+            config,
+            account_limiter: Arc::new(Limiter::new(ACCOUNT_POLICY)),
+            ip_limiter: Arc::new(Limiter::new(IP_POLICY)),
+            dummy_hash: Arc::new(linli_core::password::hash("linli-dummy-password")),
+            metrics: system::metrics_handle(),
+            started: Instant::now(),
+        }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Linli (邻里) API", description = "Smart-community governance and service platform. Errors are `{code, message, details, request_id}`; messages follow `Accept-Language` (zh-CN default, en)."),
+    tags(
+        (name = "auth", description = "Sign-in, sessions, API tokens"),
+        (name = "registry", description = "一户一表: places, organisations, households, persons, labels, import/export"),
+        (name = "me", description = "A resident's own data"),
+        (name = "accounts", description = "Accounts and role bindings"),
+        (name = "audit", description = "Audit log"),
+    ),
+    components(schemas(crate::error::ErrorBody)),
+    modifiers(&SecurityAddon)
+)]
+pub struct ApiDoc;
+
+struct SecurityAddon;
+
+impl utoipa::Modify for SecurityAddon {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
+        };
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(extract::SESSION_COOKIE))),
+        );
+    }
+}
+
+/// The API router and its OpenAPI document, from the same annotations.
+pub fn api_parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(api::router())
+        .split_for_parts()
+}
+
+/// The whole application.
+pub fn app(state: AppState) -> Router {
+    let (api, openapi) = api_parts();
+    let docs: Router<AppState> = utoipa_swagger_ui::SwaggerUi::new("/api/docs")
+        .url("/api/v1/openapi.json", openapi)
+        .into();
+    Router::new()
+        .merge(api)
+        .merge(docs)
+        .merge(system::router())
+        .fallback(system::not_found)
+        .with_state(state)
+        .layer(middleware::from_fn(metrics_layer))
+        .layer(middleware::from_fn(security_headers))
+        .layer(middleware::from_fn(context))
+}
+
+/// Request id and language for everything that runs while handling the request.
+async fn context(req: Request, next: Next) -> Response {
+    let lang = req
+        .headers()
+        .get(header::COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|c| {
+            c.split(';')
+                .find_map(|kv| kv.trim().strip_prefix("linli_lang="))
+        })
+        .and_then(Lang::from_tag)
+        .or_else(|| {
+            req.headers()
+                .get(header::ACCEPT_LANGUAGE)
+                .and_then(|v| v.to_str().ok())
+                .map(Lang::from_accept_language)
+        })
+        .unwrap_or_default();
+    let request_id = uuid::Uuid::now_v7().simple().to_string()[20..].to_string();
+    let ctx = RequestCtx {
+        lang,
+        request_id: request_id.clone(),
+    };
+    let mut resp = CTX.scope(ctx, next.run(req)).await;
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp.headers_mut().insert(
+        header::CONTENT_LANGUAGE,
+        HeaderValue::from_static(lang.tag()),
+    );
+    resp
+}
+
+async fn security_headers(req: Request, next: Next) -> Response {
+    let docs = req.uri().path().starts_with("/api/docs");
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    let csp = if docs {
+        // The bundled Swagger UI sets inline styles.
+        "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'"
+    } else {
+        "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+    };
+    h.insert("content-security-policy", HeaderValue::from_static(csp));
+    resp
+}
+
+async fn metrics_layer(req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    metrics::counter!("linli_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status).increment(1);
+    metrics::histogram!("linli_http_request_duration_seconds", "method" => method, "route" => route).record(start.elapsed().as_secs_f64());
+    resp
+}
+
+/// Serve until ctrl-c / SIGTERM.
+pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
+    let app = app(state);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}

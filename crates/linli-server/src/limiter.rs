@@ -1,0 +1,126 @@
+//! Login throttling per account and per client address, with exponential back-off.
+//! In memory: each Linli instance throttles what it sees (documented in docs/security.md).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    /// Failures allowed inside `window` before locking.
+    pub free_failures: u32,
+    pub window: Duration,
+    /// First lock; doubles with every further failure.
+    pub base_lock: Duration,
+    pub max_lock: Duration,
+}
+
+pub const ACCOUNT_POLICY: Policy = Policy {
+    free_failures: 5,
+    window: Duration::from_secs(900),
+    base_lock: Duration::from_secs(30),
+    max_lock: Duration::from_secs(900),
+};
+pub const IP_POLICY: Policy = Policy {
+    free_failures: 30,
+    window: Duration::from_secs(900),
+    base_lock: Duration::from_secs(60),
+    max_lock: Duration::from_secs(900),
+};
+
+#[derive(Debug)]
+struct Entry {
+    failures: u32,
+    first: Instant,
+    locked_until: Option<Instant>,
+}
+
+#[derive(Debug)]
+pub struct Limiter {
+    policy: Policy,
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+impl Limiter {
+    pub fn new(policy: Policy) -> Self {
+        Limiter {
+            policy,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `Err(seconds)` while `key` is locked.
+    pub fn check(&self, key: &str) -> Result<(), u64> {
+        let now = Instant::now();
+        let map = self.entries.lock().expect("limiter lock");
+        match map.get(key).and_then(|e| e.locked_until) {
+            Some(until) if until > now => Err((until - now).as_secs().max(1)),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn failure(&self, key: &str) {
+        let now = Instant::now();
+        let mut map = self.entries.lock().expect("limiter lock");
+        if map.len() > 100_000 {
+            let window = self.policy.window;
+            map.retain(|_, e| {
+                now.duration_since(e.first) < window || e.locked_until.is_some_and(|u| u > now)
+            });
+        }
+        let e = map.entry(key.to_string()).or_insert(Entry {
+            failures: 0,
+            first: now,
+            locked_until: None,
+        });
+        if now.duration_since(e.first) > self.policy.window
+            && e.locked_until.is_none_or(|u| u <= now)
+        {
+            *e = Entry {
+                failures: 0,
+                first: now,
+                locked_until: None,
+            };
+        }
+        e.failures += 1;
+        if e.failures >= self.policy.free_failures {
+            let extra = (e.failures - self.policy.free_failures).min(16);
+            let lock = self
+                .policy
+                .base_lock
+                .saturating_mul(1 << extra)
+                .min(self.policy.max_lock);
+            e.locked_until = Some(now + lock);
+        }
+    }
+
+    pub fn success(&self, key: &str) {
+        self.entries.lock().expect("limiter lock").remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locks_after_free_failures_and_backs_off() {
+        let l = Limiter::new(Policy {
+            free_failures: 3,
+            window: Duration::from_secs(60),
+            base_lock: Duration::from_secs(10),
+            max_lock: Duration::from_secs(100),
+        });
+        l.failure("a");
+        l.failure("a");
+        assert!(l.check("a").is_ok());
+        l.failure("a");
+        let first = l.check("a").unwrap_err();
+        assert!((9..=10).contains(&first));
+        l.failure("a");
+        assert!(l.check("a").unwrap_err() > first);
+        assert!(l.check("b").is_ok());
+        l.success("a");
+        assert!(l.check("a").is_ok());
+    }
+}

@@ -1,0 +1,66 @@
+//! Health, readiness, Prometheus metrics, and the JSON 404.
+
+use std::sync::OnceLock;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use linli_core::AppError;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+}
+
+/// One Prometheus recorder per process (tests build several apps in one process).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .install_recorder()
+                .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder().handle())
+        })
+        .clone()
+}
+
+/// The process is up.
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// The database answers.
+async fn readyz(State(s): State<AppState>) -> Response {
+    match sqlx::query("SELECT 1").fetch_one(&s.store.db.read).await {
+        Ok(_) => "ready".into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+        }
+    }
+}
+
+async fn metrics_text(State(s): State<AppState>) -> Response {
+    metrics::gauge!("linli_uptime_seconds").set(s.started.elapsed().as_secs_f64());
+    metrics::gauge!("linli_db_read_pool_connections").set(f64::from(s.store.db.read.size()));
+    metrics::gauge!("linli_db_read_pool_idle").set(s.store.db.read.num_idle() as f64);
+    let mut resp = s.metrics.render().into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    resp
+}
+
+pub async fn not_found() -> ApiError {
+    AppError::not_found("not_found").into()
+}

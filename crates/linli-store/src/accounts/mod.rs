@@ -1,0 +1,5 @@
+//! Users, role bindings, sessions and API tokens.
+
+pub mod sessions;
+pub mod tokens;
+pub mod users;

@@ -1,0 +1,69 @@
+//! Browser sessions: an opaque random cookie value, stored only as its SHA-256, with a CSRF
+//! token bound to the session. A new session (new id) is created at every login.
+
+use linli_core::auth::Principal;
+use linli_core::crypto::{random_token, sha256_hex};
+use linli_core::{AppResult, now_ms};
+
+use crate::Store;
+use crate::db::{db_err, str_};
+
+/// Sessions last 7 days.
+pub const SESSION_TTL_MS: i64 = 7 * 24 * 3600 * 1000;
+
+pub struct NewSession {
+    pub token: String,
+    pub csrf: String,
+}
+
+impl Store {
+    pub async fn create_session(&self, user_id: &str) -> AppResult<NewSession> {
+        let token = random_token(32);
+        let csrf = random_token(24);
+        let now = now_ms();
+        let mut tx = self.db.write.begin().await.map_err(db_err)?;
+        // Housekeeping: expired sessions go.
+        sqlx::query("DELETE FROM sessions WHERE expires_at < $1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        sqlx::query("INSERT INTO sessions (token_hash, user_id, csrf, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(sha256_hex(token.as_bytes()))
+            .bind(user_id.to_string())
+            .bind(csrf.clone())
+            .bind(now)
+            .bind(now + SESSION_TTL_MS)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(NewSession { token, csrf })
+    }
+
+    /// The principal and CSRF token of a live session.
+    pub async fn session(&self, token: &str) -> AppResult<Option<(Principal, String)>> {
+        let row = sqlx::query(
+            "SELECT user_id, csrf FROM sessions WHERE token_hash = $1 AND expires_at > $2",
+        )
+        .bind(sha256_hex(token.as_bytes()))
+        .bind(now_ms())
+        .fetch_optional(&self.db.read)
+        .await
+        .map_err(db_err)?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(self
+            .principal(&str_(&row, "user_id"))
+            .await?
+            .map(|p| (p, str_(&row, "csrf"))))
+    }
+
+    pub async fn delete_session(&self, token: &str) -> AppResult<()> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(sha256_hex(token.as_bytes()))
+            .execute(&self.db.write)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+}

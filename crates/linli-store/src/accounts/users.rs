@@ -1,0 +1,421 @@
+//! User accounts and role bindings (role × place, or role × organisation, or resident × household).
+
+use serde::{Deserialize, Serialize};
+use sqlx::{Any, Transaction};
+
+use linli_core::auth::{Action, Binding, Grant, Principal, Role};
+use linli_core::{AppError, AppResult, new_id, now_ms, password, phone};
+
+use crate::Store;
+use crate::audit::{self, Actor, Entry};
+use crate::db::{db_err, i64_, opt_str, str_};
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BindingSpec {
+    pub role: Role,
+    /// The place whose subtree the role covers (most roles).
+    pub place_id: Option<String>,
+    /// The organisation (property company: every community it serves; department: its place).
+    pub org_id: Option<String>,
+    /// The household (residents).
+    pub household_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct UserInfo {
+    pub id: String,
+    pub login: String,
+    pub display_name: String,
+    pub disabled: bool,
+    pub bindings: Vec<BindingSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+pub struct NewUser {
+    pub login: String,
+    pub display_name: String,
+    pub password: String,
+    /// Mobile number the user may also sign in with.
+    pub phone: Option<String>,
+    pub person_id: Option<String>,
+    pub bindings: Vec<BindingSpec>,
+}
+
+fn validate_login(login: &str) -> AppResult<String> {
+    let l = login.trim();
+    let ok = (3..=40).contains(&l.len())
+        && l.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if !ok {
+        return Err(AppError::bad_request("validation.bad_value").arg("field", "login"));
+    }
+    Ok(l.to_ascii_lowercase())
+}
+
+pub(crate) async fn insert_user(
+    tx: &mut Transaction<'static, Any>,
+    login: &str,
+    display_name: &str,
+    password_hash: &str,
+    phone_bidx: Option<String>,
+    person_id: Option<String>,
+) -> AppResult<String> {
+    let id = new_id();
+    sqlx::query(
+        "INSERT INTO users (id, login, phone_bidx, display_name, password_hash, person_id, disabled, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, 0, $7)",
+    )
+    .bind(id.clone())
+    .bind(login.to_string())
+    .bind(phone_bidx)
+    .bind(display_name.to_string())
+    .bind(password_hash.to_string())
+    .bind(person_id)
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| match db_err(e) {
+        e if e.code == "conflict" => AppError::conflict("user.login_taken"),
+        e => e,
+    })?;
+    Ok(id)
+}
+
+pub(crate) async fn insert_binding(
+    tx: &mut Transaction<'static, Any>,
+    user_id: &str,
+    b: &BindingSpec,
+) -> AppResult<()> {
+    sqlx::query("INSERT INTO role_bindings (id, user_id, role, place_id, org_id, household_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+        .bind(new_id())
+        .bind(user_id.to_string())
+        .bind(b.role.as_str())
+        .bind(b.place_id.clone())
+        .bind(b.org_id.clone())
+        .bind(b.household_id.clone())
+        .bind(now_ms())
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
+/// What a login resolves to.
+pub struct Credentials {
+    pub user_id: String,
+    pub password_hash: String,
+    pub disabled: bool,
+}
+
+impl Store {
+    /// Find an account by login name or by mobile number.
+    pub async fn credentials(&self, login: &str) -> AppResult<Option<Credentials>> {
+        let login = login.trim();
+        let row = match phone::parse_mobile(login) {
+            Some(m) => sqlx::query(
+                "SELECT id, password_hash, disabled FROM users WHERE phone_bidx = $1 OR login = $2",
+            )
+            .bind(self.cipher.blind_index("phone", &m))
+            .bind(login.to_ascii_lowercase())
+            .fetch_optional(&self.db.read)
+            .await,
+            None => {
+                sqlx::query("SELECT id, password_hash, disabled FROM users WHERE login = $1")
+                    .bind(login.to_ascii_lowercase())
+                    .fetch_optional(&self.db.read)
+                    .await
+            }
+        }
+        .map_err(db_err)?;
+        Ok(row.map(|r| Credentials {
+            user_id: str_(&r, "id"),
+            password_hash: str_(&r, "password_hash"),
+            disabled: i64_(&r, "disabled") != 0,
+        }))
+    }
+
+    /// Load a user with their effective bindings (paths resolved).
+    pub async fn principal(&self, user_id: &str) -> AppResult<Option<Principal>> {
+        let Some(u) =
+            sqlx::query("SELECT id, login, display_name, disabled FROM users WHERE id = $1")
+                .bind(user_id.to_string())
+                .fetch_optional(&self.db.read)
+                .await
+                .map_err(db_err)?
+        else {
+            return Ok(None);
+        };
+        if i64_(&u, "disabled") != 0 {
+            return Ok(None);
+        }
+        let rows = sqlx::query(
+            "SELECT role, place_id, org_id, household_id FROM role_bindings WHERE user_id = $1",
+        )
+        .bind(user_id.to_string())
+        .fetch_all(&self.db.read)
+        .await
+        .map_err(db_err)?;
+        let mut bindings = Vec::new();
+        for r in &rows {
+            let Some(role) = Role::parse(&str_(r, "role")) else {
+                continue;
+            };
+            let mut prefixes = Vec::new();
+            let mut node_id = String::new();
+            if let Some(pid) = opt_str(r, "place_id")
+                && let Some(p) = self.place_unscoped(&pid).await?
+            {
+                prefixes.push(p.path);
+                node_id = p.id;
+            }
+            if let Some(oid) = opt_str(r, "org_id") {
+                let org = sqlx::query("SELECT kind, path FROM orgs WHERE id = $1")
+                    .bind(oid.clone())
+                    .fetch_optional(&self.db.read)
+                    .await
+                    .map_err(db_err)?;
+                if let Some(org) = org {
+                    if str_(&org, "kind") == "property_company" {
+                        for pid in self.org_serves(&oid).await? {
+                            if let Some(p) = self.place_unscoped(&pid).await? {
+                                prefixes.push(p.path);
+                            }
+                        }
+                    } else {
+                        prefixes.push(str_(&org, "path"));
+                    }
+                    node_id = oid;
+                }
+            }
+            bindings.push(Binding {
+                role,
+                node_id,
+                prefixes,
+                household_id: opt_str(r, "household_id"),
+            });
+        }
+        Ok(Some(Principal {
+            user_id: str_(&u, "id"),
+            login: str_(&u, "login"),
+            display_name: str_(&u, "display_name"),
+            bindings,
+            token: None,
+        }))
+    }
+
+    /// The person record linked to a user, if any.
+    pub async fn user_person_id(&self, user_id: &str) -> AppResult<Option<String>> {
+        let r = sqlx::query("SELECT person_id FROM users WHERE id = $1")
+            .bind(user_id.to_string())
+            .fetch_optional(&self.db.read)
+            .await
+            .map_err(db_err)?;
+        Ok(r.and_then(|r| opt_str(&r, "person_id")))
+    }
+
+    /// Check that `creator` could itself do everything `spec` would allow, where it would allow it.
+    async fn check_binding_allowed(
+        &self,
+        creator: &Principal,
+        spec: &BindingSpec,
+    ) -> AppResult<()> {
+        let paths: Vec<String> = match (&spec.place_id, &spec.org_id, &spec.household_id) {
+            (Some(pid), None, None) => vec![
+                self.place_unscoped(pid)
+                    .await?
+                    .ok_or(AppError::not_found("registry.place.not_found"))?
+                    .path,
+            ],
+            (None, Some(oid), None) => {
+                let org = self.org(&Grant::system(Action::OrgRead), oid).await?;
+                if org.kind == "property_company" {
+                    let mut v = Vec::new();
+                    for s in org.serves {
+                        v.extend(self.place_unscoped(&s).await?.map(|p| p.path));
+                    }
+                    v
+                } else {
+                    vec![
+                        self.place_unscoped(&org.place_id)
+                            .await?
+                            .ok_or(AppError::not_found("registry.org.not_found"))?
+                            .path,
+                    ]
+                }
+            }
+            (None, None, Some(hid)) if spec.role == Role::Resident => {
+                vec![
+                    self.household_row_unscoped(hid)
+                        .await?
+                        .ok_or(AppError::not_found("registry.household.not_found"))?
+                        .path,
+                ]
+            }
+            _ => return Err(AppError::bad_request("validation.bad_value").arg("field", "bindings")),
+        };
+        let admin = creator.grant(Action::UserAdmin)?;
+        for path in &paths {
+            if !admin.covers(path) {
+                return Err(AppError::forbidden());
+            }
+            for a in spec.role.actions() {
+                if !creator.grant(*a).is_ok_and(|g| g.covers(path)) {
+                    return Err(AppError::forbidden());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn create_user(&self, creator: &Principal, new: NewUser) -> AppResult<UserInfo> {
+        creator.grant(Action::UserAdmin)?;
+        let login = validate_login(&new.login)?;
+        if new.display_name.trim().is_empty() {
+            return Err(AppError::required("display_name"));
+        }
+        if new.password.chars().count() < password::MIN_LEN {
+            return Err(AppError::bad_request("auth.password_too_short")
+                .arg("min", password::MIN_LEN.to_string()));
+        }
+        if new.bindings.is_empty() {
+            return Err(AppError::required("bindings"));
+        }
+        let phone_bidx = match new.phone.as_deref().filter(|p| !p.is_empty()) {
+            Some(p) => Some(
+                self.cipher
+                    .blind_index("phone", &crate::registry::persons::validate_phone(p)?),
+            ),
+            None => None,
+        };
+        for b in &new.bindings {
+            self.check_binding_allowed(creator, b).await?;
+        }
+        let hash = password::hash(&new.password);
+        let mut tx = self.db.write.begin().await.map_err(db_err)?;
+        let id = insert_user(
+            &mut tx,
+            &login,
+            new.display_name.trim(),
+            &hash,
+            phone_bidx,
+            new.person_id.clone(),
+        )
+        .await?;
+        for b in &new.bindings {
+            insert_binding(&mut tx, &id, b).await?;
+        }
+        audit::append(
+            &mut tx,
+            &Actor::from(creator),
+            Entry {
+                action: "user.create",
+                entity: "user",
+                entity_id: &id,
+                path: None,
+                purpose: None,
+                before: None,
+                after: Some(serde_json::json!({ "login": login, "display_name": new.display_name.trim(), "bindings": new.bindings })),
+            },
+        )
+        .await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(UserInfo {
+            id,
+            login,
+            display_name: new.display_name.trim().to_string(),
+            disabled: false,
+            bindings: new.bindings,
+        })
+    }
+
+    /// Accounts with at least one binding inside the caller's user-admin area.
+    pub async fn users(&self, creator: &Principal) -> AppResult<Vec<UserInfo>> {
+        let admin = creator.grant(Action::UserAdmin)?;
+        let rows = sqlx::query(
+            "SELECT u.id, u.login, u.display_name, u.disabled, b.role, b.place_id, b.org_id, b.household_id
+             FROM users u JOIN role_bindings b ON b.user_id = u.id ORDER BY u.login",
+        )
+        .fetch_all(&self.db.read)
+        .await
+        .map_err(db_err)?;
+        let mut out: Vec<UserInfo> = Vec::new();
+        let mut visible = std::collections::HashSet::new();
+        for r in &rows {
+            let spec = BindingSpec {
+                role: Role::parse(&str_(r, "role")).unwrap_or(Role::Volunteer),
+                place_id: opt_str(r, "place_id"),
+                org_id: opt_str(r, "org_id"),
+                household_id: opt_str(r, "household_id"),
+            };
+            let path = match (&spec.place_id, &spec.org_id, &spec.household_id) {
+                (Some(p), _, _) => self.place_unscoped(p).await?.map(|p| p.path),
+                (_, Some(o), _) => match self.org(&Grant::system(Action::OrgRead), o).await.ok() {
+                    Some(org) => self.place_unscoped(&org.place_id).await?.map(|p| p.path),
+                    None => None,
+                },
+                (_, _, Some(h)) => self.household_row_unscoped(h).await?.map(|h| h.path),
+                _ => None,
+            };
+            let id = str_(r, "id");
+            if path.as_deref().is_some_and(|p| admin.covers(p)) {
+                visible.insert(id.clone());
+            }
+            match out.last_mut() {
+                Some(u) if u.id == id => u.bindings.push(spec),
+                _ => out.push(UserInfo {
+                    id,
+                    login: str_(r, "login"),
+                    display_name: str_(r, "display_name"),
+                    disabled: i64_(r, "disabled") != 0,
+                    bindings: vec![spec],
+                }),
+            }
+        }
+        out.retain(|u| visible.contains(&u.id));
+        Ok(out)
+    }
+
+    pub async fn change_password(&self, p: &Principal, old: &str, new: &str) -> AppResult<()> {
+        let row = sqlx::query("SELECT password_hash FROM users WHERE id = $1")
+            .bind(p.user_id.clone())
+            .fetch_one(&self.db.read)
+            .await
+            .map_err(db_err)?;
+        if !password::verify(old, &str_(&row, "password_hash")) {
+            return Err(AppError::bad_request("auth.old_password_wrong"));
+        }
+        if new.chars().count() < password::MIN_LEN {
+            return Err(AppError::bad_request("auth.password_too_short")
+                .arg("min", password::MIN_LEN.to_string()));
+        }
+        let hash = password::hash(new);
+        let mut tx = self.db.write.begin().await.map_err(db_err)?;
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(hash)
+            .bind(p.user_id.clone())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        // Other sessions end: a changed password should lock out whoever knew the old one.
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(p.user_id.clone())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        audit::append(
+            &mut tx,
+            &Actor::from(p),
+            Entry {
+                action: "user.password_change",
+                entity: "user",
+                entity_id: &p.user_id,
+                path: None,
+                purpose: None,
+                before: None,
+                after: None,
+            },
+        )
+        .await?;
+        tx.commit().await.map_err(db_err)
+    }
+}

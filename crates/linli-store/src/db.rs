@@ -1,0 +1,321 @@
+//! Connection pools, the SQL dialect seam, and the one migration path for both backends.
+//!
+//! All SQL is written once with `$n` placeholders (SQLite accepts them too) and portable types
+//! (TEXT, BIGINT). The few dialect differences — column collation, the append-only audit trigger,
+//! migration locking — live in [`Backend`] and in [`Stmt`] variants, nowhere else.
+
+use std::time::Duration;
+
+use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
+
+use linli_core::AppError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Two pools: on SQLite all writes go through one connection (SQLite has one writer anyway;
+/// queuing in-process avoids busy errors), reads use several. On PostgreSQL both are the same pool.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pub read: AnyPool,
+    pub write: AnyPool,
+    pub backend: Backend,
+}
+
+#[derive(Debug, Clone)]
+pub struct DbConfig {
+    pub url: String,
+    pub max_connections: u32,
+    /// SQLite `synchronous`: FULL (default, a commit survives power loss) or NORMAL.
+    pub sqlite_synchronous: String,
+}
+
+impl Db {
+    pub async fn connect(cfg: &DbConfig) -> Result<Db, sqlx::Error> {
+        sqlx::any::install_default_drivers();
+        let backend = if cfg.url.starts_with("postgres") {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        };
+        match backend {
+            Backend::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(cfg.max_connections.max(2))
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect(&cfg.url)
+                    .await?;
+                Ok(Db {
+                    read: pool.clone(),
+                    write: pool,
+                    backend,
+                })
+            }
+            Backend::Sqlite => {
+                let sync = match cfg.sqlite_synchronous.to_ascii_uppercase().as_str() {
+                    "NORMAL" => "NORMAL",
+                    _ => "FULL",
+                };
+                let pragmas: &'static str = if sync == "NORMAL" {
+                    "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=10000;"
+                } else {
+                    "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=10000;"
+                };
+                let opts = |n: u32| {
+                    AnyPoolOptions::new()
+                        .max_connections(n)
+                        .min_connections(1)
+                        .acquire_timeout(Duration::from_secs(30))
+                        .after_connect(move |conn, _| {
+                            Box::pin(async move {
+                                conn.execute(pragmas).await?;
+                                Ok(())
+                            })
+                        })
+                };
+                let write = opts(1).connect(&cfg.url).await?;
+                let read = opts(cfg.max_connections.max(2)).connect(&cfg.url).await?;
+                Ok(Db {
+                    read,
+                    write,
+                    backend,
+                })
+            }
+        }
+    }
+
+    /// Run all pending migrations (idempotent; safe with several processes starting at once).
+    pub async fn migrate(&self) -> Result<(), sqlx::Error> {
+        let mut tx = self.write.begin().await?;
+        if self.backend == Backend::Postgres {
+            tx.execute("SELECT pg_advisory_xact_lock(424242)").await?;
+        }
+        tx.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+        )
+        .await?;
+        let done: Vec<i64> = sqlx::query("SELECT version FROM schema_migrations")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| r.get::<i64, _>(0))
+            .collect();
+        for m in crate::migrations::ALL {
+            if done.contains(&m.version) {
+                continue;
+            }
+            tracing::info!(version = m.version, name = m.name, "applying migration");
+            for stmt in m.statements {
+                if let Some(sql) = stmt.for_backend(self.backend) {
+                    tx.execute(AssertSqlSafe(sql)).await?;
+                }
+            }
+            sqlx::query(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+            )
+            .bind(m.version)
+            .bind(m.name)
+            .bind(linli_core::now_ms())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await
+    }
+}
+
+/// A migration statement: portable, or one variant per backend.
+pub enum Stmt {
+    /// Portable SQL; `{ptext}` becomes a byte-ordered text type (paths are compared by range).
+    Both(&'static str),
+    Sqlite(&'static str),
+    Postgres(&'static str),
+}
+
+impl Stmt {
+    fn for_backend(&self, backend: Backend) -> Option<String> {
+        match (self, backend) {
+            (Stmt::Both(s), Backend::Sqlite) => Some(s.replace("{ptext}", "TEXT")),
+            (Stmt::Both(s), Backend::Postgres) => Some(s.replace("{ptext}", "TEXT COLLATE \"C\"")),
+            (Stmt::Sqlite(s), Backend::Sqlite) | (Stmt::Postgres(s), Backend::Postgres) => {
+                Some(s.to_string())
+            }
+            _ => None,
+        }
+    }
+}
+
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub statements: &'static [Stmt],
+}
+
+/// A bound value for dynamically assembled queries.
+#[derive(Debug, Clone)]
+pub enum Val {
+    Text(String),
+    Int(i64),
+    NullText,
+    NullInt,
+}
+
+impl From<&str> for Val {
+    fn from(s: &str) -> Self {
+        Val::Text(s.to_string())
+    }
+}
+impl From<String> for Val {
+    fn from(s: String) -> Self {
+        Val::Text(s)
+    }
+}
+impl From<&String> for Val {
+    fn from(s: &String) -> Self {
+        Val::Text(s.clone())
+    }
+}
+impl From<i64> for Val {
+    fn from(i: i64) -> Self {
+        Val::Int(i)
+    }
+}
+impl From<Option<String>> for Val {
+    fn from(s: Option<String>) -> Self {
+        s.map(Val::Text).unwrap_or(Val::NullText)
+    }
+}
+impl From<Option<i64>> for Val {
+    fn from(i: Option<i64>) -> Self {
+        i.map(Val::Int).unwrap_or(Val::NullInt)
+    }
+}
+
+/// Builds SQL with numbered placeholders from trusted fragments; values are always bound.
+#[derive(Debug, Default)]
+pub struct Sql {
+    pub text: String,
+    pub vals: Vec<Val>,
+}
+
+impl Sql {
+    pub fn new(text: &str) -> Sql {
+        Sql {
+            text: text.to_string(),
+            vals: Vec::new(),
+        }
+    }
+    /// Append a trusted SQL fragment.
+    pub fn push(&mut self, fragment: &str) -> &mut Self {
+        self.text.push_str(fragment);
+        self
+    }
+    /// Append a placeholder bound to `v`.
+    pub fn bind(&mut self, v: impl Into<Val>) -> &mut Self {
+        self.vals.push(v.into());
+        self.text.push('$');
+        self.text.push_str(&self.vals.len().to_string());
+        self
+    }
+    /// `(col >= lo AND col < hi) OR …` for every granted subtree: index-friendly prefix match.
+    pub fn scope(&mut self, column: &str, prefixes: &[String]) -> &mut Self {
+        self.push("(");
+        for (i, p) in prefixes.iter().enumerate() {
+            if i > 0 {
+                self.push(" OR ");
+            }
+            self.push("(").push(column).push(" >= ").bind(p.clone());
+            self.push(" AND ")
+                .push(column)
+                .push(" < ")
+                .bind(prefix_upper_bound(p))
+                .push(")");
+        }
+        if prefixes.is_empty() {
+            self.push("1 = 0");
+        }
+        self.push(")");
+        self
+    }
+    pub fn query(&self) -> sqlx::query::Query<'static, sqlx::Any, AnyArguments> {
+        let mut q = sqlx::query(AssertSqlSafe(self.text.clone()));
+        for v in &self.vals {
+            q = match v {
+                Val::Text(s) => q.bind(s.clone()),
+                Val::Int(i) => q.bind(*i),
+                Val::NullText => q.bind(None::<String>),
+                Val::NullInt => q.bind(None::<i64>),
+            };
+        }
+        q
+    }
+}
+
+/// The smallest string greater than every string starting with `prefix` (paths end in '/').
+pub fn prefix_upper_bound(prefix: &str) -> String {
+    let mut s = prefix.to_string();
+    match s.pop() {
+        Some(c) => {
+            s.push(char::from_u32(c as u32 + 1).unwrap_or(char::MAX));
+            s
+        }
+        None => "\u{10FFFF}".to_string(),
+    }
+}
+
+/// Map a database error to an `AppError`, logging the detail (never sent to the client).
+pub fn db_err(e: sqlx::Error) -> AppError {
+    if let sqlx::Error::Database(d) = &e
+        && d.is_unique_violation()
+    {
+        return AppError::conflict("conflict");
+    }
+    tracing::error!(error = %e, "database error");
+    AppError::internal()
+}
+
+pub fn opt_str(row: &AnyRow, col: &str) -> Option<String> {
+    row.try_get::<Option<String>, _>(col).ok().flatten()
+}
+pub fn opt_i64(row: &AnyRow, col: &str) -> Option<i64> {
+    row.try_get::<Option<i64>, _>(col).ok().flatten()
+}
+pub fn str_(row: &AnyRow, col: &str) -> String {
+    row.try_get::<String, _>(col).unwrap_or_default()
+}
+pub fn i64_(row: &AnyRow, col: &str) -> i64 {
+    row.try_get::<i64, _>(col).unwrap_or_default()
+}
+
+/// Insert many rows with multi-row `VALUES` statements (bulk import and demo seeding).
+pub async fn insert_many(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    table: &str,
+    columns: &[&str],
+    rows: Vec<Vec<Val>>,
+) -> Result<(), AppError> {
+    // Stay well under SQLite's 32,766 and PostgreSQL's 65,535 bound-parameter limits.
+    let per_stmt = (2000 / columns.len().max(1)).max(1);
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let mut q = Sql::new(&format!(
+            "INSERT INTO {table} ({}) VALUES ",
+            columns.join(", ")
+        ));
+        for (i, row) in rows.by_ref().take(per_stmt).enumerate() {
+            q.push(if i == 0 { "(" } else { ", (" });
+            for (j, v) in row.into_iter().enumerate() {
+                if j > 0 {
+                    q.push(", ");
+                }
+                q.bind(v);
+            }
+            q.push(")");
+        }
+        q.query().execute(&mut **tx).await.map_err(db_err)?;
+    }
+    Ok(())
+}

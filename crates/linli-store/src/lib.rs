@@ -1,0 +1,99 @@
+//! Linli persistence. One `Store` over SQLite or PostgreSQL; modules follow the capability map.
+//! Every function that lists or reads scoped data takes a [`linli_core::auth::Grant`], and filters
+//! by its subtrees in SQL — the scope check cannot be forgotten by a handler.
+
+pub mod accounts;
+pub mod audit;
+pub mod db;
+pub mod demo;
+pub mod migrations;
+pub mod registry;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use linli_core::crypto::FieldCipher;
+
+pub use db::{Backend, Db, DbConfig};
+
+/// The handle every part of Linli uses to reach its data. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pub db: Db,
+    pub cipher: Arc<FieldCipher>,
+    /// Place id → (kind, name): places change rarely and are needed to print every address.
+    places_cache: Arc<RwLock<HashMap<String, (String, String)>>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("data directory {0}: {1}")]
+    DataDir(String, std::io::Error),
+    #[error("master key: {0}")]
+    Key(String),
+}
+
+impl Store {
+    /// Connect, migrate, and load (or create on first start) the field-encryption master key.
+    pub async fn open(
+        cfg: &DbConfig,
+        data_dir: &Path,
+        master_key_hex: Option<&str>,
+    ) -> Result<Store, OpenError> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| OpenError::DataDir(data_dir.display().to_string(), e))?;
+        let cipher = load_or_create_key(data_dir, master_key_hex)?;
+        let db = Db::connect(cfg).await?;
+        db.migrate().await?;
+        Ok(Store {
+            db,
+            cipher: Arc::new(cipher),
+            places_cache: Arc::default(),
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.db.backend
+    }
+}
+
+/// The default SQLite URL for a data directory.
+pub fn sqlite_url(data_dir: &Path) -> String {
+    format!("sqlite://{}?mode=rwc", data_dir.join("linli.db").display())
+}
+
+fn load_or_create_key(data_dir: &Path, given: Option<&str>) -> Result<FieldCipher, OpenError> {
+    if let Some(hex) = given {
+        return FieldCipher::from_hex(hex).map_err(|e| OpenError::Key(e.to_string()));
+    }
+    let path = data_dir.join("master.key");
+    match std::fs::read_to_string(&path) {
+        Ok(hex) => FieldCipher::from_hex(&hex)
+            .map_err(|e| OpenError::Key(format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let hex = FieldCipher::generate_hex();
+            write_secret_file(&path, &hex)
+                .map_err(|e| OpenError::DataDir(path.display().to_string(), e))?;
+            FieldCipher::from_hex(&hex).map_err(|e| OpenError::Key(e.to_string()))
+        }
+        Err(e) => Err(OpenError::DataDir(path.display().to_string(), e)),
+    }
+}
+
+/// Write a new secret file readable by the owner only; never overwrite an existing key.
+fn write_secret_file(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()
+}

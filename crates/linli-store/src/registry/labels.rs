@@ -1,0 +1,186 @@
+//! The configurable label tree (独居老人, 残疾人, 党员, 退役军人, 低保户 …). Labels marked
+//! sensitive are shown only to callers holding `SensitiveLabelRead` for the person's area.
+
+use serde::{Deserialize, Serialize};
+
+use linli_core::auth::{Action, Grant};
+use linli_core::{AppError, AppResult, new_id};
+
+use crate::Store;
+use crate::audit::{self, Actor, Entry};
+use crate::db::{db_err, i64_, opt_str, str_};
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema, PartialEq, Eq)]
+pub struct Label {
+    pub id: String,
+    pub parent_id: Option<String>,
+    pub code: String,
+    pub name_zh: String,
+    pub name_en: String,
+    pub sensitive: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+pub struct NewLabel {
+    pub parent_code: Option<String>,
+    pub code: String,
+    pub name_zh: String,
+    pub name_en: String,
+    #[serde(default)]
+    pub sensitive: bool,
+}
+
+/// The labels every installation starts with: (parent code, code, 中文, English, sensitive).
+pub const DEFAULT_LABELS: &[(Option<&str>, &str, &str, &str, bool)] = &[
+    (None, "care", "关爱对象", "Care targets", false),
+    (
+        Some("care"),
+        "elderly_alone",
+        "独居老人",
+        "Elderly living alone",
+        false,
+    ),
+    (
+        Some("care"),
+        "disabled",
+        "残疾人",
+        "Person with disability",
+        true,
+    ),
+    (
+        Some("care"),
+        "low_income",
+        "低保户",
+        "Minimum-subsistence household",
+        true,
+    ),
+    (None, "political", "政治面貌", "Political status", false),
+    (
+        Some("political"),
+        "party_member",
+        "党员",
+        "Party member",
+        true,
+    ),
+    (None, "service", "服务对象", "Service", false),
+    (Some("service"), "veteran", "退役军人", "Veteran", true),
+];
+
+impl Store {
+    pub async fn labels(&self) -> AppResult<Vec<Label>> {
+        let rows = sqlx::query("SELECT id, parent_id, code, name_zh, name_en, sensitive FROM labels ORDER BY sort_key, code")
+            .fetch_all(&self.db.read)
+            .await
+            .map_err(db_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| Label {
+                id: str_(r, "id"),
+                parent_id: opt_str(r, "parent_id"),
+                code: str_(r, "code"),
+                name_zh: str_(r, "name_zh"),
+                name_en: str_(r, "name_en"),
+                sensitive: i64_(r, "sensitive") != 0,
+            })
+            .collect())
+    }
+
+    /// Insert the default labels once.
+    pub async fn ensure_default_labels(&self) -> AppResult<()> {
+        let existing = self.labels().await?;
+        let mut tx = self.db.write.begin().await.map_err(db_err)?;
+        let mut ids: std::collections::HashMap<String, String> = existing
+            .iter()
+            .map(|l| (l.code.clone(), l.id.clone()))
+            .collect();
+        for (i, (parent, code, zh, en, sensitive)) in DEFAULT_LABELS.iter().enumerate() {
+            if ids.contains_key(*code) {
+                continue;
+            }
+            let id = new_id();
+            sqlx::query("INSERT INTO labels (id, parent_id, code, name_zh, name_en, sensitive, sort_key) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                .bind(id.clone())
+                .bind(parent.and_then(|p| ids.get(p).cloned()))
+                .bind(code.to_string())
+                .bind(zh.to_string())
+                .bind(en.to_string())
+                .bind(i64::from(*sensitive))
+                .bind(i as i64)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            ids.insert(code.to_string(), id);
+        }
+        tx.commit().await.map_err(db_err)
+    }
+
+    pub async fn create_label(
+        &self,
+        grant: &Grant,
+        actor: &Actor,
+        new: NewLabel,
+    ) -> AppResult<Label> {
+        if grant.action() != Action::LabelWrite {
+            return Err(AppError::forbidden());
+        }
+        let code_ok = !new.code.is_empty()
+            && new.code.len() <= 40
+            && new
+                .code
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !code_ok {
+            return Err(AppError::bad_request("validation.bad_value").arg("field", "code"));
+        }
+        if new.name_zh.trim().is_empty() {
+            return Err(AppError::required("name_zh"));
+        }
+        let labels = self.labels().await?;
+        let parent_id = match &new.parent_code {
+            Some(pc) => Some(
+                labels
+                    .iter()
+                    .find(|l| &l.code == pc)
+                    .map(|l| l.id.clone())
+                    .ok_or(AppError::not_found("registry.label.not_found"))?,
+            ),
+            None => None,
+        };
+        let label = Label {
+            id: new_id(),
+            parent_id,
+            code: new.code,
+            name_zh: new.name_zh.trim().to_string(),
+            name_en: new.name_en.trim().to_string(),
+            sensitive: new.sensitive,
+        };
+        let mut tx = self.db.write.begin().await.map_err(db_err)?;
+        sqlx::query("INSERT INTO labels (id, parent_id, code, name_zh, name_en, sensitive, sort_key) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            .bind(label.id.clone())
+            .bind(label.parent_id.clone())
+            .bind(label.code.clone())
+            .bind(label.name_zh.clone())
+            .bind(label.name_en.clone())
+            .bind(i64::from(label.sensitive))
+            .bind(labels.len() as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        audit::append(
+            &mut tx,
+            actor,
+            Entry {
+                action: "label.create",
+                entity: "label",
+                entity_id: &label.id,
+                path: None,
+                purpose: None,
+                before: None,
+                after: Some(serde_json::to_value(&label).unwrap_or_default()),
+            },
+        )
+        .await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(label)
+    }
+}

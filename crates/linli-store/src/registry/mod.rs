@@ -1,0 +1,10 @@
+//! 一户一表: places, organisations, households, persons, labels, corrections, import and export.
+
+pub mod corrections;
+pub mod export;
+pub mod households;
+pub mod import;
+pub mod labels;
+pub mod orgs;
+pub mod persons;
+pub mod places;

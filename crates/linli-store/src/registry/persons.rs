@@ -1,0 +1,878 @@
+//! Persons: names, ID and phone numbers (encrypted, blind-indexed, masked), labels, and the
+//! residence that ties each person to a household (and so to a room, grid and community).
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Transaction};
+
+use linli_core::auth::{Action, Grant};
+use linli_core::crypto::FieldCipher;
+use linli_core::{AppError, AppResult, idcard, new_id, now_ms, phone};
+
+use crate::Store;
+use crate::audit::{self, Actor, Entry};
+use crate::db::{Sql, db_err, i64_, opt_str, str_};
+
+pub const RELATIONS: [&str; 7] = [
+    "head",
+    "spouse",
+    "child",
+    "parent",
+    "grandchild",
+    "sibling",
+    "other",
+];
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema, PartialEq, Eq)]
+pub struct LabelRef {
+    pub code: String,
+    pub name_zh: String,
+    pub name_en: String,
+}
+
+/// A person as staff see them by default: sensitive numbers masked.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PersonSummary {
+    pub id: String,
+    pub name: String,
+    /// male or female (from the ID number)
+    pub gender: String,
+    pub birth_year: i64,
+    /// e.g. `420102********123X`
+    pub id_number_masked: String,
+    /// e.g. `138****5678`
+    pub phone_masked: Option<String>,
+    pub labels: Vec<LabelRef>,
+    pub household_id: Option<String>,
+    pub relation: Option<String>,
+    pub address: Option<String>,
+    pub version: i64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PersonQuery {
+    /// Part of the name.
+    pub name: Option<String>,
+    /// Exact ID card number (matched through the blind index).
+    pub id_number: Option<String>,
+    /// Exact mobile number (matched through the blind index).
+    pub phone: Option<String>,
+    /// Label code, e.g. `elderly_alone`.
+    pub label: Option<String>,
+    /// A place (community, grid, building, unit, room): persons living under it.
+    pub place_id: Option<String>,
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PersonPage {
+    pub total: i64,
+    pub items: Vec<PersonSummary>,
+}
+
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+pub struct NewPerson {
+    pub name: String,
+    pub id_number: String,
+    pub phone: Option<String>,
+    /// head, spouse, child, parent, grandchild, sibling, other
+    pub relation: String,
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// Move-in date `YYYY-MM-DD` (default: today).
+    pub start_date: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+pub struct PersonPatch {
+    /// The version you read; a stale version is refused (someone else changed the record).
+    pub version: i64,
+    pub name: Option<String>,
+    /// New mobile number; an empty string removes it.
+    pub phone: Option<String>,
+    pub relation: Option<String>,
+    /// Replaces the labels the caller can see (hidden sensitive labels are kept).
+    pub labels: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+pub struct RevealRequest {
+    /// Why the full numbers are needed; stored in the audit log.
+    pub purpose: String,
+    /// `id_number` and/or `phone`
+    pub fields: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Revealed {
+    pub id_number: Option<String>,
+    pub phone: Option<String>,
+    pub audit_seq: i64,
+}
+
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+pub struct MoveOut {
+    /// `YYYY-MM-DD` (default: today)
+    pub end_date: Option<String>,
+    pub reason: String,
+}
+
+/// Validated sensitive fields ready to store.
+pub(crate) struct SealedPerson {
+    pub name: String,
+    pub gender: &'static str,
+    pub birth_year: i64,
+    pub id_enc: String,
+    pub id_bidx: String,
+    pub id_masked: String,
+    pub phone_enc: Option<String>,
+    pub phone_bidx: Option<String>,
+    pub phone_masked: Option<String>,
+}
+
+pub(crate) fn validate_name(name: &str) -> AppResult<String> {
+    let n = name.trim();
+    if n.is_empty() {
+        return Err(AppError::required("name"));
+    }
+    if n.chars().count() > 50 || n.chars().any(char::is_control) {
+        return Err(AppError::bad_request("validation.too_long").arg("field", "name"));
+    }
+    Ok(n.to_string())
+}
+
+pub(crate) fn validate_phone(p: &str) -> AppResult<String> {
+    phone::parse_mobile(p).ok_or(AppError::bad_request("validation.phone.invalid"))
+}
+
+pub(crate) fn validate_date(d: &str, field: &str) -> AppResult<String> {
+    chrono::NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d")
+        .map(|d| d.format("%Y-%m-%d").to_string())
+        .map_err(|_| AppError::bad_request("validation.bad_value").arg("field", field.to_string()))
+}
+
+pub(crate) fn today() -> String {
+    (chrono::Utc::now() + chrono::Duration::hours(8))
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+pub(crate) fn validate_relation(r: &str) -> AppResult<&'static str> {
+    RELATIONS
+        .iter()
+        .find(|x| **x == r)
+        .copied()
+        .ok_or(AppError::bad_request("validation.bad_value").arg("field", "relation"))
+}
+
+/// Validate and encrypt; `phone` already validated or None.
+pub(crate) fn seal(
+    cipher: &FieldCipher,
+    name: &str,
+    id_number: &str,
+    phone_number: Option<&str>,
+) -> AppResult<SealedPerson> {
+    let name = validate_name(name)?;
+    let id = idcard::parse(id_number)?;
+    let phone_number = phone_number
+        .filter(|p| !p.trim().is_empty())
+        .map(validate_phone)
+        .transpose()?;
+    Ok(SealedPerson {
+        name,
+        gender: if id.male { "male" } else { "female" },
+        birth_year: i64::from(chrono::Datelike::year(&id.birth_date)),
+        id_enc: cipher.encrypt(&id.number),
+        id_bidx: cipher.blind_index("id", &id.number),
+        id_masked: idcard::mask(&id.number),
+        phone_enc: phone_number.as_deref().map(|p| cipher.encrypt(p)),
+        phone_bidx: phone_number
+            .as_deref()
+            .map(|p| cipher.blind_index("phone", p)),
+        phone_masked: phone_number.as_deref().map(phone::mask),
+    })
+}
+
+pub(crate) async fn insert_person(
+    tx: &mut Transaction<'static, Any>,
+    p: &SealedPerson,
+) -> AppResult<String> {
+    let id = new_id();
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO persons (id, name, gender, birth_year, id_enc, id_bidx, id_masked, phone_enc, phone_bidx, phone_masked, version, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11, $11)",
+    )
+    .bind(id.clone())
+    .bind(p.name.clone())
+    .bind(p.gender)
+    .bind(p.birth_year)
+    .bind(p.id_enc.clone())
+    .bind(p.id_bidx.clone())
+    .bind(p.id_masked.clone())
+    .bind(p.phone_enc.clone())
+    .bind(p.phone_bidx.clone())
+    .bind(p.phone_masked.clone())
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| match db_err(e) {
+        e if e.code == "conflict" => AppError::conflict("registry.person.duplicate_id"),
+        e => e,
+    })?;
+    Ok(id)
+}
+
+pub(crate) async fn insert_residence(
+    tx: &mut Transaction<'static, Any>,
+    household_id: &str,
+    person_id: &str,
+    relation: &str,
+    start_date: &str,
+) -> AppResult<()> {
+    sqlx::query(
+        "INSERT INTO residences (id, household_id, person_id, relation, start_date, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(new_id())
+    .bind(household_id.to_string())
+    .bind(person_id.to_string())
+    .bind(relation.to_string())
+    .bind(start_date.to_string())
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| match db_err(e) {
+        e if e.code == "conflict" => AppError::conflict("registry.person.already_resident"),
+        e => e,
+    })?;
+    Ok(())
+}
+
+/// Replace a person's labels among `visible` label ids (hidden sensitive labels are untouched).
+pub(crate) async fn set_labels(
+    tx: &mut Transaction<'static, Any>,
+    person_id: &str,
+    label_ids: &[String],
+    visible: &[String],
+) -> AppResult<()> {
+    for l in visible {
+        if !label_ids.contains(l) {
+            sqlx::query("DELETE FROM person_labels WHERE person_id = $1 AND label_id = $2")
+                .bind(person_id.to_string())
+                .bind(l.clone())
+                .execute(&mut **tx)
+                .await
+                .map_err(db_err)?;
+        }
+    }
+    for l in label_ids {
+        let exists =
+            sqlx::query("SELECT 1 AS x FROM person_labels WHERE person_id = $1 AND label_id = $2")
+                .bind(person_id.to_string())
+                .bind(l.clone())
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(db_err)?;
+        if exists.is_none() {
+            sqlx::query("INSERT INTO person_labels (person_id, label_id) VALUES ($1, $2)")
+                .bind(person_id.to_string())
+                .bind(l.clone())
+                .execute(&mut **tx)
+                .await
+                .map_err(db_err)?;
+        }
+    }
+    Ok(())
+}
+
+fn masked_json(p: &PersonSummary) -> serde_json::Value {
+    serde_json::json!({
+        "name": p.name, "id_number": p.id_number_masked, "phone": p.phone_masked,
+        "labels": p.labels.iter().map(|l| l.code.clone()).collect::<Vec<_>>(),
+        "relation": p.relation, "household_id": p.household_id,
+    })
+}
+
+const SUMMARY_SELECT: &str = "SELECT p.id, p.name, p.gender, p.birth_year, p.id_masked, p.phone_masked, p.version, \
+     r.relation, h.id AS household_id, h.path AS hpath \
+     FROM persons p JOIN residences r ON r.person_id = p.id AND r.end_date IS NULL \
+     JOIN households h ON h.id = r.household_id";
+
+impl Store {
+    /// Label codes → ids, refusing unknown codes and sensitive ones the caller may not set.
+    pub(crate) async fn label_ids(
+        &self,
+        codes: &[String],
+        allow_sensitive: bool,
+    ) -> AppResult<(Vec<String>, Vec<String>)> {
+        let all = self.labels().await?;
+        let visible: Vec<String> = all
+            .iter()
+            .filter(|l| allow_sensitive || !l.sensitive)
+            .map(|l| l.id.clone())
+            .collect();
+        let mut ids = Vec::new();
+        for c in codes {
+            let l = all
+                .iter()
+                .find(|l| &l.code == c || &l.name_zh == c)
+                .ok_or(AppError::bad_request("registry.label.not_found"))?;
+            if l.sensitive && !allow_sensitive {
+                return Err(AppError::forbidden());
+            }
+            if !ids.contains(&l.id) {
+                ids.push(l.id.clone());
+            }
+        }
+        Ok((ids, visible))
+    }
+
+    /// Labels of many persons at once; sensitive ones only where `show_sensitive(person)` holds.
+    pub(crate) async fn labels_of(
+        &self,
+        person_ids: &[String],
+    ) -> AppResult<HashMap<String, Vec<(LabelRef, bool)>>> {
+        let mut out: HashMap<String, Vec<(LabelRef, bool)>> = HashMap::new();
+        for chunk in person_ids.chunks(500) {
+            if chunk.is_empty() {
+                continue;
+            }
+            let mut q = Sql::new(
+                "SELECT pl.person_id, l.code, l.name_zh, l.name_en, l.sensitive FROM person_labels pl JOIN labels l ON l.id = pl.label_id WHERE pl.person_id IN (",
+            );
+            for (i, id) in chunk.iter().enumerate() {
+                if i > 0 {
+                    q.push(", ");
+                }
+                q.bind(id.clone());
+            }
+            q.push(") ORDER BY l.sort_key");
+            for r in q.query().fetch_all(&self.db.read).await.map_err(db_err)? {
+                out.entry(str_(&r, "person_id")).or_default().push((
+                    LabelRef {
+                        code: str_(&r, "code"),
+                        name_zh: str_(&r, "name_zh"),
+                        name_en: str_(&r, "name_en"),
+                    },
+                    i64_(&r, "sensitive") != 0,
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Turn rows of SUMMARY_SELECT into summaries, hiding sensitive labels outside `sensitive`.
+    pub(crate) async fn summaries(
+        &self,
+        rows: &[AnyRow],
+        sensitive: Option<&Grant>,
+    ) -> AppResult<Vec<PersonSummary>> {
+        let ids: Vec<String> = rows.iter().map(|r| str_(r, "id")).collect();
+        let mut labels = self.labels_of(&ids).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let id = str_(r, "id");
+            let hpath = opt_str(r, "hpath");
+            let show = sensitive.is_some_and(|g| hpath.as_deref().is_some_and(|p| g.covers(p)));
+            let address = match &hpath {
+                Some(p) => Some(self.address(p).await?),
+                None => None,
+            };
+            out.push(PersonSummary {
+                labels: labels
+                    .remove(&id)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|(_, s)| show || !s)
+                    .map(|(l, _)| l)
+                    .collect(),
+                id,
+                name: str_(r, "name"),
+                gender: str_(r, "gender"),
+                birth_year: i64_(r, "birth_year"),
+                id_number_masked: str_(r, "id_masked"),
+                phone_masked: opt_str(r, "phone_masked"),
+                household_id: opt_str(r, "household_id"),
+                relation: opt_str(r, "relation"),
+                address,
+                version: i64_(r, "version"),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Search persons living inside the grant's area.
+    pub async fn search_persons(
+        &self,
+        grant: &Grant,
+        sensitive: Option<&Grant>,
+        f: &PersonQuery,
+    ) -> AppResult<PersonPage> {
+        if grant.action() != Action::PersonRead {
+            return Err(AppError::forbidden());
+        }
+        let mut q = Sql::new(" WHERE ");
+        q.scope("h.path", grant.prefixes());
+        if let Some(name) = f.name.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            let escaped = name
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            q.push(" AND p.name LIKE ")
+                .bind(format!("%{escaped}%"))
+                .push(" ESCAPE '\\'");
+        }
+        if let Some(id) = f
+            .id_number
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            let norm = idcard::parse(id)
+                .map(|c| c.number)
+                .unwrap_or_else(|_| id.to_ascii_uppercase());
+            q.push(" AND p.id_bidx = ")
+                .bind(self.cipher.blind_index("id", &norm));
+        }
+        if let Some(ph) = f.phone.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            let norm = phone::parse_mobile(ph).unwrap_or_else(|| ph.to_string());
+            q.push(" AND p.phone_bidx = ")
+                .bind(self.cipher.blind_index("phone", &norm));
+        }
+        if let Some(code) = f.label.as_deref().filter(|s| !s.is_empty()) {
+            let label = self.labels().await?.into_iter().find(|l| l.code == code);
+            let label = label.ok_or(AppError::bad_request("registry.label.not_found"))?;
+            // Filtering by a sensitive label would reveal it: only for those who may see it.
+            if label.sensitive
+                && !sensitive.is_some_and(|g| grant.prefixes().iter().all(|p| g.covers(p)))
+            {
+                return Err(AppError::forbidden());
+            }
+            q.push(" AND EXISTS (SELECT 1 FROM person_labels pl WHERE pl.person_id = p.id AND pl.label_id = ")
+                .bind(label.id)
+                .push(")");
+        }
+        if let Some(pid) = f.place_id.as_deref().filter(|s| !s.is_empty()) {
+            let place = self
+                .place_unscoped(pid)
+                .await?
+                .ok_or(AppError::not_found("registry.place.not_found"))?;
+            q.push(" AND ").scope("h.path", &[place.path]);
+        }
+        let count_sql = Sql {
+            text: format!(
+                "SELECT COUNT(*) AS n FROM persons p JOIN residences r ON r.person_id = p.id AND r.end_date IS NULL JOIN households h ON h.id = r.household_id{}",
+                q.text
+            ),
+            vals: q.vals.clone(),
+        };
+        let total = i64_(
+            &count_sql
+                .query()
+                .fetch_one(&self.db.read)
+                .await
+                .map_err(db_err)?,
+            "n",
+        );
+        let mut list = Sql {
+            text: format!("{SUMMARY_SELECT}{}", q.text),
+            vals: q.vals,
+        };
+        list.push(" ORDER BY p.name, p.id LIMIT ")
+            .bind(f.limit.unwrap_or(50).clamp(1, 500));
+        list.push(" OFFSET ").bind(f.offset.unwrap_or(0).max(0));
+        let rows = list
+            .query()
+            .fetch_all(&self.db.read)
+            .await
+            .map_err(db_err)?;
+        Ok(PersonPage {
+            total,
+            items: self.summaries(&rows, sensitive).await?,
+        })
+    }
+
+    /// The household path a person belongs to (current residence, else the latest one).
+    pub(crate) async fn person_path(&self, person_id: &str) -> AppResult<Option<(String, String)>> {
+        let row = sqlx::query(
+            "SELECT h.id, h.path FROM residences r JOIN households h ON h.id = r.household_id
+             WHERE r.person_id = $1 ORDER BY CASE WHEN r.end_date IS NULL THEN 0 ELSE 1 END, r.start_date DESC LIMIT 1",
+        )
+        .bind(person_id.to_string())
+        .fetch_optional(&self.db.read)
+        .await
+        .map_err(db_err)?;
+        Ok(row.map(|r| (str_(&r, "id"), str_(&r, "path"))))
+    }
+
+    /// One person inside the grant (not found otherwise).
+    pub async fn person(
+        &self,
+        grant: &Grant,
+        sensitive: Option<&Grant>,
+        id: &str,
+    ) -> AppResult<PersonSummary> {
+        let (_, path) = self
+            .person_path(id)
+            .await?
+            .ok_or(AppError::not_found("registry.person.not_found"))?;
+        if !grant.covers(&path) {
+            return Err(AppError::not_found("registry.person.not_found"));
+        }
+        let rows = sqlx::query(
+            "SELECT p.id, p.name, p.gender, p.birth_year, p.id_masked, p.phone_masked, p.version,
+                    r.relation, r.household_id AS household_id, h.path AS hpath
+             FROM persons p LEFT JOIN residences r ON r.person_id = p.id AND r.end_date IS NULL
+             LEFT JOIN households h ON h.id = r.household_id WHERE p.id = $1",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.db.read)
+        .await
+        .map_err(db_err)?;
+        let mut s = self.summaries(&rows, sensitive).await?;
+        s.pop()
+            .ok_or(AppError::not_found("registry.person.not_found"))
+    }
+
+    /// Add a person to a household (or move an existing person without a current home in).
+    pub async fn add_person(
+        &self,
+        grant: &Grant,
+        sensitive: Option<&Grant>,
+        actor: &Actor,
+        household_id: &str,
+        new: NewPerson,
+    ) -> AppResult<PersonSummary> {
+        if grant.action() != Action::PersonWrite {
+            return Err(AppError::forbidden());
+        }
+        let hh = self.household_row(grant, household_id).await?;
+        let relation = validate_relation(&new.relation)?;
+        let start = match &new.start_date {
+            Some(d) => validate_date(d, "start_date")?,
+            None => today(),
+        };
+        let sealed = seal(
+            &self.cipher,
+            &new.name,
+            &new.id_number,
+            new.phone.as_deref(),
+        )?;
+        let allow_sensitive = sensitive.is_some_and(|g| g.covers(&hh.path));
+        let (label_ids, visible) = self.label_ids(&new.labels, allow_sensitive).await?;
+        let mut tx = self.db.write.begin().await.map_err(db_err)?;
+        let existing = sqlx::query("SELECT id FROM persons WHERE id_bidx = $1")
+            .bind(sealed.id_bidx.clone())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let person_id = match existing {
+            Some(r) => str_(&r, "id"),
+            None => insert_person(&mut tx, &sealed).await?,
+        };
+        insert_residence(&mut tx, &hh.id, &person_id, relation, &start)
+            .await
+            .map_err(|e| {
+                if e.code == "registry.person.already_resident" {
+                    AppError::conflict("registry.person.duplicate_id")
+                } else {
+                    e
+                }
+            })?;
+        if relation == "head" {
+            sqlx::query("UPDATE households SET head_person_id = $1, updated_at = $2 WHERE id = $3")
+                .bind(person_id.clone())
+                .bind(now_ms())
+                .bind(hh.id.clone())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        set_labels(&mut tx, &person_id, &label_ids, &visible).await?;
+        let after = serde_json::json!({
+            "name": sealed.name, "id_number": sealed.id_masked, "phone": sealed.phone_masked,
+            "relation": relation, "household_id": hh.id, "start_date": start, "labels": new.labels,
+        });
+        audit::append(
+            &mut tx,
+            actor,
+            Entry {
+                action: "person.add",
+                entity: "person",
+                entity_id: &person_id,
+                path: Some(&hh.path),
+                purpose: None,
+                before: None,
+                after: Some(after),
+            },
+        )
+        .await?;
+        tx.commit().await.map_err(db_err)?;
+        let read = Grant::system(Action::PersonRead);
+        self.person(&read, sensitive, &person_id).await
+    }
+
+    pub async fn update_person(
+        &self,
+        grant: &Grant,
+        sensitive: Option<&Grant>,
+        actor: &Actor,
+        id: &str,
+        patch: PersonPatch,
+    ) -> AppResult<PersonSummary> {
+        if grant.action() != Action::PersonWrite {
+            return Err(AppError::forbidden());
+        }
+        let read = Grant::system(Action::PersonRead);
+        let before = self.person(&read, sensitive, id).await?;
+        let (hh_id, path) = self
+            .person_path(id)
+            .await?
+            .ok_or(AppError::not_found("registry.person.not_found"))?;
+        if !grant.covers(&path) {
+            return Err(AppError::not_found("registry.person.not_found"));
+        }
+        if before.version != patch.version {
+            return Err(AppError::conflict("conflict"));
+        }
+        let name = patch.name.as_deref().map(validate_name).transpose()?;
+        let relation = patch
+            .relation
+            .as_deref()
+            .map(validate_relation)
+            .transpose()?;
+        let phone_change: Option<Option<String>> = match patch.phone.as_deref().map(str::trim) {
+            None => None,
+            Some("") => Some(None),
+            Some(p) => Some(Some(validate_phone(p)?)),
+        };
+        let allow_sensitive = sensitive.is_some_and(|g| g.covers(&path));
+        let labels = match &patch.labels {
+            Some(codes) => Some(self.label_ids(codes, allow_sensitive).await?),
+            None => None,
+        };
+        let mut tx = self.db.write.begin().await.map_err(db_err)?;
+        let mut q = Sql::new("UPDATE persons SET version = version + 1, updated_at = ");
+        q.bind(now_ms());
+        if let Some(n) = &name {
+            q.push(", name = ").bind(n.clone());
+        }
+        if let Some(p) = &phone_change {
+            q.push(", phone_enc = ")
+                .bind(p.as_deref().map(|p| self.cipher.encrypt(p)));
+            q.push(", phone_bidx = ")
+                .bind(p.as_deref().map(|p| self.cipher.blind_index("phone", p)));
+            q.push(", phone_masked = ")
+                .bind(p.as_deref().map(phone::mask));
+        }
+        q.push(" WHERE id = ")
+            .bind(id)
+            .push(" AND version = ")
+            .bind(patch.version);
+        let res = q.query().execute(&mut *tx).await.map_err(db_err)?;
+        if res.rows_affected() != 1 {
+            return Err(AppError::conflict("conflict"));
+        }
+        if let Some(rel) = relation {
+            sqlx::query(
+                "UPDATE residences SET relation = $1 WHERE person_id = $2 AND end_date IS NULL",
+            )
+            .bind(rel)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            if rel == "head" {
+                sqlx::query("UPDATE households SET head_person_id = $1 WHERE id = $2")
+                    .bind(id.to_string())
+                    .bind(hh_id.clone())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            }
+        }
+        if let Some((ids, visible)) = &labels {
+            set_labels(&mut tx, id, ids, visible).await?;
+        }
+        let mut after = before.clone();
+        if let Some(n) = name {
+            after.name = n;
+        }
+        if let Some(p) = &phone_change {
+            after.phone_masked = p.as_deref().map(phone::mask);
+        }
+        if let Some(r) = relation {
+            after.relation = Some(r.to_string());
+        }
+        if let Some(codes) = &patch.labels {
+            after.labels = codes
+                .iter()
+                .map(|c| LabelRef {
+                    code: c.clone(),
+                    name_zh: String::new(),
+                    name_en: String::new(),
+                })
+                .collect();
+        }
+        audit::append(
+            &mut tx,
+            actor,
+            Entry {
+                action: "person.update",
+                entity: "person",
+                entity_id: id,
+                path: Some(&path),
+                purpose: None,
+                before: Some(masked_json(&before)),
+                after: Some(masked_json(&after)),
+            },
+        )
+        .await?;
+        tx.commit().await.map_err(db_err)?;
+        self.person(&read, sensitive, id).await
+    }
+
+    /// Full ID / phone numbers, for a stated purpose, audited.
+    pub async fn reveal_person(
+        &self,
+        grant: &Grant,
+        actor: &Actor,
+        id: &str,
+        req: &RevealRequest,
+    ) -> AppResult<Revealed> {
+        if grant.action() != Action::PersonReveal {
+            return Err(AppError::forbidden());
+        }
+        let purpose = req.purpose.trim();
+        if purpose.chars().count() < 2 || purpose.chars().count() > 200 {
+            return Err(AppError::bad_request("validation.purpose_required"));
+        }
+        let want_id = req.fields.iter().any(|f| f == "id_number");
+        let want_phone = req.fields.iter().any(|f| f == "phone");
+        if !(want_id || want_phone) || req.fields.iter().any(|f| f != "id_number" && f != "phone") {
+            return Err(AppError::bad_request("validation.bad_value").arg("field", "fields"));
+        }
+        let (_, path) = self
+            .person_path(id)
+            .await?
+            .ok_or(AppError::not_found("registry.person.not_found"))?;
+        if !grant.covers(&path) {
+            return Err(AppError::not_found("registry.person.not_found"));
+        }
+        let row = sqlx::query("SELECT id_enc, phone_enc FROM persons WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_one(&self.db.read)
+            .await
+            .map_err(db_err)?;
+        let decrypt = |s: String| {
+            self.cipher.decrypt(&s).map_err(|e| {
+                tracing::error!(person = id, error = %e, "cannot decrypt a stored field");
+                AppError::internal()
+            })
+        };
+        let id_number = if want_id {
+            Some(decrypt(str_(&row, "id_enc"))?)
+        } else {
+            None
+        };
+        let phone_number = match (want_phone, opt_str(&row, "phone_enc")) {
+            (true, Some(enc)) => Some(decrypt(enc)?),
+            _ => None,
+        };
+        // The reveal is only returned once its audit record is committed.
+        let mut tx = self.db.write.begin().await.map_err(db_err)?;
+        let seq = audit::append(
+            &mut tx,
+            actor,
+            Entry {
+                action: "person.reveal",
+                entity: "person",
+                entity_id: id,
+                path: Some(&path),
+                purpose: Some(purpose),
+                before: None,
+                after: Some(serde_json::json!({ "fields": req.fields })),
+            },
+        )
+        .await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(Revealed {
+            id_number,
+            phone: phone_number,
+            audit_seq: seq,
+        })
+    }
+
+    /// End a person's current residence (history is kept, never deleted).
+    pub async fn move_out(
+        &self,
+        grant: &Grant,
+        actor: &Actor,
+        person_id: &str,
+        m: &MoveOut,
+    ) -> AppResult<()> {
+        if grant.action() != Action::HouseholdWrite {
+            return Err(AppError::forbidden());
+        }
+        let end = match &m.end_date {
+            Some(d) => validate_date(d, "end_date")?,
+            None => today(),
+        };
+        if m.reason.trim().is_empty() {
+            return Err(AppError::required("reason"));
+        }
+        let row = sqlx::query(
+            "SELECT r.id, r.household_id, r.start_date, h.path FROM residences r JOIN households h ON h.id = r.household_id
+             WHERE r.person_id = $1 AND r.end_date IS NULL",
+        )
+        .bind(person_id.to_string())
+        .fetch_optional(&self.db.read)
+        .await
+        .map_err(db_err)?
+        .ok_or(AppError::not_found("registry.residence.not_found"))?;
+        let path = str_(&row, "path");
+        if !grant.covers(&path) {
+            return Err(AppError::not_found("registry.residence.not_found"));
+        }
+        if end < str_(&row, "start_date") {
+            return Err(AppError::bad_request("validation.bad_value").arg("field", "end_date"));
+        }
+        let mut tx = self.db.write.begin().await.map_err(db_err)?;
+        let res = sqlx::query("UPDATE residences SET end_date = $1, end_reason = $2 WHERE id = $3 AND end_date IS NULL")
+            .bind(end.clone())
+            .bind(m.reason.trim().to_string())
+            .bind(str_(&row, "id"))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if res.rows_affected() != 1 {
+            return Err(AppError::conflict("conflict"));
+        }
+        sqlx::query("UPDATE households SET head_person_id = NULL, updated_at = $1 WHERE id = $2 AND head_person_id = $3")
+            .bind(now_ms())
+            .bind(str_(&row, "household_id"))
+            .bind(person_id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        audit::append(
+            &mut tx,
+            actor,
+            Entry {
+                action: "person.move_out",
+                entity: "person",
+                entity_id: person_id,
+                path: Some(&path),
+                purpose: None,
+                before: None,
+                after: Some(serde_json::json!({ "household_id": str_(&row, "household_id"), "end_date": end, "reason": m.reason.trim() })),
+            },
+        )
+        .await?;
+        tx.commit().await.map_err(db_err)
+    }
+}
