@@ -1,1 +1,395 @@
-fn main() {}
+//! `linli`: the one binary. Serve the platform, seed the demo, import/export, verify the audit
+//! chain, print the default configuration, run the benchmarks.
+
+mod bench;
+mod config;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use linli_core::auth::{Action, Grant};
+use linli_store::audit::Actor;
+use linli_store::registry::export::Masking;
+use linli_store::{DbConfig, Store};
+
+use crate::config::{Config, Overrides};
+
+#[derive(Parser)]
+#[command(
+    name = "linli",
+    version,
+    about = "Linli (邻里): smart-community governance and service platform"
+)]
+struct Cli {
+    /// Configuration file (default: ./linli.toml if present).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Data directory (SQLite database, master key).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// postgres://… to use PostgreSQL instead of the embedded SQLite.
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        /// Address to listen on (default 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Seed the demo district (idempotent) and print the demo accounts.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Import from a spreadsheet.
+    Import {
+        #[command(subcommand)]
+        what: ImportWhat,
+    },
+    /// Export to XLSX or CSV (CSV to standard output without --output).
+    Export {
+        what: ExportWhat,
+        #[arg(long, value_enum, default_value = "csv")]
+        format: Format,
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Export full ID and phone numbers, for this stated purpose (audited).
+        #[arg(long)]
+        reveal_purpose: Option<String>,
+    },
+    /// Audit log tools.
+    Audit {
+        #[command(subcommand)]
+        what: AuditWhat,
+    },
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        what: ConfigWhat,
+    },
+    /// Create the first administrator (and the city at the top of the place tree, if none).
+    Admin {
+        #[command(subcommand)]
+        what: AdminWhat,
+    },
+    /// Benchmarks (results as JSON lines, with ratios against a baseline measured in the same run).
+    Bench {
+        #[command(subcommand)]
+        what: bench::BenchWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportWhat {
+    /// Households, one row per person (download the template from the API or use `linli export persons`).
+    Households {
+        file: PathBuf,
+        /// Validate and print the preview only.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ExportWhat {
+    Households,
+    Persons,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Xlsx,
+    Csv,
+}
+
+#[derive(Subcommand)]
+enum AuditWhat {
+    /// Walk the hash chain; exit code 1 and the first broken entry if it is broken.
+    Verify,
+}
+
+#[derive(Subcommand)]
+enum ConfigWhat {
+    /// Print a commented default linli.toml.
+    Default,
+}
+
+#[derive(Subcommand)]
+enum AdminWhat {
+    /// Create a city administrator. The password is read from LINLI_ADMIN_PASSWORD.
+    Create {
+        #[arg(long)]
+        login: String,
+        /// Name of the city to create when the place tree is empty.
+        #[arg(long, default_value = "武汉市")]
+        city: String,
+        #[arg(long, default_value = "420100000000")]
+        city_code: String,
+    },
+}
+
+fn init_logging(filter: &str) {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub fn db_config(cfg: &Config) -> DbConfig {
+    DbConfig {
+        url: cfg
+            .database_url
+            .clone()
+            .unwrap_or_else(|| linli_store::sqlite_url(&cfg.data_dir)),
+        max_connections: cfg.max_connections,
+        sqlite_synchronous: cfg.sqlite_synchronous.clone(),
+    }
+}
+
+pub async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
+    let store = Store::open(&db_config(cfg), &cfg.data_dir, cfg.master_key.as_deref())
+        .await
+        .with_context(|| format!("opening the database ({})", redact(&db_config(cfg).url)))?;
+    store
+        .ensure_default_labels()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(store)
+}
+
+/// Hide a password in a database URL before printing it.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}://{user}:***{}", &url[..s], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let mut overrides = Overrides {
+        data_dir: cli.data_dir.clone(),
+        database_url: cli.database_url.clone(),
+        ..Default::default()
+    };
+    if let Command::Serve { listen, demo } = &cli.command {
+        overrides.listen = listen.clone();
+        overrides.demo = *demo;
+    }
+    if let Command::Config {
+        what: ConfigWhat::Default,
+    } = &cli.command
+    {
+        print!("{}", config::DEFAULT_TOML);
+        return Ok(());
+    }
+    let cfg =
+        config::load(cli.config.as_deref(), &overrides).context("reading the configuration")?;
+    init_logging(&cfg.log);
+    match cli.command {
+        Command::Serve { .. } => serve(cfg).await,
+        Command::Import {
+            what: ImportWhat::Households { file, dry_run },
+        } => import(&cfg, &file, dry_run).await,
+        Command::Export {
+            what,
+            format,
+            output,
+            reveal_purpose,
+        } => export(&cfg, what, format, output.as_deref(), reveal_purpose).await,
+        Command::Audit {
+            what: AuditWhat::Verify,
+        } => audit_verify(&cfg).await,
+        Command::Admin {
+            what:
+                AdminWhat::Create {
+                    login,
+                    city,
+                    city_code,
+                },
+        } => admin_create(&cfg, &login, &city, &city_code).await,
+        Command::Bench { what } => bench::run(&cfg, what).await,
+        Command::Config { .. } => Ok(()),
+    }
+}
+
+async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let store = open_store(&cfg).await?;
+    if cfg.demo {
+        let accounts = store
+            .seed_demo(&cfg.demo_password)
+            .await
+            .map_err(|e| anyhow::anyhow!("seeding the demo: {e}"))?;
+        println!("Demo accounts (password: {}):", cfg.demo_password);
+        for a in accounts {
+            println!(
+                "  {:<11} {:<10} {:<18} {}",
+                a.login,
+                a.role.as_str(),
+                a.display_name,
+                a.scope
+            );
+        }
+    }
+    let listener = tokio::net::TcpListener::bind(&cfg.listen)
+        .await
+        .with_context(|| format!("listening on {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    let state = linli_server::AppState::new(
+        store,
+        linli_server::ServerConfig {
+            secure_cookies: cfg.secure_cookies,
+        },
+    );
+    println!(
+        "Linli is ready at http://{addr}/  (API docs: http://{addr}/api/docs) — started in {} ms",
+        started.elapsed().as_millis()
+    );
+    linli_server::serve(listener, state).await?;
+    Ok(())
+}
+
+async fn import(cfg: &Config, file: &Path, dry_run: bool) -> anyhow::Result<()> {
+    let store = open_store(cfg).await?;
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let lang = std::env::var("LANG")
+        .ok()
+        .map(|l| {
+            if l.starts_with("en") {
+                linli_core::i18n::Lang::En
+            } else {
+                linli_core::i18n::Lang::ZhCn
+            }
+        })
+        .unwrap_or_default();
+    let grant = Grant::system(Action::RegistryImport);
+    let sensitive = Grant::system(Action::SensitiveLabelRead);
+    let report = store
+        .import_households(
+            &grant,
+            Some(&sensitive),
+            &Actor::system("cli-import"),
+            &bytes,
+            dry_run,
+            lang,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.message(lang)))?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+async fn export(
+    cfg: &Config,
+    what: ExportWhat,
+    format: Format,
+    output: Option<&Path>,
+    purpose: Option<String>,
+) -> anyhow::Result<()> {
+    let store = open_store(cfg).await?;
+    let grant = Grant::system(Action::RegistryExport);
+    let sensitive = Grant::system(Action::SensitiveLabelRead);
+    let reveal = Grant::system(Action::PersonReveal);
+    let err =
+        |e: linli_core::AppError| anyhow::anyhow!("{}", e.message(linli_core::i18n::Lang::ZhCn));
+    let (name, table) = match what {
+        ExportWhat::Households => (
+            "households",
+            store.export_households(&grant).await.map_err(err)?,
+        ),
+        ExportWhat::Persons => {
+            let masking = match purpose.as_deref() {
+                Some(p) => Masking::Revealed {
+                    grant: &reveal,
+                    purpose: p,
+                },
+                None => Masking::Masked,
+            };
+            (
+                "persons",
+                store
+                    .export_persons(
+                        &grant,
+                        Some(&sensitive),
+                        &Actor::system("cli-export"),
+                        masking,
+                    )
+                    .await
+                    .map_err(err)?,
+            )
+        }
+    };
+    let bytes = match format {
+        Format::Csv => linli_core::sheet::write_csv(&table.headers, &table.rows),
+        Format::Xlsx => linli_core::sheet::write_xlsx(name, &table.headers, &table.rows)
+            .map_err(|e| anyhow::anyhow!(e))?,
+    };
+    match output {
+        Some(path) => {
+            std::fs::write(path, &bytes).with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("{} rows written to {}", table.rows.len(), path.display());
+        }
+        None => {
+            if matches!(format, Format::Xlsx) {
+                bail!("XLSX needs --output FILE");
+            }
+            use std::io::Write;
+            std::io::stdout().write_all(&bytes)?;
+        }
+    }
+    Ok(())
+}
+
+async fn audit_verify(cfg: &Config) -> anyhow::Result<()> {
+    let store = open_store(cfg).await?;
+    let report = store
+        .audit_verify()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    match report.first_broken {
+        None => {
+            println!("audit chain intact: {} entries", report.entries);
+            Ok(())
+        }
+        Some(seq) => {
+            println!(
+                "audit chain BROKEN at entry {seq}: {}",
+                report.reason.unwrap_or_default()
+            );
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn admin_create(
+    cfg: &Config,
+    login: &str,
+    city: &str,
+    city_code: &str,
+) -> anyhow::Result<()> {
+    let password = std::env::var("LINLI_ADMIN_PASSWORD")
+        .context("set LINLI_ADMIN_PASSWORD to the new administrator's password")?;
+    let store = open_store(cfg).await?;
+    let user = store
+        .bootstrap_admin(login, &password, city, city_code)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.message(linli_core::i18n::Lang::ZhCn)))?;
+    println!("created city administrator {user}");
+    Ok(())
+}

@@ -419,3 +419,78 @@ impl Store {
         tx.commit().await.map_err(db_err)
     }
 }
+
+impl Store {
+    /// First start without the demo: create the city (if the tree is empty) and its administrator.
+    pub async fn bootstrap_admin(
+        &self,
+        login: &str,
+        pass: &str,
+        city: &str,
+        city_code: &str,
+    ) -> AppResult<String> {
+        let login = validate_login(login)?;
+        if pass.chars().count() < password::MIN_LEN {
+            return Err(AppError::bad_request("auth.password_too_short")
+                .arg("min", password::MIN_LEN.to_string()));
+        }
+        if !linli_core::division::is_valid_code(city_code) {
+            return Err(AppError::bad_request("validation.division_code"));
+        }
+        let hash = password::hash(pass);
+        let mut tx = self.db.write.begin().await.map_err(db_err)?;
+        let root = sqlx::query(
+            "SELECT id FROM places WHERE parent_id IS NULL ORDER BY created_at LIMIT 1",
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let root_id = match root {
+            Some(r) => str_(&r, "id"),
+            None => {
+                crate::registry::places::insert_place(
+                    &mut tx,
+                    None,
+                    "city",
+                    city,
+                    Some(city_code),
+                    None,
+                    None,
+                    None,
+                    0,
+                )
+                .await?
+                .id
+            }
+        };
+        let uid = insert_user(&mut tx, &login, "管理员", &hash, None, None).await?;
+        insert_binding(
+            &mut tx,
+            &uid,
+            &BindingSpec {
+                role: Role::CityAdmin,
+                place_id: Some(root_id.clone()),
+                org_id: None,
+                household_id: None,
+            },
+        )
+        .await?;
+        audit::append(
+            &mut tx,
+            &Actor::system("cli-admin"),
+            Entry {
+                action: "user.create",
+                entity: "user",
+                entity_id: &uid,
+                path: None,
+                purpose: None,
+                before: None,
+                after: Some(serde_json::json!({ "login": login, "role": "city_admin", "place_id": root_id })),
+            },
+        )
+        .await?;
+        tx.commit().await.map_err(db_err)?;
+        self.forget_place_names();
+        Ok(login)
+    }
+}

@@ -1,0 +1,118 @@
+//! Configuration: built-in defaults < `linli.toml` < `LINLI_*` environment < command-line flags.
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Config {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub demo: bool,
+    pub demo_password: String,
+    pub master_key: Option<String>,
+    pub sqlite_synchronous: String,
+    pub max_connections: u32,
+    pub secure_cookies: bool,
+    pub log: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./linli-data"),
+            database_url: None,
+            demo: false,
+            demo_password: "linli-demo".into(),
+            master_key: None,
+            sqlite_synchronous: "FULL".into(),
+            max_connections: 8,
+            secure_cookies: false,
+            log: "info".into(),
+        }
+    }
+}
+
+/// The commented default file printed by `linli config default`.
+pub const DEFAULT_TOML: &str = r#"# Linli configuration. Every key can also be set as an environment variable
+# LINLI_<KEY> (e.g. LINLI_DATABASE_URL) or, for the common ones, a command-line flag.
+# Precedence: defaults < this file < environment < flags.
+
+# Address the HTTP server listens on.
+listen = "127.0.0.1:8080"
+
+# Where the embedded database (linli.db), the master key and uploads live.
+data_dir = "./linli-data"
+
+# Leave unset for the embedded SQLite database in data_dir. For a city, use PostgreSQL:
+# database_url = "postgres://linli:secret@127.0.0.1:5432/linli"
+
+# Seed the demo district on start (idempotent). Same as `serve --demo`.
+demo = false
+
+# Password of every demo account (only used with demo = true).
+demo_password = "linli-demo"
+
+# 64 hex characters: the master key for encrypting ID and phone numbers. When unset, a key is
+# generated on first start into data_dir/master.key (keep a copy: without it the encrypted
+# fields cannot be read). Several instances sharing one PostgreSQL must share the key.
+# master_key = "..."
+
+# SQLite durability: FULL (a confirmed write survives power loss) or NORMAL (survives a crash
+# of Linli, not of the machine; faster).
+sqlite_synchronous = "FULL"
+
+# Database connections for reads (SQLite writes always use one connection).
+max_connections = 8
+
+# Mark the session cookie Secure; turn on when users reach Linli over HTTPS.
+secure_cookies = false
+
+# Log filter (tracing EnvFilter syntax), e.g. "info" or "linli=debug,sqlx=warn".
+log = "info"
+"#;
+
+/// Flags that override the configuration.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub demo: bool,
+}
+
+pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, figment::Error> {
+    let mut fig = Figment::from(Serialized::defaults(Config::default()));
+    match file {
+        Some(f) => fig = fig.merge(Toml::file_exact(f)),
+        None => fig = fig.merge(Toml::file("linli.toml")),
+    }
+    fig.merge(Env::prefixed("LINLI_"))
+        .merge(Serialized::defaults(overrides))
+        .extract()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_file_parses_to_the_defaults() {
+        let parsed: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(DEFAULT_TOML))
+            .extract()
+            .unwrap();
+        let d = Config::default();
+        assert_eq!(parsed.listen, d.listen);
+        assert_eq!(parsed.data_dir, d.data_dir);
+        assert_eq!(parsed.sqlite_synchronous, d.sqlite_synchronous);
+    }
+}
