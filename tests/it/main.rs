@@ -1,1 +1,13 @@
+//! The one integration-test binary. Runs on SQLite by default; set
+//! `LINLI_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres` to run the same suite
+//! on PostgreSQL (each test creates and drops its own database).
 
+mod common;
+
+mod accounts;
+mod audit;
+mod authz;
+mod import_export;
+mod registry;
+mod resident;
+mod system;

@@ -1,0 +1,336 @@
+//! Test harness: a fresh store (SQLite temp dir, or a new PostgreSQL database) with the demo
+//! district, and the real router driven in-process.
+
+use std::path::PathBuf;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+use linli_store::{DbConfig, Store};
+
+pub const PASSWORD: &str = "linli-demo";
+
+pub struct TestApp {
+    pub store: Store,
+    pub router: Router,
+    pub dir: PathBuf,
+    pg: Option<(String, String)>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub cookie: String,
+    pub csrf: String,
+    pub user: Value,
+}
+
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub bytes: Vec<u8>,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.bytes).unwrap_or_else(|_| {
+            panic!(
+                "not JSON ({}): {}",
+                self.status,
+                String::from_utf8_lossy(&self.bytes)
+            )
+        })
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes).to_string()
+    }
+    #[track_caller]
+    pub fn ok(self) -> Value {
+        assert!(
+            self.status.is_success(),
+            "expected success, got {}: {}",
+            self.status,
+            self.text()
+        );
+        if self.bytes.is_empty() {
+            Value::Null
+        } else {
+            self.json()
+        }
+    }
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Value {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.text());
+        if self.bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&self.bytes).unwrap_or(Value::Null)
+        }
+    }
+}
+
+fn unique() -> String {
+    linli_core::new_id().replace('-', "")[12..].to_string()
+}
+
+impl TestApp {
+    /// A fresh app with the demo district seeded.
+    pub async fn demo() -> TestApp {
+        let app = Self::empty().await;
+        app.store.seed_demo(PASSWORD).await.expect("demo seeds");
+        app
+    }
+
+    /// A fresh app with an empty database (labels only).
+    pub async fn empty() -> TestApp {
+        let dir = std::env::temp_dir().join(format!("linli-it-{}", unique()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (url, pg) = match std::env::var("LINLI_TEST_DATABASE_URL") {
+            Ok(admin_url) if !admin_url.is_empty() => {
+                let name = format!("linli_it_{}", unique());
+                sqlx::any::install_default_drivers();
+                let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin_url)
+                    .await
+                    .expect("connect to PostgreSQL");
+                sqlx::Executor::execute(
+                    &mut conn,
+                    sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")),
+                )
+                .await
+                .expect("create database");
+                let base = admin_url
+                    .rsplit_once('/')
+                    .map(|(b, _)| b.to_string())
+                    .unwrap_or(admin_url.clone());
+                (format!("{base}/{name}"), Some((admin_url, name)))
+            }
+            _ => (linli_store::sqlite_url(&dir), None),
+        };
+        let cfg = DbConfig {
+            url,
+            max_connections: 4,
+            sqlite_synchronous: "NORMAL".into(),
+        };
+        let store = Store::open(&cfg, &dir, None).await.expect("store opens");
+        store.ensure_default_labels().await.unwrap();
+        let state = linli_server::AppState::new(store.clone(), Default::default());
+        TestApp {
+            router: linli_server::app(state),
+            store,
+            dir,
+            pg,
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.pg.is_some()
+    }
+
+    pub async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        session: Option<&Session>,
+        body: Option<(&str, Vec<u8>)>,
+        extra: &[(&str, &str)],
+    ) -> Resp {
+        let mut b = Request::builder().method(method).uri(uri);
+        if let Some(s) = session {
+            b = b
+                .header(header::COOKIE, &s.cookie)
+                .header("x-csrf-token", &s.csrf);
+        }
+        for (k, v) in extra {
+            b = b.header(*k, *v);
+        }
+        let body = match body {
+            Some((ct, bytes)) => {
+                b = b.header(header::CONTENT_TYPE, ct);
+                Body::from(bytes)
+            }
+            None => Body::empty(),
+        };
+        let resp = self
+            .router
+            .clone()
+            .oneshot(b.body(body).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec();
+        Resp {
+            status,
+            headers,
+            bytes,
+        }
+    }
+
+    pub async fn get(&self, s: &Session, uri: &str) -> Resp {
+        self.call("GET", uri, Some(s), None, &[]).await
+    }
+
+    pub async fn post(&self, s: &Session, uri: &str, json: Value) -> Resp {
+        self.call(
+            "POST",
+            uri,
+            Some(s),
+            Some(("application/json", json.to_string().into_bytes())),
+            &[],
+        )
+        .await
+    }
+
+    pub async fn patch(&self, s: &Session, uri: &str, json: Value) -> Resp {
+        self.call(
+            "PATCH",
+            uri,
+            Some(s),
+            Some(("application/json", json.to_string().into_bytes())),
+            &[],
+        )
+        .await
+    }
+
+    pub async fn login_with(&self, login: &str, password: &str) -> Resp {
+        let body = serde_json::json!({ "login": login, "password": password })
+            .to_string()
+            .into_bytes();
+        self.call(
+            "POST",
+            "/api/v1/auth/login",
+            None,
+            Some(("application/json", body)),
+            &[],
+        )
+        .await
+    }
+
+    pub async fn login(&self, login: &str) -> Session {
+        let resp = self.login_with(login, PASSWORD).await;
+        assert_eq!(
+            resp.status,
+            StatusCode::OK,
+            "login {login}: {}",
+            resp.text()
+        );
+        let cookie = resp
+            .headers
+            .get(header::SET_COOKIE)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        let v = resp.json();
+        Session {
+            cookie,
+            csrf: v["csrf_token"].as_str().unwrap().to_string(),
+            user: v["user"].clone(),
+        }
+    }
+
+    /// Places of a kind, as the city admin sees them, by name.
+    pub async fn place_id(&self, kind: &str, name: &str) -> String {
+        use linli_core::auth::{Action, Grant};
+        self.store
+            .places(&Grant::system(Action::PlaceRead), None, Some(kind))
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|p| p.name == name)
+            .unwrap_or_else(|| panic!("no {kind} named {name}"))
+            .id
+    }
+
+    /// The path of a place.
+    pub async fn place_path(&self, id: &str) -> String {
+        use linli_core::auth::{Action, Grant};
+        self.store
+            .place(&Grant::system(Action::PlaceRead), id)
+            .await
+            .unwrap()
+            .path
+    }
+
+    /// A room (id, path) in the named community.
+    pub async fn a_room_in(&self, community: &str) -> (String, String) {
+        use linli_core::auth::{Action, Grant};
+        let cpath = self
+            .place_path(&self.place_id("community", community).await)
+            .await;
+        let rooms = self
+            .store
+            .places(&Grant::system(Action::PlaceRead), None, Some("room"))
+            .await
+            .unwrap();
+        let r = rooms
+            .into_iter()
+            .find(|r| r.path.starts_with(&cpath) && r.room_use.as_deref() == Some("residential"))
+            .unwrap();
+        (r.id, r.path)
+    }
+
+    pub async fn close(self) {
+        self.store.db.read.close().await;
+        self.store.db.write.close().await;
+        if let Some((admin_url, name)) = &self.pg {
+            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(admin_url)
+                .await
+                .unwrap();
+            let _ = sqlx::Executor::execute(
+                &mut conn,
+                sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")),
+            )
+            .await;
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The demo's resident: the first household of 幸福里社区 whose head has a phone.
+pub fn demo_resident() -> (String, String, String) {
+    let data = linli_core::demo::generate(linli_store::demo::DEMO_SEED);
+    let h = data
+        .households
+        .iter()
+        .find(|h| h.room_key.starts_with("c1/") && h.persons[0].phone.is_some())
+        .unwrap();
+    (
+        h.persons[0].name.clone(),
+        h.persons[0].id_number.clone(),
+        h.persons[0].phone.clone().unwrap(),
+    )
+}
+
+/// A valid ID number not used by the demo.
+pub fn fresh_id(n: u16) -> String {
+    let d = chrono::NaiveDate::from_ymd_opt(1985, 3, 1 + u32::from(n % 28)).unwrap();
+    linli_core::idcard::compose("110101", d, 100 + n)
+}
+
+impl TestApp {
+    /// A place of a kind and name inside a subtree.
+    pub async fn place_id_in(&self, kind: &str, name: &str, prefix: &str) -> String {
+        use linli_core::auth::{Action, Grant};
+        self.store
+            .places(&Grant::system(Action::PlaceRead), None, Some(kind))
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|p| p.name == name && p.path.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {kind} named {name} under {prefix}"))
+            .id
+    }
+}

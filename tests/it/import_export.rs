@@ -1,0 +1,338 @@
+//! Spreadsheet import (preview with bad rows, atomic commit, idempotent re-import, not a
+//! spreadsheet, oversize) and export (masked by default, revealed only with right + purpose).
+
+
+use crate::common::{TestApp, fresh_id};
+
+fn csv_with_bad_rows() -> String {
+    let mut bad = fresh_id(21);
+    bad.replace_range(17..18, if bad.ends_with('3') { "4" } else { "3" });
+    format!(
+        "户号,社区,楼栋,单元,房号,居住类型,姓名,与户主关系,身份证号,手机号,标签,入住日期\n\
+         A1,幸福里社区,{b},{u},{r},业主,孙一,户主,{id1},13700000001,独居老人,2019-05-01\n\
+         A1,幸福里社区,{b},{u},{r},业主,孙二,子女,{bad},,,\n\
+         A1,幸福里社区,{b},{u},{r},业主,孙三,配偶,{id3},13700000003,,\n\
+         A2,幸福里社区,99栋,1单元,101,业主,周一,户主,{id4},,,\n\
+         A3,幸福里社区,{b},{u},{r},租户,,户主,{id5},,,\n\
+         A3,幸福里社区,{b},{u},{r},租户,吴二,子女,{id6},,,\n\
+         A4,幸福里社区,{b},{u},{r},其他,郑一,户主,{id7},12345,,\n\
+         A5,幸福里社区,{b},{u},{r},租户,冯一,户主,{id8},,不存在的标签,\n",
+        b = "{b}",
+        u = "{u}",
+        r = "{r}",
+        id1 = fresh_id(20),
+        bad = bad,
+        id3 = fresh_id(22),
+        id4 = fresh_id(23),
+        id5 = fresh_id(24),
+        id6 = fresh_id(25),
+        id7 = fresh_id(26),
+        id8 = fresh_id(27),
+    )
+}
+
+/// A real room of 幸福里社区 as (building, unit, room) names.
+async fn room_names(app: &TestApp) -> (String, String, String) {
+    let (room_id, _) = app.a_room_in("幸福里社区").await;
+    use linli_core::auth::{Action, Grant};
+    let g = Grant::system(Action::PlaceRead);
+    let room = app.store.place(&g, &room_id).await.unwrap();
+    let unit = app
+        .store
+        .place(&g, room.parent_id.as_deref().unwrap())
+        .await
+        .unwrap();
+    let building = app
+        .store
+        .place(&g, unit.parent_id.as_deref().unwrap())
+        .await
+        .unwrap();
+    (building.name, unit.name, room.name)
+}
+
+#[tokio::test]
+async fn import_reports_bad_rows_commits_good_ones_and_is_idempotent() {
+    let app = TestApp::demo().await;
+    let committee = app.login("committee").await;
+    let (b, u, r) = room_names(&app).await;
+    let csv = csv_with_bad_rows()
+        .replace("{b}", &b)
+        .replace("{u}", &u)
+        .replace("{r}", &r);
+    let url = "/api/v1/registry/import/households";
+    let audit_before = app.store.audit_verify().await.unwrap().entries;
+
+    // Dry run: the preview lists every bad row with its row number and reason; nothing is written.
+    let preview = app
+        .call(
+            "POST",
+            &format!("{url}?dry_run=true"),
+            Some(&committee),
+            Some(("text/csv", csv.clone().into_bytes())),
+            &[],
+        )
+        .await
+        .ok();
+    assert_eq!(preview["dry_run"], true);
+    assert_eq!(preview["total_rows"], 8);
+    let issues: Vec<(u64, String)> = preview["issues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["row"].as_u64().unwrap(),
+                i["code"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let has = |row: u64, code: &str| issues.iter().any(|(r, c)| *r == row && c == code);
+    assert!(has(3, "validation.id_card.check_digit"), "{issues:?}");
+    assert!(has(5, "import.unknown_place"), "{issues:?}");
+    assert!(has(6, "import.required"), "{issues:?}");
+    assert!(has(7, "import.household_head_invalid"), "{issues:?}");
+    assert!(has(8, "validation.phone.invalid"), "{issues:?}");
+    assert!(has(9, "import.unknown_label"), "{issues:?}");
+    assert!(
+        preview["issues"][0]["message"]
+            .as_str()
+            .unwrap()
+            .chars()
+            .any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)),
+        "messages in Chinese"
+    );
+    assert_eq!(preview["households_created"], 1);
+    assert_eq!(preview["persons_created"], 2);
+    assert_eq!(
+        app.store.audit_verify().await.unwrap().entries,
+        audit_before,
+        "a dry run writes nothing"
+    );
+    let v = app
+        .get(
+            &committee,
+            &format!("/api/v1/persons?id_number={}", fresh_id(20)),
+        )
+        .await
+        .ok();
+    assert_eq!(v["total"], 0);
+
+    // Commit: the good household (head + valid member) is in, labels included.
+    let done = app
+        .call(
+            "POST",
+            url,
+            Some(&committee),
+            Some(("text/csv", csv.clone().into_bytes())),
+            &[],
+        )
+        .await
+        .ok();
+    assert_eq!(done["dry_run"], false);
+    assert_eq!(done["households_created"], 1);
+    assert_eq!(done["persons_created"], 2);
+    let v = app
+        .get(
+            &committee,
+            &format!("/api/v1/persons?id_number={}", fresh_id(20)),
+        )
+        .await
+        .ok();
+    assert_eq!(v["total"], 1);
+    assert_eq!(v["items"][0]["labels"][0]["code"], "elderly_alone");
+    let hid = v["items"][0]["household_id"].as_str().unwrap().to_string();
+    let view = app
+        .get(&committee, &format!("/api/v1/households/{hid}"))
+        .await
+        .ok();
+    assert_eq!(view["members"].as_array().unwrap().len(), 2);
+    assert_eq!(view["moved_in"], "2019-05-01");
+
+    // Importing the same file again changes nothing.
+    let entries = app.store.audit_verify().await.unwrap().entries;
+    let again = app
+        .call(
+            "POST",
+            url,
+            Some(&committee),
+            Some(("text/csv", csv.into_bytes())),
+            &[],
+        )
+        .await
+        .ok();
+    assert_eq!(again["households_created"], 0);
+    assert_eq!(again["persons_created"], 0);
+    assert_eq!(again["persons_unchanged"], 2);
+    assert_eq!(app.store.audit_verify().await.unwrap().entries, entries);
+    let view2 = app
+        .get(&committee, &format!("/api/v1/households/{hid}"))
+        .await
+        .ok();
+    assert_eq!(view, view2);
+    app.close().await;
+}
+
+#[tokio::test]
+async fn import_accepts_xlsx_and_multipart_and_refuses_non_spreadsheets() {
+    let app = TestApp::demo().await;
+    let committee = app.login("committee").await;
+    let url = "/api/v1/registry/import/households";
+    // The template downloads as a real XLSX.
+    let t = app
+        .get(&committee, "/api/v1/registry/import/template?format=xlsx")
+        .await;
+    assert_eq!(t.status, 200);
+    assert_eq!(&t.bytes[..2], b"PK");
+    let (b, u, r) = room_names(&app).await;
+    let headers = linli_core::import_rows::HOUSEHOLD_HEADERS;
+    let row = |name: &str, rel: &str, id: String| {
+        vec![
+            "X".to_string(),
+            "幸福里社区".into(),
+            b.clone(),
+            u.clone(),
+            r.clone(),
+            "租户".into(),
+            name.into(),
+            rel.into(),
+            id,
+            "".into(),
+            "".into(),
+            "2020/01/02".into(),
+        ]
+    };
+    let xlsx = linli_core::sheet::write_xlsx(
+        "导入",
+        &headers,
+        &[
+            row("冯一", "户主", fresh_id(30)),
+            row("冯二", "子女", fresh_id(31)),
+        ],
+    )
+    .unwrap();
+    // Multipart upload, as a browser form sends it.
+    let boundary = "linliboundary";
+    let mut body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"户籍.xlsx\"\r\nContent-Type: application/octet-stream\r\n\r\n").into_bytes();
+    body.extend_from_slice(&xlsx);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let ct = format!("multipart/form-data; boundary={boundary}");
+    let done = app
+        .call("POST", url, Some(&committee), Some((&ct, body)), &[])
+        .await
+        .ok();
+    assert_eq!(done["households_created"], 1, "{done}");
+    assert_eq!(done["persons_created"], 2);
+
+    // Not a spreadsheet: a clear error, nothing written.
+    let entries = app.store.audit_verify().await.unwrap().entries;
+    for junk in [
+        b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec(),
+        b"PK\x03\x04broken zip".to_vec(),
+        Vec::new(),
+    ] {
+        let r = app
+            .call(
+                "POST",
+                url,
+                Some(&committee),
+                Some(("application/octet-stream", junk)),
+                &[("accept-language", "en")],
+            )
+            .await;
+        assert_eq!(r.status, 400, "{}", r.text());
+        let code = r.json()["code"].as_str().unwrap().to_string();
+        assert!(
+            code == "import.not_a_spreadsheet" || code == "import.empty",
+            "{code}"
+        );
+    }
+    let r = app
+        .call(
+            "POST",
+            url,
+            Some(&committee),
+            Some(("text/csv", "姓名,身份证号\n张三,1\n".as_bytes().to_vec())),
+            &[],
+        )
+        .await
+        .expect(400);
+    assert_eq!(r["code"], "import.missing_column");
+    // Oversize uploads are refused with 413.
+    let big = vec![b'a'; linli_server::api::import_export::IMPORT_LIMIT + 10];
+    let r = app
+        .call("POST", url, Some(&committee), Some(("text/csv", big)), &[])
+        .await;
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert_eq!(r.json()["code"], "payload_too_large");
+    assert_eq!(app.store.audit_verify().await.unwrap().entries, entries);
+    // Residents cannot import.
+    let resident = app.login("resident").await;
+    app.call(
+        "POST",
+        url,
+        Some(&resident),
+        Some(("text/csv", b"x".to_vec())),
+        &[],
+    )
+    .await
+    .expect(403);
+    app.close().await;
+}
+
+#[tokio::test]
+async fn exports_are_masked_unless_revealed_with_a_purpose() {
+    let app = TestApp::demo().await;
+    let committee = app.login("committee").await;
+    let masked = app
+        .get(&committee, "/api/v1/registry/export/persons?format=csv")
+        .await;
+    assert_eq!(masked.status, 200);
+    let text = masked.text();
+    let first = text.lines().nth(1).unwrap();
+    let id_col = first.split(',').nth(8).unwrap();
+    assert!(id_col.contains("********"), "{first}");
+    let xlsx = app
+        .get(&committee, "/api/v1/registry/export/households?format=xlsx")
+        .await;
+    assert_eq!(&xlsx.bytes[..2], b"PK");
+    let table = linli_core::sheet::read_table(&xlsx.bytes, 100_000).unwrap();
+    assert_eq!(table.headers[0], "户号");
+
+    let revealed = app.get(&committee, "/api/v1/registry/export/persons?format=csv&reveal_purpose=%E4%B8%8A%E6%8A%A5%E6%A0%B8%E5%AF%B9").await;
+    assert_eq!(revealed.status, 200);
+    let row = revealed.text().lines().nth(1).unwrap().to_string();
+    let id = row.split(',').nth(8).unwrap();
+    assert!(linli_core::idcard::parse(id).is_ok(), "{row}");
+    let log = app
+        .get(&committee, "/api/v1/audit?action=registry.export_revealed")
+        .await
+        .ok();
+    assert_eq!(log[0]["purpose"], "上报核对");
+    // The unmasked export round-trips through the importer as "nothing to do".
+    let again = app
+        .call(
+            "POST",
+            "/api/v1/registry/import/households?dry_run=true",
+            Some(&committee),
+            Some(("text/csv", revealed.bytes.clone())),
+            &[],
+        )
+        .await
+        .ok();
+    assert_eq!(again["households_created"], 0);
+    assert_eq!(again["persons_created"], 0);
+    assert!(again["persons_unchanged"].as_u64().unwrap() > 1000);
+
+    let dept = app.login("dept").await;
+    app.get(&dept, "/api/v1/registry/export/persons")
+        .await
+        .expect(403);
+    let street = app.login("street").await;
+    app.get(&street, "/api/v1/registry/export/persons?reveal_purpose=xx")
+        .await
+        .expect(403);
+    app.get(&committee, "/api/v1/registry/export/persons?format=pdf")
+        .await
+        .expect(400);
+    app.close().await;
+}
