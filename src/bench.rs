@@ -240,7 +240,13 @@ async fn search(
     // The real server on loopback.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let state = linli_server::AppState::new(store.clone(), Default::default());
+    let state = linli_server::AppState::new(
+        store.clone(),
+        linli_server::ServerConfig {
+            secure_cookies: false,
+            data_dir: cfg.data_dir.clone(),
+        },
+    );
     tokio::spawn(linli_server::serve(listener, state));
     let http = client();
     let body = json!({ "login": "admin", "password": cfg.demo_password }).to_string();
@@ -565,7 +571,7 @@ async fn import_fixture(store: &Store, n: usize) -> anyhow::Result<Vec<u8>> {
             }
         }
     }
-    let mut tx = store.db.write.begin().await?;
+    let mut tx = store.db.begin_write().await?;
     insert_many(
         &mut tx,
         "places",
@@ -626,7 +632,7 @@ async fn import(n: usize) -> anyhow::Result<()> {
 
     // Baseline: the same number of rows committed raw (no parsing, validation or encryption)
     // into a twin table on the same disk, same durability, one transaction.
-    let mut tx = store.db.write.begin().await?;
+    let mut tx = store.db.begin_write().await?;
     sqlx::query("CREATE TABLE bench_raw (id TEXT PRIMARY KEY, a TEXT, b TEXT, c TEXT, d BIGINT)")
         .execute(&mut *tx)
         .await?;
@@ -643,7 +649,7 @@ async fn import(n: usize) -> anyhow::Result<()> {
         })
         .collect();
     let t = Instant::now();
-    let mut tx = store.db.write.begin().await?;
+    let mut tx = store.db.begin_write().await?;
     insert_many(&mut tx, "bench_raw", &["id", "a", "b", "c", "d"], raw_rows)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;

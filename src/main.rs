@@ -255,6 +255,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         store,
         linli_server::ServerConfig {
             secure_cookies: cfg.secure_cookies,
+            data_dir: cfg.data_dir.clone(),
         },
     );
     println!(

@@ -181,18 +181,21 @@ async fn scoped_lists_never_leak() {
     let property = app.login("property").await;
     let admin = app.login("admin").await;
 
-    let n_c1 = assert_persons_within(&app, &committee, std::slice::from_ref(&c1), "").await;
-    let n_c3 = assert_persons_within(&app, &committee3, std::slice::from_ref(&c3), "").await;
-    let n_grid = assert_persons_within(&app, &grid, std::slice::from_ref(&grid1), "").await;
-    let n_prop = assert_persons_within(&app, &property, &all_communities, "").await;
-    let n_all = assert_persons_within(&app, &admin, &["/".to_string()], "").await;
-    assert!(n_c1 > 0 && n_c3 > 0 && n_grid > 0);
-    assert!(n_grid < n_c1, "a grid is a part of its community");
-    assert_eq!(
-        n_prop, n_all,
-        "the property company serves all three communities"
-    );
-    assert!(n_c1 + n_c3 < n_all);
+    assert!(assert_persons_within(&app, &committee, std::slice::from_ref(&c1), "").await > 0);
+    assert!(assert_persons_within(&app, &committee3, std::slice::from_ref(&c3), "").await > 0);
+    assert!(assert_persons_within(&app, &grid, std::slice::from_ref(&grid1), "").await > 0);
+    assert!(assert_persons_within(&app, &property, &all_communities, "").await > 0);
+    // Label and name filters stay inside the area too.
+    assert_persons_within(
+        &app,
+        &committee3,
+        std::slice::from_ref(&c3),
+        "&label=elderly_alone",
+    )
+    .await;
+    assert_persons_within(&app, &grid, std::slice::from_ref(&grid1), "&name=%E7%8E%8B").await;
+    let admin_total = assert_persons_within(&app, &admin, &["/".to_string()], "").await;
+    assert!(admin_total > 0);
     // Filters cannot widen the scope: a place outside the area yields nothing.
     let c1_building = app.place_id_in("building", "1栋", &c1).await;
     let v = app
@@ -212,9 +215,18 @@ async fn scoped_lists_never_leak() {
         .ok();
     assert_eq!(v["total"], 0);
 
-    assert!(assert_households_within(&app, &committee, std::slice::from_ref(&c1)).await > 0);
-    assert!(assert_households_within(&app, &committee3, std::slice::from_ref(&c3)).await > 0);
-    assert!(assert_households_within(&app, &grid, std::slice::from_ref(&grid1)).await > 0);
+    let h_c1 = assert_households_within(&app, &committee, std::slice::from_ref(&c1)).await;
+    let h_c3 = assert_households_within(&app, &committee3, std::slice::from_ref(&c3)).await;
+    let h_grid = assert_households_within(&app, &grid, std::slice::from_ref(&grid1)).await;
+    let h_prop = assert_households_within(&app, &property, &all_communities).await;
+    let h_all = assert_households_within(&app, &admin, &["/".to_string()]).await;
+    assert!(h_c1 > 0 && h_c3 > 0 && h_grid > 0);
+    assert!(h_grid < h_c1, "a grid is a part of its community");
+    assert_eq!(
+        h_prop, h_all,
+        "the property company serves all three communities"
+    );
+    assert!(h_c1 + h_c3 < h_all);
 
     // Places: the top of each caller's area, and kinds inside it.
     for (s, prefix) in [(&committee, &c1), (&committee3, &c3), (&grid, &grid1)] {
@@ -285,7 +297,18 @@ async fn scoped_lists_never_leak() {
     assert_eq!(csv.status, 200);
     let text = csv.text();
     assert!(text.contains("新村社区") && !text.contains("幸福里社区"));
-    assert_eq!(text.lines().count() - 1, n_c3);
+    let p3 = app
+        .store
+        .principal(committee3.user["id"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let (_, persons_c3) = app
+        .store
+        .registry_counts(&p3.grant(Action::HouseholdRead).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(text.lines().count() as i64 - 1, persons_c3);
 
     // Users: each admin sees accounts bound in its area.
     let users = app.get(&committee3, "/api/v1/users").await.ok();

@@ -19,6 +19,7 @@ pub struct TestApp {
     pub router: Router,
     pub dir: PathBuf,
     pg: Option<(String, String)>,
+    pg_url: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -109,6 +110,7 @@ impl TestApp {
             }
             _ => (linli_store::sqlite_url(&dir), None),
         };
+        let pg_url = pg.as_ref().map(|_| url.clone());
         let cfg = DbConfig {
             url,
             max_connections: 4,
@@ -116,12 +118,19 @@ impl TestApp {
         };
         let store = Store::open(&cfg, &dir, None).await.expect("store opens");
         store.ensure_default_labels().await.unwrap();
-        let state = linli_server::AppState::new(store.clone(), Default::default());
+        let state = linli_server::AppState::new(
+            store.clone(),
+            linli_server::ServerConfig {
+                secure_cookies: false,
+                data_dir: dir.clone(),
+            },
+        );
         TestApp {
             router: linli_server::app(state),
             store,
             dir,
             pg,
+            pg_url,
         }
     }
 
@@ -332,5 +341,12 @@ impl TestApp {
             .find(|p| p.name == name && p.path.starts_with(prefix))
             .unwrap_or_else(|| panic!("no {kind} named {name} under {prefix}"))
             .id
+    }
+}
+
+impl TestApp {
+    /// The database URL when running on PostgreSQL.
+    pub fn database_url(&self) -> Option<String> {
+        self.pg_url.clone()
     }
 }

@@ -1,7 +1,6 @@
 //! Spreadsheet import (preview with bad rows, atomic commit, idempotent re-import, not a
 //! spreadsheet, oversize) and export (masked by default, revealed only with right + purpose).
 
-
 use crate::common::{TestApp, fresh_id};
 
 fn csv_with_bad_rows() -> String {

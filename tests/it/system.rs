@@ -116,3 +116,15 @@ async fn openapi_routes_snapshot() {
         }
     }
 }
+
+/// The suite really runs on the backend CI asked for.
+#[tokio::test]
+async fn runs_on_the_requested_backend() {
+    let app = TestApp::empty().await;
+    let want_pg = std::env::var("LINLI_TEST_DATABASE_URL").is_ok_and(|u| !u.is_empty());
+    assert_eq!(
+        app.store.backend() == linli_store::Backend::Postgres,
+        want_pg
+    );
+    app.close().await;
+}

@@ -9,6 +9,7 @@ pub mod error;
 pub mod extract;
 pub mod limiter;
 pub mod system;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,10 +30,21 @@ use crate::error::{CTX, RequestCtx};
 use crate::limiter::{ACCOUNT_POLICY, IP_POLICY, Limiter};
 
 /// Settings the server needs at run time.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Mark the session cookie `Secure` (when served over TLS, directly or behind a proxy).
     pub secure_cookies: bool,
+    /// The data directory (uploads waiting for confirmation live in `uploads/` below it).
+    pub data_dir: std::path::PathBuf,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            secure_cookies: false,
+            data_dir: std::env::temp_dir().join("linli-data"),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -45,6 +57,8 @@ pub struct AppState {
     pub dummy_hash: Arc<String>,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     pub started: Instant,
+    /// One-time form tokens (double-submit protection for web forms).
+    pub form_once: Arc<web::FormOnce>,
 }
 
 impl AppState {
@@ -57,6 +71,7 @@ impl AppState {
             dummy_hash: Arc::new(linli_core::password::hash("linli-dummy-password")),
             metrics: system::metrics_handle(),
             started: Instant::now(),
+            form_once: Arc::default(),
         }
     }
 }
@@ -112,6 +127,7 @@ pub fn app(state: AppState) -> Router {
         .merge(api)
         .merge(docs)
         .merge(system::router())
+        .merge(web::router())
         .fallback(system::not_found)
         .with_state(state)
         .layer(middleware::from_fn(metrics_layer))

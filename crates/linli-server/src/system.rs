@@ -61,6 +61,14 @@ async fn metrics_text(State(s): State<AppState>) -> Response {
     resp
 }
 
-pub async fn not_found() -> ApiError {
-    AppError::not_found("not_found").into()
+/// 404: JSON under `/api`, a page in the site's style elsewhere.
+pub async fn not_found(parts: axum::http::request::Parts) -> Response {
+    if parts.uri.path().starts_with("/api/") {
+        ApiError(AppError::not_found("not_found")).into_response()
+    } else {
+        crate::web::error_page(
+            &crate::web::anonymous_page(&parts),
+            AppError::not_found("not_found"),
+        )
+    }
 }

@@ -88,9 +88,19 @@ impl Db {
         }
     }
 
+    /// Start a write transaction. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`),
+    /// so a transaction that reads before it writes cannot fail half-way when another process
+    /// (a CLI import next to the server) wrote in between; it waits for the lock instead.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.write.begin().await,
+        }
+    }
+
     /// Run all pending migrations (idempotent; safe with several processes starting at once).
     pub async fn migrate(&self) -> Result<(), sqlx::Error> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         if self.backend == Backend::Postgres {
             tx.execute("SELECT pg_advisory_xact_lock(424242)").await?;
         }

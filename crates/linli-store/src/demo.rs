@@ -165,7 +165,7 @@ impl Store {
         }
         let n_households = households.len();
         let n_persons = persons.len();
-        let mut tx = self.db.write.begin().await.map_err(db_err)?;
+        let mut tx = self.db.begin_write().await.map_err(db_err)?;
         insert_many(
             &mut tx,
             "places",

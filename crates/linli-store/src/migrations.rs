@@ -75,7 +75,7 @@ const V1: &[Stmt] = &[
     Both(
         "CREATE TABLE persons (
             id TEXT PRIMARY KEY,
-            name TEXT NOT NULL,
+            name {ptext} NOT NULL,
             gender TEXT NOT NULL,
             birth_year BIGINT NOT NULL,
             id_enc TEXT NOT NULL,

@@ -21,7 +21,7 @@ impl Store {
         let token = random_token(32);
         let csrf = random_token(24);
         let now = now_ms();
-        let mut tx = self.db.write.begin().await.map_err(db_err)?;
+        let mut tx = self.db.begin_write().await.map_err(db_err)?;
         // Housekeeping: expired sessions go.
         sqlx::query("DELETE FROM sessions WHERE expires_at < $1")
             .bind(now)

@@ -84,7 +84,7 @@ impl Store {
             revoked: false,
         };
         let actions: Vec<&str> = info.actions.iter().map(|a| a.as_str()).collect();
-        let mut tx = self.db.write.begin().await.map_err(db_err)?;
+        let mut tx = self.db.begin_write().await.map_err(db_err)?;
         sqlx::query(
             "INSERT INTO api_tokens (id, token_hash, user_id, name, actions, place_id, path, expires_at, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -167,7 +167,7 @@ impl Store {
     }
 
     pub async fn revoke_token(&self, p: &Principal, id: &str) -> AppResult<()> {
-        let mut tx = self.db.write.begin().await.map_err(db_err)?;
+        let mut tx = self.db.begin_write().await.map_err(db_err)?;
         let res = sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL")
             .bind(now_ms())
             .bind(id.to_string())

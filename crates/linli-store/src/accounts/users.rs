@@ -291,7 +291,7 @@ impl Store {
             self.check_binding_allowed(creator, b).await?;
         }
         let hash = password::hash(&new.password);
-        let mut tx = self.db.write.begin().await.map_err(db_err)?;
+        let mut tx = self.db.begin_write().await.map_err(db_err)?;
         let id = insert_user(
             &mut tx,
             &login,
@@ -389,7 +389,7 @@ impl Store {
                 .arg("min", password::MIN_LEN.to_string()));
         }
         let hash = password::hash(new);
-        let mut tx = self.db.write.begin().await.map_err(db_err)?;
+        let mut tx = self.db.begin_write().await.map_err(db_err)?;
         sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(hash)
             .bind(p.user_id.clone())
@@ -438,7 +438,7 @@ impl Store {
             return Err(AppError::bad_request("validation.division_code"));
         }
         let hash = password::hash(pass);
-        let mut tx = self.db.write.begin().await.map_err(db_err)?;
+        let mut tx = self.db.begin_write().await.map_err(db_err)?;
         let root = sqlx::query(
             "SELECT id FROM places WHERE parent_id IS NULL ORDER BY created_at LIMIT 1",
         )

@@ -231,7 +231,7 @@ impl Store {
             decision_note: None,
             created_at: now_ms(),
         };
-        let mut tx = self.db.write.begin().await.map_err(db_err)?;
+        let mut tx = self.db.begin_write().await.map_err(db_err)?;
         sqlx::query(
             "INSERT INTO corrections (id, household_id, path, person_id, field, new_value, reason, status, submitted_by, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9)",
@@ -366,7 +366,7 @@ impl Store {
             }
         }
         let status = if d.approve { "approved" } else { "rejected" };
-        let mut tx = self.db.write.begin().await.map_err(db_err)?;
+        let mut tx = self.db.begin_write().await.map_err(db_err)?;
         let res = sqlx::query(
             "UPDATE corrections SET status = $1, decided_by = $2, decided_at = $3, decision_note = $4 WHERE id = $5 AND status = 'pending'",
         )

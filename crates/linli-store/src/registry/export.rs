@@ -178,7 +178,7 @@ impl Store {
             ]);
         }
         if let Masking::Revealed { purpose, .. } = masking {
-            let mut tx = self.db.write.begin().await.map_err(db_err)?;
+            let mut tx = self.db.begin_write().await.map_err(db_err)?;
             audit::append(
                 &mut tx,
                 actor,

@@ -297,7 +297,7 @@ impl Store {
         )?;
         let id = new_id();
         let now = now_ms();
-        let mut tx = self.db.write.begin().await.map_err(db_err)?;
+        let mut tx = self.db.begin_write().await.map_err(db_err)?;
         sqlx::query(
             "INSERT INTO households (id, room_id, path, tenure, moved_in, note, version, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7)",
@@ -335,7 +335,7 @@ impl Store {
         let pw = Grant::system(Action::PersonWrite);
         if let Err(e) = self.add_person(&pw, sensitive, actor, &id, head).await {
             // The head could not be added (e.g. the ID is registered elsewhere): undo the empty household.
-            let mut tx = self.db.write.begin().await.map_err(db_err)?;
+            let mut tx = self.db.begin_write().await.map_err(db_err)?;
             sqlx::query("DELETE FROM households WHERE id = $1 AND head_person_id IS NULL AND NOT EXISTS (SELECT 1 FROM residences WHERE household_id = $1)")
                 .bind(id.clone())
                 .execute(&mut *tx)
@@ -394,7 +394,7 @@ impl Store {
             }
             after.note = n.clone();
         }
-        let mut tx = self.db.write.begin().await.map_err(db_err)?;
+        let mut tx = self.db.begin_write().await.map_err(db_err)?;
         let res = sqlx::query(
             "UPDATE households SET tenure = $1, moved_in = $2, note = $3, version = version + 1, updated_at = $4 WHERE id = $5 AND version = $6",
         )

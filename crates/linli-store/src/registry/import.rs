@@ -443,7 +443,7 @@ impl Store {
                 head_updates.push((plan.household_id.clone(), h));
             }
         }
-        let mut tx = self.db.write.begin().await.map_err(db_err)?;
+        let mut tx = self.db.begin_write().await.map_err(db_err)?;
         insert_many(
             &mut tx,
             "households",

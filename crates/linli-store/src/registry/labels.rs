@@ -88,7 +88,7 @@ impl Store {
     /// Insert the default labels once.
     pub async fn ensure_default_labels(&self) -> AppResult<()> {
         let existing = self.labels().await?;
-        let mut tx = self.db.write.begin().await.map_err(db_err)?;
+        let mut tx = self.db.begin_write().await.map_err(db_err)?;
         let mut ids: std::collections::HashMap<String, String> = existing
             .iter()
             .map(|l| (l.code.clone(), l.id.clone()))
@@ -154,7 +154,7 @@ impl Store {
             name_en: new.name_en.trim().to_string(),
             sensitive: new.sensitive,
         };
-        let mut tx = self.db.write.begin().await.map_err(db_err)?;
+        let mut tx = self.db.begin_write().await.map_err(db_err)?;
         sqlx::query("INSERT INTO labels (id, parent_id, code, name_zh, name_en, sensitive, sort_key) VALUES ($1, $2, $3, $4, $5, $6, $7)")
             .bind(label.id.clone())
             .bind(label.parent_id.clone())

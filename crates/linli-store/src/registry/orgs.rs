@@ -112,7 +112,7 @@ impl Store {
             }
             served.push(c.id);
         }
-        let mut tx = self.db.write.begin().await.map_err(db_err)?;
+        let mut tx = self.db.begin_write().await.map_err(db_err)?;
         let id = insert_org(
             &mut tx,
             &new.kind,

@@ -54,7 +54,7 @@ pub struct PersonSummary {
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PersonQuery {
-    /// Part of the name.
+    /// The start of the name (surname, or surname and given name).
     pub name: Option<String>,
     /// Exact ID card number (matched through the blind index).
     pub id_number: Option<String>,
@@ -68,9 +68,15 @@ pub struct PersonQuery {
     pub offset: Option<i64>,
 }
 
+/// Search results count at most this many matches.
+pub const COUNT_CAP: i64 = 500;
+
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PersonPage {
+    /// Number of matches, counted up to 500.
     pub total: i64,
+    /// True when there are at least 500 matches (then `total` is 500).
+    pub total_is_capped: bool,
     pub items: Vec<PersonSummary>,
 }
 
@@ -418,13 +424,12 @@ impl Store {
         let mut q = Sql::new(" WHERE ");
         q.scope("h.path", grant.prefixes());
         if let Some(name) = f.name.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-            let escaped = name
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_");
-            q.push(" AND p.name LIKE ")
-                .bind(format!("%{escaped}%"))
-                .push(" ESCAPE '\\'");
+            // Names match from the start (surname first) through the name index: fast at any
+            // scale, and what a community worker types (姓 or 姓名).
+            q.push(" AND p.name >= ")
+                .bind(name.to_string())
+                .push(" AND p.name < ")
+                .bind(crate::db::prefix_upper_bound(name));
         }
         if let Some(id) = f
             .id_number
@@ -463,9 +468,10 @@ impl Store {
                 .ok_or(AppError::not_found("registry.place.not_found"))?;
             q.push(" AND ").scope("h.path", &[place.path]);
         }
+        // Counting stops at COUNT_CAP: "500+" is as useful as 8,213 and costs far less.
         let count_sql = Sql {
             text: format!(
-                "SELECT COUNT(*) AS n FROM persons p JOIN residences r ON r.person_id = p.id AND r.end_date IS NULL JOIN households h ON h.id = r.household_id{}",
+                "SELECT COUNT(*) AS n FROM (SELECT 1 FROM persons p JOIN residences r ON r.person_id = p.id AND r.end_date IS NULL JOIN households h ON h.id = r.household_id{} LIMIT {COUNT_CAP}) capped",
                 q.text
             ),
             vals: q.vals.clone(),
@@ -482,8 +488,15 @@ impl Store {
             text: format!("{SUMMARY_SELECT}{}", q.text),
             vals: q.vals,
         };
-        list.push(" ORDER BY p.name, p.id LIMIT ")
-            .bind(f.limit.unwrap_or(50).clamp(1, 500));
+        // Name searches list by name (the name index gives the order); everything else by address
+        // (the household path index gives it), so the first page never sorts the whole area.
+        let by_name = f.name.as_deref().is_some_and(|n| !n.trim().is_empty());
+        list.push(if by_name {
+            " ORDER BY p.name, p.id LIMIT "
+        } else {
+            " ORDER BY h.path, p.id LIMIT "
+        })
+        .bind(f.limit.unwrap_or(50).clamp(1, 500));
         list.push(" OFFSET ").bind(f.offset.unwrap_or(0).max(0));
         let rows = list
             .query()
@@ -492,6 +505,7 @@ impl Store {
             .map_err(db_err)?;
         Ok(PersonPage {
             total,
+            total_is_capped: total >= COUNT_CAP,
             items: self.summaries(&rows, sensitive).await?,
         })
     }
@@ -564,7 +578,7 @@ impl Store {
         )?;
         let allow_sensitive = sensitive.is_some_and(|g| g.covers(&hh.path));
         let (label_ids, visible) = self.label_ids(&new.labels, allow_sensitive).await?;
-        let mut tx = self.db.write.begin().await.map_err(db_err)?;
+        let mut tx = self.db.begin_write().await.map_err(db_err)?;
         let existing = sqlx::query("SELECT id FROM persons WHERE id_bidx = $1")
             .bind(sealed.id_bidx.clone())
             .fetch_optional(&mut *tx)
@@ -655,7 +669,7 @@ impl Store {
             Some(codes) => Some(self.label_ids(codes, allow_sensitive).await?),
             None => None,
         };
-        let mut tx = self.db.write.begin().await.map_err(db_err)?;
+        let mut tx = self.db.begin_write().await.map_err(db_err)?;
         let mut q = Sql::new("UPDATE persons SET version = version + 1, updated_at = ");
         q.bind(now_ms());
         if let Some(n) = &name {
@@ -784,7 +798,7 @@ impl Store {
             _ => None,
         };
         // The reveal is only returned once its audit record is committed.
-        let mut tx = self.db.write.begin().await.map_err(db_err)?;
+        let mut tx = self.db.begin_write().await.map_err(db_err)?;
         let seq = audit::append(
             &mut tx,
             actor,
@@ -841,7 +855,7 @@ impl Store {
         if end < str_(&row, "start_date") {
             return Err(AppError::bad_request("validation.bad_value").arg("field", "end_date"));
         }
-        let mut tx = self.db.write.begin().await.map_err(db_err)?;
+        let mut tx = self.db.begin_write().await.map_err(db_err)?;
         let res = sqlx::query("UPDATE residences SET end_date = $1, end_reason = $2 WHERE id = $3 AND end_date IS NULL")
             .bind(end.clone())
             .bind(m.reason.trim().to_string())

@@ -208,7 +208,7 @@ impl Store {
             new.room_use.as_deref(),
             new.area_x100,
         )?;
-        let mut tx = self.db.write.begin().await.map_err(db_err)?;
+        let mut tx = self.db.begin_write().await.map_err(db_err)?;
         let place = insert_place(
             &mut tx,
             Some(&parent),
@@ -273,7 +273,7 @@ impl Store {
             after.room_use.as_deref(),
             after.area_x100,
         )?;
-        let mut tx = self.db.write.begin().await.map_err(db_err)?;
+        let mut tx = self.db.begin_write().await.map_err(db_err)?;
         sqlx::query("UPDATE places SET name = $1, code = $2, area_x100 = $3, room_use = $4, plan = $5 WHERE id = $6")
             .bind(after.name.clone())
             .bind(after.code.clone())

@@ -1,0 +1,331 @@
+//! Staff administration pages: accounts and role bindings, the audit log, correction review.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use linli_core::auth::{Action, Role};
+use linli_core::{AppError, ErrorKind};
+use linli_store::accounts::users::{BindingSpec, NewUser, UserInfo};
+use linli_store::audit::{Actor, AuditFilter, AuditRecord};
+use linli_store::registry::corrections::{Correction, Decision};
+
+use crate::AppState;
+use crate::web::{
+    FieldErrors, FormOnce, Once, Page, WebResult, WebUser, check_csrf, error_page, or_page, render,
+    urlencode,
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/admin/users", get(users).post(user_create))
+        .route("/admin/audit", get(audit))
+        .route("/admin/corrections", get(corrections))
+        .route("/admin/corrections/{id}", post(decide))
+}
+
+const STAFF_ROLES: [&str; 7] = [
+    "grid_worker",
+    "committee_staff",
+    "property_staff",
+    "street_officer",
+    "department_officer",
+    "merchant",
+    "volunteer",
+];
+
+#[derive(Default)]
+struct UserForm {
+    login: String,
+    display_name: String,
+    phone: String,
+    role: String,
+    place_id: String,
+}
+
+#[derive(Template)]
+#[template(path = "users.html")]
+struct UsersTpl {
+    page: Page,
+    users: Vec<UserInfo>,
+    roles: &'static [&'static str],
+    places: Vec<(String, String)>,
+    once: String,
+    errors: FieldErrors,
+    form: UserForm,
+    flash: Option<String>,
+}
+
+async fn places_for_users(
+    s: &AppState,
+    user: &WebUser,
+) -> Result<Vec<(String, String)>, axum::response::Response> {
+    let g = user
+        .principal
+        .grant(Action::UserAdmin)
+        .map_err(|_| error_page(&user.page, AppError::forbidden()))?;
+    let pg = user
+        .principal
+        .grant(Action::PlaceRead)
+        .map_err(|_| error_page(&user.page, AppError::forbidden()))?;
+    let mut out = Vec::new();
+    for kind in ["district", "street", "community", "grid"] {
+        for p in or_page(&user.page, s.store.places(&pg, None, Some(kind)).await)? {
+            if g.covers(&p.path) {
+                let label = format!("{}（{}）", p.name, user.page.code("kind", &p.kind));
+                out.push((p.id, label));
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Deserialize)]
+struct Flash {
+    saved: Option<String>,
+}
+
+async fn users(State(s): State<AppState>, user: WebUser, Query(f): Query<Flash>) -> WebResult {
+    let list = or_page(&user.page, s.store.users(&user.principal).await)?;
+    let places = places_for_users(&s, &user).await?;
+    let flash = f.saved.map(|_| user.page.t("web-saved"));
+    let form = UserForm {
+        role: "grid_worker".into(),
+        ..Default::default()
+    };
+    Ok(render(&UsersTpl {
+        page: user.page,
+        users: list,
+        roles: &STAFF_ROLES,
+        places,
+        once: FormOnce::new_token(),
+        errors: FieldErrors::default(),
+        form,
+        flash,
+    }))
+}
+
+#[derive(Deserialize)]
+struct NewUserForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    _once: String,
+    #[serde(default)]
+    login: String,
+    #[serde(default)]
+    display_name: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    phone: String,
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    place_id: String,
+}
+
+async fn user_create(
+    State(s): State<AppState>,
+    user: WebUser,
+    axum::Form(f): axum::Form<NewUserForm>,
+) -> WebResult {
+    check_csrf(&user.page, &f._csrf)?;
+    if let Once::Repeat(_) = s.form_once.claim(&f._once) {
+        return Ok(Redirect::to("/admin/users?saved=1").into_response());
+    }
+    let role = Role::parse(&f.role).filter(|r| STAFF_ROLES.contains(&r.as_str()));
+    let result = match role {
+        None => Err(AppError::bad_request("validation.bad_value").arg("field", "role")),
+        Some(role) => {
+            let new = NewUser {
+                login: f.login.clone(),
+                display_name: f.display_name.clone(),
+                password: f.password.clone(),
+                phone: Some(f.phone.clone()).filter(|p| !p.is_empty()),
+                person_id: None,
+                bindings: vec![BindingSpec {
+                    role,
+                    place_id: Some(f.place_id.clone()),
+                    org_id: None,
+                    household_id: None,
+                }],
+            };
+            s.store.create_user(&user.principal, new).await
+        }
+    };
+    match result {
+        Ok(_) => {
+            s.form_once.finish(&f._once, "/admin/users?saved=1");
+            Ok(Redirect::to("/admin/users?saved=1").into_response())
+        }
+        Err(e)
+            if matches!(
+                e.kind,
+                ErrorKind::BadRequest
+                    | ErrorKind::Conflict
+                    | ErrorKind::Forbidden
+                    | ErrorKind::NotFound
+            ) =>
+        {
+            s.form_once.release(&f._once);
+            let mut errors = FieldErrors::from_app(&user.page, &e, "login");
+            if e.kind == ErrorKind::Forbidden {
+                errors = FieldErrors(
+                    [("bindings".to_string(), e.message(user.page.lang))]
+                        .into_iter()
+                        .collect(),
+                );
+            }
+            if e.code == "auth.password_too_short" {
+                errors = FieldErrors(
+                    [("password".to_string(), e.message(user.page.lang))]
+                        .into_iter()
+                        .collect(),
+                );
+            }
+            let list = or_page(&user.page, s.store.users(&user.principal).await)?;
+            let places = places_for_users(&s, &user).await?;
+            let form = UserForm {
+                login: f.login,
+                display_name: f.display_name,
+                phone: f.phone,
+                role: f.role,
+                place_id: f.place_id,
+            };
+            let tpl = UsersTpl {
+                page: user.page,
+                users: list,
+                roles: &STAFF_ROLES,
+                places,
+                once: FormOnce::new_token(),
+                errors,
+                form,
+                flash: None,
+            };
+            Ok((StatusCode::BAD_REQUEST, render(&tpl)).into_response())
+        }
+        Err(e) => {
+            s.form_once.release(&f._once);
+            Err(error_page(&user.page, e))
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "audit.html")]
+struct AuditTpl {
+    page: Page,
+    f: AuditFilter,
+    entries: Vec<AuditRecord>,
+    next_link: Option<String>,
+}
+
+async fn audit(
+    State(s): State<AppState>,
+    user: WebUser,
+    Query(mut f): Query<AuditFilter>,
+) -> WebResult {
+    let g = user
+        .principal
+        .grant(Action::AuditRead)
+        .map_err(|_| error_page(&user.page, AppError::forbidden()))?;
+    for v in [&mut f.actor, &mut f.action, &mut f.entity, &mut f.entity_id] {
+        if v.as_deref().is_some_and(|s| s.trim().is_empty()) {
+            *v = None;
+        }
+    }
+    f.limit = Some(50);
+    let entries = or_page(&user.page, s.store.audit_list(&g, &f).await)?;
+    let next_link = (entries.len() == 50).then(|| {
+        let mut parts = vec![format!(
+            "before_seq={}",
+            entries.last().map(|e| e.seq).unwrap_or(0)
+        )];
+        for (k, v) in [
+            ("actor", &f.actor),
+            ("action", &f.action),
+            ("entity", &f.entity),
+        ] {
+            if let Some(v) = v {
+                parts.push(format!("{k}={}", urlencode(v)));
+            }
+        }
+        format!("/admin/audit?{}", parts.join("&"))
+    });
+    Ok(render(&AuditTpl {
+        page: user.page,
+        f,
+        entries,
+        next_link,
+    }))
+}
+
+#[derive(Template)]
+#[template(path = "corrections.html")]
+struct CorrectionsTpl {
+    page: Page,
+    items: Vec<Correction>,
+    flash: Option<String>,
+}
+
+async fn corrections(
+    State(s): State<AppState>,
+    user: WebUser,
+    Query(f): Query<Flash>,
+) -> WebResult {
+    let g = user
+        .principal
+        .grant(Action::CorrectionReview)
+        .map_err(|_| error_page(&user.page, AppError::forbidden()))?;
+    let items = or_page(&user.page, s.store.corrections(&g, None).await)?;
+    let flash = f.saved.map(|_| user.page.t("web-saved"));
+    Ok(render(&CorrectionsTpl {
+        page: user.page,
+        items,
+        flash,
+    }))
+}
+
+#[derive(Deserialize)]
+struct DecisionForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    approve: String,
+    #[serde(default)]
+    note: String,
+}
+
+async fn decide(
+    State(s): State<AppState>,
+    user: WebUser,
+    Path(id): Path<String>,
+    axum::Form(f): axum::Form<DecisionForm>,
+) -> WebResult {
+    check_csrf(&user.page, &f._csrf)?;
+    let g = user
+        .principal
+        .grant(Action::CorrectionReview)
+        .map_err(|_| error_page(&user.page, AppError::forbidden()))?;
+    let d = Decision {
+        approve: f.approve == "1",
+        note: Some(f.note).filter(|n| !n.trim().is_empty()),
+    };
+    match s
+        .store
+        .decide_correction(&g, &Actor::from(&user.principal), &id, d)
+        .await
+    {
+        Ok(_) => Ok(Redirect::to("/admin/corrections?saved=1").into_response()),
+        // A second click on an already-decided request just shows the list.
+        Err(e) if e.code == "registry.correction.already_decided" => {
+            Ok(Redirect::to("/admin/corrections").into_response())
+        }
+        Err(e) => Err(error_page(&user.page, e)),
+    }
+}

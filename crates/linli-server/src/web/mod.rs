@@ -1,0 +1,432 @@
+//! The web UI: server-rendered pages (askama), our own CSS and a little JS, embedded in the
+//! binary. Two faces: the resident pages (mobile first) and the staff console (side navigation
+//! by capability). Every page works with plain links and forms; every form carries the session's
+//! CSRF token; create forms carry a one-time token so a double tap does not create twice.
+//! Pages call the same store functions with the same grants as the API.
+
+pub mod account;
+pub mod admin;
+pub mod import;
+pub mod me;
+pub mod registry;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+
+use linli_core::auth::{Action, Principal, Role};
+use linli_core::i18n::{self, Lang};
+use linli_core::{AppError, ErrorKind};
+
+use crate::AppState;
+use crate::error::{current_lang, current_request_id};
+use crate::extract::{Via, authenticate};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(home))
+        .route("/static/linli.css", get(css))
+        .route("/static/linli.js", get(js))
+        .merge(account::router())
+        .merge(me::router())
+        .merge(registry::router())
+        .merge(import::router())
+        .merge(admin::router())
+}
+
+async fn css() -> Response {
+    static_file(
+        include_str!("../../static/linli.css"),
+        "text/css; charset=utf-8",
+    )
+}
+
+async fn js() -> Response {
+    static_file(
+        include_str!("../../static/linli.js"),
+        "text/javascript; charset=utf-8",
+    )
+}
+
+fn static_file(body: &'static str, mime: &'static str) -> Response {
+    let mut r = body.into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    r
+}
+
+/// Residents land on their household, staff on the registry.
+async fn home(user: WebUser) -> Redirect {
+    if user.page.staff {
+        Redirect::to("/registry")
+    } else {
+        Redirect::to("/me")
+    }
+}
+
+/// One entry of the staff side navigation.
+#[derive(Debug, Clone)]
+pub struct NavItem {
+    pub href: &'static str,
+    pub label: String,
+    pub current: bool,
+}
+
+/// What every page's layout needs.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub lang: Lang,
+    pub big: bool,
+    pub staff: bool,
+    pub user_name: String,
+    pub signed_in: bool,
+    pub csrf: String,
+    pub nav: Vec<NavItem>,
+    pub path: String,
+}
+
+impl Page {
+    pub fn t(&self, key: &str) -> String {
+        i18n::t(self.lang, key)
+    }
+    pub fn t1(&self, key: &str, name: &'static str, value: &str) -> String {
+        i18n::t_args(self.lang, key, &[(name, value.to_string())])
+    }
+    pub fn lang_tag(&self) -> &'static str {
+        self.lang.tag()
+    }
+    pub fn other_lang(&self) -> &'static str {
+        if self.lang == Lang::ZhCn {
+            "en"
+        } else {
+            "zh-CN"
+        }
+    }
+    /// A code such as a tenure or relation, shown in the user's language.
+    pub fn code(&self, group: &str, code: &str) -> String {
+        let key = format!("web-{group}-{code}");
+        if i18n::has(self.lang, &key) {
+            i18n::t(self.lang, &key)
+        } else {
+            code.to_string()
+        }
+    }
+    /// A label name in the user's language.
+    pub fn label_name(&self, zh: &str, en: &str) -> String {
+        if self.lang == Lang::En && !en.is_empty() {
+            en.to_string()
+        } else {
+            zh.to_string()
+        }
+    }
+    /// ¥-free plain number with Chinese-style date formatting of epoch millis (Asia/Shanghai).
+    pub fn datetime(&self, ms: &i64) -> String {
+        let t = chrono::DateTime::from_timestamp_millis(*ms).unwrap_or_default()
+            + chrono::Duration::hours(8);
+        match self.lang {
+            Lang::ZhCn => t.format("%Y年%m月%d日 %H:%M").to_string(),
+            Lang::En => t.format("%Y-%m-%d %H:%M").to_string(),
+        }
+    }
+    /// Floor area from hundredths of m².
+    pub fn area(&self, x100: &Option<i64>) -> String {
+        match x100 {
+            Some(a) => format!("{}.{:02} m²", a / 100, a % 100),
+            None => "—".into(),
+        }
+    }
+}
+
+fn nav_for(p: &Principal, lang: Lang, path: &str) -> Vec<NavItem> {
+    // Capabilities map to the console's sections; modules not built yet are simply absent.
+    let mut items: Vec<(&'static str, &'static str, bool)> = vec![
+        ("/registry", "web-nav-registry", p.can(Action::PlaceRead)),
+        (
+            "/registry/persons",
+            "web-nav-persons",
+            p.can(Action::PersonRead),
+        ),
+        (
+            "/registry/labels",
+            "web-nav-labels",
+            p.can(Action::PersonRead),
+        ),
+        (
+            "/registry/import",
+            "web-nav-import",
+            p.can(Action::RegistryImport),
+        ),
+        (
+            "/registry/export",
+            "web-nav-export",
+            p.can(Action::RegistryExport),
+        ),
+        (
+            "/admin/corrections",
+            "web-nav-corrections",
+            p.can(Action::CorrectionReview),
+        ),
+        ("/admin/users", "web-nav-users", p.can(Action::UserAdmin)),
+        ("/admin/audit", "web-nav-audit", p.can(Action::AuditRead)),
+    ];
+    if !p.own_households().is_empty() {
+        items.insert(0, ("/me", "web-nav-my-household", true));
+    }
+    let best = items
+        .iter()
+        .filter(|(h, _, ok)| *ok && path.starts_with(h))
+        .map(|(h, _, _)| h.len())
+        .max()
+        .unwrap_or(0);
+    items
+        .into_iter()
+        .filter(|(_, _, ok)| *ok)
+        .map(|(href, key, _)| NavItem {
+            href,
+            label: i18n::t(lang, key),
+            current: href.len() == best && path.starts_with(href),
+        })
+        .collect()
+}
+
+pub fn is_staff(p: &Principal) -> bool {
+    p.roles()
+        .iter()
+        .any(|r| !matches!(r, Role::Resident | Role::Volunteer | Role::Merchant))
+}
+
+fn big_text(parts: &Parts) -> bool {
+    crate::extract::cookie(parts, "linli_big") == Some("1")
+}
+
+/// A page's context for visitors who are not signed in.
+pub fn anonymous_page(parts: &Parts) -> Page {
+    Page {
+        lang: current_lang(),
+        big: big_text(parts),
+        staff: false,
+        user_name: String::new(),
+        signed_in: false,
+        csrf: String::new(),
+        nav: Vec::new(),
+        path: parts.uri.path().to_string(),
+    }
+}
+
+/// The signed-in user of a page; not signed in → redirect to the login page.
+pub struct WebUser {
+    pub principal: Principal,
+    pub page: Page,
+}
+
+impl<S> FromRequestParts<S> for WebUser
+where
+    S: Send + Sync,
+    AppState: FromRef<S>,
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let state = AppState::from_ref(state);
+        let found = authenticate(parts, &state)
+            .await
+            .map_err(|e| error_page(&anonymous_page(parts), e.0))?;
+        match found {
+            Some((principal, Via::Session { csrf, .. })) => {
+                let lang = current_lang();
+                let path = parts.uri.path().to_string();
+                let page = Page {
+                    lang,
+                    big: big_text(parts),
+                    staff: is_staff(&principal),
+                    user_name: principal.display_name.clone(),
+                    signed_in: true,
+                    csrf,
+                    nav: nav_for(&principal, lang, &path),
+                    path,
+                };
+                Ok(WebUser { principal, page })
+            }
+            _ => {
+                let next = parts
+                    .uri
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or("/");
+                let target = format!("/login?next={}", urlencode(next));
+                Err(Redirect::to(&target).into_response())
+            }
+        }
+    }
+}
+
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Check the CSRF token a form sent.
+pub fn check_csrf(page: &Page, sent: &str) -> Result<(), Response> {
+    if !page.csrf.is_empty() && sent == page.csrf {
+        Ok(())
+    } else {
+        Err(error_page(
+            page,
+            AppError::forbidden().details(serde_json::json!({"reason": "auth.csrf"})),
+        ))
+    }
+}
+
+/// One-time form tokens: a second post of the same form is answered with the first result.
+#[derive(Default, Debug)]
+pub struct FormOnce {
+    seen: Mutex<HashMap<String, (Instant, Option<String>)>>,
+}
+
+pub enum Once {
+    /// First time: go ahead.
+    Fresh,
+    /// Seen before: redirect here (or to the fallback if the first is still running/failed).
+    Repeat(Option<String>),
+}
+
+impl FormOnce {
+    pub fn new_token() -> String {
+        linli_core::crypto::random_token(16)
+    }
+    pub fn claim(&self, token: &str) -> Once {
+        let mut m = self.seen.lock().expect("form-once lock");
+        let now = Instant::now();
+        if m.len() > 50_000 {
+            m.retain(|_, (t, _)| now.duration_since(*t) < Duration::from_secs(3600));
+        }
+        if token.is_empty() {
+            return Once::Fresh;
+        }
+        match m.get(token) {
+            Some((_, done)) => Once::Repeat(done.clone()),
+            None => {
+                m.insert(token.to_string(), (now, None));
+                Once::Fresh
+            }
+        }
+    }
+    pub fn finish(&self, token: &str, location: &str) {
+        if let Some(e) = self.seen.lock().expect("form-once lock").get_mut(token) {
+            e.1 = Some(location.to_string());
+        }
+    }
+    /// A failed attempt may be retried with the same token.
+    pub fn release(&self, token: &str) {
+        self.seen.lock().expect("form-once lock").remove(token);
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorTpl<'a> {
+    page: &'a Page,
+    title: String,
+    message: String,
+    request_id: String,
+    status: u16,
+}
+
+/// An error as a page in the site's style (403/404/500 …), with the request id.
+pub fn error_page(page: &Page, e: AppError) -> Response {
+    let request_id = current_request_id();
+    let e = if e.kind == ErrorKind::Internal {
+        tracing::error!(request_id = %request_id, code = e.code, "internal error on a page");
+        AppError::internal().arg("request_id", request_id.clone())
+    } else {
+        e
+    };
+    let status = StatusCode::from_u16(e.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let reason = e
+        .details
+        .as_ref()
+        .and_then(|d| d.get("reason"))
+        .and_then(|r| r.as_str())
+        .map(|r| i18n::t(page.lang, r));
+    let tpl = ErrorTpl {
+        page,
+        title: page.t(&format!("web-error-title-{}", status.as_u16())),
+        message: reason.unwrap_or_else(|| e.message(page.lang)),
+        request_id,
+        status: status.as_u16(),
+    };
+    (status, render(&tpl)).into_response()
+}
+
+/// Render a template, or a plain 500 if the template itself fails (logged).
+pub fn render<T: Template>(t: &T) -> Response {
+    match t.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, request_id = %current_request_id(), "template failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    }
+}
+
+/// Page result: a page or an error page.
+pub type WebResult = Result<Response, Response>;
+
+/// Turn a store error into an error page.
+pub fn or_page<T>(page: &Page, r: Result<T, AppError>) -> Result<T, Response> {
+    r.map_err(|e| error_page(page, e))
+}
+
+/// A field error shown beside its input.
+#[derive(Debug, Clone, Default)]
+pub struct FieldErrors(pub HashMap<String, String>);
+
+impl FieldErrors {
+    pub fn get(&self, field: &str) -> Option<&String> {
+        self.0.get(field)
+    }
+    pub fn has(&self, field: &str) -> bool {
+        self.0.contains_key(field)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    /// Place a store validation error next to the field it concerns.
+    pub fn from_app(page: &Page, e: &AppError, default_field: &str) -> FieldErrors {
+        let field = e
+            .args
+            .iter()
+            .find(|(k, _)| *k == "field")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| match e.code {
+                c if c.starts_with("validation.id_card") => "id_number".to_string(),
+                "validation.phone.invalid" => "phone".to_string(),
+                "validation.purpose_required" => "purpose".to_string(),
+                "auth.old_password_wrong" => "old_password".to_string(),
+                "auth.password_too_short" => "new_password".to_string(),
+                _ => default_field.to_string(),
+            });
+        let mut m = HashMap::new();
+        m.insert(field, e.message(page.lang));
+        FieldErrors(m)
+    }
+}

@@ -1,0 +1,753 @@
+//! Staff pages of the registry: place tree with the community site plan, household page and
+//! edit, person search, person page with edit and audited reveal, labels, export.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use linli_core::auth::{Action, Grant};
+use linli_core::{AppError, ErrorKind};
+use linli_store::audit::{Actor, AuditFilter, AuditRecord};
+use linli_store::registry::households::{HouseholdPatch, HouseholdSummary, HouseholdView, TENURES};
+use linli_store::registry::labels::{Label, NewLabel};
+use linli_store::registry::persons::{
+    PersonPatch, PersonQuery, PersonSummary, RELATIONS, RevealRequest,
+};
+use linli_store::registry::places::Place;
+
+use crate::AppState;
+use crate::api::sensitive;
+use crate::web::{
+    FieldErrors, FormOnce, Once, Page, WebResult, WebUser, check_csrf, error_page, or_page, render,
+    urlencode,
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/registry", get(tree))
+        .route("/registry/households/{id}", get(household))
+        .route(
+            "/registry/households/{id}/edit",
+            get(household_edit).post(household_save),
+        )
+        .route("/registry/persons", get(persons))
+        .route("/registry/persons/{id}", get(person).post(person_save))
+        .route("/registry/persons/{id}/reveal", post(person_reveal))
+        .route("/registry/labels", get(labels).post(label_create))
+        .route("/registry/export", get(export))
+}
+
+fn grant(
+    page: &Page,
+    p: &linli_core::auth::Principal,
+    a: Action,
+) -> Result<Grant, axum::response::Response> {
+    p.grant(a)
+        .map_err(|_| error_page(page, AppError::forbidden()))
+}
+
+struct PlanBuilding {
+    id: String,
+    name: String,
+    x: i32,
+    y: i32,
+    w: i32,
+    h: i32,
+    tx: i32,
+    ty: i32,
+}
+
+#[derive(Template)]
+#[template(path = "registry_tree.html")]
+struct TreeTpl {
+    page: Page,
+    crumbs: Vec<(String, String)>,
+    current: Option<Place>,
+    children: Vec<Place>,
+    plan: Vec<PlanBuilding>,
+    households: Vec<HouseholdSummary>,
+}
+
+#[derive(Deserialize)]
+struct TreeQuery {
+    place: Option<String>,
+}
+
+async fn tree(State(s): State<AppState>, user: WebUser, Query(q): Query<TreeQuery>) -> WebResult {
+    let page = &user.page;
+    let g = grant(page, &user.principal, Action::PlaceRead)?;
+    let current = match q.place.as_deref().filter(|p| !p.is_empty()) {
+        Some(id) => Some(or_page(page, s.store.place(&g, id).await)?),
+        None => None,
+    };
+    let children = or_page(
+        page,
+        s.store
+            .places(&g, current.as_ref().map(|p| p.id.as_str()), None)
+            .await,
+    )?;
+    // Breadcrumb from the top of the caller's area down to the current place.
+    let mut crumbs = Vec::new();
+    if let Some(c) = &current {
+        let ids: Vec<&str> = c.path.split('/').filter(|x| !x.is_empty()).collect();
+        let names = or_page(page, s.store.place_names(&ids).await)?;
+        let mut path = String::from("/");
+        for id in ids {
+            path.push_str(id);
+            path.push('/');
+            if g.covers(&path)
+                && let Some((_, n)) = names.get(id)
+            {
+                crumbs.push((id.to_string(), n.clone()));
+            }
+        }
+    }
+    // The community site plan: every building below, drawn from its footprint.
+    let mut plan = Vec::new();
+    if let Some(c) = current
+        .as_ref()
+        .filter(|c| c.kind == "community" || c.kind == "grid")
+    {
+        let buildings = or_page(page, s.store.places(&g, None, Some("building")).await)?;
+        for b in buildings
+            .into_iter()
+            .filter(|b| b.path.starts_with(&c.path))
+        {
+            if let Some([x, y, w, h]) = b.plan {
+                plan.push(PlanBuilding {
+                    id: b.id,
+                    name: b.name,
+                    x,
+                    y,
+                    w,
+                    h,
+                    tx: x + w / 2,
+                    ty: y + h / 2 + 6,
+                });
+            }
+        }
+    }
+    let households = match &current {
+        Some(c) if c.kind == "room" && user.principal.can(Action::HouseholdRead) => {
+            let hg = grant(page, &user.principal, Action::HouseholdRead)?;
+            let q = linli_store::registry::households::HouseholdQuery {
+                place_id: Some(c.id.clone()),
+                limit: Some(50),
+                offset: None,
+            };
+            or_page(page, s.store.households(&hg, &q).await)?.items
+        }
+        _ => Vec::new(),
+    };
+    Ok(render(&TreeTpl {
+        page: user.page,
+        crumbs,
+        current,
+        children,
+        plan,
+        households,
+    }))
+}
+
+#[derive(Template)]
+#[template(path = "household.html")]
+struct HouseholdTpl {
+    page: Page,
+    h: HouseholdView,
+    can_edit: bool,
+    can_edit_person: bool,
+    flash: Option<String>,
+    log: Vec<AuditRecord>,
+}
+
+#[derive(Deserialize)]
+struct Flash {
+    saved: Option<String>,
+}
+
+async fn household(
+    State(s): State<AppState>,
+    user: WebUser,
+    Path(id): Path<String>,
+    Query(f): Query<Flash>,
+) -> WebResult {
+    let page = &user.page;
+    let g = grant(page, &user.principal, Action::HouseholdRead)?;
+    let h = or_page(
+        page,
+        s.store
+            .household(&g, sensitive(&user.principal).as_ref(), &id)
+            .await,
+    )?;
+    let log = match user.principal.grant(Action::AuditRead) {
+        Ok(ag) => s
+            .store
+            .audit_list(
+                &ag,
+                &AuditFilter {
+                    entity: Some("household".into()),
+                    entity_id: Some(id.clone()),
+                    limit: Some(10),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    let room_path = user_path(&s, &h).await;
+    let can_edit = user
+        .principal
+        .grant(Action::HouseholdWrite)
+        .is_ok_and(|g| g.covers(&room_path));
+    let can_edit_person = user.principal.can(Action::PersonRead);
+    let flash = f.saved.map(|_| page.t("web-saved"));
+    Ok(render(&HouseholdTpl {
+        page: user.page,
+        h,
+        can_edit,
+        can_edit_person,
+        flash,
+        log,
+    }))
+}
+
+async fn user_path(s: &AppState, h: &HouseholdView) -> String {
+    s.store
+        .place(&Grant::system(Action::PlaceRead), &h.room_id)
+        .await
+        .map(|p| p.path)
+        .unwrap_or_default()
+}
+
+#[derive(Template)]
+#[template(path = "household_edit.html")]
+struct HouseholdEditTpl {
+    page: Page,
+    h: HouseholdView,
+    tenures: &'static [&'static str],
+    errors: FieldErrors,
+    form_tenure: String,
+    form_moved_in: String,
+    form_note: String,
+}
+
+async fn household_edit(
+    State(s): State<AppState>,
+    user: WebUser,
+    Path(id): Path<String>,
+) -> WebResult {
+    let page = &user.page;
+    grant(page, &user.principal, Action::HouseholdWrite)?;
+    let g = grant(page, &user.principal, Action::HouseholdRead)?;
+    let h = or_page(
+        page,
+        s.store
+            .household(&g, sensitive(&user.principal).as_ref(), &id)
+            .await,
+    )?;
+    Ok(render(&HouseholdEditTpl {
+        form_tenure: h.tenure.clone(),
+        form_moved_in: h.moved_in.clone().unwrap_or_default(),
+        form_note: h.note.clone(),
+        page: user.page,
+        h,
+        tenures: &TENURES,
+        errors: FieldErrors::default(),
+    }))
+}
+
+#[derive(Deserialize)]
+struct HouseholdForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    version: i64,
+    #[serde(default)]
+    tenure: String,
+    #[serde(default)]
+    moved_in: String,
+    #[serde(default)]
+    note: String,
+}
+
+async fn household_save(
+    State(s): State<AppState>,
+    user: WebUser,
+    Path(id): Path<String>,
+    axum::Form(f): axum::Form<HouseholdForm>,
+) -> WebResult {
+    let page = &user.page;
+    check_csrf(page, &f._csrf)?;
+    let g = grant(page, &user.principal, Action::HouseholdWrite)?;
+    let patch = HouseholdPatch {
+        version: f.version,
+        tenure: Some(f.tenure.clone()),
+        moved_in: Some(f.moved_in.clone()),
+        note: Some(f.note.clone()),
+    };
+    let sens = sensitive(&user.principal);
+    match s
+        .store
+        .update_household(&g, sens.as_ref(), &Actor::from(&user.principal), &id, patch)
+        .await
+    {
+        Ok(_) => Ok(Redirect::to(&format!("/registry/households/{id}?saved=1")).into_response()),
+        Err(e) if matches!(e.kind, ErrorKind::BadRequest | ErrorKind::Conflict) => {
+            let rg = grant(page, &user.principal, Action::HouseholdRead)?;
+            let h = or_page(page, s.store.household(&rg, sens.as_ref(), &id).await)?;
+            let errors = if e.kind == ErrorKind::Conflict {
+                FieldErrors(
+                    [("_form".to_string(), e.message(page.lang))]
+                        .into_iter()
+                        .collect(),
+                )
+            } else {
+                FieldErrors::from_app(page, &e, "note")
+            };
+            let tpl = HouseholdEditTpl {
+                page: user.page,
+                h,
+                tenures: &TENURES,
+                errors,
+                form_tenure: f.tenure,
+                form_moved_in: f.moved_in,
+                form_note: f.note,
+            };
+            Ok((StatusCode::BAD_REQUEST, render(&tpl)).into_response())
+        }
+        Err(e) => Err(error_page(page, e)),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "persons.html")]
+struct PersonsTpl {
+    page: Page,
+    q: PersonQuery,
+    labels: Vec<Label>,
+    places: Vec<(String, String)>,
+    items: Vec<PersonSummary>,
+    total_text: String,
+    error: Option<String>,
+    prev_link: Option<String>,
+    next_link: Option<String>,
+}
+
+const PAGE_SIZE: i64 = 30;
+
+async fn persons(
+    State(s): State<AppState>,
+    user: WebUser,
+    Query(mut q): Query<PersonQuery>,
+) -> WebResult {
+    let page = &user.page;
+    let g = grant(page, &user.principal, Action::PersonRead)?;
+    let sens = sensitive(&user.principal);
+    let labels: Vec<Label> = or_page(page, s.store.labels().await)?
+        .into_iter()
+        .filter(|l| {
+            l.parent_id.is_some()
+                && (!l.sensitive
+                    || sens
+                        .as_ref()
+                        .is_some_and(|sg| g.prefixes().iter().all(|p| sg.covers(p))))
+        })
+        .collect();
+    // Grids and buildings of the caller's area, as "community / building".
+    let pg = grant(page, &user.principal, Action::PlaceRead)?;
+    let mut places = Vec::new();
+    for kind in ["community", "grid", "building"] {
+        for p in or_page(page, s.store.places(&pg, None, Some(kind)).await)? {
+            let label = if kind == "community" {
+                p.name.clone()
+            } else {
+                format!(
+                    "{} · {}",
+                    or_page(page, s.store.address(&p.path).await)?,
+                    p.name
+                )
+            };
+            places.push((p.id, label));
+        }
+    }
+    q.limit = Some(PAGE_SIZE);
+    let offset = q.offset.unwrap_or(0).max(0);
+    q.offset = Some(offset);
+    let (items, total, capped, error) = match s.store.search_persons(&g, sens.as_ref(), &q).await {
+        Ok(r) => (r.items, r.total, r.total_is_capped, None),
+        Err(e) if e.kind != ErrorKind::Internal => {
+            (Vec::new(), 0, false, Some(e.message(page.lang)))
+        }
+        Err(e) => return Err(error_page(page, e)),
+    };
+    let link = |off: i64| {
+        let mut parts = vec![format!("offset={off}")];
+        for (k, v) in [
+            ("name", &q.name),
+            ("id_number", &q.id_number),
+            ("phone", &q.phone),
+            ("label", &q.label),
+            ("place_id", &q.place_id),
+        ] {
+            if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+                parts.push(format!("{k}={}", urlencode(v)));
+            }
+        }
+        format!("/registry/persons?{}", parts.join("&"))
+    };
+    let prev_link = (offset > 0).then(|| link((offset - PAGE_SIZE).max(0)));
+    let next_link = (offset + PAGE_SIZE < total || capped)
+        .then(|| link(offset + PAGE_SIZE))
+        .filter(|_| items.len() as i64 == PAGE_SIZE);
+    let total_text = if capped {
+        format!("{total}+")
+    } else {
+        total.to_string()
+    };
+    Ok(render(&PersonsTpl {
+        page: user.page,
+        q,
+        labels,
+        places,
+        items,
+        total_text,
+        error,
+        prev_link,
+        next_link,
+    }))
+}
+
+#[derive(Template)]
+#[template(path = "person_edit.html")]
+struct PersonTpl {
+    page: Page,
+    p: PersonSummary,
+    labels: Vec<(Label, bool)>,
+    relations: &'static [&'static str],
+    can_edit: bool,
+    can_reveal: bool,
+    revealed_id: Option<String>,
+    revealed_phone: Option<String>,
+    why: String,
+    errors: FieldErrors,
+    flash: Option<String>,
+    form_name: String,
+    form_phone: String,
+}
+
+struct PersonExtras {
+    revealed: Option<(Option<String>, Option<String>)>,
+    errors: FieldErrors,
+    flash: Option<String>,
+    form: Option<(String, String)>,
+}
+
+async fn person_page(
+    s: &AppState,
+    user: WebUser,
+    id: &str,
+    x: PersonExtras,
+    status: StatusCode,
+) -> WebResult {
+    let page = &user.page;
+    let g = grant(page, &user.principal, Action::PersonRead)?;
+    let sens = sensitive(&user.principal);
+    let p = or_page(page, s.store.person(&g, sens.as_ref(), id).await)?;
+    let path = match &p.household_id {
+        Some(h) => s
+            .store
+            .household(&Grant::system(Action::HouseholdRead), None, h)
+            .await
+            .ok()
+            .map(|h| h.room_id),
+        None => None,
+    };
+    let path = match path {
+        Some(room) => s
+            .store
+            .place(&Grant::system(Action::PlaceRead), &room)
+            .await
+            .map(|p| p.path)
+            .unwrap_or_default(),
+        None => String::new(),
+    };
+    let can_edit = user
+        .principal
+        .grant(Action::PersonWrite)
+        .is_ok_and(|g| g.covers(&path));
+    let can_reveal = user
+        .principal
+        .grant(Action::PersonReveal)
+        .is_ok_and(|g| g.covers(&path));
+    let show_sensitive = sens.as_ref().is_some_and(|g| g.covers(&path));
+    let labels = or_page(page, s.store.labels().await)?
+        .into_iter()
+        .filter(|l| l.parent_id.is_some() && (show_sensitive || !l.sensitive))
+        .map(|l| {
+            let on = p.labels.iter().any(|x| x.code == l.code);
+            (l, on)
+        })
+        .collect();
+    let roles: Vec<String> = user
+        .principal
+        .roles()
+        .iter()
+        .map(|r| page.code("role", r.as_str()))
+        .collect();
+    let why = page.t1("web-why-shown-text", "roles", &roles.join("、"));
+    let (form_name, form_phone) = x.form.unwrap_or_else(|| (p.name.clone(), String::new()));
+    let (revealed_id, revealed_phone) = x.revealed.unwrap_or((None, None));
+    let tpl = PersonTpl {
+        page: user.page,
+        p,
+        labels,
+        relations: &RELATIONS,
+        can_edit,
+        can_reveal,
+        revealed_id,
+        revealed_phone,
+        why,
+        errors: x.errors,
+        flash: x.flash,
+        form_name,
+        form_phone,
+    };
+    Ok((status, render(&tpl)).into_response())
+}
+
+async fn person(
+    State(s): State<AppState>,
+    user: WebUser,
+    Path(id): Path<String>,
+    Query(f): Query<Flash>,
+) -> WebResult {
+    let flash = f.saved.map(|_| user.page.t("web-saved"));
+    person_page(
+        &s,
+        user,
+        &id,
+        PersonExtras {
+            revealed: None,
+            errors: FieldErrors::default(),
+            flash,
+            form: None,
+        },
+        StatusCode::OK,
+    )
+    .await
+}
+
+async fn person_save(
+    State(s): State<AppState>,
+    user: WebUser,
+    Path(id): Path<String>,
+    axum::Form(fields): axum::Form<Vec<(String, String)>>,
+) -> WebResult {
+    let get = |k: &str| {
+        fields
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    check_csrf(&user.page, &get("_csrf"))?;
+    let g = grant(&user.page, &user.principal, Action::PersonWrite)?;
+    let labels: Vec<String> = fields
+        .iter()
+        .filter(|(n, _)| n == "labels")
+        .map(|(_, v)| v.clone())
+        .collect();
+    let phone = get("phone");
+    let patch = PersonPatch {
+        version: get("version").parse().unwrap_or(0),
+        name: Some(get("name")),
+        phone: Some(phone.clone()).filter(|p| !p.trim().is_empty()),
+        relation: Some(get("relation")).filter(|r| !r.is_empty()),
+        labels: Some(labels),
+    };
+    let sens = sensitive(&user.principal);
+    match s
+        .store
+        .update_person(&g, sens.as_ref(), &Actor::from(&user.principal), &id, patch)
+        .await
+    {
+        Ok(_) => Ok(Redirect::to(&format!("/registry/persons/{id}?saved=1")).into_response()),
+        Err(e) if matches!(e.kind, ErrorKind::BadRequest | ErrorKind::Conflict) => {
+            let errors = if e.kind == ErrorKind::Conflict {
+                FieldErrors(
+                    [("_form".to_string(), e.message(user.page.lang))]
+                        .into_iter()
+                        .collect(),
+                )
+            } else {
+                FieldErrors::from_app(&user.page, &e, "name")
+            };
+            let x = PersonExtras {
+                revealed: None,
+                errors,
+                flash: None,
+                form: Some((get("name"), phone)),
+            };
+            person_page(&s, user, &id, x, StatusCode::BAD_REQUEST).await
+        }
+        Err(e) => Err(error_page(&user.page, e)),
+    }
+}
+
+#[derive(Deserialize)]
+struct RevealForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    purpose: String,
+}
+
+async fn person_reveal(
+    State(s): State<AppState>,
+    user: WebUser,
+    Path(id): Path<String>,
+    axum::Form(f): axum::Form<RevealForm>,
+) -> WebResult {
+    check_csrf(&user.page, &f._csrf)?;
+    let g = grant(&user.page, &user.principal, Action::PersonReveal)?;
+    let req = RevealRequest {
+        purpose: f.purpose.clone(),
+        fields: vec!["id_number".into(), "phone".into()],
+    };
+    match s
+        .store
+        .reveal_person(&g, &Actor::from(&user.principal), &id, &req)
+        .await
+    {
+        Ok(r) => {
+            let x = PersonExtras {
+                revealed: Some((r.id_number, r.phone)),
+                errors: FieldErrors::default(),
+                flash: None,
+                form: None,
+            };
+            person_page(&s, user, &id, x, StatusCode::OK).await
+        }
+        Err(e) if e.kind == ErrorKind::BadRequest => {
+            let x = PersonExtras {
+                revealed: None,
+                errors: FieldErrors::from_app(&user.page, &e, "purpose"),
+                flash: None,
+                form: None,
+            };
+            person_page(&s, user, &id, x, StatusCode::BAD_REQUEST).await
+        }
+        Err(e) => Err(error_page(&user.page, e)),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "labels.html")]
+struct LabelsTpl {
+    page: Page,
+    labels: Vec<Label>,
+    can_write: bool,
+    can_list: bool,
+    once: String,
+    errors: FieldErrors,
+    form: (String, String, String),
+    flash: Option<String>,
+}
+
+async fn labels(State(s): State<AppState>, user: WebUser, Query(f): Query<Flash>) -> WebResult {
+    let labels = or_page(&user.page, s.store.labels().await)?;
+    let flash = f.saved.map(|_| user.page.t("web-saved"));
+    let tpl = LabelsTpl {
+        can_write: user.principal.can(Action::LabelWrite),
+        can_list: user.principal.can(Action::PersonRead),
+        page: user.page,
+        labels,
+        once: FormOnce::new_token(),
+        errors: FieldErrors::default(),
+        form: Default::default(),
+        flash,
+    };
+    Ok(render(&tpl))
+}
+
+async fn label_create(
+    State(s): State<AppState>,
+    user: WebUser,
+    axum::Form(fields): axum::Form<Vec<(String, String)>>,
+) -> WebResult {
+    let get = |k: &str| {
+        fields
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    check_csrf(&user.page, &get("_csrf"))?;
+    let g = grant(&user.page, &user.principal, Action::LabelWrite)?;
+    let once = get("_once");
+    if let Once::Repeat(_) = s.form_once.claim(&once) {
+        return Ok(Redirect::to("/registry/labels?saved=1").into_response());
+    }
+    let new = NewLabel {
+        parent_code: Some(get("parent_code")).filter(|p| !p.is_empty()),
+        code: get("code"),
+        name_zh: get("name_zh"),
+        name_en: get("name_en"),
+        sensitive: get("sensitive") == "1",
+    };
+    match s
+        .store
+        .create_label(&g, &Actor::from(&user.principal), new)
+        .await
+    {
+        Ok(_) => {
+            s.form_once.finish(&once, "/registry/labels?saved=1");
+            Ok(Redirect::to("/registry/labels?saved=1").into_response())
+        }
+        Err(e)
+            if matches!(
+                e.kind,
+                ErrorKind::BadRequest | ErrorKind::Conflict | ErrorKind::NotFound
+            ) =>
+        {
+            s.form_once.release(&once);
+            let errors = FieldErrors::from_app(&user.page, &e, "code");
+            let labels = or_page(&user.page, s.store.labels().await)?;
+            let tpl = LabelsTpl {
+                can_write: true,
+                can_list: user.principal.can(Action::PersonRead),
+                page: user.page,
+                labels,
+                once: FormOnce::new_token(),
+                errors,
+                form: (get("code"), get("name_zh"), get("name_en")),
+                flash: None,
+            };
+            Ok((StatusCode::BAD_REQUEST, render(&tpl)).into_response())
+        }
+        Err(e) => {
+            s.form_once.release(&once);
+            Err(error_page(&user.page, e))
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "export.html")]
+struct ExportTpl {
+    page: Page,
+    can_reveal: bool,
+}
+
+async fn export(user: WebUser) -> WebResult {
+    grant(&user.page, &user.principal, Action::RegistryExport)?;
+    Ok(render(&ExportTpl {
+        can_reveal: user.principal.can(Action::PersonReveal),
+        page: user.page,
+    }))
+}
