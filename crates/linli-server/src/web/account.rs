@@ -108,6 +108,7 @@ async fn login_submit(
     s.account_limiter.success(&key);
     if let Some(old) = cookie(&parts, SESSION_COOKIE) {
         let _ = s.store.delete_session(old).await;
+        s.auth_cache.remove(&crate::auth_cache::session_key(old));
     }
     let session = match s.store.create_session(&creds.user_id).await {
         Ok(x) => x,
@@ -146,6 +147,7 @@ async fn logout(
     check_csrf(&user.page, &f._csrf)?;
     if let Some(token) = cookie(&parts, SESSION_COOKIE) {
         let _ = s.store.delete_session(token).await;
+        s.auth_cache.remove(&crate::auth_cache::session_key(token));
     }
     let mut resp = Redirect::to("/login").into_response();
     resp.headers_mut().insert(
@@ -190,7 +192,10 @@ async fn password_submit(
         .change_password(&user.principal, &f.old_password, &f.new_password)
         .await
     {
-        Ok(()) => Ok(Redirect::to("/login").into_response()),
+        Ok(()) => {
+            s.auth_cache.remove_user(&user.principal.user_id);
+            Ok(Redirect::to("/login").into_response())
+        }
         Err(e) if e.kind == ErrorKind::BadRequest => {
             let errors = FieldErrors::from_app(&user.page, &e, "new_password");
             Ok((

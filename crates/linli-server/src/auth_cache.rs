@@ -1,0 +1,59 @@
+//! A short-lived cache of resolved callers. Resolving a session or token costs several queries;
+//! a page or API call should not pay them again within seconds. Sign-out, password change and
+//! token revocation on this instance drop entries at once; changes made through another instance
+//! take effect within `TTL`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use linli_core::auth::Principal;
+
+pub const TTL: Duration = Duration::from_secs(5);
+const MAX_ENTRIES: usize = 20_000;
+
+#[derive(Default, Debug)]
+pub struct AuthCache {
+    map: Mutex<HashMap<String, (Instant, Principal, Option<String>)>>,
+}
+
+impl AuthCache {
+    /// The cached caller and (for sessions) CSRF token, if fresh.
+    pub fn get(&self, key: &str) -> Option<(Principal, Option<String>)> {
+        let map = self.map.lock().expect("auth cache lock");
+        map.get(key)
+            .filter(|(at, _, _)| at.elapsed() < TTL)
+            .map(|(_, p, c)| (p.clone(), c.clone()))
+    }
+
+    pub fn put(&self, key: &str, p: &Principal, csrf: Option<String>) {
+        let mut map = self.map.lock().expect("auth cache lock");
+        if map.len() >= MAX_ENTRIES {
+            map.retain(|_, (at, _, _)| at.elapsed() < TTL);
+            if map.len() >= MAX_ENTRIES {
+                map.clear();
+            }
+        }
+        map.insert(key.to_string(), (Instant::now(), p.clone(), csrf));
+    }
+
+    pub fn remove(&self, key: &str) {
+        self.map.lock().expect("auth cache lock").remove(key);
+    }
+
+    /// Forget every entry of a user (password change, token revocation).
+    pub fn remove_user(&self, user_id: &str) {
+        self.map
+            .lock()
+            .expect("auth cache lock")
+            .retain(|_, (_, p, _)| p.user_id != user_id);
+    }
+}
+
+pub fn session_key(token: &str) -> String {
+    format!("s:{token}")
+}
+
+pub fn token_key(secret: &str) -> String {
+    format!("t:{secret}")
+}
