@@ -236,6 +236,19 @@ impl Grant {
     pub fn covers(&self, path: &str) -> bool {
         self.prefixes.iter().any(|p| path.starts_with(p.as_str()))
     }
+    /// The granted area intersected with the subtree at `path`: `[path]` when it lies inside the
+    /// grant, the granted subtrees below it otherwise (empty when they do not meet).
+    pub fn narrowed_to(&self, path: &str) -> Vec<String> {
+        if self.covers(path) {
+            return vec![path.to_string()];
+        }
+        self.prefixes
+            .iter()
+            .filter(|p| p.starts_with(path))
+            .cloned()
+            .collect()
+    }
+
     /// A grant for system jobs (CLI import/export by the operator, demo seeding): the whole tree.
     pub fn system(action: Action) -> Grant {
         Grant {
@@ -359,6 +372,19 @@ mod tests {
             principal(Role::Resident, "/x/").grant(Action::PersonRead),
             Err(Forbidden)
         );
+    }
+
+    #[test]
+    fn narrowing_intersects_subtrees() {
+        let g = principal(Role::CommitteeStaff, "/c/d/s/a/")
+            .grant(Action::PersonRead)
+            .unwrap();
+        assert_eq!(
+            g.narrowed_to("/c/d/s/a/g1/"),
+            vec!["/c/d/s/a/g1/".to_string()]
+        );
+        assert_eq!(g.narrowed_to("/c/d/"), vec!["/c/d/s/a/".to_string()]);
+        assert!(g.narrowed_to("/c/d/s/b/").is_empty());
     }
 
     #[test]

@@ -303,10 +303,8 @@ fn masked_json(p: &PersonSummary) -> serde_json::Value {
     })
 }
 
-const SUMMARY_SELECT: &str = "SELECT p.id, p.name, p.gender, p.birth_year, p.id_masked, p.phone_masked, p.version, \
-     r.relation, h.id AS household_id, h.path AS hpath \
-     FROM persons p JOIN residences r ON r.person_id = p.id AND r.end_date IS NULL \
-     JOIN households h ON h.id = r.household_id";
+const SUMMARY_COLUMNS: &str = "SELECT p.id, p.name, p.gender, p.birth_year, p.id_masked, p.phone_masked, p.version, \
+     r.relation, h.id AS household_id, h.path AS hpath";
 
 impl Store {
     /// Label codes → ids, refusing unknown codes and sensitive ones the caller may not set.
@@ -371,7 +369,7 @@ impl Store {
         Ok(out)
     }
 
-    /// Turn rows of SUMMARY_SELECT into summaries, hiding sensitive labels outside `sensitive`.
+    /// Turn rows selecting SUMMARY_COLUMNS into summaries, hiding sensitive labels outside `sensitive`.
     pub(crate) async fn summaries(
         &self,
         rows: &[AnyRow],
@@ -421,8 +419,43 @@ impl Store {
         if grant.action() != Action::PersonRead {
             return Err(AppError::forbidden());
         }
-        let mut q = Sql::new(" WHERE ");
-        q.scope("h.path", grant.prefixes());
+        // A place filter narrows the area to (grant ∩ place): one range, which the planner uses.
+        let prefixes = match f.place_id.as_deref().filter(|s| !s.is_empty()) {
+            Some(pid) => {
+                let place = self
+                    .place_unscoped(pid)
+                    .await?
+                    .ok_or(AppError::not_found("registry.place.not_found"))?;
+                grant.narrowed_to(&place.path)
+            }
+            None => grant.prefixes().to_vec(),
+        };
+        let mut label_id = None;
+        if let Some(code) = f.label.as_deref().filter(|s| !s.is_empty()) {
+            let label = self.labels().await?.into_iter().find(|l| l.code == code);
+            let label = label.ok_or(AppError::bad_request("registry.label.not_found"))?;
+            // Filtering by a sensitive label would reveal it: only for those who may see it.
+            if label.sensitive
+                && !sensitive.is_some_and(|g| grant.prefixes().iter().all(|p| g.covers(p)))
+            {
+                return Err(AppError::forbidden());
+            }
+            label_id = Some(label.id);
+        }
+        let mut q = Sql::new("");
+        // With a label, start from its few holders (CROSS JOIN fixes SQLite's join order;
+        // PostgreSQL plans it as an ordinary join).
+        let from = match label_id {
+            Some(lid) => {
+                q.push(" WHERE pl.label_id = ").bind(lid).push(" AND p.id = pl.person_id AND r.person_id = p.id AND r.end_date IS NULL AND h.id = r.household_id AND ");
+                " FROM person_labels pl CROSS JOIN persons p CROSS JOIN residences r CROSS JOIN households h"
+            }
+            None => {
+                q.push(" WHERE ");
+                " FROM persons p JOIN residences r ON r.person_id = p.id AND r.end_date IS NULL JOIN households h ON h.id = r.household_id"
+            }
+        };
+        q.scope("h.path", &prefixes);
         if let Some(name) = f.name.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
             // Names match from the start (surname first) through the name index: fast at any
             // scale, and what a community worker types (姓 or 姓名).
@@ -448,61 +481,48 @@ impl Store {
             q.push(" AND p.phone_bidx = ")
                 .bind(self.cipher.blind_index("phone", &norm));
         }
-        if let Some(code) = f.label.as_deref().filter(|s| !s.is_empty()) {
-            let label = self.labels().await?.into_iter().find(|l| l.code == code);
-            let label = label.ok_or(AppError::bad_request("registry.label.not_found"))?;
-            // Filtering by a sensitive label would reveal it: only for those who may see it.
-            if label.sensitive
-                && !sensitive.is_some_and(|g| grant.prefixes().iter().all(|p| g.covers(p)))
-            {
-                return Err(AppError::forbidden());
-            }
-            q.push(" AND EXISTS (SELECT 1 FROM person_labels pl WHERE pl.person_id = p.id AND pl.label_id = ")
-                .bind(label.id)
-                .push(")");
-        }
-        if let Some(pid) = f.place_id.as_deref().filter(|s| !s.is_empty()) {
-            let place = self
-                .place_unscoped(pid)
-                .await?
-                .ok_or(AppError::not_found("registry.place.not_found"))?;
-            q.push(" AND ").scope("h.path", &[place.path]);
-        }
-        // Counting stops at COUNT_CAP: "500+" is as useful as 8,213 and costs far less.
-        let count_sql = Sql {
-            text: format!(
-                "SELECT COUNT(*) AS n FROM (SELECT 1 FROM persons p JOIN residences r ON r.person_id = p.id AND r.end_date IS NULL JOIN households h ON h.id = r.household_id{} LIMIT {COUNT_CAP}) capped",
-                q.text
-            ),
-            vals: q.vals.clone(),
-        };
-        let total = i64_(
-            &count_sql
-                .query()
-                .fetch_one(&self.db.read)
-                .await
-                .map_err(db_err)?,
-            "n",
-        );
         let mut list = Sql {
-            text: format!("{SUMMARY_SELECT}{}", q.text),
-            vals: q.vals,
+            text: format!("{SUMMARY_COLUMNS}{from}{}", q.text),
+            vals: q.vals.clone(),
         };
         // Name searches list by name (the name index gives the order); everything else by address
         // (the household path index gives it), so the first page never sorts the whole area.
         let by_name = f.name.as_deref().is_some_and(|n| !n.trim().is_empty());
+        let limit = f.limit.unwrap_or(50).clamp(1, 500);
+        let offset = f.offset.unwrap_or(0).max(0);
         list.push(if by_name {
             " ORDER BY p.name, p.id LIMIT "
         } else {
             " ORDER BY h.path, p.id LIMIT "
         })
-        .bind(f.limit.unwrap_or(50).clamp(1, 500));
-        list.push(" OFFSET ").bind(f.offset.unwrap_or(0).max(0));
+        .bind(limit);
+        list.push(" OFFSET ").bind(offset);
         let rows = list
             .query()
             .fetch_all(&self.db.read)
             .await
             .map_err(db_err)?;
+        // The first page tells the total when it is not full; otherwise count, up to COUNT_CAP
+        // ("500+" is as useful as 8,213 and costs far less).
+        let total = if offset == 0 && (rows.len() as i64) < limit {
+            rows.len() as i64
+        } else {
+            let count_sql = Sql {
+                text: format!(
+                    "SELECT COUNT(*) AS n FROM (SELECT 1{from}{} LIMIT {COUNT_CAP}) capped",
+                    q.text
+                ),
+                vals: q.vals,
+            };
+            i64_(
+                &count_sql
+                    .query()
+                    .fetch_one(&self.db.read)
+                    .await
+                    .map_err(db_err)?,
+                "n",
+            )
+        };
         Ok(PersonPage {
             total,
             total_is_capped: total >= COUNT_CAP,
