@@ -196,7 +196,7 @@ test("a resident sees only their own household", async () => {
   await page.goto(base + "/me/corrections/new");
   await page.selectOption("#field", "note");
   await page.fill("#new_value", "家里新添了一位老人");
-  await Promise.all([page.waitForLoadState("load"), page.click("button[type=submit]")]);
+  await Promise.all([page.waitForLoadState("load"), page.click("#submit-correction")]);
   assert.match(page.url(), /\/me\?done=1$/);
   assert.equal(await page.locator(".notice.ok").count(), 1);
   await page.context().close();
