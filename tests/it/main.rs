@@ -12,3 +12,4 @@ mod import_export;
 mod registry;
 mod resident;
 mod system;
+mod web;

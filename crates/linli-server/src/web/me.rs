@@ -128,7 +128,14 @@ async fn correction_submit(
                 .iter()
                 .map(|m| (m.person.id.clone(), m.person.name.clone()))
                 .collect();
-            let errors = FieldErrors::from_app(&user.page, &e, "new_value");
+            // The value's own checks (a date, a phone number …) show beside the value field.
+            let errors = FieldErrors(
+                FieldErrors::from_app(&user.page, &e, "new_value")
+                    .0
+                    .into_iter()
+                    .map(|(k, v)| if k == "field" || k == "person_id" { (k, v) } else { ("new_value".to_string(), v) })
+                    .collect(),
+            );
             let tpl = CorrectionTpl {
                 once: FormOnce::new_token(),
                 fields: &FIELDS,

@@ -1,0 +1,238 @@
+//! Web pages through the real router: sign-in form, CSRF, one-time form tokens, escaping,
+//! scope on pages, localized error pages.
+
+use crate::common::{Resp, TestApp};
+
+fn form(fields: &[(&str, &str)]) -> Vec<u8> {
+    fields
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{}={}",
+                k,
+                linli_server::web::urlencode(v).replace('/', "%2F")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+        .into_bytes()
+}
+
+/// The value of a hidden input in a page.
+fn hidden(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} in page"))
+        + marker.len();
+    html[start..].split('"').next().unwrap().to_string()
+}
+
+async fn web_login(app: &TestApp, login: &str) -> String {
+    let r = app
+        .call(
+            "POST",
+            "/login",
+            None,
+            Some((
+                "application/x-www-form-urlencoded",
+                form(&[("login", login), ("password", "linli-demo"), ("next", "/")]),
+            )),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    r.headers
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+async fn page(app: &TestApp, cookie: &str, uri: &str) -> Resp {
+    app.call("GET", uri, None, None, &[("cookie", cookie)])
+        .await
+}
+
+async fn post(app: &TestApp, cookie: &str, uri: &str, fields: &[(&str, &str)]) -> Resp {
+    app.call(
+        "POST",
+        uri,
+        None,
+        Some(("application/x-www-form-urlencoded", form(fields))),
+        &[("cookie", cookie)],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn pages_need_sign_in_and_follow_scope() {
+    let app = TestApp::demo().await;
+    let r = app.call("GET", "/registry", None, None, &[]).await;
+    assert_eq!(r.status, 303);
+    assert_eq!(r.headers.get("location").unwrap(), "/login?next=/registry");
+    let r = app
+        .call(
+            "POST",
+            "/login",
+            None,
+            Some((
+                "application/x-www-form-urlencoded",
+                form(&[("login", "committee"), ("password", "nope")]),
+            )),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("用户名、手机号或密码错误"));
+    // Open redirects are refused.
+    let r = app
+        .call(
+            "POST",
+            "/login",
+            None,
+            Some((
+                "application/x-www-form-urlencoded",
+                form(&[
+                    ("login", "committee"),
+                    ("password", "linli-demo"),
+                    ("next", "//evil.example/"),
+                ]),
+            )),
+            &[],
+        )
+        .await;
+    assert_eq!(r.headers.get("location").unwrap(), "/");
+
+    let c1 = web_login(&app, "committee").await;
+    let c3 = web_login(&app, "committee3").await;
+    let committee = app.login("committee").await;
+    let hid = app.get(&committee, "/api/v1/households?limit=1").await.ok()["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = page(&app, &c1, &format!("/registry/households/{hid}")).await;
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("一户一表"));
+    let r = page(&app, &c3, &format!("/registry/households/{hid}")).await;
+    assert_eq!(r.status, 404);
+    assert!(
+        r.text().contains("找不到页面") || r.text().contains("不存在"),
+        "{}",
+        r.text()
+    );
+    let resident = web_login(&app, "resident").await;
+    assert_eq!(page(&app, &resident, "/registry/persons").await.status, 403);
+    assert_eq!(page(&app, &resident, "/me").await.status, 200);
+    // English error page by cookie.
+    let r = app
+        .call(
+            "GET",
+            "/registry/persons",
+            None,
+            None,
+            &[("cookie", &format!("{resident}; linli_lang=en"))],
+        )
+        .await;
+    assert!(r.text().contains("Not allowed"), "{}", r.text());
+    app.close().await;
+}
+
+#[tokio::test]
+async fn forms_need_csrf_and_do_not_create_twice() {
+    let app = TestApp::demo().await;
+    let resident = web_login(&app, "resident").await;
+    let html = page(&app, &resident, "/me/corrections/new").await.text();
+    let csrf = hidden(&html, "_csrf");
+    let once = hidden(&html, "_once");
+    let fields = [
+        ("_csrf", csrf.as_str()),
+        ("_once", once.as_str()),
+        ("field", "note"),
+        ("new_value", "新添一口人"),
+        ("person_id", ""),
+    ];
+    let r = post(
+        &app,
+        &resident,
+        "/me/corrections",
+        &[
+            ("_once", once.as_str()),
+            ("field", "note"),
+            ("new_value", "x"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 403, "no CSRF token, no change");
+    let first = post(&app, &resident, "/me/corrections", &fields).await;
+    assert_eq!(first.status, 303);
+    let second = post(&app, &resident, "/me/corrections", &fields).await;
+    assert_eq!(
+        second.status, 303,
+        "the double tap lands on the same result"
+    );
+    let committee = app.login("committee").await;
+    let pending = app
+        .get(&committee, "/api/v1/corrections?status=pending")
+        .await
+        .ok();
+    assert_eq!(pending.as_array().unwrap().len(), 1, "created once");
+    // A field error is shown beside the field, in the user's language.
+    let html = page(&app, &resident, "/me/corrections/new").await.text();
+    let r = post(
+        &app,
+        &resident,
+        "/me/corrections",
+        &[
+            ("_csrf", &hidden(&html, "_csrf")),
+            ("_once", &hidden(&html, "_once")),
+            ("field", "moved_in"),
+            ("new_value", "2024-13-01"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.text().contains("field-error") && r.text().contains("aria-invalid=\"true\""),
+        "{}",
+        r.text()
+    );
+    app.close().await;
+}
+
+#[tokio::test]
+async fn user_text_is_escaped_on_pages() {
+    let app = TestApp::demo().await;
+    let committee = app.login("committee").await;
+    let hid = app.get(&committee, "/api/v1/households?limit=1").await.ok()["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let v = app
+        .get(&committee, &format!("/api/v1/households/{hid}"))
+        .await
+        .ok();
+    let evil = "<script>alert(1)</script><img src=x onerror=alert(2)>";
+    app.patch(
+        &committee,
+        &format!("/api/v1/households/{hid}"),
+        serde_json::json!({"version": v["version"], "note": evil}),
+    )
+    .await
+    .ok();
+    let c = web_login(&app, "committee").await;
+    let html = page(&app, &c, &format!("/registry/households/{hid}"))
+        .await
+        .text();
+    assert!(!html.contains("<script>alert"), "raw script in page");
+    assert!(
+        html.contains("&#60;script&#62;") || html.contains("&lt;script&gt;"),
+        "escaped text present"
+    );
+    assert!(!html.contains("<img src=x"));
+    app.close().await;
+}
