@@ -9,6 +9,7 @@ pub mod auth_cache;
 pub mod error;
 pub mod extract;
 pub mod limiter;
+pub mod live;
 pub mod system;
 pub mod web;
 
@@ -62,6 +63,8 @@ pub struct AppState {
     pub form_once: Arc<web::FormOnce>,
     /// Recently resolved sessions and tokens.
     pub auth_cache: Arc<auth_cache::AuthCache>,
+    /// Live updates for open pages.
+    pub live: live::Live,
 }
 
 impl AppState {
@@ -76,6 +79,7 @@ impl AppState {
             started: Instant::now(),
             form_once: Arc::default(),
             auth_cache: Arc::default(),
+            live: live::Live::default(),
         }
     }
 }

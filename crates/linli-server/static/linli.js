@@ -16,4 +16,25 @@
     var el = e.target.closest ? e.target.closest("[data-confirm]") : null;
     if (el && !window.confirm(el.getAttribute("data-confirm"))) { e.preventDefault(); }
   });
+  // Live updates: a region marked data-live="<event>" is refreshed in place when the server
+  // announces such an event (server-sent events); without JS the page is simply reloaded by hand.
+  var region = document.querySelector("[data-live]");
+  if (region && window.EventSource && window.fetch && window.DOMParser) {
+    var source = new EventSource("/events");
+    var refresh = function () {
+      fetch(window.location.href, { credentials: "same-origin" })
+        .then(function (r) { return r.text(); })
+        .then(function (html) {
+          var doc = new DOMParser().parseFromString(html, "text/html");
+          var fresh = doc.getElementById(region.id);
+          if (fresh) {
+            region.innerHTML = fresh.innerHTML;
+            var status = document.getElementById("live-status");
+            if (status) { status.textContent = region.getAttribute("data-live-message") || ""; }
+          }
+        });
+    };
+    source.addEventListener(region.getAttribute("data-live"), refresh);
+    source.addEventListener("resync", refresh);
+  }
 })();

@@ -189,3 +189,4 @@ web-role-district_admin = District administrator
 web-role-city_admin = City administrator
 web-role-merchant = Merchant
 web-role-volunteer = Volunteer
+web-live-updated = The list was updated.

@@ -189,3 +189,4 @@ web-role-district_admin = 区级管理员
 web-role-city_admin = 市级管理员
 web-role-merchant = 商户
 web-role-volunteer = 志愿者
+web-live-updated = 列表已自动更新。

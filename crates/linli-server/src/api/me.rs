@@ -53,8 +53,7 @@ pub async fn my_correction(
     Auth(p): Auth,
     ApiJson(new): ApiJson<NewCorrection>,
 ) -> ApiResult<(StatusCode, Json<Correction>)> {
-    Ok((
-        StatusCode::CREATED,
-        Json(s.store.submit_correction(&p, new).await?),
-    ))
+    let c = s.store.submit_correction(&p, new).await?;
+    crate::live::publish_correction(&s, &c).await;
+    Ok((StatusCode::CREATED, Json(c)))
 }

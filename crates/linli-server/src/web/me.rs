@@ -116,7 +116,8 @@ async fn correction_submit(
         reason: f.reason.clone(),
     };
     match s.store.submit_correction(&user.principal, new).await {
-        Ok(_) => {
+        Ok(c) => {
+            crate::live::publish_correction(&s, &c).await;
             s.form_once.finish(&f._once, "/me?done=1");
             Ok(Redirect::to("/me?done=1").into_response())
         }
@@ -133,7 +134,13 @@ async fn correction_submit(
                 FieldErrors::from_app(&user.page, &e, "new_value")
                     .0
                     .into_iter()
-                    .map(|(k, v)| if k == "field" || k == "person_id" { (k, v) } else { ("new_value".to_string(), v) })
+                    .map(|(k, v)| {
+                        if k == "field" || k == "person_id" {
+                            (k, v)
+                        } else {
+                            ("new_value".to_string(), v)
+                        }
+                    })
                     .collect(),
             );
             let tpl = CorrectionTpl {

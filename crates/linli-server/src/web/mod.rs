@@ -35,6 +35,7 @@ pub fn router() -> Router<AppState> {
         .route("/", get(home))
         .route("/static/linli.css", get(css))
         .route("/static/linli.js", get(js))
+        .route("/events", get(crate::live::events))
         .merge(account::router())
         .merge(me::router())
         .merge(registry::router())

@@ -117,6 +117,11 @@ fn snapshot(h: &HouseholdRow) -> serde_json::Value {
 }
 
 impl Store {
+    /// The place path of a household (for routing events to those who cover it).
+    pub async fn household_path(&self, id: &str) -> AppResult<Option<String>> {
+        Ok(self.household_row_unscoped(id).await?.map(|h| h.path))
+    }
+
     pub(crate) async fn household_row_unscoped(&self, id: &str) -> AppResult<Option<HouseholdRow>> {
         let row = sqlx::query("SELECT id, room_id, path, tenure, head_person_id, moved_in, note, version FROM households WHERE id = $1")
             .bind(id.to_string())
