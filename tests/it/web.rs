@@ -236,3 +236,62 @@ async fn user_text_is_escaped_on_pages() {
     assert!(!html.contains("<img src=x"));
     app.close().await;
 }
+
+/// Reviewers' open pages hear about new correction requests in their area, and only there.
+#[tokio::test]
+async fn live_events_reach_only_the_right_reviewers() {
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    let app = TestApp::demo().await;
+    let open = |cookie: String| {
+        let router = app.router.clone();
+        async move {
+            let req = axum::http::Request::get("/events")
+                .header("cookie", cookie)
+                .body(Body::empty())
+                .unwrap();
+            let resp = router.oneshot(req).await.unwrap();
+            assert_eq!(resp.status(), 200);
+            assert_eq!(
+                resp.headers().get("content-type").unwrap(),
+                "text/event-stream"
+            );
+            resp.into_body()
+        }
+    };
+    let mut mine = open(web_login(&app, "committee").await).await;
+    let mut theirs = open(web_login(&app, "committee3").await).await;
+    let resident = app.login("resident").await;
+    let c = app
+        .post(
+            &resident,
+            "/api/v1/me/corrections",
+            serde_json::json!({"field": "note", "new_value": "请核实"}),
+        )
+        .await
+        .expect(201);
+    let id = c["id"].as_str().unwrap().to_string();
+    let got = next_text(&mut mine, std::time::Duration::from_secs(5)).await;
+    assert!(
+        got.contains("event: correction") && got.contains(&id),
+        "{got:?}"
+    );
+    let other = next_text(&mut theirs, std::time::Duration::from_millis(500)).await;
+    assert!(
+        !other.contains("correction"),
+        "another community's reviewer was told: {other:?}"
+    );
+    app.close().await;
+}
+
+async fn next_text(body: &mut axum::body::Body, wait: std::time::Duration) -> String {
+    use http_body_util::BodyExt;
+    match tokio::time::timeout(wait, body.frame()).await {
+        Ok(Some(Ok(frame))) => frame
+            .into_data()
+            .map(|b| String::from_utf8_lossy(&b).to_string())
+            .unwrap_or_default(),
+        _ => String::new(),
+    }
+}
