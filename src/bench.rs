@@ -91,6 +91,34 @@ async fn request(
     Ok((status, headers, bytes))
 }
 
+type LoadFuture = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>>;
+
+/// A load step: GET `uris[i * stride]` with the session cookie and insist on 200.
+fn get_all_ok(
+    http: HttpClient,
+    cookie: Arc<String>,
+    uris: Arc<Vec<String>>,
+    stride: usize,
+) -> impl Fn(usize) -> LoadFuture + Clone + Send + 'static {
+    move |i| {
+        let (http, cookie, uris) = (http.clone(), cookie.clone(), uris.clone());
+        Box::pin(async move {
+            let (status, _, _) = request(
+                &http,
+                "GET",
+                &uris[i * stride % uris.len()],
+                Some(&cookie),
+                None,
+            )
+            .await?;
+            if status != 200 {
+                bail!("status {status}");
+            }
+            Ok(())
+        })
+    }
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -273,43 +301,19 @@ async fn search(
             .map(|q| format!("http://{addr}/api/v1/persons?{}", to_query_string(q)))
             .collect(),
     );
-    let http_res = run_load(clients, requests, max, {
-        let http = http.clone();
-        let cookie = cookie.clone();
-        let uris = uris.clone();
-        move |i| {
-            let http = http.clone();
-            let cookie = cookie.clone();
-            let uris = uris.clone();
-            async move {
-                let (status, _, _) =
-                    request(&http, "GET", &uris[i % uris.len()], Some(&cookie), None).await?;
-                if status != 200 {
-                    bail!("status {status}");
-                }
-                Ok(())
-            }
-        }
-    })
+    let http_res = run_load(
+        clients,
+        requests,
+        max,
+        get_all_ok(http.clone(), cookie.clone(), uris.clone(), 1),
+    )
     .await?;
-    let paced = run_paced(clients, 40, Duration::from_millis(50), {
-        let http = http.clone();
-        let cookie = cookie.clone();
-        let uris = uris.clone();
-        move |i| {
-            let http = http.clone();
-            let cookie = cookie.clone();
-            let uris = uris.clone();
-            async move {
-                let (status, _, _) =
-                    request(&http, "GET", &uris[i % uris.len()], Some(&cookie), None).await?;
-                if status != 200 {
-                    bail!("status {status}");
-                }
-                Ok(())
-            }
-        }
-    })
+    let paced = run_paced(
+        clients,
+        40,
+        Duration::from_millis(50),
+        get_all_ok(http.clone(), cookie.clone(), uris.clone(), 1),
+    )
     .await?;
     // One client, each kind of search alone: the service time of each.
     let kinds = [
@@ -341,23 +345,12 @@ async fn search(
             .map(|h| format!("http://{addr}/api/v1/households/{h}"))
             .collect(),
     );
-    let hh_res = run_load(clients, requests / 2, max, {
-        let http = http.clone();
-        let cookie = cookie.clone();
-        move |i| {
-            let http = http.clone();
-            let cookie = cookie.clone();
-            let uris = hh_uris.clone();
-            async move {
-                let (status, _, _) =
-                    request(&http, "GET", &uris[i * 7 % uris.len()], Some(&cookie), None).await?;
-                if status != 200 {
-                    bail!("status {status}");
-                }
-                Ok(())
-            }
-        }
-    })
+    let hh_res = run_load(
+        clients,
+        requests / 2,
+        max,
+        get_all_ok(http.clone(), cookie.clone(), hh_uris.clone(), 7),
+    )
     .await?;
     // The HTML pages staff use most, at a desk-like pace (50 clients × 10 pages/s).
     let page_uris: Arc<Vec<String>> = Arc::new(
@@ -377,24 +370,12 @@ async fn search(
             })
             .collect(),
     );
-    let pages = run_paced(clients, 20, Duration::from_millis(100), {
-        let http = http.clone();
-        let cookie = cookie.clone();
-        let uris = page_uris.clone();
-        move |i| {
-            let http = http.clone();
-            let cookie = cookie.clone();
-            let uris = uris.clone();
-            async move {
-                let (status, _, _) =
-                    request(&http, "GET", &uris[i % uris.len()], Some(&cookie), None).await?;
-                if status != 200 {
-                    bail!("status {status}");
-                }
-                Ok(())
-            }
-        }
-    })
+    let pages = run_paced(
+        clients,
+        20,
+        Duration::from_millis(100),
+        get_all_ok(http.clone(), cookie.clone(), page_uris.clone(), 1),
+    )
     .await?;
     let ratio = http_res["per_second"].as_f64().unwrap_or(0.0)
         / base["per_second"].as_f64().unwrap_or(1.0).max(0.001);

@@ -121,21 +121,7 @@ impl Store {
                         first_household_c1 = Some((hid.clone(), pid.clone(), p.phone.clone()));
                     }
                 }
-                persons.push(vec![
-                    Val::from(pid.clone()),
-                    s.name.into(),
-                    s.gender.into(),
-                    s.birth_year.into(),
-                    s.id_enc.into(),
-                    s.id_bidx.into(),
-                    s.id_masked.into(),
-                    s.phone_enc.into(),
-                    s.phone_bidx.into(),
-                    s.phone_masked.into(),
-                    1i64.into(),
-                    now.into(),
-                    now.into(),
-                ]);
+                persons.push(s.into_row(pid.clone(), now));
                 residences.push(vec![
                     Val::from(new_id()),
                     hid.clone().into(),
@@ -222,35 +208,14 @@ impl Store {
         insert_many(
             &mut tx,
             "persons",
-            &[
-                "id",
-                "name",
-                "gender",
-                "birth_year",
-                "id_enc",
-                "id_bidx",
-                "id_masked",
-                "phone_enc",
-                "phone_bidx",
-                "phone_masked",
-                "version",
-                "created_at",
-                "updated_at",
-            ],
+            &crate::registry::persons::PERSON_COLUMNS,
             persons,
         )
         .await?;
         insert_many(
             &mut tx,
             "residences",
-            &[
-                "id",
-                "household_id",
-                "person_id",
-                "relation",
-                "start_date",
-                "created_at",
-            ],
+            &crate::registry::persons::RESIDENCE_COLUMNS,
             residences,
         )
         .await?;

@@ -405,21 +405,7 @@ impl Store {
                     person_labels.push(vec![Val::from(id.clone()), Val::from(l.id.clone())]);
                 }
             }
-            persons.push(vec![
-                Val::from(id.clone()),
-                s.name.into(),
-                s.gender.into(),
-                s.birth_year.into(),
-                s.id_enc.into(),
-                s.id_bidx.into(),
-                s.id_masked.into(),
-                s.phone_enc.into(),
-                s.phone_bidx.into(),
-                s.phone_masked.into(),
-                1i64.into(),
-                now.into(),
-                now.into(),
-            ]);
+            persons.push(s.into_row(id.clone(), now));
             new_ids.insert((pi, mi), id);
         }
         let mut households = Vec::new();
@@ -511,21 +497,7 @@ impl Store {
         insert_many(
             &mut tx,
             "persons",
-            &[
-                "id",
-                "name",
-                "gender",
-                "birth_year",
-                "id_enc",
-                "id_bidx",
-                "id_masked",
-                "phone_enc",
-                "phone_bidx",
-                "phone_masked",
-                "version",
-                "created_at",
-                "updated_at",
-            ],
+            &crate::registry::persons::PERSON_COLUMNS,
             persons,
         )
         .await
@@ -543,14 +515,7 @@ impl Store {
         insert_many(
             &mut tx,
             "residences",
-            &[
-                "id",
-                "household_id",
-                "person_id",
-                "relation",
-                "start_date",
-                "created_at",
-            ],
+            &crate::registry::persons::RESIDENCE_COLUMNS,
             residences,
         )
         .await

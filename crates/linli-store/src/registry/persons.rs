@@ -140,6 +140,55 @@ pub(crate) struct SealedPerson {
     pub phone_masked: Option<String>,
 }
 
+/// Columns of a `persons` row, in the order of [`SealedPerson::into_row`].
+pub(crate) const PERSON_COLUMNS: [&str; 13] = [
+    "id",
+    "name",
+    "gender",
+    "birth_year",
+    "id_enc",
+    "id_bidx",
+    "id_masked",
+    "phone_enc",
+    "phone_bidx",
+    "phone_masked",
+    "version",
+    "created_at",
+    "updated_at",
+];
+
+/// Columns of a `residences` row.
+pub(crate) const RESIDENCE_COLUMNS: [&str; 6] = [
+    "id",
+    "household_id",
+    "person_id",
+    "relation",
+    "start_date",
+    "created_at",
+];
+
+impl SealedPerson {
+    /// A new `persons` row (version 1) for bulk inserts.
+    pub(crate) fn into_row(self, id: String, now: i64) -> Vec<crate::db::Val> {
+        use crate::db::Val;
+        vec![
+            Val::from(id),
+            self.name.into(),
+            self.gender.into(),
+            self.birth_year.into(),
+            self.id_enc.into(),
+            self.id_bidx.into(),
+            self.id_masked.into(),
+            self.phone_enc.into(),
+            self.phone_bidx.into(),
+            self.phone_masked.into(),
+            1i64.into(),
+            now.into(),
+            now.into(),
+        ]
+    }
+}
+
 pub(crate) fn validate_name(name: &str) -> AppResult<String> {
     let n = name.trim();
     if n.is_empty() {
