@@ -17,6 +17,16 @@ pub enum Backend {
     Postgres,
 }
 
+impl Backend {
+    /// An aggregate joining text values with commas.
+    pub fn concat_agg(self, expr: &str) -> String {
+        match self {
+            Backend::Sqlite => format!("group_concat({expr}, ',')"),
+            Backend::Postgres => format!("string_agg({expr}, ',')"),
+        }
+    }
+}
+
 /// Two pools: on SQLite all writes go through one connection (SQLite has one writer anyway;
 /// queuing in-process avoids busy errors), reads use several. On PostgreSQL both are the same pool.
 #[derive(Clone, Debug)]

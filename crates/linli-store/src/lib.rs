@@ -24,6 +24,8 @@ pub struct Store {
     pub cipher: Arc<FieldCipher>,
     /// Place id → (kind, name): places change rarely and are needed to print every address.
     places_cache: Arc<RwLock<HashMap<String, (String, String)>>>,
+    /// The label tree: read by every search, changed by administrators only.
+    labels_cache: Arc<RwLock<Option<Vec<registry::labels::Label>>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +54,7 @@ impl Store {
             db,
             cipher: Arc::new(cipher),
             places_cache: Arc::default(),
+            labels_cache: Arc::default(),
         })
     }
 

@@ -68,6 +68,24 @@ pub const DEFAULT_LABELS: &[(Option<&str>, &str, &str, &str, bool)] = &[
 
 impl Store {
     pub async fn labels(&self) -> AppResult<Vec<Label>> {
+        if let Some(cached) = self
+            .labels_cache
+            .read()
+            .expect("labels cache lock")
+            .as_ref()
+        {
+            return Ok(cached.clone());
+        }
+        let fresh = self.load_labels().await?;
+        *self.labels_cache.write().expect("labels cache lock") = Some(fresh.clone());
+        Ok(fresh)
+    }
+
+    pub(crate) fn forget_labels(&self) {
+        *self.labels_cache.write().expect("labels cache lock") = None;
+    }
+
+    async fn load_labels(&self) -> AppResult<Vec<Label>> {
         let rows = sqlx::query("SELECT id, parent_id, code, name_zh, name_en, sensitive FROM labels ORDER BY sort_key, code")
             .fetch_all(&self.db.read)
             .await
@@ -111,7 +129,9 @@ impl Store {
                 .map_err(db_err)?;
             ids.insert(code.to_string(), id);
         }
-        tx.commit().await.map_err(db_err)
+        tx.commit().await.map_err(db_err)?;
+        self.forget_labels();
+        Ok(())
     }
 
     pub async fn create_label(
@@ -181,6 +201,7 @@ impl Store {
         )
         .await?;
         tx.commit().await.map_err(db_err)?;
+        self.forget_labels();
         Ok(label)
     }
 }

@@ -424,8 +424,41 @@ impl Store {
         rows: &[AnyRow],
         sensitive: Option<&Grant>,
     ) -> AppResult<Vec<PersonSummary>> {
-        let ids: Vec<String> = rows.iter().map(|r| str_(r, "id")).collect();
-        let mut labels = self.labels_of(&ids).await?;
+        // Rows from the search carry their label ids (one query less); others are looked up.
+        let carried = rows
+            .first()
+            .is_some_and(|r| sqlx::Row::try_get::<Option<String>, _>(r, "label_ids").is_ok());
+        let mut labels = if carried {
+            let all = self.labels().await?;
+            let mut m: HashMap<String, Vec<(LabelRef, bool)>> = HashMap::new();
+            for r in rows {
+                let ids = opt_str(r, "label_ids").unwrap_or_default();
+                let mut own: Vec<&crate::registry::labels::Label> = all
+                    .iter()
+                    .filter(|l| ids.split(',').any(|x| x == l.id))
+                    .collect();
+                own.sort_by_key(|l| all.iter().position(|x| x.id == l.id));
+                m.insert(
+                    str_(r, "id"),
+                    own.into_iter()
+                        .map(|l| {
+                            (
+                                LabelRef {
+                                    code: l.code.clone(),
+                                    name_zh: l.name_zh.clone(),
+                                    name_en: l.name_en.clone(),
+                                },
+                                l.sensitive,
+                            )
+                        })
+                        .collect(),
+                );
+            }
+            m
+        } else {
+            let ids: Vec<String> = rows.iter().map(|r| str_(r, "id")).collect();
+            self.labels_of(&ids).await?
+        };
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             let id = str_(r, "id");
@@ -530,8 +563,12 @@ impl Store {
             q.push(" AND p.phone_bidx = ")
                 .bind(self.cipher.blind_index("phone", &norm));
         }
+        let label_ids = format!(
+            ", (SELECT {} FROM person_labels lx WHERE lx.person_id = p.id) AS label_ids",
+            self.backend().concat_agg("lx.label_id")
+        );
         let mut list = Sql {
-            text: format!("{SUMMARY_COLUMNS}{from}{}", q.text),
+            text: format!("{SUMMARY_COLUMNS}{label_ids}{from}{}", q.text),
             vals: q.vals.clone(),
         };
         // Name searches list by name (the name index gives the order); everything else by address
