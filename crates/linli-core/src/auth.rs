@@ -322,8 +322,12 @@ impl Principal {
     }
 
     pub fn roles(&self) -> Vec<Role> {
-        let mut r: Vec<Role> = self.bindings.iter().map(|b| b.role).collect();
-        r.dedup();
+        let mut r: Vec<Role> = Vec::new();
+        for b in &self.bindings {
+            if !r.contains(&b.role) {
+                r.push(b.role);
+            }
+        }
         r
     }
 }
