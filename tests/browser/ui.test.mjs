@@ -69,6 +69,39 @@ async function login(page, user, password = "linli-demo") {
   await Promise.all([page.waitForLoadState("load"), page.click("#login-submit")]);
 }
 
+// WCAG AA: every visible piece of text has a contrast ratio of at least 4.5:1 against the
+// background behind it (3:1 for large text). Returns the offenders.
+async function lowContrast(page) {
+  return page.evaluate(() => {
+    const parse = (c) => { const m = c.match(/[\d.]+/g) || []; return m.map(Number); };
+    const lum = ([r, g, b]) => {
+      const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+      return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+    };
+    const background = (el) => {
+      for (let e = el; e; e = e.parentElement) {
+        const c = parse(getComputedStyle(e).backgroundColor);
+        if (c.length >= 3 && (c.length < 4 || c[3] > 0.5)) return c.slice(0, 3);
+      }
+      return [255, 255, 255];
+    };
+    const bad = [];
+    for (const el of document.querySelectorAll("body *")) {
+      const own = Array.from(el.childNodes).some((n) => n.nodeType === 3 && n.textContent.trim());
+      const r = el.getBoundingClientRect();
+      if (!own || r.width === 0 || r.height === 0) continue;
+      const st = getComputedStyle(el);
+      if (st.visibility === "hidden" || st.display === "none") continue;
+      const fg = parse(st.color).slice(0, 3);
+      const l1 = lum(fg), l2 = lum(background(el));
+      const ratio = (Math.max(l1, l2) + 0.05) / (Math.min(l1, l2) + 0.05);
+      const large = parseFloat(st.fontSize) >= 24 || (parseFloat(st.fontSize) >= 18.66 && parseInt(st.fontWeight) >= 700);
+      if (ratio < (large ? 3 : 4.5)) bad.push(`${el.tagName}.${el.className} "${el.textContent.trim().slice(0, 20)}" ${ratio.toFixed(2)}`);
+    }
+    return bad;
+  });
+}
+
 async function shot(page, name) {
   if (!SHOTS) return;
   mkdirSync(SHOTS, { recursive: true });
@@ -95,6 +128,7 @@ test("staff finds a person and opens the household (一户一表)", async () => 
   await Promise.all([page.waitForLoadState("load"), rows.first().locator("a").first().click()]);
   assert.match(page.url(), /\/registry\/households\//);
   assert.ok((await page.locator("table tbody tr").count()) >= 1);
+  assert.deepEqual(await lowContrast(page), [], "WCAG AA contrast on the household page");
   await shot(page, "staff-household-1366x768.png");
   await page.setViewportSize({ width: 390, height: 844 });
   await shot(page, "staff-household-390x844.png");
@@ -171,6 +205,7 @@ test("language switch is remembered, and big-text mode enlarges the page", async
   assert.match((await page.locator("html").getAttribute("class")) || "", /big/);
   const after = await page.evaluate(() => parseFloat(getComputedStyle(document.body).fontSize));
   assert.ok(after > before * 1.2, `font grows: ${before} → ${after}`);
+  assert.deepEqual(await lowContrast(page), [], "WCAG AA contrast in big-text mode");
   // Keyboard: the skip link is the first thing Tab reaches.
   await page.keyboard.press("Tab");
   assert.equal(await page.evaluate(() => document.activeElement.className), "skip");
@@ -183,6 +218,7 @@ test("a resident sees only their own household", async () => {
   assert.match(page.url(), /\/me$/);
   assert.equal((await page.locator("h1").textContent()).trim(), "我的家庭");
   assert.ok((await page.locator(".member").count()) >= 1);
+  assert.deepEqual(await lowContrast(page), [], "WCAG AA contrast on the resident page");
   await shot(page, "resident-home-390x844.png");
   await page.setViewportSize({ width: 1366, height: 768 });
   await shot(page, "resident-home-1366x768.png");
