@@ -295,3 +295,22 @@ async fn next_text(body: &mut axum::body::Body, wait: std::time::Duration) -> St
         _ => String::new(),
     }
 }
+
+#[tokio::test]
+async fn merchants_land_on_a_welcome_page() {
+    let app = TestApp::demo().await;
+    let merchant = web_login(&app, "merchant").await;
+    let r = page(&app, &merchant, "/").await;
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("欢迎使用邻里") && r.text().contains("商户"));
+    let resident = web_login(&app, "resident").await;
+    assert_eq!(
+        page(&app, &resident, "/")
+            .await
+            .headers
+            .get("location")
+            .unwrap(),
+        "/me"
+    );
+    app.close().await;
+}

@@ -190,3 +190,6 @@ web-role-city_admin = City administrator
 web-role-merchant = Merchant
 web-role-volunteer = Volunteer
 web-live-updated = The list was updated.
+web-welcome = Welcome to Linli
+web-welcome-roles = Your roles:
+web-welcome-nothing-yet = The services for your role (merchant services, volunteering) are being built and will appear here.

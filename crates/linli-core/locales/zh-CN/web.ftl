@@ -190,3 +190,6 @@ web-role-city_admin = 市级管理员
 web-role-merchant = 商户
 web-role-volunteer = 志愿者
 web-live-updated = 列表已自动更新。
+web-welcome = 欢迎使用邻里
+web-welcome-roles = 您的身份：
+web-welcome-nothing-yet = 您这一身份可用的功能（如商户服务、志愿服务）正在建设中，上线后会出现在这里。

@@ -68,12 +68,26 @@ fn static_file(body: &'static str, mime: &'static str) -> Response {
     r
 }
 
-/// Residents land on their household, staff on the registry.
-async fn home(user: WebUser) -> Redirect {
+#[derive(Template)]
+#[template(path = "welcome.html")]
+struct WelcomeTpl {
+    page: Page,
+    roles: Vec<&'static str>,
+}
+
+/// Residents land on their household, staff on the registry; other roles (merchants,
+/// volunteers) on a welcome page until their modules exist.
+async fn home(user: WebUser) -> Response {
     if user.page.staff {
-        Redirect::to("/registry")
+        Redirect::to("/registry").into_response()
+    } else if !user.principal.own_households().is_empty() {
+        Redirect::to("/me").into_response()
     } else {
-        Redirect::to("/me")
+        let roles = user.principal.roles().iter().map(|r| r.as_str()).collect();
+        render(&WelcomeTpl {
+            page: user.page,
+            roles,
+        })
     }
 }
 
