@@ -9,6 +9,7 @@ pub mod i18n;
 pub mod idcard;
 pub mod password;
 pub mod phone;
+pub mod reports;
 
 pub use error::{AppError, AppResult, ErrorKind};
 

@@ -57,3 +57,7 @@ import-place_out_of_scope = This home is outside your area.
 import-unknown_label = Unknown label: { $label }
 import-id_belongs_to_other = This ID card number is registered in another household.
 audit-broken = The audit chain breaks at entry { $seq }.
+report-illegal_transition = This action is not possible in the current status.
+report-extension_after_due = The deadline has passed; an extension can no longer be asked for.
+report-summons_outstanding = Summoned units have not all replied yet; the report cannot be finished.
+report-reopen_window_passed = The time for reopening this report has passed.

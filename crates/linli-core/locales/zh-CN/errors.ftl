@@ -57,3 +57,7 @@ import-place_out_of_scope = 该房屋不在您的管辖范围内。
 import-unknown_label = 未知标签：{ $label }
 import-id_belongs_to_other = 该身份证号已登记在其他户。
 audit-broken = 审计链在第 { $seq } 条断开。
+report-illegal_transition = 当前状态下不能执行此操作。
+report-extension_after_due = 已超过办理期限，不能再申请延期。
+report-summons_outstanding = 还有被吹哨的单位没有回复，暂不能办结。
+report-reopen_window_passed = 已超过可申请重办的期限。
