@@ -61,3 +61,4 @@ report-illegal_transition = This action is not possible in the current status.
 report-extension_after_due = The deadline has passed; an extension can no longer be asked for.
 report-summons_outstanding = Summoned units have not all replied yet; the report cannot be finished.
 report-reopen_window_passed = The time for reopening this report has passed.
+report-calendar_missing_year = The official holiday arrangement for { $year } is missing, so working-day deadlines cannot be computed; an administrator must enter it first.

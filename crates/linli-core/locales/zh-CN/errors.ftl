@@ -61,3 +61,4 @@ report-illegal_transition = 当前状态下不能执行此操作。
 report-extension_after_due = 已超过办理期限，不能再申请延期。
 report-summons_outstanding = 还有被吹哨的单位没有回复，暂不能办结。
 report-reopen_window_passed = 已超过可申请重办的期限。
+report-calendar_missing_year = 缺少 { $year } 年的法定节假日安排，无法计算工作日期限，请管理员先录入。

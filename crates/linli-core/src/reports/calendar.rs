@@ -1,0 +1,290 @@
+//! The working-day calendar for report deadlines: weekends off, official holidays off, and the
+//! make-up working days (调休上班) on, as published each year by the State Council. Deadlines in
+//! working days count whole working days in Asia/Shanghai (UTC+8, no daylight saving).
+//!
+//! Built-in data covers the years listed in [`OFFICIAL`]; an administrator can add more (the
+//! store keeps them). A deadline that runs into a year with no data is an error the caller must
+//! surface — never a silent guess.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, Weekday};
+
+/// A day that differs from the weekday rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DayKind {
+    /// Off although it is Monday–Friday (法定节假日 / 调休放假).
+    Holiday,
+    /// Worked although it is Saturday or Sunday (调休上班).
+    Workday,
+}
+
+/// One year's official arrangement: (month, day) of holidays and make-up working days.
+pub struct OfficialYear {
+    pub year: i32,
+    /// Where the data comes from.
+    pub source: &'static str,
+    pub holidays: &'static [(u32, u32)],
+    pub workdays: &'static [(u32, u32)],
+}
+
+/// 国务院办公厅关于2026年部分节假日安排的通知 (2025-11-04, Xinhua).
+pub const OFFICIAL: &[OfficialYear] = &[OfficialYear {
+    year: 2026,
+    source: "国务院办公厅关于2026年部分节假日安排的通知（2025年11月4日）",
+    holidays: &[
+        (1, 1),
+        (1, 2),
+        (1, 3),
+        (2, 15),
+        (2, 16),
+        (2, 17),
+        (2, 18),
+        (2, 19),
+        (2, 20),
+        (2, 21),
+        (2, 22),
+        (2, 23),
+        (4, 4),
+        (4, 5),
+        (4, 6),
+        (5, 1),
+        (5, 2),
+        (5, 3),
+        (5, 4),
+        (5, 5),
+        (6, 19),
+        (6, 20),
+        (6, 21),
+        (9, 25),
+        (9, 26),
+        (9, 27),
+        (10, 1),
+        (10, 2),
+        (10, 3),
+        (10, 4),
+        (10, 5),
+        (10, 6),
+        (10, 7),
+    ],
+    workdays: &[(1, 4), (2, 14), (2, 28), (5, 9), (9, 20), (10, 10)],
+}];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CalendarError {
+    /// No official arrangement is known for this year.
+    MissingYear(i32),
+}
+
+impl CalendarError {
+    pub fn code(&self) -> &'static str {
+        "report.calendar_missing_year"
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct WorkCalendar {
+    days: BTreeMap<NaiveDate, DayKind>,
+    years: BTreeSet<i32>,
+}
+
+/// Asia/Shanghai offset.
+pub const UTC_OFFSET_HOURS: i64 = 8;
+
+impl WorkCalendar {
+    /// The built-in official years.
+    pub fn official() -> WorkCalendar {
+        let mut c = WorkCalendar::default();
+        for y in OFFICIAL {
+            for &(m, d) in y.holidays {
+                c.days.insert(
+                    NaiveDate::from_ymd_opt(y.year, m, d).expect("valid official date"),
+                    DayKind::Holiday,
+                );
+            }
+            for &(m, d) in y.workdays {
+                c.days.insert(
+                    NaiveDate::from_ymd_opt(y.year, m, d).expect("valid official date"),
+                    DayKind::Workday,
+                );
+            }
+            c.years.insert(y.year);
+        }
+        c
+    }
+
+    /// Add an administrator's year (all its exceptional days); replaces what was known for it.
+    pub fn add_year(&mut self, year: i32, days: &[(NaiveDate, DayKind)]) {
+        self.days.retain(|d, _| d.year() != year);
+        for (d, k) in days.iter().filter(|(d, _)| d.year() == year) {
+            self.days.insert(*d, *k);
+        }
+        self.years.insert(year);
+    }
+
+    pub fn known_years(&self) -> Vec<i32> {
+        self.years.iter().copied().collect()
+    }
+
+    /// Whether `d` is a working day; an error for a year without data.
+    pub fn is_working_day(&self, d: NaiveDate) -> Result<bool, CalendarError> {
+        if !self.years.contains(&d.year()) {
+            return Err(CalendarError::MissingYear(d.year()));
+        }
+        Ok(match self.days.get(&d) {
+            Some(DayKind::Holiday) => false,
+            Some(DayKind::Workday) => true,
+            None => !matches!(d.weekday(), Weekday::Sat | Weekday::Sun),
+        })
+    }
+
+    /// The end (23:59:59, local time) of the `n`-th working day after the local day of `start`.
+    /// `n = 0` is the end of the start day itself if it is a working day, else of the next one.
+    pub fn add_working_days(&self, start_utc_ms: i64, n: u32) -> Result<i64, CalendarError> {
+        let local = to_local(start_utc_ms);
+        let mut day = local.date();
+        let mut left = n;
+        if !self.is_working_day(day)? {
+            day = self.next_working_day(day)?;
+        }
+        while left > 0 {
+            day = self.next_working_day(day)?;
+            left -= 1;
+        }
+        let end = day.and_time(NaiveTime::from_hms_milli_opt(23, 59, 59, 999).expect("valid time"));
+        Ok(from_local(end))
+    }
+
+    fn next_working_day(&self, from: NaiveDate) -> Result<NaiveDate, CalendarError> {
+        let mut d = from + Duration::days(1);
+        while !self.is_working_day(d)? {
+            d += Duration::days(1);
+        }
+        Ok(d)
+    }
+}
+
+fn to_local(utc_ms: i64) -> NaiveDateTime {
+    chrono::DateTime::from_timestamp_millis(utc_ms)
+        .expect("valid instant")
+        .naive_utc()
+        + Duration::hours(UTC_OFFSET_HOURS)
+}
+
+fn from_local(local: NaiveDateTime) -> i64 {
+    (local - Duration::hours(UTC_OFFSET_HOURS))
+        .and_utc()
+        .timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(y: i32, m: u32, day: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, day).unwrap()
+    }
+
+    /// Noon, Shanghai time, as UTC millis.
+    fn noon(y: i32, m: u32, day: u32) -> i64 {
+        from_local(d(y, m, day).and_hms_opt(12, 0, 0).unwrap())
+    }
+
+    fn local_date(ms: i64) -> NaiveDate {
+        to_local(ms).date()
+    }
+
+    #[test]
+    fn official_2026_holidays_and_make_up_days() {
+        let c = WorkCalendar::official();
+        assert_eq!(
+            c.is_working_day(d(2026, 1, 4)),
+            Ok(true),
+            "Sunday 1 Jan 4 is worked"
+        );
+        assert_eq!(
+            c.is_working_day(d(2026, 2, 14)),
+            Ok(true),
+            "Saturday before the Spring Festival"
+        );
+        assert_eq!(c.is_working_day(d(2026, 2, 16)), Ok(false));
+        assert_eq!(c.is_working_day(d(2026, 2, 23)), Ok(false));
+        assert_eq!(c.is_working_day(d(2026, 2, 24)), Ok(true));
+        assert_eq!(c.is_working_day(d(2026, 10, 8)), Ok(true));
+        assert_eq!(
+            c.is_working_day(d(2026, 10, 10)),
+            Ok(true),
+            "Saturday make-up day"
+        );
+        assert_eq!(
+            c.is_working_day(d(2026, 10, 11)),
+            Ok(false),
+            "an ordinary Sunday"
+        );
+        // 2026 has 365 days; count working days as a sanity check of the data.
+        let working = (0..365)
+            .filter(|i| {
+                c.is_working_day(d(2026, 1, 1) + Duration::days(*i))
+                    .unwrap()
+            })
+            .count();
+        assert_eq!(working, 250);
+    }
+
+    #[test]
+    fn deadlines_skip_holidays_and_count_make_up_days() {
+        let c = WorkCalendar::official();
+        // Friday 13 Feb + 1 working day = Saturday 14 Feb (make-up day).
+        assert_eq!(
+            local_date(c.add_working_days(noon(2026, 2, 13), 1).unwrap()),
+            d(2026, 2, 14)
+        );
+        // Saturday 14 Feb + 1 = Tuesday 24 Feb, after the nine-day holiday.
+        assert_eq!(
+            local_date(c.add_working_days(noon(2026, 2, 14), 1).unwrap()),
+            d(2026, 2, 24)
+        );
+        // Accepted on a holiday: the count starts from the next working day.
+        assert_eq!(
+            local_date(c.add_working_days(noon(2026, 10, 3), 0).unwrap()),
+            d(2026, 10, 8)
+        );
+        assert_eq!(
+            local_date(c.add_working_days(noon(2026, 10, 3), 2).unwrap()),
+            d(2026, 10, 10)
+        );
+        // The deadline is the end of the local day.
+        let due = c.add_working_days(noon(2026, 3, 2), 3).unwrap();
+        assert_eq!(
+            to_local(due).time(),
+            NaiveTime::from_hms_milli_opt(23, 59, 59, 999).unwrap()
+        );
+        // Late in the evening UTC is already the next local day.
+        let evening_utc = from_local(d(2026, 3, 3).and_hms_opt(1, 0, 0).unwrap());
+        assert_eq!(
+            local_date(c.add_working_days(evening_utc, 0).unwrap()),
+            d(2026, 3, 3)
+        );
+    }
+
+    #[test]
+    fn a_missing_year_is_an_error_not_a_guess() {
+        let c = WorkCalendar::official();
+        assert_eq!(
+            c.is_working_day(d(2027, 1, 5)),
+            Err(CalendarError::MissingYear(2027))
+        );
+        assert_eq!(
+            c.add_working_days(noon(2026, 12, 30), 5),
+            Err(CalendarError::MissingYear(2027))
+        );
+        let mut c = c;
+        c.add_year(2027, &[(d(2027, 1, 1), DayKind::Holiday)]);
+        assert_eq!(c.known_years(), vec![2026, 2027]);
+        assert_eq!(
+            local_date(c.add_working_days(noon(2026, 12, 30), 2).unwrap()),
+            d(2027, 1, 4)
+        );
+    }
+}
