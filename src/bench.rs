@@ -675,19 +675,7 @@ async fn import_fixture(store: &Store, n: usize) -> anyhow::Result<Vec<u8>> {
     insert_many(
         &mut tx,
         "places",
-        &[
-            "id",
-            "parent_id",
-            "kind",
-            "name",
-            "code",
-            "path",
-            "area_x100",
-            "room_use",
-            "plan",
-            "sort_key",
-            "created_at",
-        ],
+        &linli_store::registry::places::PLACE_COLUMNS,
         rows,
     )
     .await
@@ -696,38 +684,35 @@ async fn import_fixture(store: &Store, n: usize) -> anyhow::Result<Vec<u8>> {
     Ok(csv.into_bytes())
 }
 
+async fn run_import(
+    store: &Store,
+    csv: &[u8],
+) -> anyhow::Result<linli_store::registry::import::ImportReport> {
+    let grant = Grant::system(Action::RegistryImport);
+    let sens = Grant::system(Action::SensitiveLabelRead);
+    store
+        .import_households(
+            &grant,
+            Some(&sens),
+            &Actor::system("bench"),
+            csv,
+            false,
+            linli_core::i18n::Lang::ZhCn,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
 async fn import(n: usize) -> anyhow::Result<()> {
     let dir = tempdir("import")?;
     let store = bench_store(&dir).await?;
     let csv = import_fixture(&store, n).await?;
     let persons = csv.iter().filter(|b| **b == b'\n').count() - 1;
-    let grant = Grant::system(Action::RegistryImport);
-    let sens = Grant::system(Action::SensitiveLabelRead);
     let t = Instant::now();
-    let report = store
-        .import_households(
-            &grant,
-            Some(&sens),
-            &Actor::system("bench"),
-            &csv,
-            false,
-            linli_core::i18n::Lang::ZhCn,
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let report = run_import(&store, &csv).await?;
     let import_time = t.elapsed();
     let t = Instant::now();
-    let again = store
-        .import_households(
-            &grant,
-            Some(&sens),
-            &Actor::system("bench"),
-            &csv,
-            false,
-            linli_core::i18n::Lang::ZhCn,
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let again = run_import(&store, &csv).await?;
     let reimport_time = t.elapsed();
 
     // Baseline: the same number of rows committed raw (no parsing, validation or encryption)

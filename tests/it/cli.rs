@@ -20,29 +20,16 @@ fn linli(app: &TestApp, args: &[&str]) -> std::process::Output {
 #[tokio::test]
 async fn import_export_and_audit_verify_from_the_command_line() {
     let app = TestApp::demo().await;
-    let (room_id, _) = app.a_room_in("新村社区").await;
-    use linli_core::auth::{Action, Grant};
-    let g = Grant::system(Action::PlaceRead);
-    let room = app.store.place(&g, &room_id).await.unwrap();
-    let unit = app
-        .store
-        .place(&g, room.parent_id.as_deref().unwrap())
-        .await
-        .unwrap();
-    let building = app
-        .store
-        .place(&g, unit.parent_id.as_deref().unwrap())
-        .await
-        .unwrap();
+    let (building, unit, room) = app.room_names("新村社区").await;
     let csv = format!(
         "户号,社区,楼栋,单元,房号,居住类型,姓名,与户主关系,身份证号\nK1,新村社区,{},{},{},业主,褚一,户主,{}\nK1,新村社区,{},{},{},业主,褚二,子女,123\n",
-        building.name,
-        unit.name,
-        room.name,
+        building,
+        unit,
+        room,
         fresh_id(40),
-        building.name,
-        unit.name,
-        room.name
+        building,
+        unit,
+        room
     );
     let file = app.dir.join("导入.csv");
     std::fs::write(&file, csv).unwrap();

@@ -350,3 +350,24 @@ impl TestApp {
         self.pg_url.clone()
     }
 }
+
+impl TestApp {
+    /// A residential room of a community as (building, unit, room) names, as a spreadsheet names it.
+    pub async fn room_names(&self, community: &str) -> (String, String, String) {
+        use linli_core::auth::{Action, Grant};
+        let (room_id, _) = self.a_room_in(community).await;
+        let g = Grant::system(Action::PlaceRead);
+        let room = self.store.place(&g, &room_id).await.unwrap();
+        let unit = self
+            .store
+            .place(&g, room.parent_id.as_deref().unwrap())
+            .await
+            .unwrap();
+        let building = self
+            .store
+            .place(&g, unit.parent_id.as_deref().unwrap())
+            .await
+            .unwrap();
+        (building.name, unit.name, room.name)
+    }
+}

@@ -30,30 +30,11 @@ fn csv_with_bad_rows() -> String {
     )
 }
 
-/// A real room of 幸福里社区 as (building, unit, room) names.
-async fn room_names(app: &TestApp) -> (String, String, String) {
-    let (room_id, _) = app.a_room_in("幸福里社区").await;
-    use linli_core::auth::{Action, Grant};
-    let g = Grant::system(Action::PlaceRead);
-    let room = app.store.place(&g, &room_id).await.unwrap();
-    let unit = app
-        .store
-        .place(&g, room.parent_id.as_deref().unwrap())
-        .await
-        .unwrap();
-    let building = app
-        .store
-        .place(&g, unit.parent_id.as_deref().unwrap())
-        .await
-        .unwrap();
-    (building.name, unit.name, room.name)
-}
-
 #[tokio::test]
 async fn import_reports_bad_rows_commits_good_ones_and_is_idempotent() {
     let app = TestApp::demo().await;
     let committee = app.login("committee").await;
-    let (b, u, r) = room_names(&app).await;
+    let (b, u, r) = app.room_names("幸福里社区").await;
     let csv = csv_with_bad_rows()
         .replace("{b}", &b)
         .replace("{u}", &u)
@@ -182,7 +163,7 @@ async fn import_accepts_xlsx_and_multipart_and_refuses_non_spreadsheets() {
         .await;
     assert_eq!(t.status, 200);
     assert_eq!(&t.bytes[..2], b"PK");
-    let (b, u, r) = room_names(&app).await;
+    let (b, u, r) = app.room_names("幸福里社区").await;
     let headers = linli_core::import_rows::HOUSEHOLD_HEADERS;
     let row = |name: &str, rel: &str, id: String| {
         vec![

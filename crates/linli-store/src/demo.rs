@@ -155,19 +155,7 @@ impl Store {
         insert_many(
             &mut tx,
             "places",
-            &[
-                "id",
-                "parent_id",
-                "kind",
-                "name",
-                "code",
-                "path",
-                "area_x100",
-                "room_use",
-                "plan",
-                "sort_key",
-                "created_at",
-            ],
+            &crate::registry::places::PLACE_COLUMNS,
             places,
         )
         .await?;

@@ -24,6 +24,21 @@ pub const KINDS: [&str; 8] = [
 ];
 pub const ROOM_USES: [&str; 3] = ["residential", "shop", "public"];
 
+/// Columns of a `places` row, for bulk inserts (demo seeding, benchmark fixtures).
+pub const PLACE_COLUMNS: [&str; 11] = [
+    "id",
+    "parent_id",
+    "kind",
+    "name",
+    "code",
+    "path",
+    "area_x100",
+    "room_use",
+    "plan",
+    "sort_key",
+    "created_at",
+];
+
 /// Which kinds may sit directly under a kind.
 pub fn allowed_children(kind: &str) -> &'static [&'static str] {
     match kind {
