@@ -67,6 +67,13 @@ impl Role {
                 PersonWrite,
                 PersonReveal,
                 SensitiveLabelRead,
+                ReportRead,
+                ReportCreate,
+                ReportHandle,
+                DeviceRead,
+                AlarmRead,
+                AlarmHandle,
+                AccessRead,
             ],
             Role::CommitteeStaff => &[
                 PlaceRead,
@@ -84,9 +91,43 @@ impl Role {
                 UserAdmin,
                 AuditRead,
                 TokenCreate,
+                ReportRead,
+                ReportCreate,
+                ReportHandle,
+                ReportDispatch,
+                ReportStats,
+                DeviceRead,
+                AlarmRead,
+                AlarmHandle,
+                AccessRead,
+                WebhookAdmin,
             ],
-            Role::PropertyStaff => &[PlaceRead, OrgRead, HouseholdRead, PersonRead, PersonReveal],
-            Role::DepartmentOfficer => &[PlaceRead, OrgRead, HouseholdRead, PersonRead],
+            Role::PropertyStaff => &[
+                PlaceRead,
+                OrgRead,
+                HouseholdRead,
+                PersonRead,
+                PersonReveal,
+                ReportRead,
+                ReportCreate,
+                ReportHandle,
+                ReportStats,
+                DeviceRead,
+                DeviceAdmin,
+                AlarmRead,
+                AlarmHandle,
+                AccessRead,
+                VisitorVerify,
+            ],
+            Role::DepartmentOfficer => &[
+                PlaceRead,
+                OrgRead,
+                HouseholdRead,
+                PersonRead,
+                ReportRead,
+                ReportHandle,
+                ReportStats,
+            ],
             Role::StreetOfficer => &[
                 PlaceRead,
                 PlaceWrite,
@@ -100,88 +141,100 @@ impl Role {
                 UserAdmin,
                 AuditRead,
                 TokenCreate,
+                ReportRead,
+                ReportCreate,
+                ReportHandle,
+                ReportDispatch,
+                ReportStats,
+                DeviceRead,
+                AlarmRead,
+                AccessRead,
+                WebhookAdmin,
             ],
             Role::DistrictAdmin | Role::CityAdmin => Action::ALL,
         }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    PlaceRead,
-    PlaceWrite,
-    OrgRead,
-    OrgWrite,
-    HouseholdRead,
-    HouseholdWrite,
-    PersonRead,
-    PersonWrite,
+/// Declares [`Action`] with its wire names and the list of all actions, from one table, so a
+/// new capability cannot be added to one list and forgotten in another.
+macro_rules! actions {
+    ($($(#[$doc:meta])* $variant:ident = $name:literal,)*) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+        #[serde(rename_all = "snake_case")]
+        pub enum Action {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl Action {
+            pub const ALL: &'static [Action] = &[$(Action::$variant,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Action::$variant => $name,)*
+                }
+            }
+
+            pub fn parse(s: &str) -> Option<Action> {
+                match s {
+                    $($name => Some(Action::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+actions! {
+    PlaceRead = "place_read",
+    PlaceWrite = "place_write",
+    OrgRead = "org_read",
+    OrgWrite = "org_write",
+    HouseholdRead = "household_read",
+    HouseholdWrite = "household_write",
+    PersonRead = "person_read",
+    PersonWrite = "person_write",
     /// See full ID and phone numbers (with a stated purpose, audited).
-    PersonReveal,
+    PersonReveal = "person_reveal",
     /// See labels marked sensitive (低保, 残疾, 党员 …).
-    SensitiveLabelRead,
-    LabelWrite,
-    RegistryImport,
-    RegistryExport,
-    CorrectionReview,
-    UserAdmin,
-    AuditRead,
-    TokenCreate,
+    SensitiveLabelRead = "sensitive_label_read",
+    LabelWrite = "label_write",
+    RegistryImport = "registry_import",
+    RegistryExport = "registry_export",
+    CorrectionReview = "correction_review",
+    UserAdmin = "user_admin",
+    AuditRead = "audit_read",
+    TokenCreate = "token_create",
+    // ---- reports (报事 / 报修 / 投诉, issue #4) ----
+    /// Read reports of the area (staff; residents read their own through their household).
+    ReportRead = "report_read",
+    /// Enter a report: on a resident's behalf (代客), found on patrol, or by an integration
+    /// (Open311 `api_key`).
+    ReportCreate = "report_create",
+    /// Work a report dispatched to one's unit: sign, return, reply, ask for extension.
+    ReportHandle = "report_handle",
+    /// Accept, reject, dispatch, transfer, escalate, summon (吹哨), review, merge duplicates,
+    /// approve extensions, record return visits, moderate public reports.
+    ReportDispatch = "report_dispatch",
+    /// Report statistics (响应率, 解决率 …) of the area.
+    ReportStats = "report_stats",
+    /// Edit the routing catalogue (派单目录) and the working-day calendar.
+    RoutingAdmin = "routing_admin",
+    // ---- IoT and safety (物联感知, issue #5) ----
+    DeviceRead = "device_read",
+    /// Register devices, issue device tokens, edit alarm rules.
+    DeviceAdmin = "device_admin",
+    AlarmRead = "alarm_read",
+    /// Acknowledge, clear, assign and comment on alarms.
+    AlarmHandle = "alarm_handle",
+    /// Gate and vehicle access records.
+    AccessRead = "access_read",
+    /// Verify visitor passes at a gate (gate terminals use a token with this action).
+    VisitorVerify = "visitor_verify",
+    // ---- integrations ----
+    /// Manage outbound webhooks of the area.
+    WebhookAdmin = "webhook_admin",
 }
-
-impl Action {
-    pub const ALL: &'static [Action] = &[
-        Action::PlaceRead,
-        Action::PlaceWrite,
-        Action::OrgRead,
-        Action::OrgWrite,
-        Action::HouseholdRead,
-        Action::HouseholdWrite,
-        Action::PersonRead,
-        Action::PersonWrite,
-        Action::PersonReveal,
-        Action::SensitiveLabelRead,
-        Action::LabelWrite,
-        Action::RegistryImport,
-        Action::RegistryExport,
-        Action::CorrectionReview,
-        Action::UserAdmin,
-        Action::AuditRead,
-        Action::TokenCreate,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        ACTION_NAMES[Action::ALL.iter().position(|a| *a == self).expect("listed")]
-    }
-
-    pub fn parse(s: &str) -> Option<Action> {
-        ACTION_NAMES
-            .iter()
-            .position(|n| *n == s)
-            .map(|i| Action::ALL[i])
-    }
-}
-
-const ACTION_NAMES: [&str; 17] = [
-    "place_read",
-    "place_write",
-    "org_read",
-    "org_write",
-    "household_read",
-    "household_write",
-    "person_read",
-    "person_write",
-    "person_reveal",
-    "sensitive_label_read",
-    "label_write",
-    "registry_import",
-    "registry_export",
-    "correction_review",
-    "user_admin",
-    "audit_read",
-    "token_create",
-];
 
 /// One effective role binding: the role and the materialized paths of the subtrees it covers
 /// (a property company's binding covers each community it serves).

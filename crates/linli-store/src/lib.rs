@@ -26,6 +26,27 @@ pub struct Store {
     places_cache: Arc<RwLock<HashMap<String, (String, String)>>>,
     /// The label tree: read by every search, changed by administrators only.
     labels_cache: Arc<RwLock<Option<Vec<registry::labels::Label>>>>,
+    /// The time for deadlines, escalations and timers. Tests move it forward.
+    pub clock: Clock,
+}
+
+/// Wall-clock time plus an offset that tests can move forward, so deadline and escalation
+/// jobs can be driven through days in a test without waiting. Production never changes it.
+#[derive(Clone, Debug, Default)]
+pub struct Clock {
+    offset_ms: Arc<std::sync::atomic::AtomicI64>,
+}
+
+impl Clock {
+    /// Milliseconds since the Unix epoch (UTC), as seen by Linli.
+    pub fn now_ms(&self) -> i64 {
+        linli_core::now_ms() + self.offset_ms.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    /// Move the clock forward (tests, and `linli` commands that simulate time).
+    pub fn advance(&self, ms: i64) {
+        self.offset_ms
+            .fetch_add(ms, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,11 +76,17 @@ impl Store {
             cipher: Arc::new(cipher),
             places_cache: Arc::default(),
             labels_cache: Arc::default(),
+            clock: Clock::default(),
         })
     }
 
     pub fn backend(&self) -> Backend {
         self.db.backend
+    }
+
+    /// Now, in milliseconds (UTC), by the store's clock.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
     }
 }
 

@@ -3,6 +3,11 @@
 //! Conventions: ids are UUIDv7 text; instants are BIGINT milliseconds (UTC); calendar dates are
 //! `YYYY-MM-DD` text; flags are BIGINT 0/1; money is BIGINT fen. `path` columns hold the
 //! materialized place path (`/id/id/…/`) and use a byte-ordered collation so a subtree is a range.
+//!
+//! Each capability keeps its own statements next to its code (e.g. `reports::schema::V2`) and
+//! adds one `Migration` here. Versions are reserved so modules built in parallel do not collide:
+//! 2 reports, 3 notifications (inbox, webhooks, e-mail), 4 IoT (devices, telemetry, alarms),
+//! 5 access (gates, vehicles, visitor passes), 6 jobs (durable background work).
 
 use crate::db::{Migration, Stmt, Stmt::*};
 
