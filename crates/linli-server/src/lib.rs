@@ -63,8 +63,6 @@ pub struct AppState {
     pub form_once: Arc<web::FormOnce>,
     /// Recently resolved sessions and tokens.
     pub auth_cache: Arc<auth_cache::AuthCache>,
-    /// Live updates for open pages.
-    pub live: live::Live,
 }
 
 impl AppState {
@@ -79,7 +77,6 @@ impl AppState {
             started: Instant::now(),
             form_once: Arc::default(),
             auth_cache: Arc::default(),
-            live: live::Live::default(),
         }
     }
 }

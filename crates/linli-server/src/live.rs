@@ -1,6 +1,7 @@
-//! Live updates for pages, over server-sent events (`GET /events`). Events go through a bounded
-//! broadcast channel: a slow browser misses events (and is told to reload) instead of making the
-//! server buffer without limit. Each subscriber only receives events about places its grants cover.
+//! Live updates for pages, over server-sent events (`GET /events`). Events come from the store's
+//! bounded bus (`linli_store::bus`): a slow browser misses events (and is told to resync) instead
+//! of making the server buffer without limit. Each subscriber only receives events about places
+//! its grants cover, or events addressed to it.
 //! (Fan-out across several instances through PostgreSQL LISTEN/NOTIFY comes with the modules that
 //! need it; today an event reaches the browsers connected to the instance that produced it.)
 
@@ -17,57 +18,39 @@ use linli_core::auth::Action;
 use crate::AppState;
 use crate::web::WebUser;
 
-/// Something that changed, and where.
-#[derive(Debug, Clone)]
-pub struct LiveEvent {
-    /// `correction` (a resident asked for a correction) …
-    pub kind: &'static str,
-    /// The place path of the record, for scope filtering.
-    pub path: String,
-    pub id: String,
-}
+use linli_store::bus::BusEvent;
 
-impl LiveEvent {
-    /// The capability a subscriber needs (in the event's subtree) to be told.
-    fn needs(&self) -> Action {
-        match self.kind {
-            "correction" => Action::CorrectionReview,
-            _ => Action::AuditRead,
-        }
+/// The capability a subscriber needs (in the event's subtree) to be told about an event of this
+/// kind. Kinds are dotted: the module comes first.
+pub fn needs(kind: &str) -> Action {
+    match kind.split('.').next().unwrap_or("") {
+        "correction" => Action::CorrectionReview,
+        "report" => Action::ReportRead,
+        "alarm" | "device" => Action::AlarmRead,
+        "access" => Action::AccessRead,
+        _ => Action::AuditRead,
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct Live {
-    tx: broadcast::Sender<LiveEvent>,
-}
-
-impl Default for Live {
-    fn default() -> Self {
-        Live {
-            tx: broadcast::channel(256).0,
-        }
+/// Whether the holder of `principal` is told about `e`: events addressed to users reach those
+/// users only; others reach whoever holds the kind's capability over the event's place.
+pub fn visible_to(e: &BusEvent, principal: &linli_core::auth::Principal) -> bool {
+    if !e.users.is_empty() {
+        return e.users.iter().any(|u| *u == principal.user_id);
     }
-}
-
-impl Live {
-    pub fn publish(&self, e: LiveEvent) {
-        // No subscribers is fine.
-        let _ = self.tx.send(e);
-    }
-
-    pub fn subscribe(&self) -> broadcast::Receiver<LiveEvent> {
-        self.tx.subscribe()
-    }
+    principal
+        .grant(needs(&e.kind))
+        .is_ok_and(|g| g.covers(&e.path))
 }
 
 /// Tell reviewers' open pages that a correction request arrived.
 pub async fn publish_correction(s: &AppState, c: &linli_store::registry::corrections::Correction) {
     if let Ok(Some(path)) = s.store.household_path(&c.household_id).await {
-        s.live.publish(LiveEvent {
-            kind: "correction",
+        s.store.bus.publish(BusEvent {
+            kind: "correction".into(),
             path,
             id: c.id.clone(),
+            users: Vec::new(),
         });
     }
 }
@@ -77,14 +60,14 @@ pub async fn events(
     State(s): State<AppState>,
     user: WebUser,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let rx = s.live.subscribe();
+    let rx = s.store.bus.subscribe();
     let principal = user.principal;
     let stream = stream::unfold((rx, principal), |(mut rx, principal)| async move {
         loop {
             match rx.recv().await {
                 Ok(e) => {
-                    if principal.grant(e.needs()).is_ok_and(|g| g.covers(&e.path)) {
-                        let ev = Event::default().event(e.kind).data(e.id.clone());
+                    if visible_to(&e, &principal) {
+                        let ev = Event::default().event(e.kind.clone()).data(e.id.clone());
                         return Some((Ok(ev), (rx, principal)));
                     }
                 }

@@ -4,9 +4,11 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod bus;
 pub mod db;
 pub mod demo;
 pub mod migrations;
+pub mod notify;
 pub mod registry;
 
 use std::collections::HashMap;
@@ -28,6 +30,8 @@ pub struct Store {
     labels_cache: Arc<RwLock<Option<Vec<registry::labels::Label>>>>,
     /// The time for deadlines, escalations and timers. Tests move it forward.
     pub clock: Clock,
+    /// Changes, published after commit, for live pages and other listeners.
+    pub bus: bus::Bus,
 }
 
 /// Wall-clock time plus an offset that tests can move forward, so deadline and escalation
@@ -77,6 +81,7 @@ impl Store {
             places_cache: Arc::default(),
             labels_cache: Arc::default(),
             clock: Clock::default(),
+            bus: bus::Bus::default(),
         })
     }
 

@@ -11,11 +11,18 @@
 
 use crate::db::{Migration, Stmt, Stmt::*};
 
-pub static ALL: &[Migration] = &[Migration {
-    version: 1,
-    name: "core registry, accounts, audit",
-    statements: V1,
-}];
+pub static ALL: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "core registry, accounts, audit",
+        statements: V1,
+    },
+    Migration {
+        version: 3,
+        name: "notifications inbox",
+        statements: crate::notify::schema::V3,
+    },
+];
 
 const V1: &[Stmt] = &[
     Both("CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)"),

@@ -1,0 +1,155 @@
+//! Notifications (消息): every user's in-app inbox. Modules call [`Store::notify`] inside the
+//! transaction that made the change, so a notice exists exactly when the change does, and publish
+//! an `inbox` [`crate::bus::BusEvent`] after commit so open pages update live.
+//!
+//! Text is stored as a Fluent message id plus arguments and rendered in the reader's language
+//! when shown, so a notice written for a Chinese reader reads in English after a language switch.
+
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::{Any, Transaction};
+
+use linli_core::AppResult;
+
+use crate::Store;
+use crate::db::{Sql, db_err, i64_, opt_i64, opt_str, str_};
+
+pub mod schema;
+
+/// What to tell people.
+#[derive(Debug, Clone)]
+pub struct Notice<'a> {
+    /// Dotted kind, e.g. `report.dispatched`, `alarm.sos`; subscribers (webhooks, e-mail)
+    /// filter on it.
+    pub kind: &'a str,
+    /// Fluent message id of the text, e.g. `notice-report-dispatched`.
+    pub key: &'a str,
+    /// Arguments of the message (a JSON object of strings and numbers).
+    pub args: Value,
+    /// What it is about, e.g. `report` and its id.
+    pub entity: &'a str,
+    pub entity_id: &'a str,
+    /// Where (place path), for scope-filtered subscribers.
+    pub path: Option<&'a str>,
+    /// Link to open, relative to the site root (e.g. `/staff/reports/0193…`).
+    pub link: Option<&'a str>,
+}
+
+/// One inbox entry as the reader sees it (text not yet rendered).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct InboxItem {
+    pub id: String,
+    pub kind: String,
+    pub key: String,
+    pub args: Value,
+    pub entity: String,
+    pub entity_id: String,
+    pub link: Option<String>,
+    pub created_at: i64,
+    pub read_at: Option<i64>,
+}
+
+impl Store {
+    /// Put a notice into each recipient's inbox, inside the caller's transaction. Duplicate
+    /// recipients are told once. Returns the ids of the new inbox rows.
+    pub async fn notify(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        recipients: &[String],
+        n: &Notice<'_>,
+    ) -> AppResult<Vec<String>> {
+        let mut seen: Vec<&String> = Vec::new();
+        let mut ids = Vec::new();
+        let now = self.now_ms();
+        for r in recipients {
+            if seen.contains(&r) {
+                continue;
+            }
+            seen.push(r);
+            let id = linli_core::new_id();
+            sqlx::query(
+                "INSERT INTO notifications (id, user_id, kind, msg_key, args, entity, entity_id, path, link, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(id.clone())
+            .bind(r.clone())
+            .bind(n.kind.to_string())
+            .bind(n.key.to_string())
+            .bind(n.args.to_string())
+            .bind(n.entity.to_string())
+            .bind(n.entity_id.to_string())
+            .bind(n.path.map(str::to_string))
+            .bind(n.link.map(str::to_string))
+            .bind(now)
+            .execute(&mut **tx)
+            .await
+            .map_err(db_err)?;
+            ids.push(id);
+        }
+        Ok(ids)
+    }
+
+    /// A user's inbox, newest first; `before` is the `created_at` of the last item of the
+    /// previous page.
+    pub async fn inbox(
+        &self,
+        user_id: &str,
+        unread_only: bool,
+        before: Option<i64>,
+        limit: i64,
+    ) -> AppResult<Vec<InboxItem>> {
+        let mut q = Sql::new(
+            "SELECT id, kind, msg_key, args, entity, entity_id, link, created_at, read_at FROM notifications WHERE user_id = ",
+        );
+        q.bind(user_id);
+        if unread_only {
+            q.push(" AND read_at IS NULL");
+        }
+        if let Some(b) = before {
+            q.push(" AND created_at < ").bind(b);
+        }
+        q.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+            .bind(limit.clamp(1, 200));
+        let rows = q.query().fetch_all(&self.db.read).await.map_err(db_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| InboxItem {
+                id: str_(r, "id"),
+                kind: str_(r, "kind"),
+                key: str_(r, "msg_key"),
+                args: serde_json::from_str(&str_(r, "args")).unwrap_or(Value::Null),
+                entity: str_(r, "entity"),
+                entity_id: str_(r, "entity_id"),
+                link: opt_str(r, "link"),
+                created_at: i64_(r, "created_at"),
+                read_at: opt_i64(r, "read_at"),
+            })
+            .collect())
+    }
+
+    /// How many unread notices a user has.
+    pub async fn inbox_unread(&self, user_id: &str) -> AppResult<i64> {
+        let r = sqlx::query(
+            "SELECT COUNT(*) AS n FROM notifications WHERE user_id = $1 AND read_at IS NULL",
+        )
+        .bind(user_id.to_string())
+        .fetch_one(&self.db.read)
+        .await
+        .map_err(db_err)?;
+        Ok(i64_(&r, "n"))
+    }
+
+    /// Mark one notice (or, with `None`, all) of the user as read. Someone else's notice is
+    /// simply not found: nothing changes.
+    pub async fn inbox_mark_read(&self, user_id: &str, id: Option<&str>) -> AppResult<u64> {
+        let mut q = Sql::new("UPDATE notifications SET read_at = ");
+        q.bind(self.now_ms());
+        q.push(" WHERE user_id = ").bind(user_id);
+        q.push(" AND read_at IS NULL");
+        if let Some(id) = id {
+            q.push(" AND id = ").bind(id);
+        }
+        let r = q.query().execute(&self.db.write).await.map_err(db_err)?;
+        Ok(r.rows_affected())
+    }
+}
