@@ -7,6 +7,7 @@ mod common;
 mod accounts;
 mod audit;
 mod authz;
+mod backup;
 mod cli;
 mod import_export;
 mod registry;

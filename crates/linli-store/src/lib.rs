@@ -9,6 +9,7 @@ pub mod db;
 pub mod demo;
 pub mod migrations;
 pub mod notify;
+pub mod ops;
 pub mod registry;
 
 use std::collections::HashMap;
@@ -75,6 +76,7 @@ impl Store {
         let cipher = load_or_create_key(data_dir, master_key_hex)?;
         let db = Db::connect(cfg).await?;
         db.migrate().await?;
+        check_master_key(&db, &cipher).await?;
         Ok(Store {
             db,
             cipher: Arc::new(cipher),
@@ -118,8 +120,41 @@ fn load_or_create_key(data_dir: &Path, given: Option<&str>) -> Result<FieldCiphe
     }
 }
 
+/// A fingerprint of the master key (an HMAC under it, not the key): stored on first start so
+/// that a different key — a wrong `master_key`, a restore with another instance's key, a second
+/// instance on the same PostgreSQL with its own key — is refused at start instead of silently
+/// writing rows nobody can decrypt together.
+pub(crate) fn key_check(cipher: &FieldCipher) -> String {
+    cipher.blind_index("master-key-check", "linli")
+}
+
+async fn check_master_key(db: &Db, cipher: &FieldCipher) -> Result<(), OpenError> {
+    use sqlx::Row;
+    let expected = key_check(cipher);
+    let mut tx = db.begin_write().await?;
+    let stored: Option<String> =
+        sqlx::query("SELECT value FROM settings WHERE key = 'master_key_check'")
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.get::<String, _>("value"));
+    match stored {
+        Some(s) if s == expected => Ok(()),
+        Some(_) => Err(OpenError::Key(
+            "the master key does not match this database (it was created with another key)".into(),
+        )),
+        None => {
+            sqlx::query("INSERT INTO settings (key, value) VALUES ('master_key_check', $1)")
+                .bind(expected)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(())
+        }
+    }
+}
+
 /// Write a new secret file readable by the owner only; never overwrite an existing key.
-fn write_secret_file(path: &Path, contents: &str) -> std::io::Result<()> {
+pub(crate) fn write_secret_file(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);

@@ -1,0 +1,3 @@
+//! Operating an installation: backup and restore.
+
+pub mod backup;
