@@ -9,6 +9,7 @@ mod audit;
 mod authz;
 mod backup;
 mod cli;
+mod crash;
 mod import_export;
 mod registry;
 mod resident;
