@@ -36,7 +36,8 @@ pub struct ErrorBody {
     pub code: String,
     /// Human message in the caller's language (zh-CN by default, en by `Accept-Language`).
     pub message: String,
-    #[schema(value_type = Object)]
+    /// Machine-readable specifics (which field, which rows …), or null.
+    #[schema(value_type = Option<Object>)]
     pub details: Option<serde_json::Value>,
     pub request_id: String,
 }
