@@ -5,6 +5,8 @@ pub mod auth;
 pub mod crypto;
 pub mod division;
 pub mod error;
+#[cfg(test)]
+mod fuzz;
 pub mod i18n;
 pub mod idcard;
 pub mod password;
