@@ -13,5 +13,6 @@ mod crash;
 mod import_export;
 mod registry;
 mod resident;
+mod security;
 mod system;
 mod web;

@@ -21,7 +21,7 @@ use axum::Router;
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -135,6 +135,7 @@ pub fn app(state: AppState) -> Router {
         .merge(web::router())
         .fallback(system::not_found)
         .with_state(state)
+        .layer(middleware::from_fn(same_origin_writes))
         .layer(middleware::from_fn(metrics_layer))
         .layer(middleware::from_fn(security_headers))
         .layer(middleware::from_fn(context))
@@ -192,6 +193,45 @@ async fn security_headers(req: Request, next: Next) -> Response {
     };
     h.insert("content-security-policy", HeaderValue::from_static(csp));
     resp
+}
+
+/// Cross-site request forgery, refused for every state-changing request by construction (on top
+/// of the per-form tokens and SameSite cookies): a browser tells where a request comes from
+/// (`Sec-Fetch-Site`, `Origin`), and a write that another site's page sends is refused before
+/// any handler runs. Requests without those headers (curl, integrations) are not CSRF; calls with
+/// an `Authorization` header carry their own credential, not the browser's cookie, and the
+/// Open311 API is open to other sites' pages by design (it authenticates by `api_key`).
+async fn same_origin_writes(req: Request, next: Next) -> Response {
+    use axum::http::Method;
+    let writes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if writes
+        && !req.headers().contains_key(header::AUTHORIZATION)
+        && !req.uri().path().starts_with("/open311/")
+        && is_cross_site(req.headers())
+    {
+        return crate::error::ApiError::from(
+            linli_core::AppError::forbidden()
+                .details(serde_json::json!({ "reason": "auth.cross_site" })),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// Whether the browser says the request comes from another site.
+fn is_cross_site(h: &axum::http::HeaderMap) -> bool {
+    if let Some(site) = h.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        return !matches!(site, "same-origin" | "none");
+    }
+    let (Some(origin), Some(host)) = (
+        h.get(header::ORIGIN).and_then(|v| v.to_str().ok()),
+        h.get(header::HOST).and_then(|v| v.to_str().ok()),
+    ) else {
+        return false;
+    };
+    // `Origin: null` (sandboxed frames, some redirects) is never our own page.
+    let origin_host = origin.split_once("://").map(|(_, rest)| rest).unwrap_or("");
+    origin == "null" || !origin_host.eq_ignore_ascii_case(host)
 }
 
 async fn metrics_layer(req: Request, next: Next) -> Response {
