@@ -10,6 +10,7 @@ pub mod demo;
 pub mod migrations;
 pub mod notify;
 pub mod registry;
+pub mod reports;
 
 use std::collections::HashMap;
 use std::path::Path;
