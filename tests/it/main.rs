@@ -10,6 +10,7 @@ mod authz;
 mod cli;
 mod import_export;
 mod registry;
+mod reports;
 mod resident;
 mod system;
 mod web;

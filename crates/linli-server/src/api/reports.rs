@@ -185,7 +185,8 @@ pub async fn get_photo(
     let mut resp = bytes.into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_str(&mime).unwrap_or(HeaderValue::from_static("application/octet-stream")),
+        HeaderValue::from_str(&mime)
+            .unwrap_or(HeaderValue::from_static("application/octet-stream")),
     );
     resp.headers_mut().insert(
         header::CACHE_CONTROL,
@@ -197,7 +198,10 @@ pub async fn get_photo(
 /// What can be reported.
 #[utoipa::path(get, path = "/api/v1/report-categories", tag = "reports",
     responses((status = 200, body = Vec<Category>)))]
-pub async fn categories(State(s): State<AppState>, Auth(_p): Auth) -> ApiResult<Json<Vec<Category>>> {
+pub async fn categories(
+    State(s): State<AppState>,
+    Auth(_p): Auth,
+) -> ApiResult<Json<Vec<Category>>> {
     Ok(Json(s.store.report_categories().await?))
 }
 
@@ -237,7 +241,11 @@ pub async fn put_rule(
     let g = p.grant(Action::RoutingAdmin)?;
     Ok((
         StatusCode::CREATED,
-        Json(s.store.put_routing_rule(&g, &Actor::from(&p), input).await?),
+        Json(
+            s.store
+                .put_routing_rule(&g, &Actor::from(&p), input)
+                .await?,
+        ),
     ))
 }
 

@@ -173,7 +173,11 @@ impl Store {
     }
 
     /// Routing rules whose area lies in the caller's subtrees (current ones, or every version).
-    pub async fn routing_rules(&self, grant: &Grant, all_versions: bool) -> AppResult<Vec<RoutingRule>> {
+    pub async fn routing_rules(
+        &self,
+        grant: &Grant,
+        all_versions: bool,
+    ) -> AppResult<Vec<RoutingRule>> {
         let mut q = Sql::new(&format!("SELECT {RULE_COLS} FROM routing_rules WHERE "));
         q.scope("area_path", grant.prefixes());
         if !all_versions {
@@ -185,11 +189,13 @@ impl Store {
     }
 
     pub(crate) async fn routing_rule_by_id(&self, id: &str) -> AppResult<Option<RoutingRule>> {
-        let r = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {RULE_COLS} FROM routing_rules WHERE id = $1")))
-            .bind(id.to_string())
-            .fetch_optional(&self.db.read)
-            .await
-            .map_err(db_err)?;
+        let r = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {RULE_COLS} FROM routing_rules WHERE id = $1"
+        )))
+        .bind(id.to_string())
+        .fetch_optional(&self.db.read)
+        .await
+        .map_err(db_err)?;
         Ok(r.as_ref().map(rule_from_row))
     }
 
@@ -267,7 +273,11 @@ impl Store {
                     .execute(&mut *tx)
                     .await
                     .map_err(db_err)?;
-                (k.clone(), prev.version + 1, serde_json::to_value(&prev).ok())
+                (
+                    k.clone(),
+                    prev.version + 1,
+                    serde_json::to_value(&prev).ok(),
+                )
             }
             None => (new_id(), 1, None),
         };
@@ -373,7 +383,15 @@ impl Store {
                 .iter()
                 .map(|(m, d)| format!("{}-{m:02}-{d:02}", y.year))
                 .collect();
-            write_year(&mut tx, y.year, y.source, &holidays, &workdays, self.now_ms()).await?;
+            write_year(
+                &mut tx,
+                y.year,
+                y.source,
+                &holidays,
+                &workdays,
+                self.now_ms(),
+            )
+            .await?;
         }
         tx.commit().await.map_err(db_err)
     }
@@ -469,7 +487,11 @@ impl Store {
         }
         let cal = self.work_calendar().await?;
         let calc = |n: i64| cal.add_working_days(from, n.max(0) as u32);
-        match (calc(rule.sign_by), calc(rule.first_contact_by), calc(rule.resolve_by)) {
+        match (
+            calc(rule.sign_by),
+            calc(rule.first_contact_by),
+            calc(rule.resolve_by),
+        ) {
             (Ok(a), Ok(b), Ok(c)) => Ok(Deadlines {
                 sign_by: a,
                 first_contact_by: b,
@@ -508,8 +530,18 @@ impl Store {
             .fetch_all(&self.db.read)
             .await
             .map_err(db_err)?;
-        let mut rules: Vec<(String, String, String, String, &str, [i64; 3], &str, &str, &str, bool)> =
-            Vec::new();
+        let mut rules: Vec<(
+            String,
+            String,
+            String,
+            String,
+            &str,
+            [i64; 3],
+            &str,
+            &str,
+            &str,
+            bool,
+        )> = Vec::new();
         let committee_notice = (
             "您的诉求已转社区居委会办理，将在1个工作日内签收、2个工作日内联系您。",
             "Your report has been passed to the residents' committee; it will be signed for within 1 working day and you will be contacted within 2.",

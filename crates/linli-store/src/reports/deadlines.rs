@@ -137,11 +137,12 @@ impl Store {
         .map_err(db_err)?;
         let unit = match &r.unit_id {
             Some(u) => {
-                let row = sqlx::query("SELECT id, kind, name, place_id, path FROM orgs WHERE id = $1")
-                    .bind(u.clone())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
+                let row =
+                    sqlx::query("SELECT id, kind, name, place_id, path FROM orgs WHERE id = $1")
+                        .bind(u.clone())
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(db_err)?;
                 row.map(|o| Unit {
                     id: str_(&o, "id"),
                     kind: str_(&o, "kind"),
@@ -168,7 +169,11 @@ impl Store {
                     to = self.unit_members(&mut tx, u).await?;
                 }
                 to.extend(self.report_dispatchers(&mut tx, &r.path).await?);
-                let col = if stage == "sign" { "overdue_sign" } else { "overdue_resolve" };
+                let col = if stage == "sign" {
+                    "overdue_sign"
+                } else {
+                    "overdue_resolve"
+                };
                 sqlx::query(sqlx::AssertSqlSafe(format!(
                     "UPDATE reports SET {col} = 1, version = version + 1, updated_at = $1 WHERE id = $2"
                 )))
@@ -181,11 +186,11 @@ impl Store {
             }
             _ => {
                 let level = r.escalation_level + 1;
-                if let Some(u) = &unit {
-                    let (place, staff) = self.parent_level_staff(&mut tx, u, level as usize).await?;
-                    data["to_place_id"] = json!(place);
-                    to = staff;
-                }
+                let (place, staff) = self
+                    .parent_level_staff(&mut tx, &r.path, level as usize)
+                    .await?;
+                data["to_place_id"] = json!(place);
+                to = staff;
                 data["level"] = json!(level);
                 if from == Status::InProgress {
                     // Through the state machine: the lead unit keeps ownership.
@@ -263,7 +268,12 @@ impl Store {
                 every.tick().await;
                 match store.reports_tick().await {
                     Ok(s) if s.reminded + s.urged + s.escalated > 0 => {
-                        tracing::info!(reminded = s.reminded, urged = s.urged, escalated = s.escalated, "report deadlines");
+                        tracing::info!(
+                            reminded = s.reminded,
+                            urged = s.urged,
+                            escalated = s.escalated,
+                            "report deadlines"
+                        );
                     }
                     Ok(_) => {}
                     Err(e) => tracing::error!(error = %e, "report deadline tick failed"),

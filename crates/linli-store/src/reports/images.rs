@@ -52,8 +52,10 @@ fn bad() -> AppError {
 /// Validate an image by content and return it without metadata.
 pub fn sanitize(bytes: &[u8]) -> AppResult<(ImageKind, Vec<u8>)> {
     if bytes.len() > MAX_PHOTO_BYTES {
-        return Err(AppError::new(ErrorKind::PayloadTooLarge, "payload_too_large")
-            .arg("limit", format!("{} MB", MAX_PHOTO_BYTES / 1_048_576)));
+        return Err(
+            AppError::new(ErrorKind::PayloadTooLarge, "payload_too_large")
+                .arg("limit", format!("{} MB", MAX_PHOTO_BYTES / 1_048_576)),
+        );
     }
     if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
         return Ok((ImageKind::Jpeg, jpeg(bytes)?));
@@ -212,7 +214,10 @@ fn webp(b: &[u8]) -> AppResult<Vec<u8>> {
         let fourcc = &body[i..i + 4];
         let len = u32::from_le_bytes([body[i + 4], body[i + 5], body[i + 6], body[i + 7]]) as usize;
         let padded = len + (len & 1);
-        let end = (i + 8).checked_add(padded).filter(|e| *e <= body.len()).ok_or_else(bad)?;
+        let end = (i + 8)
+            .checked_add(padded)
+            .filter(|e| *e <= body.len())
+            .ok_or_else(bad)?;
         if first && !matches!(fourcc, b"VP8 " | b"VP8L" | b"VP8X") {
             return Err(bad());
         }
@@ -284,10 +289,15 @@ impl Store {
             .await?
             .filter(|r| self.report_visible(&viewer, r))
             .ok_or_else(not_found)?;
-        let staff = p.grant(Action::ReportHandle).is_ok_and(|g| g.covers(&r.path))
-            || p.grant(Action::ReportDispatch).is_ok_and(|g| g.covers(&r.path));
+        let staff = p
+            .grant(Action::ReportHandle)
+            .is_ok_and(|g| g.covers(&r.path))
+            || p.grant(Action::ReportDispatch)
+                .is_ok_and(|g| g.covers(&r.path));
         let own = r.reporter_user_id.as_deref() == Some(p.user_id.as_str())
-            || r.household_id.as_ref().is_some_and(|h| viewer.households.contains(h));
+            || r.household_id
+                .as_ref()
+                .is_some_and(|h| viewer.households.contains(h));
         if !staff && !own {
             return Err(AppError::forbidden());
         }
@@ -301,8 +311,9 @@ impl Store {
             .await
             .map_err(db_err)?;
         if i64_(&n, "n") >= MAX_PHOTOS {
-            return Err(AppError::bad_request("report.too_many_photos")
-                .arg("max", MAX_PHOTOS.to_string()));
+            return Err(
+                AppError::bad_request("report.too_many_photos").arg("max", MAX_PHOTOS.to_string())
+            );
         }
         let photo_id = new_id();
         let file_name = format!("{photo_id}.{}", kind.ext());

@@ -115,7 +115,12 @@ impl Store {
         if description.chars().count() > 4000 {
             return Err(AppError::bad_request("validation.too_long").arg("field", "description"));
         }
-        let title = match new.title.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        let title = match new
+            .title
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        {
             Some(t) if t.chars().count() > 100 => {
                 return Err(AppError::bad_request("validation.too_long").arg("field", "title"));
             }
@@ -171,7 +176,11 @@ impl Store {
                     AppError::bad_request("report.place_outside_community")
                 });
             };
-            ("resident_app".to_string(), Some(p.user_id.clone()), Some(hh))
+            (
+                "resident_app".to_string(),
+                Some(p.user_id.clone()),
+                Some(hh),
+            )
         } else {
             let g = staff.ok_or_else(AppError::forbidden)?;
             if !g.covers(&place.path) {
@@ -424,13 +433,15 @@ impl Store {
         if exists.is_some() {
             return Err(AppError::conflict("report.already_supported"));
         }
-        sqlx::query("INSERT INTO report_supporters (report_id, user_id, created_at) VALUES ($1, $2, $3)")
-            .bind(id.to_string())
-            .bind(p.user_id.clone())
-            .bind(self.now_ms())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        sqlx::query(
+            "INSERT INTO report_supporters (report_id, user_id, created_at) VALUES ($1, $2, $3)",
+        )
+        .bind(id.to_string())
+        .bind(p.user_id.clone())
+        .bind(self.now_ms())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
         let row = sqlx::query(
             "UPDATE reports SET supporters = supporters + 1, updated_at = $2 WHERE id = $1 RETURNING supporters",
         )

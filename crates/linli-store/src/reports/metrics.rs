@@ -97,7 +97,10 @@ pub const EXPORT_HEADERS: [&str; 16] = [
 impl StatsRow {
     pub fn export_row(&self) -> Vec<String> {
         let r = |v: Option<f64>| v.map(|x| format!("{:.2}%", x * 100.0)).unwrap_or_default();
-        let h = |v: Option<i64>| v.map(|x| format!("{:.1}", x as f64 / 3_600_000.0)).unwrap_or_default();
+        let h = |v: Option<i64>| {
+            v.map(|x| format!("{:.1}", x as f64 / 3_600_000.0))
+                .unwrap_or_default()
+        };
         vec![
             self.key.clone(),
             self.label.clone(),

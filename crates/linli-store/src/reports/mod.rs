@@ -222,9 +222,7 @@ pub(crate) fn report_from_row(r: &AnyRow) -> Report {
         overdue_sign: i64_(r, "overdue_sign") != 0,
         overdue_resolve: i64_(r, "overdue_resolve") != 0,
         outcome: opt_str(r, "outcome"),
-        reject_reason: reject
-            .as_ref()
-            .and_then(|x| serde_json::to_value(x).ok()),
+        reject_reason: reject.as_ref().and_then(|x| serde_json::to_value(x).ok()),
         duplicate_of: opt_str(r, "duplicate_of"),
         public_requested: i64_(r, "public_requested") != 0,
         public: i64_(r, "public_approved") != 0,
@@ -352,19 +350,19 @@ impl Store {
         Ok(rows.iter().map(|r| str_(r, "user_id")).collect())
     }
 
-    /// Officers of the level above a unit (its place's parent): street officers, district or
-    /// city administrators bound there.
+    /// Officers `level` levels above the report's community (1 = the street, 2 = the district,
+    /// 3 = the city): street officers and district / city administrators bound there.
     pub(crate) async fn parent_level_staff(
         &self,
         tx: &mut Transaction<'static, Any>,
-        unit: &Unit,
-        levels_up: usize,
+        report_path: &str,
+        level: usize,
     ) -> AppResult<(Option<String>, Vec<String>)> {
-        let ids = path_ids(&unit.path);
-        if ids.len() <= levels_up {
+        let ids = path_ids(report_path);
+        if ids.len() < 4 || level == 0 || level > 3 {
             return Ok((None, Vec::new()));
         }
-        let parent = ids[ids.len() - 1 - levels_up].clone();
+        let parent = ids[3 - level].clone();
         let rows = sqlx::query(
             "SELECT DISTINCT user_id FROM role_bindings WHERE place_id = $1
              AND role IN ('street_officer', 'district_admin', 'city_admin') ORDER BY user_id",
@@ -373,7 +371,10 @@ impl Store {
         .fetch_all(&mut **tx)
         .await
         .map_err(db_err)?;
-        Ok((Some(parent), rows.iter().map(|r| str_(r, "user_id")).collect()))
+        Ok((
+            Some(parent),
+            rows.iter().map(|r| str_(r, "user_id")).collect(),
+        ))
     }
 
     /// Publish a report change after commit.

@@ -124,7 +124,9 @@ impl Store {
     pub fn report_visible(&self, v: &Viewer, r: &Report) -> bool {
         v.is_staff_for(&r.path)
             || r.reporter_user_id.as_deref() == Some(v.user_id.as_str())
-            || r.household_id.as_ref().is_some_and(|h| v.households.contains(h))
+            || r.household_id
+                .as_ref()
+                .is_some_and(|h| v.households.contains(h))
             || (r.public
                 && r.kind != "complaint"
                 && v.communities.iter().any(|c| r.path.starts_with(c.as_str())))
@@ -133,7 +135,9 @@ impl Store {
     /// Hide what a non-staff viewer may not see of someone else's report.
     fn redact(&self, v: &Viewer, mut r: Report) -> Report {
         let own = r.reporter_user_id.as_deref() == Some(v.user_id.as_str())
-            || r.household_id.as_ref().is_some_and(|h| v.households.contains(h));
+            || r.household_id
+                .as_ref()
+                .is_some_and(|h| v.households.contains(h));
         if !v.is_staff_for(&r.path) && !own {
             r.reporter_user_id = None;
             r.household_id = None;

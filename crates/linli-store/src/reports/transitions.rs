@@ -10,7 +10,9 @@ use serde_json::{Value, json};
 use sqlx::{Any, Transaction};
 
 use linli_core::auth::{Action, Principal};
-use linli_core::reports::state::{self, Outcome, RejectReason, Status, Transition, TransitionError};
+use linli_core::reports::state::{
+    self, Outcome, RejectReason, Status, Transition, TransitionError,
+};
 use linli_core::{AppError, AppResult, new_id};
 
 use crate::Store;
@@ -19,7 +21,10 @@ use crate::db::{Sql, Val, db_err, i64_, str_};
 use crate::notify::Notice;
 
 use super::catalogue::RoutingRule;
-use super::{REPORT_COLS, REPORT_FROM, Report, Unit, context_of, not_found, parse_status, report_from_row, status_str};
+use super::{
+    REPORT_COLS, REPORT_FROM, Report, Unit, context_of, not_found, parse_status, report_from_row,
+    status_str,
+};
 
 /// One action on a report. `action` is one of: accept, reject, dispatch, sign, return,
 /// extend_request, extend, transfer, escalate, whistle, summon_sign, summon_reply, contact,
@@ -89,7 +94,13 @@ fn note(v: &Option<String>, field: &str) -> AppResult<Option<String>> {
 
 /// Whether the principal works for `unit`: bound to the organisation, or (committees) bound
 /// inside its community with a role that handles reports.
-pub fn acts_for(p: &Principal, unit_id: &str, unit_kind: &str, unit_place_id: &str, unit_path: &str) -> bool {
+pub fn acts_for(
+    p: &Principal,
+    unit_id: &str,
+    unit_kind: &str,
+    unit_place_id: &str,
+    unit_path: &str,
+) -> bool {
     if p.token.is_some() && p.grant(Action::ReportHandle).is_err() {
         return false;
     }
@@ -145,11 +156,13 @@ struct Tell {
 
 impl Store {
     pub(crate) async fn report_unscoped(&self, id: &str) -> AppResult<Option<Report>> {
-        let r = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {REPORT_COLS} {REPORT_FROM} WHERE r.id = $1")))
-            .bind(id.to_string())
-            .fetch_optional(&self.db.read)
-            .await
-            .map_err(db_err)?;
+        let r = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {REPORT_COLS} {REPORT_FROM} WHERE r.id = $1"
+        )))
+        .bind(id.to_string())
+        .fetch_optional(&self.db.read)
+        .await
+        .map_err(db_err)?;
         Ok(r.as_ref().map(report_from_row))
     }
 
@@ -158,11 +171,13 @@ impl Store {
         tx: &mut Transaction<'static, Any>,
         id: &str,
     ) -> AppResult<Option<Report>> {
-        let r = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {REPORT_COLS} {REPORT_FROM} WHERE r.id = $1")))
-            .bind(id.to_string())
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(db_err)?;
+        let r = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {REPORT_COLS} {REPORT_FROM} WHERE r.id = $1"
+        )))
+        .bind(id.to_string())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_err)?;
         Ok(r.as_ref().map(report_from_row))
     }
 
@@ -186,11 +201,7 @@ impl Store {
         Ok(out)
     }
 
-    async fn open_summons(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        id: &str,
-    ) -> AppResult<usize> {
+    async fn open_summons(&self, tx: &mut Transaction<'static, Any>, id: &str) -> AppResult<usize> {
         let r = sqlx::query(
             "SELECT COUNT(*) AS n FROM report_summons WHERE report_id = $1 AND replied_at IS NULL",
         )
@@ -214,7 +225,11 @@ impl Store {
     /// The rule for dispatching to `unit`: the catalogue's current rule for the report (if its
     /// unit is the one chosen, or no unit was chosen), else the catalogue rule's deadlines with the
     /// chosen unit, else standard deadlines (1 / 2 / 5 working days).
-    async fn rule_for(&self, r: &Report, unit: Option<&Unit>) -> AppResult<(RoutingRule, Option<String>)> {
+    async fn rule_for(
+        &self,
+        r: &Report,
+        unit: Option<&Unit>,
+    ) -> AppResult<(RoutingRule, Option<String>)> {
         let found = self.route(&r.category, &r.path).await?;
         match (found, unit) {
             (Some(rule), None) => {
@@ -223,7 +238,13 @@ impl Store {
             }
             (Some(rule), Some(u)) => {
                 let id = (rule.unit_id == u.id).then(|| rule.id.clone());
-                Ok((RoutingRule { unit_id: u.id.clone(), ..rule }, id))
+                Ok((
+                    RoutingRule {
+                        unit_id: u.id.clone(),
+                        ..rule
+                    },
+                    id,
+                ))
             }
             (None, Some(u)) => Ok((
                 RoutingRule {
@@ -269,7 +290,9 @@ impl Store {
             Some(u) => self.unit(u).await?,
             None => None,
         };
-        let can_handle = p.grant(Action::ReportHandle).is_ok_and(|g| g.covers(&r.path))
+        let can_handle = p
+            .grant(Action::ReportHandle)
+            .is_ok_and(|g| g.covers(&r.path))
             && (can_dispatch
                 || current_unit
                     .as_ref()
@@ -278,7 +301,13 @@ impl Store {
             || r.household_id
                 .as_ref()
                 .is_some_and(|h| viewer.households.contains(h));
-        let need = |ok: bool| if ok { Ok(()) } else { Err(AppError::forbidden()) };
+        let need = |ok: bool| {
+            if ok {
+                Ok(())
+            } else {
+                Err(AppError::forbidden())
+            }
+        };
         if let Some(v) = a.version
             && v != r.version
         {
@@ -391,7 +420,8 @@ impl Store {
             }
             "return" => {
                 need(can_handle)?;
-                let reason = note(&a.reason, "reason")?.ok_or_else(|| AppError::required("reason"))?;
+                let reason =
+                    note(&a.reason, "reason")?.ok_or_else(|| AppError::required("reason"))?;
                 transition = Some(Transition::Return);
                 sets.push(("unit_id", Val::NullText));
                 sets.push(("sign_by", Val::NullInt));
@@ -435,7 +465,10 @@ impl Store {
                     Ok(d) => (d, None),
                     Err(linli_core::reports::calendar::CalendarError::MissingYear(y)) => {
                         tracing::warn!(year = y, "calendar year missing; extension in clock days");
-                        (base + days * 86_400_000, Some(format!("calendar_missing_year:{y}")))
+                        (
+                            base + days * 86_400_000,
+                            Some(format!("calendar_missing_year:{y}")),
+                        )
                     }
                 };
                 sets.push(("resolve_by", due.into()));
@@ -444,7 +477,8 @@ impl Store {
                 if let Some(w) = warning {
                     sets.push(("calendar_warning", w.into()));
                 }
-                data = json!({ "days": days, "resolve_by": due, "previous_resolve_by": r.resolve_by });
+                data =
+                    json!({ "days": days, "resolve_by": due, "previous_resolve_by": r.resolve_by });
             }
             "escalate" => {
                 need(can_dispatch || can_handle)?;
@@ -459,8 +493,12 @@ impl Store {
                 }
                 for u in &a.unit_ids {
                     let unit = self.unit_or_bad(Some(u)).await?;
-                    if Some(&unit.id) == r.unit_id.as_ref() || summon_units.iter().any(|x| x.id == unit.id) {
-                        return Err(AppError::bad_request("validation.bad_value").arg("field", "unit_ids"));
+                    if Some(&unit.id) == r.unit_id.as_ref()
+                        || summon_units.iter().any(|x| x.id == unit.id)
+                    {
+                        return Err(
+                            AppError::bad_request("validation.bad_value").arg("field", "unit_ids")
+                        );
                     }
                     summon_units.push(unit);
                 }
@@ -471,13 +509,19 @@ impl Store {
                 let unit = self.unit_or_bad(a.unit_id.as_deref()).await?;
                 need(
                     can_dispatch
-                        || (p.grant(Action::ReportHandle).is_ok_and(|g| g.covers(&r.path))
+                        || (p
+                            .grant(Action::ReportHandle)
+                            .is_ok_and(|g| g.covers(&r.path))
                             && acts_for(p, &unit.id, &unit.kind, &unit.place_id, &unit.path)),
                 )?;
                 if from != Status::InProgress {
                     return Err(transition_error(TransitionError::Illegal {
                         from,
-                        action: if action == "summon_sign" { "summon_sign" } else { "summon_reply" },
+                        action: if action == "summon_sign" {
+                            "summon_sign"
+                        } else {
+                            "summon_reply"
+                        },
                     }));
                 }
                 if action == "summon_reply" && public_note.is_none() && internal_note.is_none() {
@@ -489,7 +533,10 @@ impl Store {
             "contact" => {
                 need(can_handle)?;
                 if !matches!(from, Status::Dispatched | Status::InProgress) {
-                    return Err(transition_error(TransitionError::Illegal { from, action: "contact" }));
+                    return Err(transition_error(TransitionError::Illegal {
+                        from,
+                        action: "contact",
+                    }));
                 }
                 if r.first_contact_at.is_none() {
                     sets.push(("first_contact_at", now.into()));
@@ -538,7 +585,9 @@ impl Store {
                 need(can_dispatch || is_reporter)?;
                 let rating = a.rating.ok_or_else(|| AppError::required("rating"))?;
                 if !(1..=5).contains(&rating) {
-                    return Err(AppError::bad_request("validation.bad_value").arg("field", "rating"));
+                    return Err(
+                        AppError::bad_request("validation.bad_value").arg("field", "rating")
+                    );
                 }
                 let solved = a.solved.ok_or_else(|| AppError::required("solved"))?;
                 transition = Some(Transition::Visit);
@@ -557,7 +606,10 @@ impl Store {
             "reopen" => {
                 need(can_dispatch || is_reporter)?;
                 if r.unit_id.is_none() {
-                    return Err(transition_error(TransitionError::Illegal { from, action: "reopen" }));
+                    return Err(transition_error(TransitionError::Illegal {
+                        from,
+                        action: "reopen",
+                    }));
                 }
                 transition = Some(Transition::Reopen);
                 let rule = match r.routing_rule_id.as_deref() {
@@ -577,7 +629,7 @@ impl Store {
                 sets.push(("outcome", Val::NullText));
                 sets.push(("rating", Val::NullInt));
                 sets.push(("solved", Val::NullInt));
-                sets.push(("overdue_resolve", 0i64.into()));
+                // A late first round stays late: overdue flags are never cleared.
             }
             "moderate" => {
                 need(can_dispatch)?;
@@ -596,13 +648,18 @@ impl Store {
 
         let mut tx = self.db.begin_write().await.map_err(db_err)?;
         // Re-read inside the transaction: the version guards against a concurrent change.
-        let cur = self.report_in_tx(&mut tx, id).await?.ok_or_else(not_found)?;
+        let cur = self
+            .report_in_tx(&mut tx, id)
+            .await?
+            .ok_or_else(not_found)?;
         if cur.version != r.version {
             return Err(AppError::conflict("conflict"));
         }
         let open = self.open_summons(&mut tx, id).await?;
         let to = match &transition {
-            Some(t) => state::next(from, t, &context_of(&r, now, open)).map_err(transition_error)?,
+            Some(t) => {
+                state::next(from, t, &context_of(&r, now, open)).map_err(transition_error)?
+            }
             None => from,
         };
         let mut q = Sql::new("UPDATE reports SET status = ");
@@ -611,8 +668,16 @@ impl Store {
         for (c, v) in sets {
             q.push(", ").push(c).push(" = ").bind(v);
         }
-        q.push(" WHERE id = ").bind(id).push(" AND version = ").bind(r.version);
-        let n = q.query().execute(&mut *tx).await.map_err(db_err)?.rows_affected();
+        q.push(" WHERE id = ")
+            .bind(id)
+            .push(" AND version = ")
+            .bind(r.version);
+        let n = q
+            .query()
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
         if n != 1 {
             return Err(AppError::conflict("conflict"));
         }
@@ -621,18 +686,22 @@ impl Store {
         let mut tells: Vec<Tell> = Vec::new();
         let reporters = self.report_reporters(&mut tx, &r).await?;
         match action.as_str() {
-            "accept" => tells.push(Tell { to: reporters, key: "notice-report-accepted" }),
+            "accept" => tells.push(Tell {
+                to: reporters,
+                key: "notice-report-accepted",
+            }),
             "reject" => {
                 if let Some(dup) = &a.duplicate_of
                     && a.reason.as_deref() == Some("duplicate")
                 {
                     // Merge: the reporter and supporters back the surviving report.
                     let mut backers: Vec<String> = r.reporter_user_id.iter().cloned().collect();
-                    let rows = sqlx::query("SELECT user_id FROM report_supporters WHERE report_id = $1")
-                        .bind(id.to_string())
-                        .fetch_all(&mut *tx)
-                        .await
-                        .map_err(db_err)?;
+                    let rows =
+                        sqlx::query("SELECT user_id FROM report_supporters WHERE report_id = $1")
+                            .bind(id.to_string())
+                            .fetch_all(&mut *tx)
+                            .await
+                            .map_err(db_err)?;
                     backers.extend(rows.iter().map(|x| str_(x, "user_id")));
                     for b in backers {
                         let exists = sqlx::query("SELECT 1 AS x FROM report_supporters WHERE report_id = $1 AND user_id = $2")
@@ -658,20 +727,36 @@ impl Store {
                         .await
                         .map_err(db_err)?;
                 }
-                tells.push(Tell { to: reporters, key: "notice-report-rejected" });
+                tells.push(Tell {
+                    to: reporters,
+                    key: "notice-report-rejected",
+                });
             }
             "dispatch" | "transfer" => {
                 if let Some(u) = &new_unit {
-                    tells.push(Tell { to: self.unit_members(&mut tx, u).await?, key: "notice-report-dispatched" });
+                    tells.push(Tell {
+                        to: self.unit_members(&mut tx, u).await?,
+                        key: "notice-report-dispatched",
+                    });
                 }
                 if action == "dispatch" {
-                    tells.push(Tell { to: reporters, key: "notice-report-progress" });
+                    tells.push(Tell {
+                        to: reporters,
+                        key: "notice-report-progress",
+                    });
                 }
             }
-            "sign" | "contact" => tells.push(Tell { to: reporters, key: "notice-report-progress" }),
+            "sign" | "contact" => tells.push(Tell {
+                to: reporters,
+                key: "notice-report-progress",
+            }),
             "return" | "extend_request" => tells.push(Tell {
                 to: self.report_dispatchers(&mut tx, &r.path).await?,
-                key: if action == "return" { "notice-report-returned" } else { "notice-report-extension-requested" },
+                key: if action == "return" {
+                    "notice-report-returned"
+                } else {
+                    "notice-report-extension-requested"
+                },
             }),
             "extend" | "review_fail" | "reopen" => {
                 if let Some(u) = &current_unit {
@@ -686,11 +771,14 @@ impl Store {
                 }
             }
             "escalate" => {
-                if let Some(u) = &current_unit {
-                    let (place, staff) = self.parent_level_staff(&mut tx, u, (r.escalation_level + 1) as usize).await?;
-                    data["to_place_id"] = json!(place);
-                    tells.push(Tell { to: staff, key: "notice-report-escalated" });
-                }
+                let (place, staff) = self
+                    .parent_level_staff(&mut tx, &r.path, (r.escalation_level + 1) as usize)
+                    .await?;
+                data["to_place_id"] = json!(place);
+                tells.push(Tell {
+                    to: staff,
+                    key: "notice-report-escalated",
+                });
             }
             "whistle" => {
                 for u in &summon_units {
@@ -711,7 +799,10 @@ impl Store {
                         .execute(&mut *tx)
                         .await
                         .map_err(db_err)?;
-                    tells.push(Tell { to: self.unit_members(&mut tx, u).await?, key: "notice-report-summoned" });
+                    tells.push(Tell {
+                        to: self.unit_members(&mut tx, u).await?,
+                        key: "notice-report-summoned",
+                    });
                 }
             }
             "summon_sign" | "summon_reply" => {
@@ -738,26 +829,43 @@ impl Store {
                     if !signed {
                         return Err(AppError::conflict("report.summons_not_signed"));
                     }
-                    sqlx::query("UPDATE report_summons SET replied_at = $1, reply = $2 WHERE id = $3")
-                        .bind(now)
-                        .bind(public_note.clone().or(internal_note.clone()))
-                        .bind(str_(&s, "id"))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db_err)?;
+                    sqlx::query(
+                        "UPDATE report_summons SET replied_at = $1, reply = $2 WHERE id = $3",
+                    )
+                    .bind(now)
+                    .bind(public_note.clone().or(internal_note.clone()))
+                    .bind(str_(&s, "id"))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
                     if let Some(cu) = &current_unit {
-                        tells.push(Tell { to: self.unit_members(&mut tx, cu).await?, key: "notice-report-summons-replied" });
+                        tells.push(Tell {
+                            to: self.unit_members(&mut tx, cu).await?,
+                            key: "notice-report-summons-replied",
+                        });
                     }
                 }
             }
             "reply" => {
-                tells.push(Tell { to: self.report_dispatchers(&mut tx, &r.path).await?, key: "notice-report-replied" });
-                tells.push(Tell { to: reporters, key: "notice-report-replied" });
+                tells.push(Tell {
+                    to: self.report_dispatchers(&mut tx, &r.path).await?,
+                    key: "notice-report-replied",
+                });
+                tells.push(Tell {
+                    to: reporters,
+                    key: "notice-report-replied",
+                });
             }
-            "review_pass" => tells.push(Tell { to: reporters, key: "notice-report-rate" }),
+            "review_pass" => tells.push(Tell {
+                to: reporters,
+                key: "notice-report-rate",
+            }),
             "visit" => {
                 if let Some(u) = &current_unit {
-                    tells.push(Tell { to: self.unit_members(&mut tx, u).await?, key: "notice-report-closed" });
+                    tells.push(Tell {
+                        to: self.unit_members(&mut tx, u).await?,
+                        key: "notice-report-closed",
+                    });
                 }
             }
             _ => {}
