@@ -2,6 +2,7 @@
 //! chain, print the default configuration, run the benchmarks.
 
 mod bench;
+mod bench_reports;
 mod config;
 
 use std::path::{Path, PathBuf};

@@ -910,3 +910,46 @@ async fn catalogue_versions_and_the_calendar_are_data() {
     assert!(info["warning"].is_null(), "{info}");
     app.close().await;
 }
+
+#[tokio::test]
+async fn concurrent_intake_is_group_committed_and_the_audit_chain_holds() {
+    let app = std::sync::Arc::new(TestApp::demo().await);
+    let committee = app.login("committee").await;
+    let (_, room) = resident_home(&app).await;
+    let before = count(&app, "reports").await;
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let (app, s, room) = (app.clone(), committee.clone(), room.clone());
+        tasks.push(tokio::spawn(async move {
+            let body = json!({ "category": "environment", "description": format!("电话报事 {i}"), "place_id": room, "channel": "phone" });
+            app.post(&s, "/api/v1/reports", body).await.expect(201)["report"]["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.push(t.await.unwrap());
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 40);
+    assert_eq!(count(&app, "reports").await, before + 40);
+    // Every confirmed report has its event, and the audit chain is intact.
+    let events = sqlx::query("SELECT COUNT(*) FROM report_events WHERE action = 'submit'")
+        .fetch_one(&app.store.db.read)
+        .await
+        .unwrap();
+    assert_eq!(sqlx::Row::get::<i64, _>(&events, 0), before + 40);
+    let v = app.store.audit_verify().await.unwrap();
+    assert!(v.first_broken.is_none(), "{:?}", v.reason);
+    let staff = app
+        .get(&committee, &format!("/api/v1/reports/{}", ids[0]))
+        .await
+        .ok();
+    assert_eq!(staff["report"]["channel"], "phone");
+    if let Ok(app) = std::sync::Arc::try_unwrap(app) {
+        app.close().await;
+    }
+}

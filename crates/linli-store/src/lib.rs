@@ -33,6 +33,8 @@ pub struct Store {
     pub clock: Clock,
     /// Changes, published after commit, for live pages and other listeners.
     pub bus: bus::Bus,
+    /// The group-commit writer of report intake (started on first use).
+    report_writer: Arc<tokio::sync::OnceCell<reports::writer::WriterHandle>>,
 }
 
 /// Wall-clock time plus an offset that tests can move forward, so deadline and escalation
@@ -83,6 +85,7 @@ impl Store {
             labels_cache: Arc::default(),
             clock: Clock::default(),
             bus: bus::Bus::default(),
+            report_writer: Arc::default(),
         })
     }
 

@@ -10,9 +10,9 @@ use linli_core::{AppError, AppResult, new_id};
 
 use crate::Store;
 use crate::audit::{self, Actor, Entry};
-use crate::db::{Sql, db_err, i64_, opt_i64, str_};
-use crate::notify::Notice;
+use crate::db::{Sql, Val, db_err, i64_, opt_i64, str_};
 
+use super::writer::NewRow;
 use super::{CHANNELS, Report, community_prefix, not_found, path_ids};
 
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
@@ -220,79 +220,47 @@ impl Store {
         let now = self.now_ms();
         let id = new_id();
         let actor = Actor::from(p);
-        let mut tx = self.db.begin_write().await.map_err(db_err)?;
-        sqlx::query(
-            "INSERT INTO reports (id, kind, category, title, description, place_id, path, community_path, lat_e6, lon_e6, plan_x, plan_y, channel, anonymous, reporter_user_id, household_id, created_by, status, routing_rule_id, public_requested, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, 'submitted', $18, $19, $20, $20)",
-        )
-        .bind(id.clone())
-        .bind(cat.kind.clone())
-        .bind(cat.code.clone())
-        .bind(title.clone())
-        .bind(description)
-        .bind(place.id.clone())
-        .bind(place.path.clone())
-        .bind(community)
-        .bind(lat)
-        .bind(lon)
-        .bind(new.plan_x)
-        .bind(new.plan_y)
-        .bind(channel.clone())
-        .bind(i64::from(new.anonymous))
-        .bind(reporter)
-        .bind(household_id.clone())
-        .bind(p.user_id.clone())
-        .bind(rule.as_ref().map(|r| r.id.clone()))
-        .bind(i64::from(new.public && cat.kind != "complaint"))
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        super::transitions::insert_event(
-            &mut tx,
-            &id,
-            "submit",
-            None,
-            "submitted",
-            &actor,
-            now,
-            None,
-            None,
-            serde_json::json!({ "channel": channel, "category": cat.code }),
-        )
+        let to: Vec<String> = self
+            .report_dispatchers_now(&place.path)
+            .await?
+            .into_iter()
+            .filter(|u| *u != p.user_id)
+            .collect();
+        let values: Vec<Val> = vec![
+            id.clone().into(),
+            cat.kind.clone().into(),
+            cat.code.clone().into(),
+            title.clone().into(),
+            description.into(),
+            place.id.clone().into(),
+            place.path.clone().into(),
+            community.into(),
+            lat.into(),
+            lon.into(),
+            new.plan_x.into(),
+            new.plan_y.into(),
+            channel.clone().into(),
+            i64::from(new.anonymous).into(),
+            reporter.into(),
+            household_id.clone().into(),
+            p.user_id.clone().into(),
+            "submitted".into(),
+            rule.as_ref().map(|r| r.id.clone()).into(),
+            i64::from(new.public && cat.kind != "complaint").into(),
+        ];
+        // Group commit: answered only after the transaction holding it committed.
+        self.write_new_report(NewRow {
+            id: id.clone(),
+            path: place.path.clone(),
+            title,
+            values,
+            at: now,
+            actor,
+            event_data: serde_json::json!({ "channel": channel, "category": cat.code }),
+            audit_after: serde_json::json!({ "category": cat.code, "channel": channel, "place_id": place.id, "household_id": household_id }),
+            notify: to,
+        })
         .await?;
-        audit::append(
-            &mut tx,
-            &actor,
-            Entry {
-                action: "report.create",
-                entity: "report",
-                entity_id: &id,
-                path: Some(&place.path),
-                purpose: None,
-                before: None,
-                after: Some(serde_json::json!({ "category": cat.code, "channel": channel, "place_id": place.id, "household_id": household_id })),
-            },
-        )
-        .await?;
-        let to = self.report_dispatchers(&mut tx, &place.path).await?;
-        let link = format!("/staff/reports/{id}");
-        self.notify(
-            &mut tx,
-            &to,
-            &Notice {
-                kind: "report.submitted",
-                key: "notice-report-submitted",
-                args: serde_json::json!({ "title": title }),
-                entity: "report",
-                entity_id: &id,
-                path: Some(&place.path),
-                link: Some(&link),
-            },
-        )
-        .await?;
-        tx.commit().await.map_err(db_err)?;
-        self.publish_report("submitted", &id, &place.path);
         let report = self.report_unscoped(&id).await?.ok_or_else(not_found)?;
         Ok(Created {
             report,

@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod queries;
 pub mod schema;
 pub mod transitions;
+pub mod writer;
 
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
@@ -332,21 +333,21 @@ impl Store {
         tx: &mut Transaction<'static, Any>,
         path: &str,
     ) -> AppResult<Vec<String>> {
-        let ids = path_ids(path);
-        let mut q = crate::db::Sql::new(
-            "SELECT DISTINCT user_id FROM role_bindings WHERE role IN ('committee_staff', 'street_officer') AND place_id IN (",
-        );
-        for (i, id) in ids.iter().enumerate() {
-            if i > 0 {
-                q.push(", ");
-            }
-            q.bind(id);
-        }
-        if ids.is_empty() {
-            q.push("''");
-        }
-        q.push(") ORDER BY user_id");
-        let rows = q.query().fetch_all(&mut **tx).await.map_err(db_err)?;
+        let rows = dispatchers_sql(path)
+            .query()
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(db_err)?;
+        Ok(rows.iter().map(|r| str_(r, "user_id")).collect())
+    }
+
+    /// [`Store::report_dispatchers`] outside a transaction.
+    pub(crate) async fn report_dispatchers_now(&self, path: &str) -> AppResult<Vec<String>> {
+        let rows = dispatchers_sql(path)
+            .query()
+            .fetch_all(&self.db.read)
+            .await
+            .map_err(db_err)?;
         Ok(rows.iter().map(|r| str_(r, "user_id")).collect())
     }
 
@@ -386,6 +387,24 @@ impl Store {
             users: Vec::new(),
         });
     }
+}
+
+fn dispatchers_sql(path: &str) -> crate::db::Sql {
+    let ids = path_ids(path);
+    let mut q = crate::db::Sql::new(
+        "SELECT DISTINCT user_id FROM role_bindings WHERE role IN ('committee_staff', 'street_officer') AND place_id IN (",
+    );
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            q.push(", ");
+        }
+        q.bind(id);
+    }
+    if ids.is_empty() {
+        q.push("''");
+    }
+    q.push(") ORDER BY user_id");
+    q
 }
 
 /// The state-machine context of a stored report.
