@@ -953,3 +953,140 @@ async fn concurrent_intake_is_group_committed_and_the_audit_chain_holds() {
         app.close().await;
     }
 }
+
+/// One HTTP/1.1 exchange over a fresh connection (the server runs as a separate process).
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    if !body.is_empty() {
+        req.push_str("Content-Type: application/json\r\n");
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let text = String::from_utf8_lossy(&out).to_string();
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_string(), rest.to_string())
+}
+
+fn serve(app: &TestApp, port: u16) -> std::process::Child {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_linli"));
+    cmd.args(["serve", "--demo", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(&app.dir)
+        .env("LINLI_LOG", "warn")
+        .env_remove("LINLI_DATABASE_URL")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    if let Some(url) = app.database_url() {
+        cmd.arg("--database-url").arg(url);
+    }
+    let child = cmd.spawn().expect("linli starts");
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_secs(120) {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && http(port, "GET", "/healthz", &[], None).0 == 200
+        {
+            return child;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    panic!("server did not start");
+}
+
+fn login(port: u16) -> (String, String) {
+    let body = json!({ "login": "committee", "password": crate::common::PASSWORD }).to_string();
+    let (status, head, body) = http(port, "POST", "/api/v1/auth/login", &[], Some(&body));
+    assert_eq!(status, 200, "{body}");
+    let cookie = head
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("set-cookie: ")
+                .or_else(|| l.strip_prefix("Set-Cookie: "))
+        })
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let csrf = serde_json::from_str::<Value>(&body).unwrap()["csrf_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (cookie, csrf)
+}
+
+/// Crash safety: every report the API confirmed is there after `kill -9` and a restart.
+#[tokio::test]
+async fn confirmed_reports_survive_kill_9() {
+    let app = TestApp::empty().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let room = {
+        let mut child = serve(&app, port);
+        let (cookie, csrf) = login(port);
+        let room = one(
+            &app,
+            "SELECT id FROM places WHERE kind = $1 ORDER BY path LIMIT 1",
+            "room",
+        )
+        .await;
+        let mut ids = Vec::new();
+        // Concurrent writers, so some confirmations come from shared (group) commits.
+        let handles: Vec<_> = (0..24)
+            .map(|i| {
+                let (cookie, csrf, room) = (cookie.clone(), csrf.clone(), room.clone());
+                std::thread::spawn(move || {
+                    let body = json!({ "category": "environment", "description": format!("崩溃测试 {i}"), "place_id": room, "channel": "phone" }).to_string();
+                    let (status, _, body) = http(port, "POST", "/api/v1/reports", &[("Cookie", &cookie), ("X-CSRF-Token", &csrf)], Some(&body));
+                    assert_eq!(status, 201, "{body}");
+                    serde_json::from_str::<Value>(&body).unwrap()["report"]["id"].as_str().unwrap().to_string()
+                })
+            })
+            .collect();
+        for h in handles {
+            ids.push(h.join().unwrap());
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let mut child = serve(&app, port);
+        let (cookie, _) = login(port);
+        for id in &ids {
+            let (status, _, body) = http(
+                port,
+                "GET",
+                &format!("/api/v1/reports/{id}"),
+                &[("Cookie", &cookie)],
+                None,
+            );
+            assert_eq!(status, 200, "{id} lost after kill -9: {body}");
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        room
+    };
+    assert!(!room.is_empty());
+    app.close().await;
+}
