@@ -61,6 +61,18 @@ pub enum BenchWhat {
         #[arg(long, default_value_t = 100_000)]
         households: usize,
     },
+    /// Report creation and reads over HTTP (SQLite, synchronous=FULL), against raw commits of
+    /// the same rows (see `bench_reports.rs`).
+    Reports {
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        #[arg(long, default_value_t = 10_000)]
+        creates: usize,
+        #[arg(long, default_value_t = 50_000)]
+        reads: usize,
+        #[arg(long, default_value_t = 30)]
+        max_seconds: u64,
+    },
 }
 
 pub async fn run(cfg: &Config, what: BenchWhat) -> anyhow::Result<()> {
@@ -79,6 +91,15 @@ pub async fn run(cfg: &Config, what: BenchWhat) -> anyhow::Result<()> {
             max_ms,
             dir,
         } => crate::bench_crash::crash(cfg, dir.as_deref(), rounds, clients, min_ms, max_ms).await,
+        BenchWhat::Reports {
+            clients,
+            creates,
+            reads,
+            max_seconds,
+        } => {
+            crate::bench_reports::run(clients, creates, reads, Duration::from_secs(max_seconds))
+                .await
+        }
     }
 }
 
@@ -114,7 +135,31 @@ pub(crate) async fn request(
     Ok((status, headers, bytes))
 }
 
-type LoadFuture = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>>;
+/// A request with arbitrary headers (e.g. cookie and CSRF token for writes).
+pub(crate) async fn request_with(
+    c: &HttpClient,
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: Option<String>,
+) -> anyhow::Result<(u16, hyper::HeaderMap, Bytes)> {
+    let mut b = hyper::Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    if body.is_some() {
+        b = b.header("content-type", "application/json");
+    }
+    let req = b.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
+    let resp = c.request(req).await?;
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await?.to_bytes();
+    Ok((status, headers, bytes))
+}
+
+pub(crate) type LoadFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>>;
 
 /// A load step: GET `uris[i * stride]` with the session cookie and insist on 200.
 fn get_all_ok(
@@ -416,7 +461,7 @@ async fn search(
 }
 
 /// Run `requests` calls of `f(i)` from `clients` concurrent tasks, bounded by `max` wall time.
-async fn run_load<F, Fut>(
+pub(crate) async fn run_load<F, Fut>(
     clients: usize,
     requests: usize,
     max: Duration,
@@ -587,7 +632,7 @@ pub(crate) fn tempdir(what: &str) -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-async fn bench_store(dir: &Path) -> anyhow::Result<Store> {
+pub(crate) async fn bench_store(dir: &Path) -> anyhow::Result<Store> {
     let cfg = Config {
         data_dir: dir.to_path_buf(),
         ..Config::default()

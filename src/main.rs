@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_crash;
+mod bench_reports;
 mod config;
 
 use std::path::{Path, PathBuf};
@@ -274,6 +275,8 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
+    // Report deadlines (reminders, 催办, escalation): the database is the job list.
+    store.spawn_reports_ticker(std::time::Duration::from_secs(30));
     let state = linli_server::AppState::new(
         store,
         linli_server::ServerConfig {

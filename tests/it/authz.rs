@@ -82,6 +82,57 @@ const MATRIX: &[(&str, &str, &str)] = &[
         "/api/v1/registry/export/{what}",
         "rows filtered by scope",
     ),
+    (
+        "GET",
+        "/api/v1/reports",
+        "visibility filtered in SQL (reports.rs)",
+    ),
+    (
+        "POST",
+        "/api/v1/reports",
+        "own community / ReportCreate scope (reports.rs)",
+    ),
+    (
+        "GET",
+        "/api/v1/reports/duplicates",
+        "own community or scope: 404",
+    ),
+    ("GET", "/api/v1/reports/stats", "ReportStats scope"),
+    ("GET", "/api/v1/reports/stats/export", "ReportStats scope"),
+    (
+        "GET",
+        "/api/v1/reports/{id}",
+        "not visible: 404 (reports.rs)",
+    ),
+    (
+        "POST",
+        "/api/v1/reports/{id}/actions",
+        "not visible: 404, no right: 403",
+    ),
+    ("POST", "/api/v1/reports/{id}/me-too", "not visible: 404"),
+    ("POST", "/api/v1/reports/{id}/photos", "not visible: 404"),
+    (
+        "GET",
+        "/api/v1/reports/{id}/photos/{photo_id}",
+        "not visible: 404",
+    ),
+    (
+        "GET",
+        "/api/v1/report-categories",
+        "configuration, same for all",
+    ),
+    ("GET", "/api/v1/routing-rules", "rules of the area"),
+    (
+        "POST",
+        "/api/v1/routing-rules",
+        "RoutingAdmin over the area",
+    ),
+    (
+        "GET",
+        "/api/v1/work-calendar",
+        "configuration, same for all",
+    ),
+    ("POST", "/api/v1/work-calendar", "RoutingAdmin only: 403"),
 ];
 
 #[test]

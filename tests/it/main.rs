@@ -12,6 +12,7 @@ mod cli;
 mod crash;
 mod import_export;
 mod registry;
+mod reports;
 mod resident;
 mod security;
 mod system;

@@ -90,6 +90,7 @@ impl AppState {
         (name = "me", description = "A resident's own data"),
         (name = "accounts", description = "Accounts and role bindings"),
         (name = "audit", description = "Audit log"),
+        (name = "reports", description = "报事 / 报修 / 投诉: intake, routing catalogue, state machine, deadlines, metrics"),
     ),
     components(schemas(crate::error::ErrorBody)),
     modifiers(&SecurityAddon)

@@ -14,7 +14,7 @@ use linli_core::crypto::sha256_hex;
 use linli_core::{AppError, AppResult};
 
 use crate::Store;
-use crate::db::{Sql, db_err, i64_, opt_str, str_};
+use crate::db::{Sql, Val, db_err, i64_, opt_str, str_};
 
 /// Who did it.
 #[derive(Debug, Clone)]
@@ -54,6 +54,17 @@ pub struct Entry<'a> {
     pub path: Option<&'a str>,
     pub purpose: Option<&'a str>,
     pub before: Option<Value>,
+    pub after: Option<Value>,
+}
+
+/// An entry with owned fields, for [`append_many`].
+#[derive(Debug, Clone)]
+pub struct OwnedEntry {
+    pub actor: Actor,
+    pub action: String,
+    pub entity: String,
+    pub entity_id: String,
+    pub path: Option<String>,
     pub after: Option<Value>,
 }
 
@@ -311,4 +322,86 @@ impl Store {
             })
             .collect())
     }
+}
+
+/// Append several entries inside the caller's transaction, chained in the given order, with one
+/// head update and multi-row inserts (group commit of many small writes).
+pub async fn append_many(
+    tx: &mut Transaction<'static, Any>,
+    entries: Vec<OwnedEntry>,
+) -> AppResult<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let n = entries.len() as i64;
+    let head = sqlx::query("UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash")
+        .bind(n)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    let mut seq = i64_(&head, "seq") - n;
+    let mut prev = str_(&head, "hash");
+    let mut rows = Vec::with_capacity(entries.len());
+    for e in entries {
+        seq += 1;
+        let at = linli_core::now_ms();
+        let after = e.after.map(|v| v.to_string());
+        let hash = entry_hash(
+            seq,
+            at,
+            &e.actor.id,
+            &e.actor.name,
+            &e.action,
+            &e.entity,
+            &e.entity_id,
+            e.path.as_deref(),
+            None,
+            None,
+            after.as_deref(),
+            &prev,
+        );
+        rows.push(vec![
+            Val::Int(seq),
+            Val::Int(at),
+            Val::from(e.actor.id),
+            Val::from(e.actor.name),
+            Val::from(e.action),
+            Val::from(e.entity),
+            Val::from(e.entity_id),
+            Val::from(e.path),
+            Val::NullText,
+            Val::NullText,
+            Val::from(after),
+            Val::from(prev.clone()),
+            Val::from(hash.clone()),
+        ]);
+        prev = hash;
+    }
+    crate::db::insert_many(
+        tx,
+        "audit_log",
+        &[
+            "seq",
+            "at",
+            "actor_id",
+            "actor",
+            "action",
+            "entity",
+            "entity_id",
+            "path",
+            "purpose",
+            "before_json",
+            "after_json",
+            "prev_hash",
+            "hash",
+        ],
+        rows,
+    )
+    .await?;
+    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
+        .bind(prev)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    Ok(())
 }

@@ -365,6 +365,7 @@ impl Store {
         .await?;
         tx.commit().await.map_err(db_err)?;
         self.forget_place_names();
+        self.seed_demo_catalogue().await?;
         accounts.extend(demo_accounts_summary(&data));
         Ok(accounts)
     }

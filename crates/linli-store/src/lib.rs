@@ -11,6 +11,7 @@ pub mod migrations;
 pub mod notify;
 pub mod ops;
 pub mod registry;
+pub mod reports;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -33,6 +34,8 @@ pub struct Store {
     pub clock: Clock,
     /// Changes, published after commit, for live pages and other listeners.
     pub bus: bus::Bus,
+    /// The group-commit writer of report intake (started on first use).
+    report_writer: Arc<tokio::sync::OnceCell<reports::writer::WriterHandle>>,
 }
 
 /// Wall-clock time plus an offset that tests can move forward, so deadline and escalation
@@ -84,6 +87,7 @@ impl Store {
             labels_cache: Arc::default(),
             clock: Clock::default(),
             bus: bus::Bus::default(),
+            report_writer: Arc::default(),
         })
     }
 

@@ -18,6 +18,11 @@ pub static ALL: &[Migration] = &[
         statements: V1,
     },
     Migration {
+        version: 2,
+        name: "reports: catalogue, calendar, reports and their events",
+        statements: crate::reports::schema::V2,
+    },
+    Migration {
         version: 3,
         name: "notifications inbox",
         statements: crate::notify::schema::V3,

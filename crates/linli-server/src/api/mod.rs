@@ -10,6 +10,7 @@ pub mod me;
 pub mod orgs;
 pub mod persons;
 pub mod places;
+pub mod reports;
 pub mod users;
 
 use linli_core::auth::{Action, Grant, Principal};
@@ -34,4 +35,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(users::router())
         .merge(audit::router())
         .merge(import_export::router())
+        .merge(reports::router())
 }

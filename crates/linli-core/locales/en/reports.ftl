@@ -1,0 +1,39 @@
+## Reports: errors
+report-not_found = This report was not found, or you may not see it.
+report-unknown_category = Unknown report category "{ $code }".
+report-location_required = Please choose where it is (community, building, entrance or flat).
+report-complaint_never_public = Complaints are never shown publicly.
+report-place_outside_community = You can only report matters in your own community.
+report-already_supported = You have already said "me too".
+report-no_route = The routing catalogue has no unit for this category at this place; choose a unit.
+report-same_unit = The report already lies with this unit.
+report-already_summoned = This unit has been summoned and has not replied yet.
+report-not_summoned = This unit was not summoned to this report.
+report-summons_already_signed = This unit has already reported in.
+report-summons_not_signed = Report in first, then reply.
+report-public_not_requested = The reporter did not agree to publish this report.
+report-photo_invalid = The image is not usable: only complete JPEG, PNG or WebP images are accepted.
+report-photo_not_found = This photo was not found.
+report-too_many_photos = A report can have at most { $max } photos.
+report-rule_not_found = This routing rule was not found.
+report-deadlines_out_of_order = Sign-by and first-contact deadlines cannot be later than resolve-by.
+
+## Inbox notices
+notice-report-submitted = New report to accept: { $title }
+notice-report-accepted = Your report was accepted: { $title }
+notice-report-rejected = Your report was not accepted: { $title }
+notice-report-dispatched = New report for your unit to sign for: { $title }
+notice-report-progress = Your report has moved on: { $title }
+notice-report-returned = A report was returned; please dispatch it again: { $title }
+notice-report-extension-requested = An extension was asked for; please decide: { $title }
+notice-report-extended = The extension was approved: { $title }
+notice-report-review-failed = The result did not pass review; please complete it: { $title }
+notice-report-reopened = A report was reopened; please continue: { $title }
+notice-report-escalated = A report was escalated to your level: { $title }
+notice-report-summoned = You are summoned (吹哨) to a report; please report in: { $title }
+notice-report-summons-replied = A summoned unit replied: { $title }
+notice-report-replied = A report was answered: { $title }
+notice-report-rate = Please rate how your report was handled: { $title }
+notice-report-closed = A report was closed after the return visit: { $title }
+notice-report-reminder = A report is nearly due: { $title }
+notice-report-urged = Reminder: a report is due now: { $title }

@@ -1,0 +1,39 @@
+## Reports (报事 / 报修 / 投诉): errors
+report-not_found = 没有找到这条报事，或您无权查看。
+report-unknown_category = 未知的报事类别“{ $code }”。
+report-location_required = 请选择发生的地点（小区、楼栋、单元或房屋）。
+report-complaint_never_public = 投诉不能公开展示。
+report-place_outside_community = 只能报告您所在社区内的事项。
+report-already_supported = 您已经点过“我也遇到”了。
+report-no_route = 派单目录中没有这个类别在该地点的承办单位，请指定承办单位。
+report-same_unit = 转办的单位与当前承办单位相同。
+report-already_summoned = 该单位已被吹哨，尚未回复。
+report-not_summoned = 该单位没有被吹哨到这条报事。
+report-summons_already_signed = 该单位已经报到。
+report-summons_not_signed = 请先报到，再回复。
+report-public_not_requested = 报事人没有同意公开，不能公开展示。
+report-photo_invalid = 图片无法识别：只接受完整的 JPEG、PNG 或 WebP 图片。
+report-photo_not_found = 没有找到这张图片。
+report-too_many_photos = 每条报事最多 { $max } 张图片。
+report-rule_not_found = 没有找到这条派单规则。
+report-deadlines_out_of_order = 签收和首次联系的期限不能晚于办结期限。
+
+## Inbox notices
+notice-report-submitted = 新的报事待受理：{ $title }
+notice-report-accepted = 您的报事已受理：{ $title }
+notice-report-rejected = 您的报事未予受理：{ $title }
+notice-report-dispatched = 有新的派单待签收：{ $title }
+notice-report-progress = 您的报事有新进展：{ $title }
+notice-report-returned = 报事被退单，请重新派单：{ $title }
+notice-report-extension-requested = 承办单位申请延期，请审批：{ $title }
+notice-report-extended = 延期申请已批准：{ $title }
+notice-report-review-failed = 办理结果审核未通过，请补办：{ $title }
+notice-report-reopened = 报事被重办，请继续办理：{ $title }
+notice-report-escalated = 报事已上报到本级督办：{ $title }
+notice-report-summoned = 街道吹哨，请到报事报到：{ $title }
+notice-report-summons-replied = 被吹哨单位已回复：{ $title }
+notice-report-replied = 报事已办结回复：{ $title }
+notice-report-rate = 请对报事的办理结果进行评价：{ $title }
+notice-report-closed = 报事已回访办结：{ $title }
+notice-report-reminder = 报事即将到期，请抓紧办理：{ $title }
+notice-report-urged = 催办：报事已到期，请立即办理：{ $title }

@@ -1,0 +1,511 @@
+//! Report photos: JPEG, PNG and WebP, recognised by their content (never by a file name or a
+//! declared type), walked structurally, and rewritten without metadata — EXIF (with its GPS
+//! position), XMP, IPTC and comments — before anything is stored. Files are written under
+//! `<data_dir>/uploads/reports/` with generated names and fsynced before the row commits.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use linli_core::auth::{Action, Principal};
+use linli_core::{AppError, AppResult, ErrorKind, new_id};
+
+use crate::Store;
+use crate::audit::{self, Actor, Entry};
+use crate::db::{db_err, i64_, str_};
+
+use super::queries::PhotoMeta;
+use super::{Viewer, not_found};
+
+/// Largest accepted image.
+pub const MAX_PHOTO_BYTES: usize = 8 * 1024 * 1024;
+/// Photos per report.
+pub const MAX_PHOTOS: i64 = 9;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageKind {
+    Jpeg,
+    Png,
+    Webp,
+}
+
+impl ImageKind {
+    pub fn mime(self) -> &'static str {
+        match self {
+            ImageKind::Jpeg => "image/jpeg",
+            ImageKind::Png => "image/png",
+            ImageKind::Webp => "image/webp",
+        }
+    }
+    pub fn ext(self) -> &'static str {
+        match self {
+            ImageKind::Jpeg => "jpg",
+            ImageKind::Png => "png",
+            ImageKind::Webp => "webp",
+        }
+    }
+}
+
+fn bad() -> AppError {
+    AppError::bad_request("report.photo_invalid")
+}
+
+/// Validate an image by content and return it without metadata.
+pub fn sanitize(bytes: &[u8]) -> AppResult<(ImageKind, Vec<u8>)> {
+    if bytes.len() > MAX_PHOTO_BYTES {
+        return Err(
+            AppError::new(ErrorKind::PayloadTooLarge, "payload_too_large")
+                .arg("limit", format!("{} MB", MAX_PHOTO_BYTES / 1_048_576)),
+        );
+    }
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        return Ok((ImageKind::Jpeg, jpeg(bytes)?));
+    }
+    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        return Ok((ImageKind::Png, png(bytes)?));
+    }
+    if bytes.len() >= 12 && &bytes[0..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
+        return Ok((ImageKind::Webp, webp(bytes)?));
+    }
+    Err(bad())
+}
+
+fn jpeg(b: &[u8]) -> AppResult<Vec<u8>> {
+    let mut out = Vec::with_capacity(b.len());
+    out.extend_from_slice(&[0xFF, 0xD8]);
+    let mut i = 2;
+    let mut frame = false;
+    let mut scan = false;
+    loop {
+        // Markers may be preceded by fill bytes.
+        if i >= b.len() || b[i] != 0xFF {
+            return Err(bad());
+        }
+        while i < b.len() && b[i] == 0xFF {
+            i += 1;
+        }
+        let m = *b.get(i).ok_or_else(bad)?;
+        i += 1;
+        match m {
+            0xD9 => {
+                if !frame || !scan {
+                    return Err(bad());
+                }
+                out.extend_from_slice(&[0xFF, 0xD9]);
+                return Ok(out);
+            }
+            0xD8 | 0x00 => return Err(bad()),
+            0x01 | 0xD0..=0xD7 => {
+                out.extend_from_slice(&[0xFF, m]);
+                continue;
+            }
+            _ => {}
+        }
+        let len = u16::from_be_bytes([*b.get(i).ok_or_else(bad)?, *b.get(i + 1).ok_or_else(bad)?])
+            as usize;
+        if len < 2 || i + len > b.len() {
+            return Err(bad());
+        }
+        let seg = &b[i - 2..i + len];
+        i += len;
+        match m {
+            // APP1 (EXIF/XMP), APP13 (IPTC), comments: dropped.
+            0xE1 | 0xED | 0xFE => {}
+            0xC0..=0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => {
+                if len < 8 {
+                    return Err(bad());
+                }
+                frame = true;
+                out.extend_from_slice(seg);
+            }
+            0xDA => {
+                if !frame {
+                    return Err(bad());
+                }
+                scan = true;
+                out.extend_from_slice(seg);
+                // Entropy-coded data runs to the next marker that is not stuffing or RST.
+                let start = i;
+                loop {
+                    if i + 1 >= b.len() {
+                        return Err(bad());
+                    }
+                    if b[i] == 0xFF && b[i + 1] != 0x00 && !(0xD0..=0xD7).contains(&b[i + 1]) {
+                        break;
+                    }
+                    i += 1;
+                }
+                out.extend_from_slice(&b[start..i]);
+            }
+            _ => out.extend_from_slice(seg),
+        }
+    }
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &byte in data {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            let mask = (!(crc & 1)).wrapping_add(1);
+            crc = (crc >> 1) ^ (0xEDB8_8320 & mask);
+        }
+    }
+    !crc
+}
+
+fn png(b: &[u8]) -> AppResult<Vec<u8>> {
+    let mut out = Vec::with_capacity(b.len());
+    out.extend_from_slice(&b[..8]);
+    let mut i = 8;
+    let mut first = true;
+    let mut idat = false;
+    loop {
+        if i + 12 > b.len() {
+            return Err(bad());
+        }
+        let len = u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]) as usize;
+        let ty = &b[i + 4..i + 8];
+        let end = i
+            .checked_add(12)
+            .and_then(|x| x.checked_add(len))
+            .filter(|e| *e <= b.len())
+            .ok_or_else(bad)?;
+        let crc = u32::from_be_bytes([b[end - 4], b[end - 3], b[end - 2], b[end - 1]]);
+        if crc32(&b[i + 4..end - 4]) != crc {
+            return Err(bad());
+        }
+        if first && (ty != b"IHDR" || len != 13) {
+            return Err(bad());
+        }
+        first = false;
+        match ty {
+            b"eXIf" | b"tEXt" | b"zTXt" | b"iTXt" | b"tIME" => {}
+            b"IDAT" => {
+                idat = true;
+                out.extend_from_slice(&b[i..end]);
+            }
+            b"IEND" => {
+                if !idat {
+                    return Err(bad());
+                }
+                out.extend_from_slice(&b[i..end]);
+                return Ok(out);
+            }
+            _ => out.extend_from_slice(&b[i..end]),
+        }
+        i = end;
+    }
+}
+
+fn webp(b: &[u8]) -> AppResult<Vec<u8>> {
+    let riff = u32::from_le_bytes([b[4], b[5], b[6], b[7]]) as usize;
+    if riff < 4 || riff + 8 > b.len() || riff % 2 == 1 {
+        return Err(bad());
+    }
+    let body = &b[12..riff + 8];
+    let mut chunks = Vec::new();
+    let mut i = 0;
+    let mut image = false;
+    let mut first = true;
+    while i < body.len() {
+        if i + 8 > body.len() {
+            return Err(bad());
+        }
+        let fourcc = &body[i..i + 4];
+        let len = u32::from_le_bytes([body[i + 4], body[i + 5], body[i + 6], body[i + 7]]) as usize;
+        let padded = len + (len & 1);
+        let end = (i + 8)
+            .checked_add(padded)
+            .filter(|e| *e <= body.len())
+            .ok_or_else(bad)?;
+        if first && !matches!(fourcc, b"VP8 " | b"VP8L" | b"VP8X") {
+            return Err(bad());
+        }
+        first = false;
+        match fourcc {
+            b"EXIF" | b"XMP " => {}
+            b"VP8X" => {
+                if len < 10 {
+                    return Err(bad());
+                }
+                let mut c = body[i..end].to_vec();
+                // Clear the EXIF (0x08) and XMP (0x04) flags: those chunks are gone.
+                c[8] &= !0x0C;
+                chunks.push(c);
+            }
+            b"VP8 " | b"VP8L" | b"ANMF" => {
+                image = true;
+                chunks.push(body[i..end].to_vec());
+            }
+            _ => chunks.push(body[i..end].to_vec()),
+        }
+        i = end;
+    }
+    if !image {
+        return Err(bad());
+    }
+    let size: usize = 4 + chunks.iter().map(Vec::len).sum::<usize>();
+    let mut out = Vec::with_capacity(size + 8);
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&(size as u32).to_le_bytes());
+    out.extend_from_slice(b"WEBP");
+    for c in chunks {
+        out.extend_from_slice(&c);
+    }
+    Ok(out)
+}
+
+fn photo_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("uploads").join("reports")
+}
+
+/// Write a file durably: temporary name, fsync, rename, fsync the directory.
+fn write_durable(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let path = dir.join(name);
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, &path)?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(path)
+}
+
+impl Store {
+    /// Attach a photo: the reporter (while it is open) or staff who may handle or dispatch it.
+    pub async fn report_add_photo(
+        &self,
+        p: &Principal,
+        data_dir: &Path,
+        id: &str,
+        bytes: &[u8],
+    ) -> AppResult<PhotoMeta> {
+        let viewer = self.report_viewer(p).await?;
+        let r = self
+            .report_unscoped(id)
+            .await?
+            .filter(|r| self.report_visible(&viewer, r))
+            .ok_or_else(not_found)?;
+        let staff = p
+            .grant(Action::ReportHandle)
+            .is_ok_and(|g| g.covers(&r.path))
+            || p.grant(Action::ReportDispatch)
+                .is_ok_and(|g| g.covers(&r.path));
+        let own = r.reporter_user_id.as_deref() == Some(p.user_id.as_str())
+            || r.household_id
+                .as_ref()
+                .is_some_and(|h| viewer.households.contains(h));
+        if !staff && !own {
+            return Err(AppError::forbidden());
+        }
+        if r.status == "closed" {
+            return Err(AppError::conflict("report.illegal_transition"));
+        }
+        let (kind, clean) = sanitize(bytes)?;
+        let n = sqlx::query("SELECT COUNT(*) AS n FROM report_photos WHERE report_id = $1")
+            .bind(id.to_string())
+            .fetch_one(&self.db.read)
+            .await
+            .map_err(db_err)?;
+        if i64_(&n, "n") >= MAX_PHOTOS {
+            return Err(
+                AppError::bad_request("report.too_many_photos").arg("max", MAX_PHOTOS.to_string())
+            );
+        }
+        let photo_id = new_id();
+        let file_name = format!("{photo_id}.{}", kind.ext());
+        let dir = photo_dir(data_dir);
+        let clean_len = clean.len();
+        let sha = linli_core::crypto::sha256_hex(&clean);
+        let dir2 = dir.clone();
+        let name2 = file_name.clone();
+        let path = tokio::task::spawn_blocking(move || write_durable(&dir2, &name2, &clean))
+            .await
+            .map_err(|_| AppError::internal())?
+            .map_err(|e| {
+                tracing::error!(error = %e, "writing report photo");
+                AppError::internal()
+            })?;
+        let stage = if own && !staff { "intake" } else { "handling" };
+        let now = self.now_ms();
+        let result: AppResult<()> = async {
+            let mut tx = self.db.begin_write().await.map_err(db_err)?;
+            sqlx::query("INSERT INTO report_photos (id, report_id, stage, file_name, mime, bytes, sha256, uploaded_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+                .bind(photo_id.clone())
+                .bind(id.to_string())
+                .bind(stage)
+                .bind(file_name.clone())
+                .bind(kind.mime())
+                .bind(clean_len as i64)
+                .bind(sha.clone())
+                .bind(p.user_id.clone())
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            audit::append(
+                &mut tx,
+                &Actor::from(p),
+                Entry {
+                    action: "report.photo_add",
+                    entity: "report",
+                    entity_id: id,
+                    path: Some(&r.path),
+                    purpose: None,
+                    before: None,
+                    after: Some(serde_json::json!({ "photo_id": photo_id, "mime": kind.mime(), "bytes": clean_len, "sha256": sha })),
+                },
+            )
+            .await?;
+            tx.commit().await.map_err(db_err)
+        }
+        .await;
+        if let Err(e) = result {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+        self.publish_report("photo", id, &r.path);
+        Ok(PhotoMeta {
+            id: photo_id,
+            stage: stage.into(),
+            mime: kind.mime().into(),
+            bytes: clean_len as i64,
+            created_at: now,
+        })
+    }
+
+    /// A photo's type and bytes, for a viewer who may see the report.
+    pub async fn report_photo(
+        &self,
+        v: &Viewer,
+        data_dir: &Path,
+        id: &str,
+        photo_id: &str,
+    ) -> AppResult<(String, Vec<u8>)> {
+        self.report_unscoped(id)
+            .await?
+            .filter(|r| self.report_visible(v, r))
+            .ok_or_else(not_found)?;
+        let row = sqlx::query(
+            "SELECT file_name, mime FROM report_photos WHERE id = $1 AND report_id = $2",
+        )
+        .bind(photo_id.to_string())
+        .bind(id.to_string())
+        .fetch_optional(&self.db.read)
+        .await
+        .map_err(db_err)?
+        .ok_or_else(|| AppError::not_found("report.photo_not_found"))?;
+        let path = photo_dir(data_dir).join(str_(&row, "file_name"));
+        let bytes = tokio::fs::read(&path).await.map_err(|e| {
+            tracing::error!(error = %e, path = %path.display(), "reading report photo");
+            AppError::not_found("report.photo_not_found")
+        })?;
+        Ok((str_(&row, "mime"), bytes))
+    }
+}
+
+#[cfg(test)]
+pub mod tests {
+    use super::*;
+
+    /// A minimal baseline JPEG (1×1) with an EXIF segment carrying a GPS tag marker.
+    pub fn jpeg_with_exif() -> Vec<u8> {
+        let mut v = vec![0xFF, 0xD8];
+        let exif = b"Exif\0\0GPSLatitude=30.59";
+        v.extend_from_slice(&[0xFF, 0xE1]);
+        v.extend_from_slice(&((exif.len() + 2) as u16).to_be_bytes());
+        v.extend_from_slice(exif);
+        // SOF0: precision 8, 1x1, 1 component.
+        v.extend_from_slice(&[0xFF, 0xC0, 0x00, 0x0B, 8, 0, 1, 0, 1, 1, 1, 0x11, 0]);
+        // SOS: 1 component.
+        v.extend_from_slice(&[0xFF, 0xDA, 0x00, 0x08, 1, 1, 0, 0, 0x3F, 0]);
+        v.extend_from_slice(&[0x12, 0x34, 0xFF, 0x00, 0x56]);
+        v.extend_from_slice(&[0xFF, 0xD9]);
+        v
+    }
+
+    fn chunk(ty: &[u8], data: &[u8]) -> Vec<u8> {
+        let mut c = (data.len() as u32).to_be_bytes().to_vec();
+        c.extend_from_slice(ty);
+        c.extend_from_slice(data);
+        let mut crc_in = ty.to_vec();
+        crc_in.extend_from_slice(data);
+        c.extend_from_slice(&crc32(&crc_in).to_be_bytes());
+        c
+    }
+
+    pub fn png_with_exif() -> Vec<u8> {
+        let mut v = b"\x89PNG\r\n\x1a\n".to_vec();
+        v.extend(chunk(b"IHDR", &[0, 0, 0, 1, 0, 0, 0, 1, 8, 0, 0, 0, 0]));
+        v.extend(chunk(b"eXIf", b"MM\0*GPS"));
+        v.extend(chunk(b"IDAT", &[0x78, 0x9C, 0x63, 0, 0, 0, 1, 0, 1]));
+        v.extend(chunk(b"IEND", &[]));
+        v
+    }
+
+    #[test]
+    fn crc_matches_the_png_reference() {
+        assert_eq!(crc32(b"IEND"), 0xAE42_6082);
+    }
+
+    #[test]
+    fn jpeg_exif_is_removed_and_structure_checked() {
+        let (k, clean) = sanitize(&jpeg_with_exif()).unwrap();
+        assert_eq!(k, ImageKind::Jpeg);
+        assert!(!clean.windows(4).any(|w| w == b"Exif"));
+        assert!(clean.ends_with(&[0xFF, 0xD9]));
+        // Truncated: no EOI.
+        let mut cut = jpeg_with_exif();
+        cut.truncate(cut.len() - 2);
+        assert!(sanitize(&cut).is_err());
+        assert!(sanitize(b"\xFF\xD8\xFFnot really a jpeg").is_err());
+    }
+
+    #[test]
+    fn png_exif_is_removed_and_crc_checked() {
+        let (k, clean) = sanitize(&png_with_exif()).unwrap();
+        assert_eq!(k, ImageKind::Png);
+        assert!(!clean.windows(4).any(|w| w == b"eXIf"));
+        let mut broken = png_with_exif();
+        let n = broken.len();
+        broken[n - 20] ^= 0xFF;
+        assert!(sanitize(&broken).is_err());
+    }
+
+    #[test]
+    fn webp_exif_is_removed() {
+        let mut body = b"WEBP".to_vec();
+        let mut vp8x = b"VP8X".to_vec();
+        vp8x.extend_from_slice(&10u32.to_le_bytes());
+        vp8x.extend_from_slice(&[0x08, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        body.extend(vp8x);
+        let mut exif = b"EXIF".to_vec();
+        exif.extend_from_slice(&4u32.to_le_bytes());
+        exif.extend_from_slice(b"GPS!");
+        body.extend(exif);
+        let mut vp8l = b"VP8L".to_vec();
+        vp8l.extend_from_slice(&6u32.to_le_bytes());
+        vp8l.extend_from_slice(&[0x2F, 0, 0, 0, 0, 0]);
+        body.extend(vp8l);
+        let mut v = b"RIFF".to_vec();
+        v.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        v.extend(body);
+        let (k, clean) = sanitize(&v).unwrap();
+        assert_eq!(k, ImageKind::Webp);
+        assert!(!clean.windows(4).any(|w| w == b"EXIF"));
+        assert_eq!(clean[20] & 0x08, 0);
+        assert_eq!(
+            u32::from_le_bytes([clean[4], clean[5], clean[6], clean[7]]) as usize,
+            clean.len() - 8
+        );
+    }
+
+    #[test]
+    fn other_content_and_oversize_are_refused() {
+        assert!(sanitize(b"GIF89a....").is_err());
+        assert!(sanitize(&vec![0u8; MAX_PHOTO_BYTES + 1]).is_err());
+    }
+}

@@ -1,0 +1,424 @@
+//! The reports engine (报事 / 报修 / 投诉, issue #4): intake, routing, the state machine of
+//! DOMAIN.md, deadlines and metrics. The pure rules live in `linli_core::reports`; this module
+//! stores reports and moves them, one transaction per change (row update + event + audit entry +
+//! inbox notices), publishing a `report.<action>` bus event after commit.
+//!
+//! The API for other layers (Open311, web pages):
+//! - [`Store::report_viewer`] turns a principal into a [`Viewer`] (staff grant and/or the
+//!   resident's own households and communities); every read takes one, and filters in SQL.
+//! - [`Store::create_report`] (intake, with routing and duplicate detection available through
+//!   [`Store::report_duplicates`]), [`Store::report_me_too`].
+//! - [`Store::report_act`] performs one [`ReportAction`] (accept, dispatch, sign, … reopen),
+//!   checking rights, the state machine and its guards; illegal moves are 409s that change nothing.
+//! - [`Store::reports`] (filtered, paged list), [`Store::report`] (one, with events, summons,
+//!   photos; internal notes for staff only).
+//! - [`Store::report_add_photo`] / [`Store::report_photo`]: validated, metadata-stripped images.
+//! - Catalogue: [`Store::report_categories`], [`Store::routing_rules`], [`Store::put_routing_rule`];
+//!   calendar: [`Store::work_calendar`], [`Store::put_calendar_year`].
+//! - [`Store::reports_tick`]: the deadline job (reminders, 催办, escalation), idempotent.
+//! - [`Store::report_stats`]: metrics per unit / category / area / month.
+
+pub mod catalogue;
+pub mod deadlines;
+pub mod images;
+pub mod intake;
+pub mod metrics;
+pub mod queries;
+pub mod schema;
+pub mod transitions;
+pub mod writer;
+
+use serde::{Deserialize, Serialize};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Transaction};
+
+use linli_core::auth::{Action, Grant, Principal};
+use linli_core::reports::state::{Context, Status};
+use linli_core::{AppError, AppResult};
+
+use crate::Store;
+use crate::bus::BusEvent;
+use crate::db::{db_err, i64_, opt_i64, opt_str, str_};
+
+/// The kinds of report (the category decides which).
+pub const KINDS: [&str; 5] = [
+    "public_affair",
+    "repair",
+    "complaint",
+    "suggestion",
+    "inquiry",
+];
+
+/// How a report came in.
+pub const CHANNELS: [&str; 6] = [
+    "resident_app",
+    "staff_proxy",
+    "phone",
+    "grid_patrol",
+    "open311",
+    "iot",
+];
+
+/// How long after closing a report may be reopened (重办).
+pub const REOPEN_WINDOW_MS: i64 = 7 * 86_400_000;
+
+/// Who is looking: staff (a `ReportRead` grant over some subtrees) and/or a resident (own
+/// reports, own households' reports, and moderated public reports of their communities).
+#[derive(Debug, Clone)]
+pub struct Viewer {
+    pub user_id: String,
+    pub grant: Option<Grant>,
+    pub households: Vec<String>,
+    /// Community paths of the resident's households.
+    pub communities: Vec<String>,
+}
+
+impl Viewer {
+    /// Whether the viewer sees this report as staff (internal notes, reporter identity).
+    pub fn is_staff_for(&self, path: &str) -> bool {
+        self.grant.as_ref().is_some_and(|g| g.covers(path))
+    }
+}
+
+/// A report as stored.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Report {
+    pub id: String,
+    /// public_affair, repair, complaint, suggestion, inquiry
+    pub kind: String,
+    pub category: String,
+    pub title: String,
+    pub description: String,
+    pub place_id: String,
+    pub path: String,
+    /// Latitude / longitude (WGS-84 degrees), if given.
+    pub lat: Option<f64>,
+    pub lon: Option<f64>,
+    /// A point on the community site plan (1000×700 units), if given.
+    pub plan_x: Option<i64>,
+    pub plan_y: Option<i64>,
+    pub channel: String,
+    /// Hidden from neighbours (staff still see who reported).
+    pub anonymous: bool,
+    /// The reporter (staff view only; `None` for others).
+    pub reporter_user_id: Option<String>,
+    pub household_id: Option<String>,
+    /// submitted, accepted, dispatched, in_progress, replied, awaiting_visit, closed
+    pub status: String,
+    /// The unit handling it now (org id) and its name.
+    pub unit_id: Option<String>,
+    pub unit_name: Option<String>,
+    /// The routing-catalogue row (one version of a rule) it was routed with.
+    pub routing_rule_id: Option<String>,
+    pub sign_by: Option<i64>,
+    pub first_contact_by: Option<i64>,
+    pub resolve_by: Option<i64>,
+    /// Set when deadlines had to be computed in clock days because the working-day calendar
+    /// lacked a year.
+    pub calendar_warning: Option<String>,
+    pub accepted_at: Option<i64>,
+    pub dispatched_at: Option<i64>,
+    pub signed_at: Option<i64>,
+    pub first_contact_at: Option<i64>,
+    pub replied_at: Option<i64>,
+    pub closed_at: Option<i64>,
+    /// Signed after the sign-by deadline (frozen once signed).
+    pub overdue_sign: bool,
+    /// Not replied by the resolve-by deadline (frozen at close).
+    pub overdue_resolve: bool,
+    /// solved, explained, unsolvable
+    pub outcome: Option<String>,
+    #[schema(value_type = Object)]
+    pub reject_reason: Option<serde_json::Value>,
+    pub duplicate_of: Option<String>,
+    /// The reporter agreed to show it to neighbours; `public` after moderation.
+    pub public_requested: bool,
+    pub public: bool,
+    pub returned_count: i64,
+    pub reopened_count: i64,
+    pub extended_count: i64,
+    pub escalation_level: i64,
+    /// Days asked for by a pending extension request.
+    pub extension_days: Option<i64>,
+    pub rating: Option<i64>,
+    pub solved: Option<bool>,
+    /// "Me too" count.
+    pub supporters: i64,
+    pub version: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// Open311 projection: `open` / `closed`, and mySociety's extended status.
+    pub open311_status: String,
+    pub extended_status: String,
+}
+
+pub(crate) const REPORT_COLS: &str = "r.id, r.kind, r.category, r.title, r.description, r.place_id, r.path, r.community_path, r.lat_e6, r.lon_e6, r.plan_x, r.plan_y, r.channel, r.anonymous, r.reporter_user_id, r.household_id, r.status, r.unit_id, u.name AS unit_name, r.routing_rule_id, r.sign_by, r.first_contact_by, r.resolve_by, r.calendar_warning, r.accepted_at, r.dispatched_at, r.signed_at, r.first_contact_at, r.replied_at, r.closed_at, r.overdue_sign, r.overdue_resolve, r.outcome, r.reject_reason, r.duplicate_of, r.public_requested, r.public_approved, r.returned_count, r.reopened_count, r.extended_count, r.escalation_level, r.extension_days, r.rating, r.solved, r.supporters, r.version, r.created_at, r.updated_at";
+
+pub(crate) const REPORT_FROM: &str = "FROM reports r LEFT JOIN orgs u ON u.id = r.unit_id";
+
+pub fn parse_status(s: &str) -> Status {
+    match s {
+        "accepted" => Status::Accepted,
+        "dispatched" => Status::Dispatched,
+        "in_progress" => Status::InProgress,
+        "replied" => Status::Replied,
+        "awaiting_visit" => Status::AwaitingVisit,
+        "closed" => Status::Closed,
+        _ => Status::Submitted,
+    }
+}
+
+pub fn status_str(s: Status) -> &'static str {
+    match s {
+        Status::Submitted => "submitted",
+        Status::Accepted => "accepted",
+        Status::Dispatched => "dispatched",
+        Status::InProgress => "in_progress",
+        Status::Replied => "replied",
+        Status::AwaitingVisit => "awaiting_visit",
+        Status::Closed => "closed",
+    }
+}
+
+pub(crate) fn report_from_row(r: &AnyRow) -> Report {
+    use linli_core::reports::state::{
+        Outcome, RejectReason, open311_extended_status, open311_status,
+    };
+    let status = parse_status(&str_(r, "status"));
+    let reject: Option<RejectReason> =
+        opt_str(r, "reject_reason").and_then(|s| serde_json::from_str(&s).ok());
+    let outcome: Option<Outcome> = opt_str(r, "outcome")
+        .and_then(|s| serde_json::from_value(serde_json::Value::String(s)).ok());
+    let reopened = i64_(r, "reopened_count") > 0;
+    Report {
+        id: str_(r, "id"),
+        kind: str_(r, "kind"),
+        category: str_(r, "category"),
+        title: str_(r, "title"),
+        description: str_(r, "description"),
+        place_id: str_(r, "place_id"),
+        path: str_(r, "path"),
+        lat: opt_i64(r, "lat_e6").map(|v| v as f64 / 1e6),
+        lon: opt_i64(r, "lon_e6").map(|v| v as f64 / 1e6),
+        plan_x: opt_i64(r, "plan_x"),
+        plan_y: opt_i64(r, "plan_y"),
+        channel: str_(r, "channel"),
+        anonymous: i64_(r, "anonymous") != 0,
+        reporter_user_id: opt_str(r, "reporter_user_id"),
+        household_id: opt_str(r, "household_id"),
+        status: status_str(status).to_string(),
+        unit_id: opt_str(r, "unit_id"),
+        unit_name: opt_str(r, "unit_name"),
+        routing_rule_id: opt_str(r, "routing_rule_id"),
+        sign_by: opt_i64(r, "sign_by"),
+        first_contact_by: opt_i64(r, "first_contact_by"),
+        resolve_by: opt_i64(r, "resolve_by"),
+        calendar_warning: opt_str(r, "calendar_warning"),
+        accepted_at: opt_i64(r, "accepted_at"),
+        dispatched_at: opt_i64(r, "dispatched_at"),
+        signed_at: opt_i64(r, "signed_at"),
+        first_contact_at: opt_i64(r, "first_contact_at"),
+        replied_at: opt_i64(r, "replied_at"),
+        closed_at: opt_i64(r, "closed_at"),
+        overdue_sign: i64_(r, "overdue_sign") != 0,
+        overdue_resolve: i64_(r, "overdue_resolve") != 0,
+        outcome: opt_str(r, "outcome"),
+        reject_reason: reject.as_ref().and_then(|x| serde_json::to_value(x).ok()),
+        duplicate_of: opt_str(r, "duplicate_of"),
+        public_requested: i64_(r, "public_requested") != 0,
+        public: i64_(r, "public_approved") != 0,
+        returned_count: i64_(r, "returned_count"),
+        reopened_count: i64_(r, "reopened_count"),
+        extended_count: i64_(r, "extended_count"),
+        escalation_level: i64_(r, "escalation_level"),
+        extension_days: opt_i64(r, "extension_days"),
+        rating: opt_i64(r, "rating"),
+        solved: opt_i64(r, "solved").map(|v| v != 0),
+        supporters: i64_(r, "supporters"),
+        version: i64_(r, "version"),
+        created_at: i64_(r, "created_at"),
+        updated_at: i64_(r, "updated_at"),
+        open311_status: open311_status(status).to_string(),
+        extended_status: open311_extended_status(status, reject.as_ref(), outcome, reopened)
+            .to_string(),
+    }
+}
+
+/// The ids of the places on a materialized path (`/a/b/c/` → a, b, c), root first.
+pub fn path_ids(path: &str) -> Vec<String> {
+    path.split('/')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The community prefix of a path (city / district / street / community), if it is that deep.
+pub fn community_prefix(path: &str) -> Option<String> {
+    let ids = path_ids(path);
+    (ids.len() >= 4).then(|| format!("/{}/", ids[..4].join("/")))
+}
+
+/// An organisation a report can be routed to, with where it sits.
+#[derive(Debug, Clone)]
+pub(crate) struct Unit {
+    pub id: String,
+    pub kind: String,
+    pub name: String,
+    pub place_id: String,
+    pub path: String,
+}
+
+impl Store {
+    /// The viewer for a principal: their `ReportRead` grant (if any) and, for residents, their
+    /// households and communities.
+    pub async fn report_viewer(&self, p: &Principal) -> AppResult<Viewer> {
+        let households = p.own_households();
+        let mut communities = Vec::new();
+        for h in &households {
+            if let Some(path) = self.household_path(h).await?
+                && let Some(c) = community_prefix(&path)
+                && !communities.contains(&c)
+            {
+                communities.push(c);
+            }
+        }
+        Ok(Viewer {
+            user_id: p.user_id.clone(),
+            grant: p.grant(Action::ReportRead).ok(),
+            households,
+            communities,
+        })
+    }
+
+    pub(crate) async fn unit(&self, id: &str) -> AppResult<Option<Unit>> {
+        let r = sqlx::query("SELECT id, kind, name, place_id, path FROM orgs WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.db.read)
+            .await
+            .map_err(db_err)?;
+        Ok(r.map(|r| Unit {
+            id: str_(&r, "id"),
+            kind: str_(&r, "kind"),
+            name: str_(&r, "name"),
+            place_id: str_(&r, "place_id"),
+            path: str_(&r, "path"),
+        }))
+    }
+
+    /// Users who work for a unit: bound to the organisation itself, or (committees) staff bound
+    /// to the community the committee belongs to.
+    pub(crate) async fn unit_members(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        unit: &Unit,
+    ) -> AppResult<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT user_id FROM role_bindings WHERE org_id = $1
+             OR (place_id = $2 AND role IN ('committee_staff', 'grid_worker') AND $3 = 'committee')
+             ORDER BY user_id",
+        )
+        .bind(unit.id.clone())
+        .bind(unit.place_id.clone())
+        .bind(unit.kind.clone())
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(db_err)?;
+        Ok(rows.iter().map(|r| str_(r, "user_id")).collect())
+    }
+
+    /// Users who accept and dispatch reports at a place: committee staff of its community and
+    /// street officers of its street.
+    pub(crate) async fn report_dispatchers(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        path: &str,
+    ) -> AppResult<Vec<String>> {
+        let rows = dispatchers_sql(path)
+            .query()
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(db_err)?;
+        Ok(rows.iter().map(|r| str_(r, "user_id")).collect())
+    }
+
+    /// [`Store::report_dispatchers`] outside a transaction.
+    pub(crate) async fn report_dispatchers_now(&self, path: &str) -> AppResult<Vec<String>> {
+        let rows = dispatchers_sql(path)
+            .query()
+            .fetch_all(&self.db.read)
+            .await
+            .map_err(db_err)?;
+        Ok(rows.iter().map(|r| str_(r, "user_id")).collect())
+    }
+
+    /// Officers `level` levels above the report's community (1 = the street, 2 = the district,
+    /// 3 = the city): street officers and district / city administrators bound there.
+    pub(crate) async fn parent_level_staff(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        report_path: &str,
+        level: usize,
+    ) -> AppResult<(Option<String>, Vec<String>)> {
+        let ids = path_ids(report_path);
+        if ids.len() < 4 || level == 0 || level > 3 {
+            return Ok((None, Vec::new()));
+        }
+        let parent = ids[3 - level].clone();
+        let rows = sqlx::query(
+            "SELECT DISTINCT user_id FROM role_bindings WHERE place_id = $1
+             AND role IN ('street_officer', 'district_admin', 'city_admin') ORDER BY user_id",
+        )
+        .bind(parent.clone())
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(db_err)?;
+        Ok((
+            Some(parent),
+            rows.iter().map(|r| str_(r, "user_id")).collect(),
+        ))
+    }
+
+    /// Publish a report change after commit.
+    pub(crate) fn publish_report(&self, action: &str, id: &str, path: &str) {
+        self.bus.publish(BusEvent {
+            kind: format!("report.{action}"),
+            path: path.to_string(),
+            id: id.to_string(),
+            users: Vec::new(),
+        });
+    }
+}
+
+fn dispatchers_sql(path: &str) -> crate::db::Sql {
+    let ids = path_ids(path);
+    let mut q = crate::db::Sql::new(
+        "SELECT DISTINCT user_id FROM role_bindings WHERE role IN ('committee_staff', 'street_officer') AND place_id IN (",
+    );
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            q.push(", ");
+        }
+        q.bind(id);
+    }
+    if ids.is_empty() {
+        q.push("''");
+    }
+    q.push(") ORDER BY user_id");
+    q
+}
+
+/// The state-machine context of a stored report.
+pub(crate) fn context_of(r: &Report, now: i64, open_summons: usize) -> Context {
+    Context {
+        now,
+        due_at: r.resolve_by,
+        closed_at: r.closed_at,
+        reopen_window_ms: REOPEN_WINDOW_MS,
+        open_summons,
+    }
+}
+
+/// Not found, the same whether the report does not exist or lies outside the caller's view.
+pub fn not_found() -> AppError {
+    AppError::not_found("report.not_found")
+}

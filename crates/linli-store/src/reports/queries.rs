@@ -1,0 +1,305 @@
+//! Reading reports: the filtered, paged list and one report with its history. Visibility is
+//! decided in SQL from the [`Viewer`]: staff see their grant's subtrees; residents see their own
+//! and their household's reports, and moderated public reports of their communities (never
+//! complaints). Residents never see internal notes, nor who reported a neighbour's report.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use linli_core::AppResult;
+
+use crate::Store;
+use crate::db::{Sql, db_err, i64_, opt_i64, opt_str, str_};
+
+use super::{REPORT_COLS, REPORT_FROM, Report, Viewer, not_found, report_from_row};
+
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams, utoipa::ToSchema)]
+#[into_params(parameter_in = Query)]
+pub struct ReportQuery {
+    /// submitted, accepted, dispatched, in_progress, replied, awaiting_visit, closed; or `open`.
+    pub status: Option<String>,
+    pub kind: Option<String>,
+    pub category: Option<String>,
+    /// The handling unit (org id).
+    pub unit_id: Option<String>,
+    /// Only reports at or below this place.
+    pub place_id: Option<String>,
+    /// Only overdue (now, or frozen at close) reports.
+    pub overdue: Option<bool>,
+    /// Only the caller's own (and their household's) reports.
+    pub mine: Option<bool>,
+    /// Created at or after (ms).
+    pub from: Option<i64>,
+    /// Created before (ms).
+    pub to: Option<i64>,
+    /// Page size (1–200, default 50).
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ReportPage {
+    pub items: Vec<Report>,
+    /// Offset of the next page, if there is one.
+    pub next_offset: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ReportEvent {
+    pub id: String,
+    pub action: String,
+    pub from_status: Option<String>,
+    pub to_status: String,
+    /// Who acted (staff view; residents see an empty string for staff actors).
+    pub actor: String,
+    pub at: i64,
+    pub public_note: Option<String>,
+    /// Staff only.
+    pub internal_note: Option<String>,
+    #[schema(value_type = Object)]
+    pub data: Value,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Summons {
+    pub id: String,
+    pub unit_id: String,
+    pub unit_name: String,
+    pub summoned_at: i64,
+    pub signed_at: Option<i64>,
+    pub replied_at: Option<i64>,
+    pub reply: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PhotoMeta {
+    pub id: String,
+    /// `intake` (with the report) or `handling` (with a reply).
+    pub stage: String,
+    pub mime: String,
+    pub bytes: i64,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ReportView {
+    pub report: Report,
+    /// The viewer sees it as staff (internal notes included).
+    pub staff_view: bool,
+    pub events: Vec<ReportEvent>,
+    pub summons: Vec<Summons>,
+    pub photos: Vec<PhotoMeta>,
+}
+
+/// `(visible to the viewer)` as SQL on alias `r`.
+fn push_visibility(q: &mut Sql, v: &Viewer) {
+    q.push("(");
+    match &v.grant {
+        Some(g) => {
+            q.scope("r.path", g.prefixes());
+        }
+        None => {
+            q.push("1 = 0");
+        }
+    }
+    q.push(" OR r.reporter_user_id = ").bind(v.user_id.clone());
+    for h in &v.households {
+        q.push(" OR r.household_id = ").bind(h.clone());
+    }
+    if !v.communities.is_empty() {
+        q.push(" OR (r.public_approved = 1 AND r.kind <> 'complaint' AND r.community_path IN (");
+        for (i, c) in v.communities.iter().enumerate() {
+            if i > 0 {
+                q.push(", ");
+            }
+            q.bind(c.clone());
+        }
+        q.push("))");
+    }
+    q.push(")");
+}
+
+impl Store {
+    /// Whether the viewer may see a report at all.
+    pub fn report_visible(&self, v: &Viewer, r: &Report) -> bool {
+        v.is_staff_for(&r.path)
+            || r.reporter_user_id.as_deref() == Some(v.user_id.as_str())
+            || r.household_id
+                .as_ref()
+                .is_some_and(|h| v.households.contains(h))
+            || (r.public
+                && r.kind != "complaint"
+                && v.communities.iter().any(|c| r.path.starts_with(c.as_str())))
+    }
+
+    /// Hide what a non-staff viewer may not see of someone else's report.
+    fn redact(&self, v: &Viewer, mut r: Report) -> Report {
+        let own = r.reporter_user_id.as_deref() == Some(v.user_id.as_str())
+            || r.household_id
+                .as_ref()
+                .is_some_and(|h| v.households.contains(h));
+        if !v.is_staff_for(&r.path) && !own {
+            r.reporter_user_id = None;
+            r.household_id = None;
+            r.rating = None;
+        }
+        r
+    }
+
+    /// Reports the viewer may see, newest first, filtered and paged.
+    pub async fn reports(&self, v: &Viewer, f: &ReportQuery) -> AppResult<ReportPage> {
+        let mut q = Sql::new(&format!("SELECT {REPORT_COLS} {REPORT_FROM} WHERE "));
+        if f.mine == Some(true) {
+            q.push("(r.reporter_user_id = ").bind(v.user_id.clone());
+            for h in &v.households {
+                q.push(" OR r.household_id = ").bind(h.clone());
+            }
+            q.push(")");
+        } else {
+            push_visibility(&mut q, v);
+        }
+        match f.status.as_deref().filter(|s| !s.is_empty()) {
+            Some("open") => {
+                q.push(" AND r.status <> 'closed'");
+            }
+            Some(s) => {
+                q.push(" AND r.status = ").bind(s);
+            }
+            None => {}
+        }
+        if let Some(k) = f.kind.as_deref().filter(|s| !s.is_empty()) {
+            q.push(" AND r.kind = ").bind(k);
+        }
+        if let Some(c) = f.category.as_deref().filter(|s| !s.is_empty()) {
+            q.push(" AND r.category = ").bind(c);
+        }
+        if let Some(u) = f.unit_id.as_deref().filter(|s| !s.is_empty()) {
+            q.push(" AND r.unit_id = ").bind(u);
+        }
+        if let Some(pid) = f.place_id.as_deref().filter(|s| !s.is_empty()) {
+            match self.place_unscoped(pid).await? {
+                Some(pl) => {
+                    q.push(" AND ");
+                    q.scope("r.path", &[pl.path]);
+                }
+                None => {
+                    q.push(" AND 1 = 0");
+                }
+            }
+        }
+        if f.overdue == Some(true) {
+            let now = self.now_ms();
+            q.push(" AND (r.overdue_sign = 1 OR r.overdue_resolve = 1 OR (r.status = 'dispatched' AND r.sign_by < ")
+                .bind(now)
+                .push(") OR (r.status = 'in_progress' AND r.resolve_by < ")
+                .bind(now)
+                .push("))");
+        }
+        if let Some(from) = f.from {
+            q.push(" AND r.created_at >= ").bind(from);
+        }
+        if let Some(to) = f.to {
+            q.push(" AND r.created_at < ").bind(to);
+        }
+        let limit = f.limit.unwrap_or(50).clamp(1, 200);
+        let offset = f.offset.unwrap_or(0).max(0);
+        q.push(" ORDER BY r.created_at DESC, r.id DESC LIMIT ")
+            .bind(limit + 1)
+            .push(" OFFSET ")
+            .bind(offset);
+        let rows = q.query().fetch_all(&self.db.read).await.map_err(db_err)?;
+        let more = rows.len() as i64 > limit;
+        let items = rows
+            .iter()
+            .take(limit as usize)
+            .map(|r| self.redact(v, report_from_row(r)))
+            .collect();
+        Ok(ReportPage {
+            items,
+            next_offset: more.then_some(offset + limit),
+        })
+    }
+
+    /// One report with its events, summons and photos; not found outside the viewer's view.
+    pub async fn report(&self, v: &Viewer, id: &str) -> AppResult<ReportView> {
+        let r = self
+            .report_unscoped(id)
+            .await?
+            .filter(|r| self.report_visible(v, r))
+            .ok_or_else(not_found)?;
+        let staff = v.is_staff_for(&r.path);
+        let events = sqlx::query(
+            "SELECT id, action, from_status, to_status, actor_id, actor, at, public_note, internal_note, data FROM report_events WHERE report_id = $1 ORDER BY at, id",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.db.read)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(|e| {
+            let own = str_(e, "actor_id") == v.user_id;
+            ReportEvent {
+                id: str_(e, "id"),
+                action: str_(e, "action"),
+                from_status: opt_str(e, "from_status"),
+                to_status: str_(e, "to_status"),
+                actor: if staff || own { str_(e, "actor") } else { String::new() },
+                at: i64_(e, "at"),
+                public_note: opt_str(e, "public_note"),
+                internal_note: if staff { opt_str(e, "internal_note") } else { None },
+                data: if staff {
+                    serde_json::from_str(&str_(e, "data")).unwrap_or(Value::Null)
+                } else {
+                    Value::Null
+                },
+            }
+        })
+        .collect();
+        let summons = sqlx::query(
+            "SELECT s.id, s.unit_id, o.name AS unit_name, s.summoned_at, s.signed_at, s.replied_at, s.reply FROM report_summons s JOIN orgs o ON o.id = s.unit_id WHERE s.report_id = $1 ORDER BY s.summoned_at, s.id",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.db.read)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(|s| Summons {
+            id: str_(s, "id"),
+            unit_id: str_(s, "unit_id"),
+            unit_name: str_(s, "unit_name"),
+            summoned_at: i64_(s, "summoned_at"),
+            signed_at: opt_i64(s, "signed_at"),
+            replied_at: opt_i64(s, "replied_at"),
+            reply: opt_str(s, "reply"),
+        })
+        .collect();
+        let photos = self.report_photos(id).await?;
+        Ok(ReportView {
+            report: self.redact(v, r),
+            staff_view: staff,
+            events,
+            summons,
+            photos,
+        })
+    }
+
+    pub(crate) async fn report_photos(&self, id: &str) -> AppResult<Vec<PhotoMeta>> {
+        let rows = sqlx::query(
+            "SELECT id, stage, mime, bytes, created_at FROM report_photos WHERE report_id = $1 ORDER BY created_at, id",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.db.read)
+        .await
+        .map_err(db_err)?;
+        Ok(rows
+            .iter()
+            .map(|p| PhotoMeta {
+                id: str_(p, "id"),
+                stage: str_(p, "stage"),
+                mime: str_(p, "mime"),
+                bytes: i64_(p, "bytes"),
+                created_at: i64_(p, "created_at"),
+            })
+            .collect())
+    }
+}
