@@ -9,6 +9,7 @@ mod audit;
 mod authz;
 mod cli;
 mod import_export;
+mod open311;
 mod registry;
 mod resident;
 mod system;
