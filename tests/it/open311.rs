@@ -775,25 +775,25 @@ async fn request_filters_and_the_default_window() {
         }
     };
     // Default window: the last 90 days, newest first.
-    assert_eq!(list(String::new()).await, [dirty.clone(), lift.clone()]);
+    assert_eq!(list(String::new()).await, [dirty.as_str(), lift.as_str()]);
     // Empty parameters are absent.
     assert_eq!(
         list("&status=&service_code=&start_date=&end_date=".into()).await,
-        [dirty.clone(), lift.clone()]
+        [dirty.as_str(), lift.as_str()]
     );
-    assert_eq!(list("&status=open".into()).await, [lift.clone()]);
-    assert_eq!(list("&status=closed".into()).await, [dirty.clone()]);
+    assert_eq!(list("&status=open".into()).await, [lift.as_str()]);
+    assert_eq!(list("&status=closed".into()).await, [dirty.as_str()]);
     assert_eq!(
         list("&status=open,closed".into()).await,
-        [dirty.clone(), lift.clone()]
+        [dirty.as_str(), lift.as_str()]
     );
     assert_eq!(
         list("&service_code=environment".into()).await,
-        [dirty.clone()]
+        [dirty.as_str()]
     );
     assert_eq!(
         list("&service_code=environment,repair_elevator".into()).await,
-        [dirty.clone(), lift.clone()]
+        [dirty.as_str(), lift.as_str()]
     );
     // Dates: the old report is found by an explicit window.
     let now = app.store.now_ms();
@@ -807,21 +807,21 @@ async fn request_filters_and_the_default_window() {
         iso(now - 120 * DAY),
         iso(now - 50 * DAY)
     );
-    assert_eq!(list(q).await, [old.clone()]);
+    assert_eq!(list(q).await, [old.as_str()]);
     // start_date alone: 90 days from it.
     assert_eq!(
         list(format!("&start_date={}", iso(now - 101 * DAY))).await,
-        [old.clone()]
+        [old.as_str()]
     );
     // end_date alone: the 90 days before it.
     assert_eq!(
         list(format!("&end_date={}", iso(now - 99 * DAY))).await,
-        [old.clone()]
+        [old.as_str()]
     );
     // service_request_id overrides the other filters.
     assert_eq!(
         list(format!("&service_request_id={old},{lift}&status=closed")).await,
-        [lift.clone(), old.clone()]
+        [lift.as_str(), old.as_str()]
     );
     // Bad filters.
     let bad = |q: &'static str| {
