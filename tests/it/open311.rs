@@ -585,7 +585,57 @@ async fn bad_posts_answer_the_error_list_and_change_nothing() {
         400,
     );
     assert!(d.contains("address_id"), "{d}");
+    // An address naming places below one another is resolved inside the key's area; a name
+    // found in several places is not guessed.
+    let d = error_list(
+        post_form(
+            app,
+            "/open311/v2/requests.json",
+            &[
+                ("api_key", street_key.as_str()),
+                ("service_code", "environment"),
+                ("address_string", "1单元"),
+                ("description", "垃圾堆放"),
+            ],
+        )
+        .await,
+        400,
+    );
+    assert!(d.contains("address_id"), "{d}");
     assert_eq!(report_count(app).await, before, "nothing was created");
+    let v = post_form(
+        app,
+        "/open311/v2/requests.json",
+        &[
+            ("api_key", street_key.as_str()),
+            ("service_code", "environment"),
+            ("address_string", "幸福里社区 1栋 1单元"),
+            ("description", "垃圾堆放"),
+        ],
+    )
+    .await
+    .ok();
+    let id = v[0]["service_request_id"].as_str().unwrap();
+    let r = app
+        .get(&street_officer, &format!("/api/v1/reports/{id}"))
+        .await
+        .ok();
+    let unit = r["report"]["place_id"].as_str().unwrap();
+    let unit_path = app.place_path(unit).await;
+    assert!(unit_path.starts_with(&app.place_path(&s.community).await));
+    let g = linli_core::auth::Grant::system(linli_core::auth::Action::PlaceRead);
+    let unit_place = app.store.place(&g, unit).await.unwrap();
+    assert_eq!(
+        (unit_place.kind.as_str(), unit_place.name.as_str()),
+        ("unit", "1单元")
+    );
+    assert!(
+        r["report"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("幸福里社区 1栋 1单元")
+    );
+    let before = report_count(app).await;
 
     // The same in Chinese by default.
     let r = app
@@ -607,6 +657,7 @@ async fn bad_posts_answer_the_error_list_and_change_nothing() {
         .await;
     let d = error_list(r, 400);
     assert!(d.contains("请提供位置"), "{d}");
+    assert_eq!(report_count(app).await, before);
 
     // lat/long alone with a key limited to one community: placed in that community.
     let id = create(

@@ -531,7 +531,7 @@ async fn post_request(
             "open311.api_key_invalid",
         ))
     })?;
-    principal.grant(Action::ReportCreate).map_err(|_| {
+    let grant = principal.grant(Action::ReportCreate).map_err(|_| {
         fail(AppError::new(
             ErrorKind::Forbidden,
             "open311.api_key_forbidden",
@@ -583,10 +583,20 @@ async fn post_request(
             return Err(fail(AppError::bad_request("open311.location_required")));
         }
         None => {
-            // The place the key is limited to, when it is a community or below.
-            let limit = principal.token.as_ref().map(|t| t.prefix.clone());
-            match limit.map(|p| path_ids(&p)) {
-                Some(ids) if ids.len() >= 4 => ids.last().cloned().unwrap_or_default(),
+            // The place the address names, else the place the key is limited to when that is
+            // a community or below.
+            let named = match address_string {
+                Some(a) => s
+                    .store
+                    .open311_resolve_address(grant.prefixes(), a)
+                    .await
+                    .map_err(fail)?,
+                None => None,
+            };
+            let limit = principal.token.as_ref().map(|t| path_ids(&t.prefix));
+            match (named, limit) {
+                (Some(id), _) => id,
+                (None, Some(ids)) if ids.len() >= 4 => ids.last().cloned().unwrap_or_default(),
                 _ => return Err(fail(AppError::bad_request("open311.address_id_required"))),
             }
         }

@@ -189,6 +189,48 @@ impl Store {
         Ok(r.map(|r| str_(&r, "id")))
     }
 
+    /// Resolve an `address_string` such as `幸福里社区 3栋 2单元 301` to a place inside the
+    /// granted subtrees: each word names a place below the previous one (levels in between,
+    /// such as grids, may be skipped). The deepest place reached by the leading words counts
+    /// when it is a community or below and was never ambiguous; `None` otherwise.
+    pub async fn open311_resolve_address(
+        &self,
+        prefixes: &[String],
+        text: &str,
+    ) -> AppResult<Option<String>> {
+        let words: Vec<&str> = text
+            .split(|c: char| c.is_whitespace() || matches!(c, ',' | '，' | '/' | '、'))
+            .filter(|w| !w.is_empty())
+            .take(8)
+            .collect();
+        let mut within: Vec<String> = prefixes.to_vec();
+        let mut found: Option<(String, String)> = None;
+        for w in words {
+            let mut q = Sql::new("SELECT id, path FROM places WHERE name = ");
+            q.bind(w.to_string()).push(" AND ");
+            q.scope("path", &within);
+            q.push(" ORDER BY path LIMIT 50");
+            let rows = q.query().fetch_all(&self.db.read).await.map_err(db_err)?;
+            let depth = |p: &str| p.matches('/').count();
+            let Some(shallowest) = rows.iter().map(|r| depth(&str_(r, "path"))).min() else {
+                break;
+            };
+            let top: Vec<_> = rows
+                .iter()
+                .filter(|r| depth(&str_(r, "path")) == shallowest)
+                .collect();
+            if top.len() != 1 {
+                return Ok(None);
+            }
+            let (id, path) = (str_(top[0], "id"), str_(top[0], "path"));
+            within = vec![path.clone()];
+            found = Some((id, path));
+        }
+        Ok(found
+            .filter(|(_, path)| path_ids(path).len() >= 4)
+            .map(|(id, _)| id))
+    }
+
     /// Public steps of the reports the caller may see, in time order, within `[start, end]`.
     pub async fn open311_updates(
         &self,
