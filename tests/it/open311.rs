@@ -678,14 +678,47 @@ async fn bad_posts_answer_the_error_list_and_change_nothing() {
 async fn read_back_by_id_and_token_with_visibility() {
     let s = setup().await;
     let app = &s.app;
-    let id = create(
-        &s,
+    // A routing rule with a notice for lifts in the community.
+    let row = sqlx::query("SELECT id FROM orgs WHERE kind = 'committee' AND place_id = $1")
+        .bind(s.community.clone())
+        .fetch_one(&app.store.db.read)
+        .await
+        .unwrap();
+    let committee_org: String = sqlx::Row::get(&row, "id");
+    let admin = app.login("admin").await;
+    app.post(
+        &admin,
+        "/api/v1/routing-rules",
+        json!({"category": "repair_elevator", "area_id": s.community, "unit_id": committee_org,
+               "deadline_unit": "hours", "sign_by": 2, "first_contact_by": 4, "resolve_by": 24,
+               "notice_zh": "电梯故障24小时内处理", "notice_en": "Lift faults are handled within 24 hours"}),
+    )
+    .await
+    .expect(201);
+    let posted = post_form(
+        app,
+        "/open311/v2/requests.json",
         &[
+            ("api_key", s.key.as_str()),
+            ("service_code", "repair_elevator"),
+            ("address_id", s.room.as_str()),
+            ("description", "3号楼电梯停在二楼不动"),
             ("attribute[public]", "yes"),
             ("media_url", "https://example.org/lift.jpg"),
+            ("account_id", "acct-7"),
         ],
     )
-    .await;
+    .await
+    .ok();
+    assert_eq!(
+        posted[0]["service_notice"],
+        "Lift faults are handled within 24 hours"
+    );
+    assert_eq!(posted[0]["account_id"], "acct-7");
+    let id = posted[0]["service_request_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let key = s.key.clone();
 
     // Anonymous callers do not see unpublished reports; the key that filed it does.
@@ -711,6 +744,7 @@ async fn read_back_by_id_and_token_with_visibility() {
             .contains("https://example.org/lift.jpg")
     );
     assert_eq!(r["extended_attributes"]["detailed_status"], "OPEN");
+    assert_eq!(r["service_notice"], "电梯故障24小时内处理");
     assert_eq!(r["address_id"], s.room);
     let requested = r["requested_datetime"].as_str().unwrap();
     assert!(requested.ends_with("+08:00"), "{requested}");

@@ -342,7 +342,10 @@ fn request_value(lang: Lang, cats: &[Category], r: &Open311Request) -> Value {
         "service_code": rep.category,
         "description": rep.description,
         "agency_responsible": rep.unit_name,
-        "service_notice": Value::Null,
+        "service_notice": r.notice.as_ref().map(|(zh, en)| match lang {
+            Lang::En => en.clone(),
+            _ => zh.clone(),
+        }).filter(|n| !n.is_empty()),
         "requested_datetime": iso(rep.created_at),
         "updated_datetime": iso(rep.updated_at),
         "expected_datetime": rep.resolve_by.map(iso),

@@ -52,6 +52,8 @@ pub struct Open311Request {
     pub address_id: String,
     /// The caller sees it as staff or as its filer (full address).
     pub full: bool,
+    /// The routing catalogue's notice for it (Chinese, English), if any.
+    pub notice: Option<(String, String)>,
 }
 
 /// One public step of a report (mySociety's `servicerequestupdates`).
@@ -305,6 +307,31 @@ impl Store {
                 notes.insert(str_(&row, "report_id"), n);
             }
         }
+        // The notices of the routing rules they were routed with.
+        let mut rule_ids: Vec<String> = reports
+            .iter()
+            .filter_map(|r| r.routing_rule_id.clone())
+            .collect();
+        rule_ids.sort();
+        rule_ids.dedup();
+        let mut notices: HashMap<String, (String, String)> = HashMap::new();
+        if !rule_ids.is_empty() {
+            let mut q =
+                Sql::new("SELECT id, notice_zh, notice_en FROM routing_rules WHERE id IN (");
+            for (i, id) in rule_ids.iter().enumerate() {
+                if i > 0 {
+                    q.push(", ");
+                }
+                q.bind(id.clone());
+            }
+            q.push(")");
+            for row in q.query().fetch_all(&self.db.read).await.map_err(db_err)? {
+                notices.insert(
+                    str_(&row, "id"),
+                    (str_(&row, "notice_zh"), str_(&row, "notice_en")),
+                );
+            }
+        }
         // Place names along the paths (community and below; the grid is left out).
         let mut wanted: Vec<String> = Vec::new();
         let mut shown: Vec<(bool, Vec<String>)> = Vec::new();
@@ -358,6 +385,10 @@ impl Store {
                 }
                 Open311Request {
                     status_notes: notes.remove(&report.id),
+                    notice: report
+                        .routing_rule_id
+                        .as_ref()
+                        .and_then(|id| notices.get(id).cloned()),
                     report,
                     address,
                     address_id,
