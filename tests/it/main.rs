@@ -11,6 +11,7 @@ mod backup;
 mod cli;
 mod crash;
 mod import_export;
+mod open311;
 mod registry;
 mod reports;
 mod resident;

@@ -10,6 +10,7 @@ pub mod error;
 pub mod extract;
 pub mod limiter;
 pub mod live;
+pub mod open311;
 pub mod system;
 pub mod web;
 
@@ -133,6 +134,7 @@ pub fn app(state: AppState) -> Router {
         .merge(api)
         .merge(docs)
         .merge(system::router())
+        .merge(open311::router())
         .merge(web::router())
         .fallback(system::not_found)
         .with_state(state)

@@ -23,6 +23,7 @@ pub mod deadlines;
 pub mod images;
 pub mod intake;
 pub mod metrics;
+pub mod open311;
 pub mod queries;
 pub mod schema;
 pub mod transitions;
