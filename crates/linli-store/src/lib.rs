@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod bus;
+pub mod bus_pg;
 pub mod db;
 pub mod demo;
 pub mod migrations;
@@ -32,6 +33,8 @@ pub struct Store {
     pub clock: Clock,
     /// Changes, published after commit, for live pages and other listeners.
     pub bus: bus::Bus,
+    /// Delivery settings (SMTP, public URL) of the notification outbox.
+    outbox_cfg: Arc<RwLock<notify::outbox::OutboxConfig>>,
 }
 
 /// Wall-clock time plus an offset that tests can move forward, so deadline and escalation
@@ -82,6 +85,7 @@ impl Store {
             labels_cache: Arc::default(),
             clock: Clock::default(),
             bus: bus::Bus::default(),
+            outbox_cfg: Arc::default(),
         })
     }
 

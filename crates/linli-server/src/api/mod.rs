@@ -6,11 +6,13 @@ pub mod auth;
 pub mod corrections;
 pub mod households;
 pub mod import_export;
+pub mod inbox;
 pub mod me;
 pub mod orgs;
 pub mod persons;
 pub mod places;
 pub mod users;
+pub mod webhooks;
 
 use linli_core::auth::{Action, Grant, Principal};
 use utoipa_axum::router::OpenApiRouter;
@@ -34,4 +36,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(users::router())
         .merge(audit::router())
         .merge(import_export::router())
+        .merge(inbox::router())
+        .merge(webhooks::router())
 }
