@@ -895,3 +895,146 @@ async fn bus_events_reach_other_instances_through_postgres() {
     other.db.write.close().await;
     app.close().await;
 }
+
+async fn post_form(
+    app: &TestApp,
+    s: &Session,
+    uri: &str,
+    fields: &[(&str, &str)],
+) -> crate::common::Resp {
+    let body = fields
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{k}={}",
+                linli_server::web::urlencode(v).replace('/', "%2F")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("&");
+    app.call(
+        "POST",
+        uri,
+        None,
+        Some(("application/x-www-form-urlencoded", body.into_bytes())),
+        &[("cookie", &s.cookie)],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_inbox_page_shows_notices_marks_them_read_and_saves_settings() {
+    let app = TestApp::demo().await;
+    let resident = app.login("resident").await;
+    let other = app.login("grid").await;
+    tell(&app, &[uid(&resident)], "report.dispatched", "r-web", None).await;
+    let me = vec![uid(&resident)];
+    tell(&app, &me, "report.closed", "r-web", None).await;
+
+    let html = app
+        .call("GET", "/inbox", None, None, &[("cookie", &resident.cookie)])
+        .await;
+    assert_eq!(html.status, 200);
+    let text = html.text();
+    assert!(text.contains("“3栋漏水”有新进展：已派单"), "{text}");
+    assert!(text.contains("id=\"inbox-badge\""));
+    assert!(text.contains(">2</span>"), "badge shows two unread");
+    assert!(text.contains("data-live=\"inbox\""));
+    let en = app
+        .call(
+            "GET",
+            "/inbox",
+            None,
+            None,
+            &[("cookie", &resident.cookie), ("accept-language", "en")],
+        )
+        .await
+        .text();
+    assert!(en.contains("News about &#34;3栋漏水&#34;: 已派单"), "{en}");
+
+    let items = app.get(&resident, "/api/v1/inbox").await.ok();
+    let nid = items["items"][0]["id"].as_str().unwrap().to_string();
+    // Without the CSRF token nothing changes; another user's form is not found.
+    let r = post_form(
+        &app,
+        &resident,
+        &format!("/inbox/{nid}/read"),
+        &[("_csrf", "wrong")],
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    let r = post_form(
+        &app,
+        &other,
+        &format!("/inbox/{nid}/read"),
+        &[("_csrf", &other.csrf)],
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        app.get(&resident, "/api/v1/inbox/unread-count").await.ok()["count"],
+        2
+    );
+    let r = post_form(
+        &app,
+        &resident,
+        &format!("/inbox/{nid}/read"),
+        &[("_csrf", &resident.csrf)],
+    )
+    .await;
+    assert_eq!(r.status, 303);
+    assert_eq!(
+        app.get(&resident, "/api/v1/inbox/unread-count").await.ok()["count"],
+        1
+    );
+    let r = post_form(
+        &app,
+        &resident,
+        "/inbox/read-all",
+        &[("_csrf", &resident.csrf)],
+    )
+    .await;
+    assert_eq!(r.status, 303);
+    assert_eq!(
+        app.get(&resident, "/api/v1/inbox/unread-count").await.ok()["count"],
+        0
+    );
+
+    // Settings: a bad address is shown on the page and nothing is saved.
+    let r = post_form(
+        &app,
+        &resident,
+        "/inbox/settings",
+        &[
+            ("_csrf", &resident.csrf),
+            ("email", "nope"),
+            ("email_enabled", "1"),
+            ("muted", ""),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("邮箱地址格式不正确"));
+    assert_eq!(
+        app.get(&resident, "/api/v1/me/channels").await.ok()["email_enabled"],
+        false
+    );
+    let r = post_form(
+        &app,
+        &resident,
+        "/inbox/settings",
+        &[
+            ("_csrf", &resident.csrf),
+            ("email", "wang@linli.test"),
+            ("email_enabled", "1"),
+            ("muted", "alarm.*, report.closed"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 303);
+    let c = app.get(&resident, "/api/v1/me/channels").await.ok();
+    assert_eq!(c["email"], "wang@linli.test");
+    assert_eq!(c["email_enabled"], true);
+    assert_eq!(c["muted"], json!(["alarm.*", "report.closed"]));
+    app.close().await;
+}
