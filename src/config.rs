@@ -94,7 +94,8 @@ log = "info"
 
 # Outgoing e-mail for notices (users turn it on under Messages → settings). Disabled while host
 # is empty. Also LINLI_SMTP_HOST, LINLI_SMTP_PORT, LINLI_SMTP_TLS, LINLI_SMTP_USER,
-# LINLI_SMTP_PASSWORD, LINLI_SMTP_FROM. This build speaks plain SMTP (tls = "none") to a relay.
+# LINLI_SMTP_PASSWORD, LINLI_SMTP_FROM. tls: "none" (plain, a relay nearby), "starttls"
+# (usually port 587) or "tls" (implicit TLS, usually port 465).
 [smtp]
 host = ""
 port = 25

@@ -57,7 +57,9 @@ async fn webhook_receiver(script: Vec<u16>) -> (String, Log) {
                 let mut headers = Vec::new();
                 loop {
                     line.clear();
-                    r.read_line(&mut line).await.unwrap();
+                    if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
                     let t = line.trim_end();
                     if t.is_empty() {
                         break;
@@ -72,7 +74,9 @@ async fn webhook_receiver(script: Vec<u16>) -> (String, Log) {
                     .map(|(_, v)| v.parse().unwrap())
                     .unwrap_or(0);
                 let mut body = vec![0u8; len];
-                r.read_exact(&mut body).await.unwrap();
+                if r.read_exact(&mut body).await.is_err() {
+                    return;
+                }
                 let status = script.lock().unwrap().next().unwrap_or(200);
                 seen.lock().unwrap().push(Received {
                     headers,
@@ -1036,5 +1040,75 @@ async fn the_inbox_page_shows_notices_marks_them_read_and_saves_settings() {
     assert_eq!(c["email"], "wang@linli.test");
     assert_eq!(c["email_enabled"], true);
     assert_eq!(c["muted"], json!(["alarm.*", "report.closed"]));
+    app.close().await;
+}
+
+#[tokio::test]
+async fn tls_is_used_for_https_webhooks_and_smtp_tls() {
+    // Against plain servers a TLS client cannot succeed: the attempt fails cleanly, is logged
+    // and rescheduled (and proves the TLS path is taken).
+    let app = TestApp::demo().await;
+    let committee = app.login("committee").await;
+    let c1 = app.place_id("community", "幸福里社区").await;
+    let (url, got) = webhook_receiver(vec![]).await;
+    let https = url.replace("http://", "https://");
+    let w = app
+        .post(
+            &committee,
+            "/api/v1/webhooks",
+            json!({"name": "tls", "url": https, "place_id": c1}),
+        )
+        .await
+        .expect(201);
+    let id = w["id"].as_str().unwrap();
+    let d = app
+        .post(
+            &committee,
+            &format!("/api/v1/webhooks/{id}/ping"),
+            json!({}),
+        )
+        .await
+        .expect(202);
+    assert_eq!(app.store.outbox_tick().await.unwrap(), 1);
+    let d = app.store.delivery(d["id"].as_str().unwrap()).await.unwrap();
+    assert_eq!((d.status.as_str(), d.attempts), ("pending", 1));
+    assert!(d.last_error.is_some() && d.last_status.is_none(), "{d:?}");
+    assert!(
+        got.lock().unwrap().is_empty(),
+        "no plain-text request reached the receiver"
+    );
+
+    let (port, mails) = smtp_sink().await;
+    for tls in ["tls", "starttls"] {
+        app.store.configure_outbox(OutboxConfig {
+            smtp: Some(SmtpConfig {
+                host: "127.0.0.1".into(),
+                port,
+                tls: tls.into(),
+                user: None,
+                password: None,
+                from: "noreply@linli.test".into(),
+                helo: None,
+            }),
+            public_url: String::new(),
+        });
+        let resident = app.login("resident").await;
+        put(
+            &app,
+            &resident,
+            "/api/v1/me/channels",
+            json!({"email": "wang@linli.test", "email_enabled": true}),
+            "zh-CN",
+        )
+        .await
+        .ok();
+        tell(&app, &[uid(&resident)], "report.dispatched", "r-tls", None).await;
+        app.store.clock.advance(3_600_000);
+        assert!(app.store.outbox_tick().await.unwrap() >= 1);
+    }
+    assert!(
+        mails.lock().unwrap().is_empty(),
+        "nothing is sent in the clear when TLS is asked for"
+    );
     app.close().await;
 }

@@ -38,13 +38,14 @@ const BATCH: i64 = 32;
 /// Time allowed for one webhook request or one SMTP conversation.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How to reach the SMTP server. TLS: this build speaks plain SMTP (`tls = "none"`), for a
-/// relay on the host or the local network; see docs/notifications.md.
+/// How to reach the SMTP server: `tls` is `none` (plain, for a relay on the host or the local
+/// network), `starttls` (upgrade on port 587/25) or `tls` (implicit TLS, port 465); TLS uses
+/// rustls with the Mozilla root certificates (webpki-roots).
 #[derive(Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct SmtpConfig {
     pub host: String,
     pub port: u16,
-    /// none (the only mode of this build)
+    /// none, starttls or tls
     pub tls: String,
     pub user: Option<String>,
     pub password: Option<String>,
@@ -73,9 +74,9 @@ impl SmtpConfig {
         if self.host.trim().is_empty() {
             return Err("smtp.host is empty".into());
         }
-        if !matches!(self.tls.as_str(), "" | "none") {
+        if !matches!(self.tls.as_str(), "" | "none" | "starttls" | "tls") {
             return Err(format!(
-                "smtp.tls = {:?}: this build sends plain SMTP only (tls = \"none\"); relay through a local MTA for TLS",
+                "smtp.tls = {:?}: use \"none\", \"starttls\" or \"tls\"",
                 self.tls
             ));
         }
@@ -464,15 +465,22 @@ impl Store {
 }
 
 type HttpClient = hyper_util::client::legacy::Client<
-    hyper_util::client::legacy::connect::HttpConnector,
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
     Full<Bytes>,
 >;
 
 /// A client per tick: connections are not kept across ticks (nor across runtimes in tests).
+/// `http://` and `https://` (rustls, Mozilla roots from webpki-roots).
 fn http_client() -> HttpClient {
     let mut conn = hyper_util::client::legacy::connect::HttpConnector::new();
     conn.set_connect_timeout(Some(Duration::from_secs(5)));
-    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(conn)
+    conn.enforce_http(false);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(conn);
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(https)
 }
 
 async fn send_email(smtp: Option<&SmtpConfig>, c: &Claimed) -> Outcome {
@@ -503,7 +511,18 @@ async fn send_email(smtp: Option<&SmtpConfig>, c: &Claimed) -> Outcome {
         Ok(m) => m,
         Err(e) => return Outcome::Failed(None, format!("message: {e}")),
     };
-    let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(cfg.host.clone())
+    let builder = match cfg.tls.as_str() {
+        "starttls" => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&cfg.host),
+        "tls" => AsyncSmtpTransport::<Tokio1Executor>::relay(&cfg.host),
+        _ => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(
+            cfg.host.clone(),
+        )),
+    };
+    let b = match builder {
+        Ok(b) => b,
+        Err(e) => return Outcome::Failed(None, format!("smtp: {e}")),
+    };
+    let mut b = b
         .port(cfg.port)
         .timeout(Some(SEND_TIMEOUT))
         .hello_name(ClientId::Domain(
@@ -536,6 +555,42 @@ mod tests {
             let d = backoff_ms(failed);
             assert!(d >= base && d <= base + base / 10, "{failed}: {d}");
         }
+    }
+
+    #[test]
+    fn smtp_settings_are_checked() {
+        let ok = SmtpConfig {
+            host: "smtp.example.org".into(),
+            port: 587,
+            tls: "starttls".into(),
+            from: "邻里 <noreply@example.org>".into(),
+            ..Default::default()
+        };
+        assert!(ok.validate().is_ok());
+        assert!(
+            SmtpConfig {
+                tls: "ssl3".into(),
+                ..ok.clone()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            SmtpConfig {
+                from: "nobody".into(),
+                ..ok.clone()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            SmtpConfig {
+                host: " ".into(),
+                ..ok
+            }
+            .validate()
+            .is_err()
+        );
     }
 
     #[test]

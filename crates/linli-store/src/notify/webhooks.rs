@@ -76,13 +76,13 @@ fn from_row(r: &AnyRow) -> Webhook {
     }
 }
 
-/// Webhook URLs: plain `http://` with a host (TLS receivers sit behind a local proxy; see
-/// docs/notifications.md).
+/// Webhook URLs: `https://` (or `http://` for receivers on a trusted network) with a host.
 pub fn validate_url(url: &str) -> AppResult<String> {
     let url = url.trim();
     let ok = url.len() <= 2000
         && url.parse::<hyper::Uri>().is_ok_and(|u| {
-            u.scheme_str() == Some("http") && u.host().is_some_and(|h| !h.is_empty())
+            matches!(u.scheme_str(), Some("http" | "https"))
+                && u.host().is_some_and(|h| !h.is_empty())
         });
     if !ok {
         return Err(AppError::bad_request("notify.webhook.url_invalid"));
@@ -411,5 +411,24 @@ impl Store {
                 .await?;
         }
         Ok(targets.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_urls() {
+        assert!(validate_url("https://hooks.example.org/linli").is_ok());
+        assert!(validate_url(" http://10.0.0.5:8080/in ").is_ok());
+        assert!(validate_url("ftp://example.org/").is_err());
+        assert!(validate_url("example.org/hook").is_err());
+        assert!(validate_url("http:///nohost").is_err());
+        assert!(
+            validate_kinds(&["report.*".into(), " alarm.sos ".into()])
+                .is_ok_and(|k| k == "report.*,alarm.sos")
+        );
+        assert!(validate_kinds(&["report dispatched".into()]).is_err());
     }
 }
