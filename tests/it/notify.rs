@@ -504,6 +504,41 @@ async fn failed_deliveries_are_retried_with_backoff_then_dead() {
     assert_eq!(dead["status"], "dead");
     assert_eq!(dead["attempts"], MAX_ATTEMPTS);
     assert_eq!(dead["last_error"], "HTTP 503");
+
+    // Finished deliveries leave the log after the retention period; nothing pending is lost.
+    let pending = app
+        .post(
+            &committee,
+            &format!("/api/v1/webhooks/{id}/ping"),
+            json!({}),
+        )
+        .await
+        .expect(202);
+    assert_eq!(
+        app.store
+            .outbox_purge(linli_store::notify::outbox::KEEP_MS)
+            .await
+            .unwrap(),
+        0
+    );
+    app.store
+        .clock
+        .advance(linli_store::notify::outbox::KEEP_MS + 86_400_000);
+    assert_eq!(
+        app.store
+            .outbox_purge(linli_store::notify::outbox::KEEP_MS)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        app.store
+            .delivery(pending["id"].as_str().unwrap())
+            .await
+            .unwrap()
+            .status,
+        "pending"
+    );
     app.close().await;
 }
 

@@ -31,6 +31,8 @@ use crate::db::{Sql, db_err, i64_, opt_i64, opt_str, str_};
 pub const BACKOFF_S: [i64; 7] = [10, 60, 300, 1_800, 7_200, 21_600, 43_200];
 /// After this many failed attempts a delivery is dead (kept in the log).
 pub const MAX_ATTEMPTS: i64 = 8;
+/// How long finished deliveries stay in the delivery log (30 days).
+pub const KEEP_MS: i64 = 30 * 86_400_000;
 /// How long a claimed row is reserved for the worker that claimed it.
 const LEASE_MS: i64 = 120_000;
 /// Rows claimed per tick.
@@ -229,17 +231,21 @@ impl Store {
         if cfg.smtp.is_none() {
             return Ok(0);
         }
-        let mut q = Sql::new(
-            "SELECT user_id, email, muted FROM user_channels WHERE email_enabled = 1 AND email IS NOT NULL AND user_id IN (",
-        );
-        for (i, r) in recipients.iter().enumerate() {
-            if i > 0 {
-                q.push(", ");
+        let mut rows = Vec::new();
+        // Bounded statements: a notice to thousands of followers stays under the parameter limits.
+        for chunk in recipients.chunks(500) {
+            let mut q = Sql::new(
+                "SELECT user_id, email, muted FROM user_channels WHERE email_enabled = 1 AND email IS NOT NULL AND user_id IN (",
+            );
+            for (i, r) in chunk.iter().enumerate() {
+                if i > 0 {
+                    q.push(", ");
+                }
+                q.bind(r);
             }
-            q.bind(r);
+            q.push(")");
+            rows.extend(q.query().fetch_all(&mut **tx).await.map_err(db_err)?);
         }
-        q.push(")");
-        let rows = q.query().fetch_all(&mut **tx).await.map_err(db_err)?;
         let mut count = 0;
         for r in &rows {
             if split_list(&str_(r, "muted"))
@@ -354,11 +360,32 @@ impl Store {
         Ok(n)
     }
 
-    /// Run the delivery worker until the process ends (started by `linli serve`).
+    /// Forget finished deliveries (delivered, dead, cancelled) created more than `keep_ms` ago;
+    /// returns how many. Pending ones are never removed.
+    pub async fn outbox_purge(&self, keep_ms: i64) -> AppResult<u64> {
+        let r = sqlx::query(
+            "DELETE FROM outbox WHERE status IN ('delivered', 'dead', 'cancelled') AND created_at < $1",
+        )
+        .bind(self.now_ms() - keep_ms)
+        .execute(&self.db.write)
+        .await
+        .map_err(db_err)?;
+        Ok(r.rows_affected())
+    }
+
+    /// Run the delivery worker until the process ends (started by `linli serve`). Finished
+    /// deliveries are kept in the log for [`KEEP_MS`].
     pub fn spawn_outbox(&self) -> tokio::task::JoinHandle<()> {
         let store = self.clone();
         tokio::spawn(async move {
+            let mut last_purge = 0_i64;
             loop {
+                if store.now_ms() - last_purge > 3_600_000 {
+                    last_purge = store.now_ms();
+                    if let Err(e) = store.outbox_purge(KEEP_MS).await {
+                        tracing::warn!(error = %e, "outbox purge failed");
+                    }
+                }
                 match store.outbox_tick().await {
                     Ok(n) if n > 0 => continue,
                     Ok(_) => {}
