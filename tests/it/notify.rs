@@ -728,6 +728,21 @@ async fn the_inbox_is_private_and_follows_reach_followers() {
         .unwrap();
     tx.commit().await.unwrap();
     assert_eq!(ids.len(), 1);
+    // Explicit recipients plus followers: each person once.
+    let mut tx = app.store.db.begin_write().await.unwrap();
+    let mut n = notice("零");
+    n.entity_id = &c1;
+    let both = app
+        .store
+        .notify_with_followers(&mut tx, &[uid(&committee3), uid(&committee)], &n)
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    assert_eq!(
+        both.len(),
+        2,
+        "the follower who is also a recipient is told once"
+    );
 
     let mine = app.get(&committee, "/api/v1/inbox").await.ok();
     assert_eq!(mine["unread"], 1);
