@@ -401,7 +401,7 @@ impl Store {
         let attempts = c.attempts + 1;
         let q = match outcome {
             Outcome::Delivered(status) => sqlx::query(
-                "UPDATE outbox SET status = 'delivered', attempts = $1, last_status = $2, last_error = NULL, delivered_at = $3 WHERE id = $4",
+                "UPDATE outbox SET status = 'delivered', attempts = $1, last_status = $2, last_error = NULL, delivered_at = $3, next_at = $3 WHERE id = $4",
             )
             .bind(attempts)
             .bind(status)
