@@ -18,6 +18,10 @@ pub struct Config {
     pub max_connections: u32,
     pub secure_cookies: bool,
     pub log: String,
+    /// Site address used in links of e-mails (e.g. `https://linli.example.org`).
+    pub public_url: String,
+    /// Outgoing e-mail; disabled while `smtp.host` is empty.
+    pub smtp: linli_store::notify::outbox::SmtpConfig,
 }
 
 impl Default for Config {
@@ -33,6 +37,16 @@ impl Default for Config {
             max_connections: 8,
             secure_cookies: false,
             log: "info".into(),
+            public_url: String::new(),
+            smtp: linli_store::notify::outbox::SmtpConfig {
+                host: String::new(),
+                port: 25,
+                tls: "none".into(),
+                user: None,
+                password: None,
+                from: "Linli <noreply@localhost>".into(),
+                helo: None,
+            },
         }
     }
 }
@@ -74,6 +88,21 @@ secure_cookies = false
 
 # Log filter (tracing EnvFilter syntax), e.g. "info" or "linli=debug,sqlx=warn".
 log = "info"
+
+# Site address for links in notification e-mails.
+# public_url = "https://linli.example.org"
+
+# Outgoing e-mail for notices (users turn it on under Messages → settings). Disabled while host
+# is empty. Also LINLI_SMTP_HOST, LINLI_SMTP_PORT, LINLI_SMTP_TLS, LINLI_SMTP_USER,
+# LINLI_SMTP_PASSWORD, LINLI_SMTP_FROM. tls: "none" (plain, a relay nearby), "starttls"
+# (usually port 587) or "tls" (implicit TLS, usually port 465).
+[smtp]
+host = ""
+port = 25
+tls = "none"
+from = "Linli <noreply@localhost>"
+# user = "linli"
+# password = "..."
 "#;
 
 /// Flags that override the configuration.
@@ -96,6 +125,7 @@ pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, figmen
         None => fig = fig.merge(Toml::file("linli.toml")),
     }
     fig.merge(Env::prefixed("LINLI_"))
+        .merge(Env::prefixed("LINLI_SMTP_").map(|k| format!("smtp.{}", k.as_str()).into()))
         .merge(Serialized::defaults(overrides))
         .extract()
 }
@@ -114,5 +144,6 @@ mod tests {
         assert_eq!(parsed.listen, d.listen);
         assert_eq!(parsed.data_dir, d.data_dir);
         assert_eq!(parsed.sqlite_synchronous, d.sqlite_synchronous);
+        assert_eq!(parsed.smtp, d.smtp);
     }
 }

@@ -271,6 +271,26 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
             );
         }
     }
+    let smtp = if cfg.smtp.host.trim().is_empty() {
+        None
+    } else {
+        cfg.smtp
+            .validate()
+            .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+        Some(cfg.smtp.clone())
+    };
+    store.configure_outbox(linli_store::notify::outbox::OutboxConfig {
+        smtp,
+        public_url: cfg.public_url.clone(),
+    });
+    store.spawn_outbox();
+    if store
+        .start_pg_bus()
+        .await
+        .context("starting the PostgreSQL event bridge")?
+    {
+        tracing::info!("live events are shared with other instances through PostgreSQL");
+    }
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;

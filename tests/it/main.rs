@@ -12,6 +12,7 @@ mod cli;
 mod crash;
 mod import_export;
 mod open311;
+mod notify;
 mod registry;
 mod reports;
 mod resident;

@@ -100,6 +100,25 @@ pub fn t_args(lang: Lang, code: &str, args: &[(&'static str, String)]) -> String
         .unwrap_or_else(|| code.to_string())
 }
 
+/// Translate with arguments from a JSON object (stored notices): strings stay strings, numbers
+/// become Fluent numbers (so plural rules apply), anything else is shown as JSON text.
+pub fn t_json(lang: Lang, code: &str, args: &serde_json::Value) -> String {
+    let mut map: HashMap<Cow<'static, str>, FluentValue> = HashMap::new();
+    if let Some(obj) = args.as_object() {
+        for (k, v) in obj {
+            let fv = match v {
+                serde_json::Value::String(s) => FluentValue::from(s.clone()),
+                serde_json::Value::Number(n) => FluentValue::from(n.as_f64().unwrap_or_default()),
+                other => FluentValue::from(other.to_string()),
+            };
+            map.insert(Cow::Owned(k.clone()), fv);
+        }
+    }
+    LOCALES
+        .try_lookup_with_args(lang.id(), &fluent_id(code), &map)
+        .unwrap_or_else(|| code.to_string())
+}
+
 /// True when a translation exists in this language (used by tests and the key-parity check).
 pub fn has(lang: Lang, code: &str) -> bool {
     LOCALES.try_lookup(lang.id(), &fluent_id(code)).is_some()

@@ -92,6 +92,7 @@ impl AppState {
         (name = "accounts", description = "Accounts and role bindings"),
         (name = "audit", description = "Audit log"),
         (name = "reports", description = "报事 / 报修 / 投诉: intake, routing catalogue, state machine, deadlines, metrics"),
+        (name = "notifications", description = "Inbox, follows, e-mail channel, outbound webhooks"),
     ),
     components(schemas(crate::error::ErrorBody)),
     modifiers(&SecurityAddon)

@@ -2,8 +2,8 @@
 //! bounded bus (`linli_store::bus`): a slow browser misses events (and is told to resync) instead
 //! of making the server buffer without limit. Each subscriber only receives events about places
 //! its grants cover, or events addressed to it.
-//! (Fan-out across several instances through PostgreSQL LISTEN/NOTIFY comes with the modules that
-//! need it; today an event reaches the browsers connected to the instance that produced it.)
+//! On PostgreSQL, `linli_store::bus_pg` bridges the buses of several instances with
+//! LISTEN/NOTIFY, so an event reaches browsers connected to any instance.
 
 use std::convert::Infallible;
 use std::time::Duration;

@@ -19,8 +19,20 @@
   // Live updates: a region marked data-live="<event>" is refreshed in place when the server
   // announces such an event (server-sent events); without JS the page is simply reloaded by hand.
   var region = document.querySelector("[data-live]");
-  if (region && window.EventSource && window.fetch && window.DOMParser) {
-    var source = new EventSource("/events");
+  var badge = document.getElementById("inbox-badge");
+  var source = null;
+  if ((region || badge) && window.EventSource && window.fetch) {
+    source = new EventSource("/events");
+  }
+  // The unread badge in the header follows the user's inbox events.
+  if (badge && source) {
+    source.addEventListener("inbox", function () {
+      fetch("/api/v1/inbox/unread-count", { credentials: "same-origin" })
+        .then(function (r) { return r.json(); })
+        .then(function (v) { badge.textContent = String(v.count); badge.hidden = v.count === 0; });
+    });
+  }
+  if (region && source && window.DOMParser) {
     var refresh = function () {
       fetch(window.location.href, { credentials: "same-origin" })
         .then(function (r) { return r.text(); })

@@ -18,6 +18,15 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// Suffix of a SELECT that claims rows for one worker: other workers skip them (PostgreSQL);
+    /// SQLite has one writer, whose `BEGIN IMMEDIATE` transaction already excludes the others.
+    pub fn skip_locked(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        }
+    }
+
     /// An aggregate joining text values with commas.
     pub fn concat_agg(self, expr: &str) -> String {
         match self {
@@ -34,6 +43,8 @@ pub struct Db {
     pub read: AnyPool,
     pub write: AnyPool,
     pub backend: Backend,
+    /// The connection URL (PostgreSQL `LISTEN` needs a connection of its own).
+    pub url: String,
 }
 
 #[derive(Debug, Clone)]
@@ -63,6 +74,7 @@ impl Db {
                     read: pool.clone(),
                     write: pool,
                     backend,
+                    url: cfg.url.clone(),
                 })
             }
             Backend::Sqlite => {
@@ -93,6 +105,7 @@ impl Db {
                     read,
                     write,
                     backend,
+                    url: cfg.url.clone(),
                 })
             }
         }

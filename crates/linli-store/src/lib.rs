@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod bus;
+pub mod bus_pg;
 pub mod db;
 pub mod demo;
 pub mod migrations;
@@ -36,6 +37,8 @@ pub struct Store {
     pub bus: bus::Bus,
     /// The group-commit writer of report intake (started on first use).
     report_writer: Arc<tokio::sync::OnceCell<reports::writer::WriterHandle>>,
+    /// Delivery settings (SMTP, public URL) of the notification outbox.
+    outbox_cfg: Arc<RwLock<notify::outbox::OutboxConfig>>,
 }
 
 /// Wall-clock time plus an offset that tests can move forward, so deadline and escalation
@@ -88,6 +91,7 @@ impl Store {
             clock: Clock::default(),
             bus: bus::Bus::default(),
             report_writer: Arc::default(),
+            outbox_cfg: Arc::default(),
         })
     }
 

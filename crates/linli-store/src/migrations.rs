@@ -27,6 +27,11 @@ pub static ALL: &[Migration] = &[
         name: "notifications inbox",
         statements: crate::notify::schema::V3,
     },
+    Migration {
+        version: 7,
+        name: "notifications: follows, channels, webhooks, outbox",
+        statements: crate::notify::schema::V7,
+    },
 ];
 
 const V1: &[Stmt] = &[

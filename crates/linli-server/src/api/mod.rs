@@ -6,12 +6,14 @@ pub mod auth;
 pub mod corrections;
 pub mod households;
 pub mod import_export;
+pub mod inbox;
 pub mod me;
 pub mod orgs;
 pub mod persons;
 pub mod places;
 pub mod reports;
 pub mod users;
+pub mod webhooks;
 
 use linli_core::auth::{Action, Grant, Principal};
 use utoipa_axum::router::OpenApiRouter;
@@ -36,4 +38,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(audit::router())
         .merge(import_export::router())
         .merge(reports::router())
+        .merge(inbox::router())
+        .merge(webhooks::router())
 }

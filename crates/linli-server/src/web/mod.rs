@@ -7,6 +7,7 @@
 pub mod account;
 pub mod admin;
 pub mod import;
+pub mod inbox;
 pub mod me;
 pub mod registry;
 
@@ -41,6 +42,7 @@ pub fn router() -> Router<AppState> {
         .merge(registry::router())
         .merge(import::router())
         .merge(admin::router())
+        .merge(inbox::router())
 }
 
 async fn css() -> Response {
@@ -110,6 +112,8 @@ pub struct Page {
     pub csrf: String,
     pub nav: Vec<NavItem>,
     pub path: String,
+    /// Unread inbox notices (the header badge).
+    pub unread: i64,
 }
 
 impl Page {
@@ -195,6 +199,7 @@ fn nav_for(p: &Principal, lang: Lang, path: &str) -> Vec<NavItem> {
         ),
         ("/admin/users", "web-nav-users", p.can(Action::UserAdmin)),
         ("/admin/audit", "web-nav-audit", p.can(Action::AuditRead)),
+        ("/inbox", "inbox-title", true),
     ];
     if !p.own_households().is_empty() {
         items.insert(0, ("/me", "web-nav-my-household", true));
@@ -237,6 +242,7 @@ pub fn anonymous_page(parts: &Parts) -> Page {
         csrf: String::new(),
         nav: Vec::new(),
         path: parts.uri.path().to_string(),
+        unread: 0,
     }
 }
 
@@ -262,6 +268,11 @@ where
             Some((principal, Via::Session { csrf, .. })) => {
                 let lang = current_lang();
                 let path = parts.uri.path().to_string();
+                let unread = state
+                    .store
+                    .inbox_unread(&principal.user_id)
+                    .await
+                    .unwrap_or(0);
                 let page = Page {
                     lang,
                     big: big_text(parts),
@@ -271,6 +282,7 @@ where
                     csrf,
                     nav: nav_for(&principal, lang, &path),
                     path,
+                    unread,
                 };
                 Ok(WebUser { principal, page })
             }

@@ -14,7 +14,10 @@ use linli_core::AppResult;
 use crate::Store;
 use crate::db::{Sql, db_err, i64_, opt_i64, opt_str, str_};
 
+pub mod follows;
+pub mod outbox;
 pub mod schema;
+pub mod webhooks;
 
 /// What to tell people.
 #[derive(Debug, Clone)]
@@ -33,6 +36,11 @@ pub struct Notice<'a> {
     pub path: Option<&'a str>,
     /// Link to open, relative to the site root (e.g. `/staff/reports/0193…`).
     pub link: Option<&'a str>,
+}
+
+/// Render a notice's text in a language.
+pub fn render(lang: linli_core::i18n::Lang, key: &str, args: &Value) -> String {
+    linli_core::i18n::t_json(lang, key, args)
 }
 
 /// One inbox entry as the reader sees it (text not yet rendered).
@@ -86,7 +94,52 @@ impl Store {
             .map_err(db_err)?;
             ids.push(id);
         }
+        let unique: Vec<String> = seen.into_iter().cloned().collect();
+        self.enqueue_emails(tx, &unique, n).await?;
+        self.enqueue_webhooks(tx, n).await?;
         Ok(ids)
+    }
+
+    /// Tell everyone who follows `entity`/`entity_id` (inbox, and e-mail where enabled), and the
+    /// webhooks whose scope covers the notice, inside the caller's transaction.
+    pub async fn notify_followers(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        entity: &str,
+        entity_id: &str,
+        n: &Notice<'_>,
+    ) -> AppResult<Vec<String>> {
+        let followers = self.followers_in(tx, entity, entity_id).await?;
+        self.notify(tx, &followers, n).await
+    }
+
+    /// Tell `recipients` and the followers of the notice's entity at once (each person once,
+    /// webhooks once), inside the caller's transaction.
+    pub async fn notify_with_followers(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        recipients: &[String],
+        n: &Notice<'_>,
+    ) -> AppResult<Vec<String>> {
+        let mut all = recipients.to_vec();
+        all.extend(self.followers_in(tx, n.entity, n.entity_id).await?);
+        self.notify(tx, &all, n).await
+    }
+
+    /// After commit: tell the open pages of these users that their inbox changed.
+    pub fn publish_inbox(&self, user_ids: &[String]) {
+        if user_ids.is_empty() {
+            return;
+        }
+        let mut users = user_ids.to_vec();
+        users.sort();
+        users.dedup();
+        self.bus.publish(crate::bus::BusEvent {
+            kind: "inbox".into(),
+            path: String::new(),
+            id: String::new(),
+            users,
+        });
     }
 
     /// A user's inbox, newest first; `before` is the `created_at` of the last item of the
@@ -142,6 +195,18 @@ impl Store {
     /// Mark one notice (or, with `None`, all) of the user as read. Someone else's notice is
     /// simply not found: nothing changes.
     pub async fn inbox_mark_read(&self, user_id: &str, id: Option<&str>) -> AppResult<u64> {
+        if let Some(id) = id {
+            let exists =
+                sqlx::query("SELECT 1 AS x FROM notifications WHERE id = $1 AND user_id = $2")
+                    .bind(id.to_string())
+                    .bind(user_id.to_string())
+                    .fetch_optional(&self.db.read)
+                    .await
+                    .map_err(db_err)?;
+            if exists.is_none() {
+                return Err(linli_core::AppError::not_found("notify.not_found"));
+            }
+        }
         let mut q = Sql::new("UPDATE notifications SET read_at = ");
         q.bind(self.now_ms());
         q.push(" WHERE user_id = ").bind(user_id);
@@ -150,6 +215,9 @@ impl Store {
             q.push(" AND id = ").bind(id);
         }
         let r = q.query().execute(&self.db.write).await.map_err(db_err)?;
+        if r.rows_affected() > 0 {
+            self.publish_inbox(&[user_id.to_string()]);
+        }
         Ok(r.rows_affected())
     }
 }

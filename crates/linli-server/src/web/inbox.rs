@@ -1,0 +1,178 @@
+//! The inbox page (消息): every signed-in user's notices, mark read, and the e-mail settings.
+//! The list refreshes itself when an `inbox` event arrives (see static/linli.js).
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Redirect};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use linli_store::notify::follows::{Channels, split_list};
+use linli_store::notify::render;
+
+use crate::AppState;
+use crate::web::{Page, WebResult, WebUser, check_csrf, or_page, render as render_page};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/inbox", get(inbox))
+        .route("/inbox/read-all", post(read_all))
+        .route("/inbox/settings", post(settings))
+        .route("/inbox/{id}/read", post(read_one))
+}
+
+/// One notice as shown.
+pub struct Row {
+    pub id: String,
+    pub text: String,
+    pub at: i64,
+    pub unread: bool,
+    pub link: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "inbox.html")]
+struct InboxTpl {
+    page: Page,
+    rows: Vec<Row>,
+    unread_only: bool,
+    older: Option<String>,
+    channels: Channels,
+    muted: String,
+    flash: Option<String>,
+    error: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct InboxQuery {
+    unread: Option<String>,
+    before: Option<i64>,
+    saved: Option<String>,
+}
+
+const PAGE: i64 = 30;
+
+async fn page_of(
+    s: &AppState,
+    user: WebUser,
+    q: InboxQuery,
+    channels: Option<Channels>,
+    error: Option<String>,
+) -> WebResult {
+    let unread_only = q.unread.as_deref() == Some("1");
+    let items = or_page(
+        &user.page,
+        s.store
+            .inbox(&user.principal.user_id, unread_only, q.before, PAGE)
+            .await,
+    )?;
+    let older = (items.len() as i64 == PAGE)
+        .then(|| items.last().map(|i| i.created_at))
+        .flatten()
+        .map(|b| {
+            format!(
+                "/inbox?before={b}{}",
+                if unread_only { "&unread=1" } else { "" }
+            )
+        });
+    let lang = user.page.lang;
+    let rows = items
+        .into_iter()
+        .map(|i| Row {
+            text: render(lang, &i.key, &i.args),
+            id: i.id,
+            at: i.created_at,
+            unread: i.read_at.is_none(),
+            link: i
+                .link
+                .filter(|l| l.starts_with('/') && !l.starts_with("//")),
+        })
+        .collect();
+    let channels = match channels {
+        Some(c) => c,
+        None => or_page(&user.page, s.store.channels(&user.principal.user_id).await)?,
+    };
+    let flash = q.saved.map(|_| user.page.t("inbox-saved"));
+    Ok(render_page(&InboxTpl {
+        muted: channels.muted.join(", "),
+        page: user.page,
+        rows,
+        unread_only,
+        older,
+        channels,
+        flash,
+        error,
+    }))
+}
+
+async fn inbox(State(s): State<AppState>, user: WebUser, Query(q): Query<InboxQuery>) -> WebResult {
+    page_of(&s, user, q, None, None).await
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    _csrf: String,
+}
+
+async fn read_one(
+    State(s): State<AppState>,
+    user: WebUser,
+    Path(id): Path<String>,
+    axum::Form(f): axum::Form<CsrfForm>,
+) -> WebResult {
+    check_csrf(&user.page, &f._csrf)?;
+    or_page(
+        &user.page,
+        s.store
+            .inbox_mark_read(&user.principal.user_id, Some(&id))
+            .await,
+    )?;
+    Ok(Redirect::to("/inbox").into_response())
+}
+
+async fn read_all(
+    State(s): State<AppState>,
+    user: WebUser,
+    axum::Form(f): axum::Form<CsrfForm>,
+) -> WebResult {
+    check_csrf(&user.page, &f._csrf)?;
+    or_page(
+        &user.page,
+        s.store.inbox_mark_read(&user.principal.user_id, None).await,
+    )?;
+    Ok(Redirect::to("/inbox").into_response())
+}
+
+#[derive(Deserialize)]
+struct SettingsForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    email: String,
+    email_enabled: Option<String>,
+    #[serde(default)]
+    muted: String,
+}
+
+async fn settings(
+    State(s): State<AppState>,
+    user: WebUser,
+    axum::Form(f): axum::Form<SettingsForm>,
+) -> WebResult {
+    check_csrf(&user.page, &f._csrf)?;
+    let wanted = Channels {
+        email: Some(f.email.trim().to_string()).filter(|e| !e.is_empty()),
+        email_enabled: f.email_enabled.is_some(),
+        muted: split_list(&f.muted),
+    };
+    match s.store.set_channels(&user.principal, wanted.clone()).await {
+        Ok(_) => Ok(Redirect::to("/inbox?saved=1").into_response()),
+        Err(e) if e.kind == linli_core::ErrorKind::BadRequest => {
+            let msg = e.message(user.page.lang);
+            page_of(&s, user, InboxQuery::default(), Some(wanted), Some(msg)).await
+        }
+        Err(e) => Err(crate::web::error_page(&user.page, e)),
+    }
+}
