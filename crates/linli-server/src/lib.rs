@@ -90,6 +90,7 @@ impl AppState {
         (name = "me", description = "A resident's own data"),
         (name = "accounts", description = "Accounts and role bindings"),
         (name = "audit", description = "Audit log"),
+        (name = "access", description = "Gates, access records, vehicles, visitor passes"),
     ),
     components(schemas(crate::error::ErrorBody)),
     modifiers(&SecurityAddon)

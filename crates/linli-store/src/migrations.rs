@@ -22,6 +22,11 @@ pub static ALL: &[Migration] = &[
         name: "notifications inbox",
         statements: crate::notify::schema::V3,
     },
+    Migration {
+        version: 5,
+        name: "access: gates, records, vehicles, visitor passes",
+        statements: crate::access::schema::V5,
+    },
 ];
 
 const V1: &[Stmt] = &[

@@ -1,0 +1,24 @@
+# Gates, vehicles and visitor passes
+access-gate-not_found = The gate does not exist or is outside your area.
+access-gate-bad_place = A gate can only be installed at a community or building entrance.
+access-pass-not_found = The pass does not exist or you may not see it.
+access-pass-bad_window = Wrong validity window: the end must be after the start and after now, the window at most 31 days, the start at most 90 days ahead.
+access-pass-already_revoked = This pass has already been revoked.
+access-blacklist-not_found = The blacklist entry does not exist or is outside your area.
+access-blacklist-duplicate = This plate is already blacklisted here.
+access-vehicle-not_found = The vehicle does not exist or you may not change it.
+access-vehicle-plate_taken = This plate is already registered.
+access-plate-invalid = Invalid licence plate (example: 京A12345).
+access-temperature-invalid = Implausible temperature reading (must be between 30.0 and 45.0 °C).
+access-records-too_many = At most { $limit } access records per request.
+access-verify-accepted = Valid pass: let the visitor in.
+access-verify-malformed = Unreadable QR code.
+access-verify-forged = Invalid signature (forged or altered QR code).
+access-verify-unknown = No such pass.
+access-verify-wrong_community = This pass is not valid in this community.
+access-verify-revoked = This pass has been revoked.
+access-verify-not_yet_valid = This pass is not valid yet.
+access-verify-expired = This pass has expired.
+access-verify-used = This single-use pass has already been used.
+notice-access-fever = Fever reading: { $temperature } °C at { $gate }.
+notice-access-blacklist = Blacklisted vehicle { $plate } at { $gate } (reason: { $reason }).

@@ -1,0 +1,24 @@
+# 门禁、车辆与访客通行证
+access-gate-not_found = 闸机不存在或不在您的管辖范围内。
+access-gate-bad_place = 闸机只能安装在社区或楼栋的出入口。
+access-pass-not_found = 通行证不存在或您无权查看。
+access-pass-bad_window = 有效期不正确：结束时间须晚于开始时间和当前时间，时长不超过 31 天，开始时间不晚于 90 天后。
+access-pass-already_revoked = 该通行证已作废。
+access-blacklist-not_found = 黑名单记录不存在或不在您的管辖范围内。
+access-blacklist-duplicate = 该车牌已在此处的黑名单中。
+access-vehicle-not_found = 车辆登记不存在或您无权操作。
+access-vehicle-plate_taken = 该车牌已被登记。
+access-plate-invalid = 车牌号不正确（例如：京A12345）。
+access-temperature-invalid = 体温读数不合理（应在 30.0–45.0 °C 之间）。
+access-records-too_many = 一次最多提交 { $limit } 条通行记录。
+access-verify-accepted = 验证通过，请放行。
+access-verify-malformed = 无法识别的二维码。
+access-verify-forged = 二维码签名无效（伪造或被篡改）。
+access-verify-unknown = 通行证不存在。
+access-verify-wrong_community = 该通行证不适用于本社区。
+access-verify-revoked = 该通行证已被作废。
+access-verify-not_yet_valid = 通行证尚未生效。
+access-verify-expired = 通行证已过期。
+access-verify-used = 该通行证已使用过（一次性）。
+notice-access-fever = 体温异常：{ $gate } 测得 { $temperature } °C。
+notice-access-blacklist = 黑名单车辆：{ $plate } 出现在 { $gate }（原因：{ $reason }）。
