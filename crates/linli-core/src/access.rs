@@ -111,9 +111,8 @@ pub fn parse_plate(input: &str) -> Option<String> {
     }
     let last = chars.len() - 1;
     for (i, c) in chars.iter().enumerate().skip(2) {
-        let ok = c.is_ascii_uppercase()
-            || c.is_ascii_digit()
-            || (i == last && "挂学警领".contains(*c));
+        let ok =
+            c.is_ascii_uppercase() || c.is_ascii_digit() || (i == last && "挂学警领".contains(*c));
         if !ok {
             return None;
         }
@@ -195,8 +194,7 @@ mod tests {
     fn garbage_never_panics() {
         // A deterministic pseudo-random walk over lengths and alphabets, including multi-byte
         // characters at every position (a scanner may send anything).
-        let alphabet: Vec<char> =
-            "ABCxyz019-_+/=. 京\u{0}\u{10FFFF}é".chars().collect();
+        let alphabet: Vec<char> = "ABCxyz019-_+/=. 京\u{0}\u{10FFFF}é".chars().collect();
         let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
         for _ in 0..20_000 {
             state ^= state << 13;
@@ -213,7 +211,10 @@ mod tests {
             decode_pass(&KEY, &"京".repeat(55)),
             Err(TokenError::Malformed)
         );
-        assert_eq!(decode_pass(&KEY, &"A".repeat(55)), Err(TokenError::Malformed));
+        assert_eq!(
+            decode_pass(&KEY, &"A".repeat(55)),
+            Err(TokenError::Malformed)
+        );
         // Right length, wrong version byte.
         let mut raw = URL_SAFE_NO_PAD.decode(encode_pass(&KEY, &claim())).unwrap();
         raw[0] = 2;

@@ -108,7 +108,9 @@ pub async fn update_gate(
 ) -> ApiResult<Json<Gate>> {
     let g = p.grant(Action::DeviceAdmin)?;
     Ok(Json(
-        s.store.update_gate(&g, &Actor::from(&p), &id, patch).await?,
+        s.store
+            .update_gate(&g, &Actor::from(&p), &id, patch)
+            .await?,
     ))
 }
 
@@ -224,9 +226,7 @@ pub async fn list_vehicles(
     Auth(p): Auth,
     ApiQuery(q): ApiQuery<VehicleQuery>,
 ) -> ApiResult<Json<Vec<Vehicle>>> {
-    Ok(Json(
-        s.store.vehicles(&p, q.household_id.as_deref()).await?,
-    ))
+    Ok(Json(s.store.vehicles(&p, q.household_id.as_deref()).await?))
 }
 
 /// Register a household's vehicle (the barrier then knows it as a resident's).
@@ -340,12 +340,11 @@ pub async fn pass_qr(
 
 /// A QR code (error correction M) as an SVG document.
 pub fn qr_svg(data: &str) -> Result<String, AppError> {
-    let code = qrcode::QrCode::with_error_correction_level(data, qrcode::EcLevel::M).map_err(
-        |e| {
+    let code =
+        qrcode::QrCode::with_error_correction_level(data, qrcode::EcLevel::M).map_err(|e| {
             tracing::error!(error = %e, "QR encoding failed");
             AppError::internal()
-        },
-    )?;
+        })?;
     Ok(code
         .render::<qrcode::render::svg::Color>()
         .min_dimensions(240, 240)

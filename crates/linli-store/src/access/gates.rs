@@ -426,7 +426,9 @@ impl Store {
                 entity_id: id,
                 path: Some(&path),
                 purpose: None,
-                before: Some(json!({ "plate": str_(&row, "plate"), "reason": str_(&row, "reason") })),
+                before: Some(
+                    json!({ "plate": str_(&row, "plate"), "reason": str_(&row, "reason") }),
+                ),
                 after: None,
             },
         )
@@ -447,16 +449,16 @@ impl Store {
         let own = p.own_households();
         let id = match household_id.filter(|s| !s.is_empty()) {
             Some(id) => id.to_string(),
-            None => own
-                .first()
-                .cloned()
-                .ok_or(AppError::new(
-                    linli_core::ErrorKind::Forbidden,
-                    "registry.not_a_resident",
-                ))?,
+            None => own.first().cloned().ok_or(AppError::new(
+                linli_core::ErrorKind::Forbidden,
+                "registry.not_a_resident",
+            ))?,
         };
         let not_found = || AppError::not_found("registry.household.not_found");
-        let h = self.household_row_unscoped(&id).await?.ok_or_else(not_found)?;
+        let h = self
+            .household_row_unscoped(&id)
+            .await?
+            .ok_or_else(not_found)?;
         if own.contains(&h.id) || p.grant(action).is_ok_and(|g| g.covers(&h.path)) {
             Ok(h)
         } else {
@@ -465,7 +467,11 @@ impl Store {
     }
 
     /// A household's registered vehicles (own household, or HouseholdRead over it).
-    pub async fn vehicles(&self, p: &Principal, household_id: Option<&str>) -> AppResult<Vec<Vehicle>> {
+    pub async fn vehicles(
+        &self,
+        p: &Principal,
+        household_id: Option<&str>,
+    ) -> AppResult<Vec<Vehicle>> {
         let h = self
             .household_for(p, household_id, Action::HouseholdRead)
             .await?;
@@ -488,7 +494,12 @@ impl Store {
     }
 
     /// Register a household's vehicle, so barriers let it in as a resident's.
-    pub async fn add_vehicle(&self, p: &Principal, actor: &Actor, new: NewVehicle) -> AppResult<Vehicle> {
+    pub async fn add_vehicle(
+        &self,
+        p: &Principal,
+        actor: &Actor,
+        new: NewVehicle,
+    ) -> AppResult<Vehicle> {
         let h = self
             .household_for(p, new.household_id.as_deref(), Action::HouseholdWrite)
             .await?;
@@ -593,7 +604,9 @@ impl Store {
         actor: &Actor,
         new: AccessSettings,
     ) -> AppResult<AccessSettings> {
-        if grant.action() != Action::DeviceAdmin || !grant.covers("/") {
+        // The top of the tree: the root or a city (`/city/`).
+        let whole_tree = grant.prefixes().iter().any(|x| x.matches('/').count() <= 2);
+        if grant.action() != Action::DeviceAdmin || !whole_tree {
             return Err(AppError::forbidden());
         }
         if !valid_temperature_x10(new.fever_threshold_x10) || new.fever_threshold_x10 < 350 {

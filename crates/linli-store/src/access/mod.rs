@@ -158,10 +158,7 @@ impl Store {
             .fetch_all(&mut **tx)
             .await
             .map_err(db_err)?;
-        let mut out: Vec<String> = rows
-            .iter()
-            .map(|r| crate::db::str_(r, "user_id"))
-            .collect();
+        let mut out: Vec<String> = rows.iter().map(|r| crate::db::str_(r, "user_id")).collect();
         out.sort();
         out.dedup();
         Ok(out)

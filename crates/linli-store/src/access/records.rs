@@ -207,7 +207,9 @@ impl Store {
             if let Some(t) = r.temperature_x10
                 && !valid_temperature_x10(t)
             {
-                return Err(at_index(AppError::bad_request("access.temperature.invalid")));
+                return Err(at_index(AppError::bad_request(
+                    "access.temperature.invalid",
+                )));
             }
             if r.at < now - MAX_AGE_MS || r.at > now + MAX_SKEW_MS {
                 return Err(at_index(bad("at")));
@@ -355,8 +357,13 @@ impl Store {
             .await?
             .unwrap_or_else(|| gate_path.to_string());
         let mut q = Sql::new("SELECT COUNT(*) AS n FROM vehicles WHERE plate = ");
-        q.bind(plate).push(" AND ").scope("path", &[community.clone()]);
-        let n = i64_(&q.query().fetch_one(&self.db.read).await.map_err(db_err)?, "n");
+        q.bind(plate)
+            .push(" AND ")
+            .scope("path", &[community.clone()]);
+        let n = i64_(
+            &q.query().fetch_one(&self.db.read).await.map_err(db_err)?,
+            "n",
+        );
         if n > 0 {
             return Ok("resident".into());
         }
@@ -370,7 +377,12 @@ impl Store {
         .fetch_one(&self.db.read)
         .await
         .map_err(db_err)?;
-        Ok(if i64_(&r, "n") > 0 { "visitor" } else { "unknown" }.into())
+        Ok(if i64_(&r, "n") > 0 {
+            "visitor"
+        } else {
+            "unknown"
+        }
+        .into())
     }
 
     /// The reason a plate is blacklisted at a gate (an entry at the gate's place or above).
