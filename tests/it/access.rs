@@ -1097,3 +1097,180 @@ async fn gates_are_managed_inside_the_area() {
     .expect(204);
     t.app.close().await;
 }
+
+fn form(fields: &[(&str, &str)]) -> Vec<u8> {
+    fields
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{}={}",
+                k,
+                linli_server::web::urlencode(v).replace('/', "%2F")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+        .into_bytes()
+}
+
+async fn post_form(app: &TestApp, s: &Session, uri: &str, fields: &[(&str, &str)]) -> Resp {
+    app.call(
+        "POST",
+        uri,
+        Some(s),
+        Some(("application/x-www-form-urlencoded", form(fields))),
+        &[],
+    )
+    .await
+}
+
+fn hidden(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker).expect("hidden input") + marker.len();
+    html[start..].split('"').next().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn resident_and_staff_pages() {
+    let t = setup().await;
+    let app = &t.app;
+    let r = &t.resident;
+    let page = app.get(r, "/me/passes").await;
+    assert_eq!(page.status.as_u16(), 200);
+    let html = page.text();
+    assert!(html.contains("访客通行证"));
+    let once = hidden(&html, "_once");
+    // Without the CSRF token: refused, nothing created.
+    let no_csrf = app
+        .call(
+            "POST",
+            "/me/passes",
+            None,
+            Some((
+                "application/x-www-form-urlencoded",
+                form(&[
+                    ("visitor_name", "赵"),
+                    ("phone", "13912345678"),
+                    ("hours", "8"),
+                ]),
+            )),
+            &[("cookie", r.cookie.as_str())],
+        )
+        .await;
+    assert_eq!(no_csrf.status.as_u16(), 403);
+    // A bad number is shown beside the field, the typed values are kept.
+    let bad = post_form(
+        app,
+        r,
+        "/me/passes",
+        &[
+            ("_csrf", &r.csrf),
+            ("_once", &once),
+            ("visitor_name", "赵<b>客"),
+            ("phone", "123"),
+            ("hours", "8"),
+        ],
+    )
+    .await;
+    assert_eq!(bad.status.as_u16(), 400);
+    let html = bad.text();
+    assert!(html.contains("id=\"phone-error\""));
+    assert!(html.contains("value=\"赵&") && !html.contains("赵<b>"));
+    let once = hidden(&html, "_once");
+    let fields = [
+        ("_csrf", r.csrf.as_str()),
+        ("_once", once.as_str()),
+        ("visitor_name", "赵客"),
+        ("phone", "13912345678"),
+        ("plate", "沪A88888"),
+        ("hours", "24"),
+        ("multi_use", "1"),
+    ];
+    let ok = post_form(app, r, "/me/passes", &fields).await;
+    assert_eq!(ok.status.as_u16(), 303, "{}", ok.text());
+    let loc = ok.headers["location"].to_str().unwrap().to_string();
+    assert!(loc.starts_with("/me/passes/"));
+    // A double tap lands on the same pass and creates nothing more.
+    let again = post_form(app, r, "/me/passes", &fields).await;
+    assert_eq!(again.headers["location"].to_str().unwrap(), loc);
+    let mine = app.get(r, "/api/v1/access/passes").await.ok();
+    assert_eq!(mine.as_array().unwrap().len(), 1);
+    assert_eq!(mine[0]["multi_use"], true);
+    assert_eq!(
+        mine[0]["valid_until"].as_i64().unwrap() - mine[0]["valid_from"].as_i64().unwrap(),
+        24 * 3_600_000
+    );
+    let pass_page = app.get(r, &loc).await;
+    assert_eq!(pass_page.status.as_u16(), 200);
+    assert!(pass_page.text().contains("/qr.svg"));
+    // Another user's pass page is a 404 page.
+    app.get(&t.committee3, &loc).await.expect(404);
+    let rv = post_form(app, r, &format!("{loc}/revoke"), &[("_csrf", &r.csrf)]).await;
+    assert_eq!(rv.status.as_u16(), 303);
+    assert_eq!(
+        app.get(r, "/api/v1/access/passes").await.ok()[0]["status"],
+        "revoked"
+    );
+
+    // Staff page: alarms, per-hour bars for every gate, records, blacklist.
+    t.bearer(
+        &t.term1,
+        "POST",
+        "/api/v1/access/records",
+        json!({ "gate_id": t.gate1, "direction": "in", "temperature_x10": 390, "at": t.now() }),
+    )
+    .await
+    .expect(201);
+    let staff = app.get(&t.committee, "/staff/access").await;
+    assert_eq!(staff.status.as_u16(), 200);
+    let html = staff.text();
+    assert!(html.contains("<svg") && html.contains("东门人脸") && html.contains("39.0"));
+    assert!(!html.contains("新村北门"));
+    assert!(!html.contains("add-blacklist"), "no DeviceAdmin, no form");
+    let en = app
+        .call(
+            "GET",
+            "/staff/access",
+            Some(&t.committee),
+            None,
+            &[("accept-language", "en")],
+        )
+        .await;
+    assert!(en.text().contains("Entries per gate per hour"));
+    app.get(r, "/staff/access").await.expect(403);
+    let p = &t.property;
+    let bad = post_form(
+        app,
+        p,
+        "/staff/access/blacklist",
+        &[
+            ("_csrf", &p.csrf),
+            ("plate", "nope"),
+            ("place_id", &t.c1),
+            ("reason", "x"),
+        ],
+    )
+    .await;
+    assert_eq!(bad.status.as_u16(), 400);
+    assert!(bad.text().contains("bl-plate-error"));
+    let ok = post_form(
+        app,
+        p,
+        "/staff/access/blacklist",
+        &[
+            ("_csrf", &p.csrf),
+            ("plate", "京C12345"),
+            ("place_id", &t.c1),
+            ("reason", "欠费"),
+        ],
+    )
+    .await;
+    assert_eq!(ok.status.as_u16(), 303);
+    assert!(
+        app.get(p, "/staff/access")
+            .await
+            .text()
+            .contains("京C12345")
+    );
+    t.app.close().await;
+}
