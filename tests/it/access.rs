@@ -180,6 +180,18 @@ impl Setup {
     }
 }
 
+/// Ids of the gates a caller sees.
+async fn gate_ids(app: &TestApp, s: &Session) -> Vec<String> {
+    app.get(s, "/api/v1/access/gates")
+        .await
+        .ok()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
 /// The value of a Prometheus counter line (0 when absent).
 async fn counter(app: &TestApp, line_start: &str) -> f64 {
     let text = app.call("GET", "/metrics", None, None, &[]).await.text();
@@ -762,14 +774,16 @@ async fn fever_and_blacklist_raise_alarms_for_the_area() {
         .await
         .ok();
     assert_eq!(by_plate.as_array().unwrap().len(), 1);
-    assert!(
-        app.get(&t.committee3, "/api/v1/access/records")
-            .await
-            .ok()
-            .as_array()
-            .unwrap()
-            .is_empty()
-    );
+    let c3_gates = gate_ids(app, &t.committee3).await;
+    for r in app
+        .get(&t.committee3, "/api/v1/access/records?limit=1000")
+        .await
+        .ok()
+        .as_array()
+        .unwrap()
+    {
+        assert!(c3_gates.contains(&r["gate_id"].as_str().unwrap().to_string()));
+    }
 
     // A higher threshold (platform-wide, whole-tree device admins only).
     app.call(
@@ -902,10 +916,19 @@ async fn entries_per_gate_per_hour() {
         base + 4 * hour
     );
     let v = app.get(&t.committee, &uri).await.ok();
+    // Only gates of the committee's community are counted (the demo has its own gates too).
+    let c1_gates = gate_ids(app, &t.committee).await;
+    assert!(
+        v.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| c1_gates.contains(&r["gate_id"].as_str().unwrap().to_string()))
+    );
     let rows: Vec<(String, i64, i64)> = v
         .as_array()
         .unwrap()
         .iter()
+        .filter(|r| r["gate_id"] == json!(t.gate1))
         .map(|r| {
             (
                 r["gate_id"].as_str().unwrap().to_string(),
@@ -922,8 +945,17 @@ async fn entries_per_gate_per_hour() {
         ]
     );
     let v3 = app.get(&t.committee3, &uri).await.ok();
-    assert_eq!(v3.as_array().unwrap().len(), 1);
-    assert_eq!(v3[0]["gate_id"], json!(t.gate3));
+    let c3_gates = gate_ids(app, &t.committee3).await;
+    assert!(c3_gates.contains(&t.gate3) && !c3_gates.contains(&t.gate1));
+    let mine: Vec<&Value> = v3
+        .as_array()
+        .unwrap()
+        .iter()
+        .inspect(|r| assert!(c3_gates.contains(&r["gate_id"].as_str().unwrap().to_string())))
+        .filter(|r| r["gate_id"] == json!(t.gate3))
+        .collect();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0]["hour_start"], json!(base));
     // Residents have no access statistics.
     app.get(&t.resident, &uri).await.expect(403);
     app.get(
@@ -941,13 +973,23 @@ async fn gates_are_managed_inside_the_area() {
     let app = &t.app;
     // Committee staff read gates but have no DeviceAdmin.
     let list = app.get(&t.committee, "/api/v1/access/gates").await.ok();
-    assert_eq!(list.as_array().unwrap().len(), 2);
+    let c1_path = app.place_path(&t.c1).await;
+    let ids = gate_ids(app, &t.committee).await;
+    assert!(ids.contains(&t.gate1) && ids.contains(&t.barrier1) && !ids.contains(&t.gate3));
+    // The demo seeds a face gate and a barrier per community, with a day of records.
+    assert_eq!(ids.len(), 4);
     assert!(
-        list.as_array()
+        !app.get(&t.committee, "/api/v1/access/stats/hourly")
+            .await
+            .ok()
+            .as_array()
             .unwrap()
-            .iter()
-            .all(|g| g["id"] != json!(t.gate3))
+            .is_empty()
     );
+    for g in list.as_array().unwrap() {
+        let place = app.place_path(g["place_id"].as_str().unwrap()).await;
+        assert!(place.starts_with(&c1_path));
+    }
     app.post(
         &t.committee,
         "/api/v1/access/gates",

@@ -23,6 +23,7 @@ use crate::bus::BusEvent;
 use crate::db::db_err;
 use crate::notify::Notice;
 
+pub(crate) mod demo;
 pub mod gates;
 pub mod passes;
 pub mod records;
