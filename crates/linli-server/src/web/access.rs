@@ -80,7 +80,7 @@ struct Flash {
 }
 
 async fn my_passes(State(s): State<AppState>, user: WebUser, Query(f): Query<Flash>) -> WebResult {
-    own_household_or_403(&user)?;
+    or_page(&user.page, resident(&user))?;
     let passes = or_page(
         &user.page,
         s.store.passes(&user.principal, &PassQuery::default()).await,
@@ -106,11 +106,11 @@ async fn my_passes(State(s): State<AppState>, user: WebUser, Query(f): Query<Fla
     }))
 }
 
-fn own_household_or_403(user: &WebUser) -> Result<(), axum::response::Response> {
+fn resident(user: &WebUser) -> Result<(), AppError> {
     if user.principal.own_households().is_empty() {
-        return Err(error_page(
-            &user.page,
-            AppError::new(ErrorKind::Forbidden, "registry.not_a_resident"),
+        return Err(AppError::new(
+            ErrorKind::Forbidden,
+            "registry.not_a_resident",
         ));
     }
     Ok(())
@@ -129,7 +129,7 @@ async fn create_pass(
     axum::Form(f): axum::Form<PassForm>,
 ) -> WebResult {
     check_csrf(&user.page, &f._csrf)?;
-    own_household_or_403(&user)?;
+    or_page(&user.page, resident(&user))?;
     if let Once::Repeat(loc) = s.form_once.claim(&f._once) {
         return Ok(Redirect::to(loc.as_deref().unwrap_or("/me/passes")).into_response());
     }

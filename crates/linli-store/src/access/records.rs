@@ -359,7 +359,7 @@ impl Store {
         let mut q = Sql::new("SELECT COUNT(*) AS n FROM vehicles WHERE plate = ");
         q.bind(plate)
             .push(" AND ")
-            .scope("path", &[community.clone()]);
+            .scope("path", std::slice::from_ref(&community));
         let n = i64_(
             &q.query().fetch_one(&self.db.read).await.map_err(db_err)?,
             "n",
