@@ -1254,6 +1254,37 @@ async fn resident_and_staff_pages() {
         "revoked"
     );
 
+    // The household's cars, from the same page.
+    let bad = post_form(
+        app,
+        r,
+        "/me/vehicles",
+        &[("_csrf", &r.csrf), ("plate", "??")],
+    )
+    .await;
+    assert_eq!(bad.status.as_u16(), 400);
+    assert!(bad.text().contains("vplate-error"));
+    let ok = post_form(
+        app,
+        r,
+        "/me/vehicles",
+        &[("_csrf", &r.csrf), ("plate", "沪E55555")],
+    )
+    .await;
+    assert_eq!(ok.status.as_u16(), 303);
+    assert!(app.get(r, "/me/passes").await.text().contains("沪E55555"));
+    let cars = app.get(r, "/api/v1/access/vehicles").await.ok();
+    let car = cars[0]["id"].as_str().unwrap().to_string();
+    let rm = post_form(
+        app,
+        r,
+        &format!("/me/vehicles/{car}/remove"),
+        &[("_csrf", &r.csrf)],
+    )
+    .await;
+    assert_eq!(rm.status.as_u16(), 303);
+    assert!(app.get(r, "/api/v1/access/vehicles").await.ok()[0].is_null());
+
     // Staff page: alarms, per-hour bars for every gate, records, blacklist.
     t.bearer(
         &t.term1,
@@ -1313,6 +1344,67 @@ async fn resident_and_staff_pages() {
             .await
             .text()
             .contains("京C12345")
+    );
+    t.app.close().await;
+}
+
+/// Reads SSE frames until `want` appears or `wait` passes; returns everything read.
+async fn read_until(body: &mut axum::body::Body, want: &str, wait: std::time::Duration) -> String {
+    use http_body_util::BodyExt;
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut all = String::new();
+    while !all.contains(want) {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(Ok(frame))) => {
+                if let Ok(b) = frame.into_data() {
+                    all.push_str(&String::from_utf8_lossy(&b));
+                }
+            }
+            _ => break,
+        }
+    }
+    all
+}
+
+#[tokio::test]
+async fn gate_alarms_reach_the_areas_live_pages_only() {
+    use tower::ServiceExt;
+    let t = setup().await;
+    let open = |cookie: String| {
+        let router = t.app.router.clone();
+        async move {
+            let req = axum::http::Request::get("/events")
+                .header("cookie", cookie)
+                .body(axum::body::Body::empty())
+                .unwrap();
+            let resp = router.oneshot(req).await.unwrap();
+            assert_eq!(resp.status(), 200);
+            resp.into_body()
+        }
+    };
+    let mut mine = open(t.committee.cookie.clone()).await;
+    let mut theirs = open(t.committee3.cookie.clone()).await;
+    let r = t
+        .bearer(
+            &t.term1,
+            "POST",
+            "/api/v1/access/records",
+            json!({ "gate_id": t.gate1, "direction": "in", "temperature_x10": 391, "at": t.now() }),
+        )
+        .await
+        .expect(201);
+    assert_eq!(r["alarms"], json!(["fever"]));
+    let got = read_until(
+        &mut mine,
+        "event: access.alert",
+        std::time::Duration::from_secs(5),
+    )
+    .await;
+    assert!(got.contains("event: access.alert"), "{got:?}");
+    let other = read_until(&mut theirs, "access", std::time::Duration::from_millis(500)).await;
+    assert!(
+        !other.contains("access"),
+        "another community was told: {other:?}"
     );
     t.app.close().await;
 }

@@ -12,7 +12,9 @@ use serde::Deserialize;
 
 use linli_core::auth::Action;
 use linli_core::{AppError, ErrorKind};
-use linli_store::access::gates::{BlacklistEntry, Gate, GateQuery, NewBlacklistEntry};
+use linli_store::access::gates::{
+    BlacklistEntry, Gate, GateQuery, NewBlacklistEntry, NewVehicle, Vehicle,
+};
 use linli_store::access::passes::{NewPass, Pass, PassQuery};
 use linli_store::access::records::{AccessAlert, AccessRecord, RecordQuery, StatsQuery};
 use linli_store::audit::Actor;
@@ -27,6 +29,8 @@ pub fn router() -> Router<AppState> {
         .route("/me/passes", get(my_passes).post(create_pass))
         .route("/me/passes/{id}", get(my_pass))
         .route("/me/passes/{id}/revoke", post(revoke_pass))
+        .route("/me/vehicles", post(add_vehicle))
+        .route("/me/vehicles/{id}/remove", post(remove_vehicle))
         .route("/staff/access", get(staff_access))
         .route("/staff/access/blacklist", post(add_blacklist))
         .route(
@@ -46,6 +50,7 @@ const CST_MS: i64 = 8 * HOUR_MS;
 struct PassesTpl {
     page: Page,
     passes: Vec<Pass>,
+    vehicles: Vec<Vehicle>,
     once: String,
     errors: FieldErrors,
     durations: &'static [i64],
@@ -85,16 +90,18 @@ async fn my_passes(State(s): State<AppState>, user: WebUser, Query(f): Query<Fla
         &user.page,
         s.store.passes(&user.principal, &PassQuery::default()).await,
     )?;
+    let vehicles = or_page(&user.page, s.store.vehicles(&user.principal, None).await)?;
     let flash = f.done.map(|d| {
-        user.page.t(if d == "revoked" {
-            "web-pass-revoked"
-        } else {
-            "web-pass-created"
+        user.page.t(match d.as_str() {
+            "revoked" => "web-pass-revoked",
+            "vehicle" => "web-saved",
+            _ => "web-pass-created",
         })
     });
     Ok(render(&PassesTpl {
         page: user.page,
         passes,
+        vehicles,
         once: FormOnce::new_token(),
         errors: FieldErrors::default(),
         durations: &DURATIONS,
@@ -181,9 +188,11 @@ async fn create_pass(
                 &user.page,
                 s.store.passes(&user.principal, &PassQuery::default()).await,
             )?;
+            let vehicles = or_page(&user.page, s.store.vehicles(&user.principal, None).await)?;
             let tpl = PassesTpl {
                 page: user.page,
                 passes,
+                vehicles,
                 once: FormOnce::new_token(),
                 errors,
                 durations: &DURATIONS,
@@ -236,6 +245,74 @@ async fn revoke_pass(
         }
         Err(e) => Err(error_page(&user.page, e)),
     }
+}
+
+#[derive(Deserialize)]
+struct VehicleForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    plate: String,
+}
+
+async fn add_vehicle(
+    State(s): State<AppState>,
+    user: WebUser,
+    axum::Form(f): axum::Form<VehicleForm>,
+) -> WebResult {
+    check_csrf(&user.page, &f._csrf)?;
+    or_page(&user.page, resident(&user))?;
+    let new = NewVehicle {
+        household_id: None,
+        plate: f.plate.clone(),
+    };
+    match s
+        .store
+        .add_vehicle(&user.principal, &Actor::from(&user.principal), new)
+        .await
+    {
+        Ok(_) => Ok(Redirect::to("/me/passes?done=vehicle").into_response()),
+        Err(e) if matches!(e.kind, ErrorKind::BadRequest | ErrorKind::Conflict) => {
+            let mut errors = FieldErrors::default();
+            errors.0.insert("vplate".into(), e.message(user.page.lang));
+            let passes = or_page(
+                &user.page,
+                s.store.passes(&user.principal, &PassQuery::default()).await,
+            )?;
+            let vehicles = or_page(&user.page, s.store.vehicles(&user.principal, None).await)?;
+            let tpl = PassesTpl {
+                page: user.page,
+                passes,
+                vehicles,
+                once: FormOnce::new_token(),
+                errors,
+                durations: &DURATIONS,
+                form: PassForm {
+                    hours: "8".into(),
+                    ..PassForm::default()
+                },
+                flash: None,
+            };
+            Ok((StatusCode::BAD_REQUEST, render(&tpl)).into_response())
+        }
+        Err(e) => Err(error_page(&user.page, e)),
+    }
+}
+
+async fn remove_vehicle(
+    State(s): State<AppState>,
+    user: WebUser,
+    Path(id): Path<String>,
+    axum::Form(f): axum::Form<CsrfForm>,
+) -> WebResult {
+    check_csrf(&user.page, &f._csrf)?;
+    or_page(
+        &user.page,
+        s.store
+            .remove_vehicle(&user.principal, &Actor::from(&user.principal), &id)
+            .await,
+    )?;
+    Ok(Redirect::to("/me/passes?done=vehicle").into_response())
 }
 
 /// One gate's bars for the last 24 hours.
