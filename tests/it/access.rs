@@ -1345,6 +1345,60 @@ async fn resident_and_staff_pages() {
             .text()
             .contains("京C12345")
     );
+    // Gates from the same page: a name is required; a new gate can be taken out of service.
+    let bad = post_form(
+        app,
+        p,
+        "/staff/access/gates",
+        &[
+            ("_csrf", &p.csrf),
+            ("name", " "),
+            ("place_id", &t.c1),
+            ("kind", "face"),
+        ],
+    )
+    .await;
+    assert_eq!(bad.status.as_u16(), 400);
+    assert!(bad.text().contains("gate-name-error"));
+    let ok = post_form(
+        app,
+        p,
+        "/staff/access/gates",
+        &[
+            ("_csrf", &p.csrf),
+            ("name", "北门人脸"),
+            ("place_id", &t.c1),
+            ("kind", "face"),
+            ("device_id", "face-n1"),
+        ],
+    )
+    .await;
+    assert_eq!(ok.status.as_u16(), 303);
+    let gates = app.get(p, "/api/v1/access/gates").await.ok();
+    let g = gates
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "北门人脸")
+        .unwrap()
+        .clone();
+    assert_eq!(g["device_id"], "face-n1");
+    let off = post_form(
+        app,
+        p,
+        &format!("/staff/access/gates/{}/toggle", g["id"].as_str().unwrap()),
+        &[("_csrf", &p.csrf), ("version", &g["version"].to_string())],
+    )
+    .await;
+    assert_eq!(off.status.as_u16(), 303);
+    let g2 = app
+        .get(
+            p,
+            &format!("/api/v1/access/gates/{}", g["id"].as_str().unwrap()),
+        )
+        .await
+        .ok();
+    assert_eq!(g2["active"], false);
     t.app.close().await;
 }
 

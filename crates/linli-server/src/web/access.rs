@@ -13,7 +13,7 @@ use serde::Deserialize;
 use linli_core::auth::Action;
 use linli_core::{AppError, ErrorKind};
 use linli_store::access::gates::{
-    BlacklistEntry, Gate, GateQuery, NewBlacklistEntry, NewVehicle, Vehicle,
+    BlacklistEntry, Gate, GatePatch, GateQuery, NewBlacklistEntry, NewGate, NewVehicle, Vehicle,
 };
 use linli_store::access::passes::{NewPass, Pass, PassQuery};
 use linli_store::access::records::{AccessAlert, AccessRecord, RecordQuery, StatsQuery};
@@ -32,6 +32,8 @@ pub fn router() -> Router<AppState> {
         .route("/me/vehicles", post(add_vehicle))
         .route("/me/vehicles/{id}/remove", post(remove_vehicle))
         .route("/staff/access", get(staff_access))
+        .route("/staff/access/gates", post(add_gate))
+        .route("/staff/access/gates/{id}/toggle", post(toggle_gate))
         .route("/staff/access/blacklist", post(add_blacklist))
         .route(
             "/staff/access/blacklist/{id}/remove",
@@ -482,6 +484,95 @@ async fn staff_page(
         flash,
     };
     Ok((status, render(&tpl)).into_response())
+}
+
+#[derive(Deserialize)]
+struct GateForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    place_id: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    device_id: String,
+}
+
+async fn add_gate(
+    State(s): State<AppState>,
+    user: WebUser,
+    axum::Form(f): axum::Form<GateForm>,
+) -> WebResult {
+    check_csrf(&user.page, &f._csrf)?;
+    let g = or_page(
+        &user.page,
+        user.principal
+            .grant(Action::DeviceAdmin)
+            .map_err(AppError::from),
+    )?;
+    let new = NewGate {
+        name: f.name,
+        place_id: f.place_id,
+        kind: f.kind,
+        device_id: Some(f.device_id),
+    };
+    match s
+        .store
+        .create_gate(&g, &Actor::from(&user.principal), new)
+        .await
+    {
+        Ok(_) => Ok(Redirect::to("/staff/access?done=1").into_response()),
+        Err(e) if e.kind == ErrorKind::BadRequest => {
+            let errors = FieldErrors(
+                FieldErrors::from_app(&user.page, &e, "gate_name")
+                    .0
+                    .into_iter()
+                    .map(|(k, v)| (format!("gate_{}", k.trim_start_matches("gate_")), v))
+                    .collect(),
+            );
+            staff_page(&s, user, errors, None, StatusCode::BAD_REQUEST).await
+        }
+        Err(e) => Err(error_page(&user.page, e)),
+    }
+}
+
+#[derive(Deserialize)]
+struct ToggleForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    version: i64,
+}
+
+async fn toggle_gate(
+    State(s): State<AppState>,
+    user: WebUser,
+    Path(id): Path<String>,
+    axum::Form(f): axum::Form<ToggleForm>,
+) -> WebResult {
+    check_csrf(&user.page, &f._csrf)?;
+    let g = or_page(
+        &user.page,
+        user.principal
+            .grant(Action::DeviceAdmin)
+            .map_err(AppError::from),
+    )?;
+    let gate = or_page(&user.page, s.store.gate(&g, &id).await)?;
+    let patch = GatePatch {
+        version: f.version,
+        name: None,
+        device_id: None,
+        active: Some(!gate.active),
+    };
+    or_page(
+        &user.page,
+        s.store
+            .update_gate(&g, &Actor::from(&user.principal), &id, patch)
+            .await,
+    )?;
+    Ok(Redirect::to("/staff/access?done=1").into_response())
 }
 
 #[derive(Deserialize)]
