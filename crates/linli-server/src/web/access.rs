@@ -645,3 +645,16 @@ async fn remove_blacklist(
     )?;
     Ok(Redirect::to("/staff/access?done=1").into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_local;
+
+    #[test]
+    fn form_times_are_china_time() {
+        // 2026-11-24 08:00 in Beijing is 00:00 UTC.
+        assert_eq!(parse_local("2026-11-24T08:00"), Some(1_795_478_400_000));
+        assert_eq!(parse_local("2026-11-24"), None);
+        assert_eq!(parse_local("tomorrow"), None);
+    }
+}

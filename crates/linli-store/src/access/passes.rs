@@ -507,3 +507,18 @@ impl Store {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::status;
+
+    #[test]
+    fn pass_status_order() {
+        // Revoked wins over everything; a used single-use pass is used even inside its window.
+        assert_eq!(status(true, false, 0, 0, 100, 50), "revoked");
+        assert_eq!(status(false, false, 1, 0, 100, 50), "used");
+        assert_eq!(status(false, true, 5, 0, 100, 50), "active");
+        assert_eq!(status(false, true, 0, 0, 100, 101), "expired");
+        assert_eq!(status(false, false, 0, 10, 100, 5), "pending");
+    }
+}
