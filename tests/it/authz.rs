@@ -157,6 +157,65 @@ const MATRIX: &[(&str, &str, &str)] = &[
         "configuration, same for all",
     ),
     ("POST", "/api/v1/work-calendar", "RoutingAdmin only: 403"),
+    // Access (tests/it/access.rs checks each of these across communities).
+    ("GET", "/api/v1/access/gates", "list filtered by scope"),
+    ("POST", "/api/v1/access/gates", "place outside scope: 404"),
+    ("GET", "/api/v1/access/gates/{id}", "outside scope: 404"),
+    ("PATCH", "/api/v1/access/gates/{id}", "outside scope: 404"),
+    ("GET", "/api/v1/access/records", "list filtered by scope"),
+    (
+        "POST",
+        "/api/v1/access/records",
+        "gate outside token scope: 404",
+    ),
+    (
+        "GET",
+        "/api/v1/access/stats/hourly",
+        "counts filtered by scope",
+    ),
+    ("GET", "/api/v1/access/alerts", "list filtered by scope"),
+    ("GET", "/api/v1/access/blacklist", "list filtered by scope"),
+    (
+        "POST",
+        "/api/v1/access/blacklist",
+        "place outside scope: 404",
+    ),
+    (
+        "DELETE",
+        "/api/v1/access/blacklist/{id}",
+        "outside scope: 404",
+    ),
+    ("GET", "/api/v1/access/vehicles", "other household: 404"),
+    ("POST", "/api/v1/access/vehicles", "other household: 404"),
+    (
+        "DELETE",
+        "/api/v1/access/vehicles/{id}",
+        "other household: 404",
+    ),
+    ("GET", "/api/v1/access/settings", "access roles only: 403"),
+    (
+        "PUT",
+        "/api/v1/access/settings",
+        "whole-tree device admins only: 403",
+    ),
+    ("GET", "/api/v1/access/passes", "own household / scope"),
+    ("POST", "/api/v1/access/passes", "other household: 404"),
+    ("GET", "/api/v1/access/passes/{id}", "other household: 404"),
+    (
+        "GET",
+        "/api/v1/access/passes/{id}/qr.svg",
+        "other household: 404",
+    ),
+    (
+        "POST",
+        "/api/v1/access/passes/{id}/revoke",
+        "other household: 404",
+    ),
+    (
+        "POST",
+        "/api/v1/access/verify",
+        "gate outside token scope: 404",
+    ),
 ];
 
 #[test]

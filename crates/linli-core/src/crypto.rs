@@ -26,6 +26,8 @@ pub enum CryptoError {
 pub struct FieldCipher {
     aead: Aes256Gcm,
     index_key: [u8; 32],
+    /// Root for purpose-bound signing keys (visitor passes …), see [`FieldCipher::signing_key`].
+    signing_root: [u8; 32],
 }
 
 impl std::fmt::Debug for FieldCipher {
@@ -47,6 +49,7 @@ impl FieldCipher {
         FieldCipher {
             aead: Aes256Gcm::new_from_slice(&enc).expect("32-byte key"),
             index_key: derive(master, "linli/blind-index/v1"),
+            signing_root: derive(master, "linli/signing/v1"),
         }
     }
 
@@ -94,6 +97,16 @@ impl FieldCipher {
             )
             .map_err(|_| CryptoError::Decrypt)?;
         String::from_utf8(pt).map_err(|_| CryptoError::Decrypt)
+    }
+
+    /// A 32-byte HMAC key for one purpose (e.g. `visitor-pass/v1`), derived from the master key,
+    /// so signed tokens can be checked without storing them and never share a key with the
+    /// encryption or the blind index.
+    pub fn signing_key(&self, purpose: &str) -> [u8; 32] {
+        let mut mac = <HmacSha256 as HmacKeyInit>::new_from_slice(&self.signing_root)
+            .expect("any key length");
+        mac.update(purpose.as_bytes());
+        mac.finalize().into_bytes().into()
     }
 
     /// Deterministic keyed index for exact lookup; `kind` separates ID and phone namespaces.

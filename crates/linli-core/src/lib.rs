@@ -1,6 +1,7 @@
 //! Linli domain types and rules. No I/O here: everything is a pure function of its inputs,
 //! so it can be unit-tested and reused by the store, the server and the CLI.
 
+pub mod access;
 pub mod auth;
 pub mod crypto;
 pub mod division;

@@ -93,6 +93,7 @@ impl AppState {
         (name = "audit", description = "Audit log"),
         (name = "reports", description = "报事 / 报修 / 投诉: intake, routing catalogue, state machine, deadlines, metrics"),
         (name = "notifications", description = "Inbox, follows, e-mail channel, outbound webhooks"),
+        (name = "access", description = "Gates, access records, vehicles, visitor passes"),
     ),
     components(schemas(crate::error::ErrorBody)),
     modifiers(&SecurityAddon)

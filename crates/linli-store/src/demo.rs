@@ -342,6 +342,13 @@ impl Store {
             let uid = insert_user(&mut tx, login, display, &hash, phone_bidx, person_id).await?;
             insert_binding(&mut tx, &uid, &binding).await?;
         }
+        let communities: Vec<(String, String)> = data
+            .places
+            .iter()
+            .filter(|p| p.kind == "community")
+            .map(|p| ids[&p.key].clone())
+            .collect();
+        crate::access::demo::seed(&mut tx, &communities, now).await?;
         sqlx::query("INSERT INTO settings (key, value) VALUES ('demo_seeded', $1)")
             .bind(now.to_string())
             .execute(&mut *tx)

@@ -2,6 +2,7 @@
 //! Every function that lists or reads scoped data takes a [`linli_core::auth::Grant`], and filters
 //! by its subtrees in SQL — the scope check cannot be forgotten by a handler.
 
+pub mod access;
 pub mod accounts;
 pub mod audit;
 pub mod bus;

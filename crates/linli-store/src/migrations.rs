@@ -32,6 +32,11 @@ pub static ALL: &[Migration] = &[
         name: "notifications: follows, channels, webhooks, outbox",
         statements: crate::notify::schema::V7,
     },
+    Migration {
+        version: 5,
+        name: "access: gates, records, vehicles, visitor passes",
+        statements: crate::access::schema::V5,
+    },
 ];
 
 const V1: &[Stmt] = &[

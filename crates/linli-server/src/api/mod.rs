@@ -1,6 +1,7 @@
 //! REST API under `/api/v1`. One file per capability; each handler is small: authorize (get a
 //! `Grant`), call the store, return JSON. OpenAPI comes from the `#[utoipa::path]` annotations.
 
+pub mod access;
 pub mod audit;
 pub mod auth;
 pub mod corrections;
@@ -40,4 +41,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(reports::router())
         .merge(inbox::router())
         .merge(webhooks::router())
+        .merge(access::router())
 }

@@ -4,6 +4,7 @@
 //! CSRF token; create forms carry a one-time token so a double tap does not create twice.
 //! Pages call the same store functions with the same grants as the API.
 
+pub mod access;
 pub mod account;
 pub mod admin;
 pub mod import;
@@ -43,6 +44,7 @@ pub fn router() -> Router<AppState> {
         .merge(import::router())
         .merge(admin::router())
         .merge(inbox::router())
+        .merge(access::router())
 }
 
 async fn css() -> Response {
@@ -200,9 +202,11 @@ fn nav_for(p: &Principal, lang: Lang, path: &str) -> Vec<NavItem> {
         ("/admin/users", "web-nav-users", p.can(Action::UserAdmin)),
         ("/admin/audit", "web-nav-audit", p.can(Action::AuditRead)),
         ("/inbox", "inbox-title", true),
+        ("/staff/access", "web-nav-access", p.can(Action::AccessRead)),
     ];
     if !p.own_households().is_empty() {
         items.insert(0, ("/me", "web-nav-my-household", true));
+        items.insert(1, ("/me/passes", "web-nav-passes", true));
     }
     let best = items
         .iter()
