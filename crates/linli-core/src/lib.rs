@@ -7,6 +7,7 @@ pub mod division;
 pub mod error;
 pub mod i18n;
 pub mod idcard;
+pub mod iot;
 pub mod password;
 pub mod phone;
 pub mod reports;
