@@ -7,6 +7,7 @@ pub mod audit;
 pub mod bus;
 pub mod db;
 pub mod demo;
+pub mod iot;
 pub mod migrations;
 pub mod notify;
 pub mod registry;

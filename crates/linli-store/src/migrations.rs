@@ -22,6 +22,11 @@ pub static ALL: &[Migration] = &[
         name: "notifications inbox",
         statements: crate::notify::schema::V3,
     },
+    Migration {
+        version: 4,
+        name: "IoT devices, telemetry, rules, alarms, SOS",
+        statements: crate::iot::schema::V4,
+    },
 ];
 
 const V1: &[Stmt] = &[
