@@ -477,6 +477,33 @@ impl Store {
         Ok(Some((id, str_(&r, "path"))))
     }
 
+    /// (originator, rule id) of every active alarm raised by a rule: the rule engine's state
+    /// after a restart.
+    pub async fn active_rule_alarms(&self) -> AppResult<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT originator, rule_id FROM alarms WHERE active = 1 AND rule_id IS NOT NULL",
+        )
+        .fetch_all(&self.db.read)
+        .await
+        .map_err(db_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| (str_(r, "originator"), str_(r, "rule_id")))
+            .collect())
+    }
+
+    /// Last time each device was seen (from `device_latest`).
+    pub async fn devices_last_seen(&self) -> AppResult<Vec<(String, i64)>> {
+        let rows = sqlx::query("SELECT device_id, seen_at FROM device_latest")
+            .fetch_all(&self.db.read)
+            .await
+            .map_err(db_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| (str_(r, "device_id"), i64_(r, "seen_at")))
+            .collect())
+    }
+
     /// Alarms in the grant, active first, most severe first, newest first.
     pub async fn alarms(&self, grant: &Grant, q: &AlarmQuery) -> AppResult<Vec<Alarm>> {
         let prefixes = match &q.place_id {
