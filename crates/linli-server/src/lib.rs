@@ -63,6 +63,8 @@ pub struct AppState {
     pub form_once: Arc<web::FormOnce>,
     /// Recently resolved sessions and tokens.
     pub auth_cache: Arc<auth_cache::AuthCache>,
+    /// The IoT runtime (HTTP ingest), once started by `serve`.
+    pub iot: Arc<std::sync::OnceLock<linli_iot::Iot>>,
 }
 
 impl AppState {
@@ -77,6 +79,7 @@ impl AppState {
             started: Instant::now(),
             form_once: Arc::default(),
             auth_cache: Arc::default(),
+            iot: Arc::default(),
         }
     }
 }
@@ -90,6 +93,7 @@ impl AppState {
         (name = "me", description = "A resident's own data"),
         (name = "accounts", description = "Accounts and role bindings"),
         (name = "audit", description = "Audit log"),
+        (name = "iot", description = "物联感知: devices, telemetry, alarm rules, alarms, SOS 一键通"),
     ),
     components(schemas(crate::error::ErrorBody)),
     modifiers(&SecurityAddon)

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod corrections;
 pub mod households;
 pub mod import_export;
+pub mod iot;
 pub mod me;
 pub mod orgs;
 pub mod persons;
@@ -34,4 +35,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(users::router())
         .merge(audit::router())
         .merge(import_export::router())
+        .merge(iot::router())
 }

@@ -1,0 +1,22 @@
+# IoT and safety (devices, alarms, SOS). Ids are error codes with "." replaced by "-".
+iot-disabled = The IoT runtime is not running on this server.
+iot-bad_json = The payload is not valid JSON.
+iot-bad_payload = The payload does not have the expected form ({"{"}"ts": ms, "values": {"{"}…{"}"}{"}"} or {"{"}"type": "…"{"}"}).
+iot-bad_token = Unknown device or wrong device token.
+iot-wrong_topic = A device may only publish under its own id.
+iot-too_large = The payload is too large.
+iot-overload = Ingest is overloaded; try again shortly.
+iot-rule-invalid = The alarm rule is invalid ({ $detail }).
+iot-device-bad_kind = Unknown device type: { $kind }.
+iot-device-not_found = The device does not exist.
+iot-alarm-not_found = The alarm does not exist.
+iot-alarm-already_acked = The alarm has already been acknowledged.
+iot-alarm-already_cleared = The alarm has already been cleared.
+iot-alarm-assignee_not_found = The assignee does not exist.
+iot-alarm-assignee_cannot_handle = The assignee may not handle alarms at this place.
+iot-care-too_many = At most 10 care contacts.
+iot-care-user_not_found = A care contact's account does not exist.
+iot-sos-no_home = No current home is registered for this person.
+iot-sos-no_person = Your account is not linked to a registered resident.
+notice-alarm-raised = { $severity } alarm "{ $type }" at { $place } (notice { $step }).
+notice-alarm-sos = SOS: a resident at { $place } pressed the emergency button — please respond now (call { $step }).

@@ -1,0 +1,22 @@
+# 物联感知（设备、告警、一键通）。Id 为错误码，“.” 换成 “-”。
+iot-disabled = 本服务器未运行物联感知模块。
+iot-bad_json = 数据不是合法的 JSON。
+iot-bad_payload = 数据格式不正确（应为 {"{"}"ts": 毫秒, "values": {"{"}…{"}"}{"}"} 或 {"{"}"type": "…"{"}"}）。
+iot-bad_token = 设备不存在或设备令牌错误。
+iot-wrong_topic = 设备只能在自己的编号下发布消息。
+iot-too_large = 数据过大。
+iot-overload = 数据接入繁忙，请稍后重试。
+iot-rule-invalid = 告警规则无效（{ $detail }）。
+iot-device-bad_kind = 未知的设备类型：{ $kind }。
+iot-device-not_found = 设备不存在。
+iot-alarm-not_found = 告警不存在。
+iot-alarm-already_acked = 该告警已被确认。
+iot-alarm-already_cleared = 该告警已被清除。
+iot-alarm-assignee_not_found = 指派的人员不存在。
+iot-alarm-assignee_cannot_handle = 指派的人员无权处理该处的告警。
+iot-care-too_many = 紧急联系人最多 10 位。
+iot-care-user_not_found = 紧急联系人的账号不存在。
+iot-sos-no_home = 此人没有登记的现住址。
+iot-sos-no_person = 您的账号未关联登记的居民。
+notice-alarm-raised = { $place } 发生{ $severity }级告警“{ $type }”（第 { $step } 次通知）。
+notice-alarm-sos = 一键呼叫：{ $place } 的居民按下了紧急求助按钮，请立即响应（第 { $step } 次呼叫）。
