@@ -38,7 +38,7 @@ pub async fn start(cfg: &Config, store: &Store) -> anyhow::Result<Iot> {
         .map_err(|e| anyhow::anyhow!("starting the IoT runtime: {e}"))?;
     if let Some(url) = cfg.mqtt_url.as_deref().filter(|u| !u.is_empty()) {
         let id = format!("linli-{}", &linli_core::new_id()[24..]);
-        linli_iot::external::start(iot.clone(), url, &id)
+        linli_iot::external::start(iot.clone(), url, &id, "linli")
             .await
             .map_err(|e| anyhow::anyhow!("external MQTT broker: {e}"))?;
         println!("IoT: consuming from the external MQTT broker {url} (shared subscription)");

@@ -9,6 +9,7 @@ mod audit;
 mod authz;
 mod cli;
 mod import_export;
+mod iot;
 mod registry;
 mod resident;
 mod system;

@@ -24,14 +24,23 @@ pub fn parse_url(url: &str) -> Option<(String, u16)> {
     }
 }
 
-/// The shared-subscription filters Linli uses.
-pub const TOPICS: [&str; 2] = [
-    "$share/linli/linli/+/telemetry",
-    "$share/linli/linli/+/event",
-];
+/// The shared-subscription filters of a group (instances of one installation use the same
+/// group, `linli` by default, and split the messages between them).
+pub fn topics(group: &str) -> [String; 2] {
+    [
+        format!("$share/{group}/linli/+/telemetry"),
+        format!("$share/{group}/linli/+/event"),
+    ]
+}
 
 /// Connect and consume until the process ends (reconnecting after errors).
-pub async fn start(iot: Iot, url: &str, client_id: &str) -> Result<AsyncClient, String> {
+pub async fn start(
+    iot: Iot,
+    url: &str,
+    client_id: &str,
+    group: &str,
+) -> Result<AsyncClient, String> {
+    let topics = topics(group);
     let (host, port) = parse_url(url).ok_or_else(|| format!("not an mqtt:// URL: {url}"))?;
     let mut opts = MqttOptions::new(client_id, host, port);
     opts.set_manual_acks(true)
@@ -55,8 +64,8 @@ pub async fn start(iot: Iot, url: &str, client_id: &str) -> Result<AsyncClient, 
         loop {
             match events.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    for t in TOPICS {
-                        if let Err(e) = sub.subscribe(t, QoS::AtLeastOnce).await {
+                    for t in &topics {
+                        if let Err(e) = sub.subscribe(t.as_str(), QoS::AtLeastOnce).await {
                             tracing::warn!(error = %e, "external mqtt subscribe");
                         }
                     }

@@ -1,7 +1,7 @@
 # IoT and safety (devices, alarms, SOS). Ids are error codes with "." replaced by "-".
 iot-disabled = The IoT runtime is not running on this server.
 iot-bad_json = The payload is not valid JSON.
-iot-bad_payload = The payload does not have the expected form ({"{"}"ts": ms, "values": {"{"}…{"}"}{"}"} or {"{"}"type": "…"{"}"}).
+iot-bad_payload = The payload does not have the expected form ("ts" in milliseconds and "values", or "type" for events).
 iot-bad_token = Unknown device or wrong device token.
 iot-wrong_topic = A device may only publish under its own id.
 iot-too_large = The payload is too large.

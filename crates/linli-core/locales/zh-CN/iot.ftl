@@ -1,7 +1,7 @@
 # 物联感知（设备、告警、一键通）。Id 为错误码，“.” 换成 “-”。
 iot-disabled = 本服务器未运行物联感知模块。
 iot-bad_json = 数据不是合法的 JSON。
-iot-bad_payload = 数据格式不正确（应为 {"{"}"ts": 毫秒, "values": {"{"}…{"}"}{"}"} 或 {"{"}"type": "…"{"}"}）。
+iot-bad_payload = 数据格式不正确（应含毫秒时间 "ts" 与 "values"，事件应含 "type"）。
 iot-bad_token = 设备不存在或设备令牌错误。
 iot-wrong_topic = 设备只能在自己的编号下发布消息。
 iot-too_large = 数据过大。
