@@ -143,7 +143,7 @@ impl Store {
 
     /// How many points are stored (all devices, or one).
     pub async fn telemetry_count(&self, device_id: Option<&str>) -> AppResult<i64> {
-        let mut q = Sql::new("SELECT COALESCE(SUM(n), 0) AS n FROM telemetry");
+        let mut q = Sql::new("SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n FROM telemetry");
         if let Some(d) = device_id {
             q.push(" WHERE device_id = ").bind(d);
         }
