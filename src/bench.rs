@@ -45,6 +45,16 @@ pub enum BenchWhat {
         #[arg(long, default_value_t = 100_000)]
         households: usize,
     },
+    /// MQTT ingest end to end (publish → rules → durable storage → PUBACK) against the
+    /// broker-only rate, publish → alarm on SSE under load, and an optional 10× overload.
+    Iot {
+        #[arg(long, default_value_t = 15)]
+        seconds: u64,
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+        #[arg(long, default_value_t = 0)]
+        overload_minutes: u64,
+    },
 }
 
 pub async fn run(cfg: &Config, what: BenchWhat) -> anyhow::Result<()> {
@@ -56,6 +66,11 @@ pub async fn run(cfg: &Config, what: BenchWhat) -> anyhow::Result<()> {
         } => search(cfg, clients, requests, Duration::from_secs(max_seconds)).await,
         BenchWhat::Startup { idle_seconds } => startup(idle_seconds).await,
         BenchWhat::Import { households } => import(households).await,
+        BenchWhat::Iot {
+            seconds,
+            connections,
+            overload_minutes,
+        } => crate::bench_iot::run(cfg, seconds, connections, overload_minutes).await,
     }
 }
 

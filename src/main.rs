@@ -2,6 +2,7 @@
 //! chain, print the default configuration, run the benchmarks.
 
 mod bench;
+mod bench_iot;
 mod config;
 mod iot;
 

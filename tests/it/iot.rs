@@ -712,3 +712,146 @@ async fn external_broker_mode_through_mosquitto() {
     let _ = c.disconnect().await;
     app.close().await;
 }
+
+#[tokio::test]
+async fn missed_daily_checkin_raises_an_alarm_and_checking_in_clears_it() {
+    let (app, iot) = iot_app().await;
+    let resident = app.login("resident").await;
+    let r = app
+        .post(&resident, "/api/v1/me/checkin", json!({}))
+        .await
+        .ok();
+    assert!(r["at"].as_i64().unwrap() > 0);
+    // An elderly person living alone (demo SOS-button owner) who checks in.
+    let person: String = sqlx::query(
+        "SELECT person_id FROM devices WHERE kind = 'sos_button' AND person_id IS NOT NULL ORDER BY path LIMIT 1",
+    )
+    .fetch_one(&app.store.db.read)
+    .await
+    .unwrap()
+    .get("person_id");
+    app.store.checkin(&person).await.unwrap();
+    iot.tick().await;
+    let open = |app: &TestApp| {
+        let store = app.store.clone();
+        let person = person.clone();
+        async move {
+            sqlx::query("SELECT COUNT(*) AS n FROM alarms WHERE originator = $1 AND alarm_type = 'checkin_missed' AND active = 1")
+                .bind(person)
+                .fetch_one(&store.db.read)
+                .await
+                .unwrap()
+                .get::<i64, _>("n")
+        }
+    };
+    assert_eq!(open(&app).await, 0);
+    // The next day at 10:30 (China time) without a check-in.
+    let day = 86_400_000;
+    let local = app.store.now_ms() + 8 * 3_600_000;
+    let target = local - local.rem_euclid(day) + day + 10 * 3_600_000 + 30 * 60_000;
+    app.store.clock.advance(target - local);
+    iot.tick().await;
+    assert_eq!(open(&app).await, 1);
+    iot.tick().await;
+    assert_eq!(open(&app).await, 1, "one alarm, not one per tick");
+    app.store.checkin(&person).await.unwrap();
+    assert_eq!(open(&app).await, 0);
+    app.close().await;
+}
+
+#[tokio::test]
+async fn old_telemetry_is_downsampled_to_hourly_averages() {
+    let (app, _iot) = iot_app().await;
+    let committee = app.login("committee").await;
+    let dev = a_device(&app, &committee, "door").await;
+    let id = dev["id"].as_str().unwrap().to_string();
+    let auth = format!("Bearer {}", demo_device_token(&id));
+    let hour = 3_600_000;
+    let base = app.store.now_ms() - 10 * 86_400_000;
+    let base = base - base.rem_euclid(hour);
+    for (i, v) in [(0, 1.0), (1, 3.0), (2, 5.0)] {
+        let body = json!({"ts": base + i * 60_000, "values": {"open": 0, "temp": v}}).to_string();
+        let r = app
+            .call(
+                "POST",
+                "/api/v1/iot/telemetry",
+                None,
+                Some(("application/json", body.into_bytes())),
+                &[("authorization", &auth)],
+            )
+            .await;
+        assert_eq!(r.status.as_u16(), 202);
+    }
+    let now = app.store.now_ms();
+    let (folded, deleted) = app
+        .store
+        .telemetry_retention(now - 7 * 86_400_000, now - 365 * 86_400_000, 1000)
+        .await
+        .unwrap();
+    assert_eq!((folded, deleted), (3, 0));
+    let hist = app
+        .get(
+            &committee,
+            &format!(
+                "/api/v1/iot/devices/{id}/telemetry?from={}&to={}",
+                base - 1,
+                base + hour
+            ),
+        )
+        .await
+        .ok();
+    let pts = hist.as_array().unwrap();
+    assert_eq!(pts.len(), 1);
+    assert_eq!(pts[0]["ts"], base);
+    assert_eq!(pts[0]["values"]["temp"], 3.0);
+    let (_, deleted) = app.store.telemetry_retention(now, now, 1000).await.unwrap();
+    assert_eq!(deleted, 1);
+    app.close().await;
+}
+
+#[tokio::test]
+async fn the_resident_page_has_the_sos_button_and_it_calls_for_help() {
+    let (app, _iot) = iot_app().await;
+    let resident = app.login("resident").await;
+    let page = app.get(&resident, "/me").await;
+    assert_eq!(page.status.as_u16(), 200);
+    assert!(page.text().contains("一键呼叫"));
+    assert!(page.text().contains("action=\"/me/sos\""));
+    let form = format!("_csrf={}", resident.csrf);
+    let r = app
+        .call(
+            "POST",
+            "/me/sos",
+            Some(&resident),
+            Some((
+                "application/x-www-form-urlencoded",
+                form.clone().into_bytes(),
+            )),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    assert!(r.text().contains("已发出求助"));
+    let n: i64 =
+        sqlx::query("SELECT COUNT(*) AS n FROM alarms WHERE alarm_type = 'sos' AND active = 1")
+            .fetch_one(&app.store.db.read)
+            .await
+            .unwrap()
+            .get("n");
+    assert_eq!(n, 1);
+    // Without the form token nothing happens.
+    let r = app
+        .call(
+            "POST",
+            "/me/sos",
+            Some(&resident),
+            Some((
+                "application/x-www-form-urlencoded",
+                b"_csrf=forged".to_vec(),
+            )),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 403);
+    app.close().await;
+}

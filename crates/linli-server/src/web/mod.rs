@@ -9,6 +9,7 @@ pub mod admin;
 pub mod import;
 pub mod me;
 pub mod registry;
+pub mod safety;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -38,6 +39,7 @@ pub fn router() -> Router<AppState> {
         .route("/events", get(crate::live::events))
         .merge(account::router())
         .merge(me::router())
+        .merge(safety::router())
         .merge(registry::router())
         .merge(import::router())
         .merge(admin::router())
