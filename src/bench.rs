@@ -72,6 +72,15 @@ pub enum BenchWhat {
         reads: usize,
         #[arg(long, default_value_t = 30)]
         max_seconds: u64,
+    /// MQTT ingest end to end (publish → rules → durable storage → PUBACK) against the
+    /// broker-only rate, publish → alarm on SSE under load, and an optional 10× overload.
+    Iot {
+        #[arg(long, default_value_t = 15)]
+        seconds: u64,
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+        #[arg(long, default_value_t = 0)]
+        overload_minutes: u64,
     },
 }
 
@@ -100,6 +109,11 @@ pub async fn run(cfg: &Config, what: BenchWhat) -> anyhow::Result<()> {
             crate::bench_reports::run(clients, creates, reads, Duration::from_secs(max_seconds))
                 .await
         }
+        BenchWhat::Iot {
+            seconds,
+            connections,
+            overload_minutes,
+        } => crate::bench_iot::run(cfg, seconds, connections, overload_minutes).await,
     }
 }
 

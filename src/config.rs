@@ -22,6 +22,20 @@ pub struct Config {
     pub public_url: String,
     /// Outgoing e-mail; disabled while `smtp.host` is empty.
     pub smtp: linli_store::notify::outbox::SmtpConfig,
+    /// Embedded MQTT broker address ("" = off). Ignored when `mqtt_url` is set.
+    pub mqtt_listen: String,
+    /// External MQTT broker (mqtt://host:port) instead of the embedded one.
+    pub mqtt_url: Option<String>,
+    /// Telemetry batch window (ms) and size.
+    pub iot_batch_ms: u64,
+    pub iot_batch_max: usize,
+    /// Raw telemetry older than this is folded into hourly averages; older than retention, deleted.
+    pub iot_downsample_days: i64,
+    pub iot_retention_days: i64,
+    /// Minutes between SOS escalation tiers and repeats until someone acknowledges.
+    pub sos_repeat_minutes: i64,
+    /// Local time ("HH:MM", China time) by which 独居老人 must have checked in.
+    pub checkin_deadline: String,
 }
 
 impl Default for Config {
@@ -47,6 +61,14 @@ impl Default for Config {
                 from: "Linli <noreply@localhost>".into(),
                 helo: None,
             },
+            mqtt_listen: "127.0.0.1:1884".into(),
+            mqtt_url: None,
+            iot_batch_ms: 20,
+            iot_batch_max: 8192,
+            iot_downsample_days: 7,
+            iot_retention_days: 365,
+            sos_repeat_minutes: 5,
+            checkin_deadline: "10:00".into(),
         }
     }
 }
@@ -92,6 +114,23 @@ log = "info"
 # Site address for links in notification e-mails.
 # public_url = "https://linli.example.org"
 
+# IoT. The embedded MQTT 3.1.1 broker listens here ("" turns it off); when the port is taken,
+# the next free one (up to +10) is used and printed. Devices connect with username = device id,
+# password = device token, and publish to linli/{device_id}/telemetry or .../event.
+mqtt_listen = "127.0.0.1:1884"
+# Use an external broker instead (shared subscription $share/linli/linli/+/telemetry, QoS 1):
+# mqtt_url = "mqtt://127.0.0.1:1883"
+# Telemetry is committed in batches: every iot_batch_ms or iot_batch_max messages.
+iot_batch_ms = 20
+iot_batch_max = 8192
+# Raw telemetry older than this many days becomes hourly averages; older than retention, deleted.
+iot_downsample_days = 7
+iot_retention_days = 365
+# SOS 一键通: minutes between escalation tiers (family → grid worker → committee) and repeats.
+sos_repeat_minutes = 5
+# 独居老人 who have not checked in by this local time get a missed-check-in alarm.
+checkin_deadline = "10:00"
+
 # Outgoing e-mail for notices (users turn it on under Messages → settings). Disabled while host
 # is empty. Also LINLI_SMTP_HOST, LINLI_SMTP_PORT, LINLI_SMTP_TLS, LINLI_SMTP_USER,
 # LINLI_SMTP_PASSWORD, LINLI_SMTP_FROM. tls: "none" (plain, a relay nearby), "starttls"
@@ -116,6 +155,10 @@ pub struct Overrides {
     pub database_url: Option<String>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub demo: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mqtt_listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mqtt_url: Option<String>,
 }
 
 pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, figment::Error> {

@@ -4,7 +4,9 @@
 mod bench;
 mod bench_crash;
 mod bench_reports;
+mod bench_iot;
 mod config;
+mod iot;
 
 use std::path::{Path, PathBuf};
 
@@ -48,6 +50,24 @@ enum Command {
         /// Seed the demo district (idempotent) and print the demo accounts.
         #[arg(long)]
         demo: bool,
+        /// Embedded MQTT broker address (default 127.0.0.1:1884; "" = off).
+        #[arg(long)]
+        mqtt_listen: Option<String>,
+        /// Use an external MQTT broker (mqtt://host:port) instead of the embedded one.
+        #[arg(long)]
+        mqtt_url: Option<String>,
+    },
+    /// Publish realistic traffic from the demo devices to an MQTT broker (the live view moves).
+    Simulate {
+        /// Broker address (host:port), e.g. the one `serve --demo` printed.
+        #[arg(long, default_value = "127.0.0.1:1884")]
+        mqtt: String,
+        /// Stop after this many seconds (0 = run until stopped).
+        #[arg(long, default_value_t = 0)]
+        seconds: u64,
+        /// Each device publishes every this many milliseconds.
+        #[arg(long, default_value_t = 5000)]
+        period_ms: u64,
     },
     /// Import from a spreadsheet.
     Import {
@@ -207,9 +227,17 @@ async fn main() -> anyhow::Result<()> {
         database_url: cli.database_url.clone(),
         ..Default::default()
     };
-    if let Command::Serve { listen, demo } = &cli.command {
+    if let Command::Serve {
+        listen,
+        demo,
+        mqtt_listen,
+        mqtt_url,
+    } = &cli.command
+    {
         overrides.listen = listen.clone();
         overrides.demo = *demo;
+        overrides.mqtt_listen = mqtt_listen.clone();
+        overrides.mqtt_url = mqtt_url.clone();
     }
     if let Command::Config {
         what: ConfigWhat::Default,
@@ -248,6 +276,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Restore { file, key, verify } => {
             restore(&cfg, &file, key.as_deref(), verify).await
         }
+        Command::Simulate {
+            mqtt,
+            seconds,
+            period_ms,
+        } => iot::simulate(&cfg, &mqtt, seconds, period_ms).await,
         Command::Config { .. } => Ok(()),
     }
 }
@@ -291,12 +324,19 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     {
         tracing::info!("live events are shared with other instances through PostgreSQL");
     }
+    if cfg.demo {
+        store
+            .seed_iot_demo()
+            .await
+            .map_err(|e| anyhow::anyhow!("seeding the demo devices: {e}"))?;
+    }
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
     // Report deadlines (reminders, 催办, escalation): the database is the job list.
     store.spawn_reports_ticker(std::time::Duration::from_secs(30));
+    let iot_runtime = iot::start(&cfg, &store).await?;
     let state = linli_server::AppState::new(
         store,
         linli_server::ServerConfig {
@@ -304,6 +344,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
             data_dir: cfg.data_dir.clone(),
         },
     );
+    let _ = state.iot.set(iot_runtime);
     println!(
         "Linli is ready at http://{addr}/  (API docs: http://{addr}/api/docs) — started in {} ms",
         started.elapsed().as_millis()

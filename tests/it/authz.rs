@@ -215,6 +215,58 @@ const MATRIX: &[(&str, &str, &str)] = &[
         "POST",
         "/api/v1/access/verify",
         "gate outside token scope: 404",
+        "/api/v1/iot/devices",
+        "list filtered by scope (tests/it/iot.rs)",
+    ),
+    ("POST", "/api/v1/iot/devices", "place outside scope: 404"),
+    ("GET", "/api/v1/iot/devices/{id}", "outside scope: 404"),
+    (
+        "POST",
+        "/api/v1/iot/devices/{id}/token",
+        "outside scope: 404",
+    ),
+    (
+        "GET",
+        "/api/v1/iot/devices/{id}/telemetry",
+        "outside scope: 404",
+    ),
+    (
+        "GET",
+        "/api/v1/iot/rules",
+        "defaults plus overrides in scope",
+    ),
+    (
+        "POST",
+        "/api/v1/iot/rules",
+        "place/device outside scope: 404; defaults: whole tree only",
+    ),
+    ("POST", "/api/v1/iot/telemetry", "device token only"),
+    ("POST", "/api/v1/iot/event", "device token only"),
+    (
+        "GET",
+        "/api/v1/alarms",
+        "list filtered by scope (tests/it/iot.rs)",
+    ),
+    (
+        "GET",
+        "/api/v1/alarms/{id}",
+        "outside scope: 404 (tests/it/iot.rs)",
+    ),
+    ("POST", "/api/v1/alarms/{id}/ack", "outside scope: 404"),
+    ("POST", "/api/v1/alarms/{id}/clear", "outside scope: 404"),
+    ("POST", "/api/v1/alarms/{id}/assign", "outside scope: 404"),
+    ("POST", "/api/v1/alarms/{id}/comment", "outside scope: 404"),
+    ("POST", "/api/v1/me/sos", "own person only"),
+    ("POST", "/api/v1/me/checkin", "own person only"),
+    (
+        "GET",
+        "/api/v1/persons/{id}/care-contacts",
+        "outside scope: 404",
+    ),
+    (
+        "PUT",
+        "/api/v1/persons/{id}/care-contacts",
+        "outside scope: 404 (tests/it/iot.rs)",
     ),
 ];
 

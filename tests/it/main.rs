@@ -14,6 +14,7 @@ mod crash;
 mod import_export;
 mod open311;
 mod notify;
+mod iot;
 mod registry;
 mod reports;
 mod resident;

@@ -10,6 +10,7 @@ pub mod error;
 mod fuzz;
 pub mod i18n;
 pub mod idcard;
+pub mod iot;
 pub mod password;
 pub mod phone;
 pub mod reports;

@@ -64,6 +64,8 @@ pub struct AppState {
     pub form_once: Arc<web::FormOnce>,
     /// Recently resolved sessions and tokens.
     pub auth_cache: Arc<auth_cache::AuthCache>,
+    /// The IoT runtime (HTTP ingest), once started by `serve`.
+    pub iot: Arc<std::sync::OnceLock<linli_iot::Iot>>,
 }
 
 impl AppState {
@@ -78,6 +80,7 @@ impl AppState {
             started: Instant::now(),
             form_once: Arc::default(),
             auth_cache: Arc::default(),
+            iot: Arc::default(),
         }
     }
 }
@@ -94,6 +97,7 @@ impl AppState {
         (name = "reports", description = "报事 / 报修 / 投诉: intake, routing catalogue, state machine, deadlines, metrics"),
         (name = "notifications", description = "Inbox, follows, e-mail channel, outbound webhooks"),
         (name = "access", description = "Gates, access records, vehicles, visitor passes"),
+        (name = "iot", description = "物联感知: devices, telemetry, alarm rules, alarms, SOS 一键通"),
     ),
     components(schemas(crate::error::ErrorBody)),
     modifiers(&SecurityAddon)

@@ -9,6 +9,7 @@ pub mod bus;
 pub mod bus_pg;
 pub mod db;
 pub mod demo;
+pub mod iot;
 pub mod migrations;
 pub mod notify;
 pub mod ops;

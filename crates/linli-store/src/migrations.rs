@@ -37,6 +37,11 @@ pub static ALL: &[Migration] = &[
         name: "access: gates, records, vehicles, visitor passes",
         statements: crate::access::schema::V5,
     },
+    Migration {
+        version: 4,
+        name: "IoT devices, telemetry, rules, alarms, SOS",
+        statements: crate::iot::schema::V4,
+    },
 ];
 
 const V1: &[Stmt] = &[

@@ -8,6 +8,7 @@ pub mod corrections;
 pub mod households;
 pub mod import_export;
 pub mod inbox;
+pub mod iot;
 pub mod me;
 pub mod orgs;
 pub mod persons;
@@ -42,4 +43,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(inbox::router())
         .merge(webhooks::router())
         .merge(access::router())
+        .merge(iot::router())
 }

@@ -11,6 +11,7 @@ pub mod import;
 pub mod inbox;
 pub mod me;
 pub mod registry;
+pub mod safety;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -40,6 +41,7 @@ pub fn router() -> Router<AppState> {
         .route("/events", get(crate::live::events))
         .merge(account::router())
         .merge(me::router())
+        .merge(safety::router())
         .merge(registry::router())
         .merge(import::router())
         .merge(admin::router())

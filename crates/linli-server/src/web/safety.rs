@@ -1,0 +1,75 @@
+//! The resident's 一键呼叫 (SOS) button and 平安打卡 (daily check-in) on the web.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::State;
+use axum::routing::post;
+use serde::Deserialize;
+
+use linli_core::{AppError, ErrorKind};
+
+use crate::AppState;
+use crate::web::{Page, WebResult, WebUser, check_csrf, or_page, render};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/me/sos", post(sos))
+        .route("/me/checkin", post(checkin))
+}
+
+#[derive(Template)]
+#[template(path = "sos_sent.html")]
+struct SentTpl {
+    page: Page,
+    message: String,
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    _csrf: String,
+}
+
+async fn own_person(s: &AppState, user: &WebUser) -> Result<String, AppError> {
+    if user.principal.own_households().is_empty() {
+        return Err(AppError::forbidden());
+    }
+    s.store
+        .user_person_id(&user.principal.user_id)
+        .await?
+        .ok_or(AppError::new(ErrorKind::Forbidden, "iot.sos.no_person"))
+}
+
+async fn sos(
+    State(s): State<AppState>,
+    user: WebUser,
+    axum::Form(f): axum::Form<CsrfForm>,
+) -> WebResult {
+    check_csrf(&user.page, &f._csrf)?;
+    let person = or_page(&user.page, own_person(&s, &user).await)?;
+    let cfg = s.iot.get().map(|i| i.config().safety).unwrap_or_default();
+    or_page(
+        &user.page,
+        s.store.raise_sos(&person, None, "page", &cfg).await,
+    )?;
+    let message = user.page.t("web-sos-sent");
+    Ok(render(&SentTpl {
+        page: user.page,
+        message,
+    }))
+}
+
+async fn checkin(
+    State(s): State<AppState>,
+    user: WebUser,
+    axum::Form(f): axum::Form<CsrfForm>,
+) -> WebResult {
+    check_csrf(&user.page, &f._csrf)?;
+    let person = or_page(&user.page, own_person(&s, &user).await)?;
+    or_page(&user.page, s.store.checkin(&person).await)?;
+    let message = user.page.t("web-checkin-done");
+    Ok(render(&SentTpl {
+        page: user.page,
+        message,
+    }))
+}

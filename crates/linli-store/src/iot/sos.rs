@@ -1,0 +1,340 @@
+//! SOS 一键通 and elderly safety: a person's care chain (family contacts in order → the grid
+//! worker(s) of their grid → community committee staff), SOS alarms that escalate along it
+//! until someone acknowledges, and the daily check-in of people labelled 独居老人.
+
+use serde::{Deserialize, Serialize};
+use sqlx::{Any, Transaction};
+
+use linli_core::auth::{Grant, Role};
+use linli_core::iot::{RuleSpec, Schedule, Severity, Trigger};
+use linli_core::{AppError, AppResult, new_id};
+
+use crate::Store;
+use crate::audit::{self, Actor, Entry};
+use crate::bus::BusEvent;
+use crate::db::{db_err, i64_, str_};
+use crate::iot::alarms::{Chain, Raise, Tier, users_with_role_over};
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CareContact {
+    /// A user account (a family member's, a neighbour's, a clinic's) to call first, in order.
+    pub user_id: String,
+    #[serde(default)]
+    pub relation: String,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SosResult {
+    pub alarm_id: String,
+    /// False when an SOS of this person was already active (it is updated, not duplicated).
+    pub new: bool,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct CheckinResult {
+    pub at: i64,
+}
+
+/// Settings of the SOS and check-in logic.
+#[derive(Debug, Clone, Copy)]
+pub struct SafetyConfig {
+    /// Minutes between escalation tiers and repeats of an unacknowledged SOS.
+    pub sos_repeat_ms: i64,
+    /// Local minute of the day by which 独居老人 must have checked in (e.g. 10:00 = 600).
+    pub checkin_deadline_minute: u32,
+    pub utc_offset_minutes: i32,
+}
+
+impl Default for SafetyConfig {
+    fn default() -> Self {
+        SafetyConfig {
+            sos_repeat_ms: 5 * 60_000,
+            checkin_deadline_minute: 10 * 60,
+            utc_offset_minutes: 480,
+        }
+    }
+}
+
+impl Store {
+    /// Replace a person's care contacts (order = call order).
+    pub async fn set_care_contacts(
+        &self,
+        grant: &Grant,
+        actor: &Actor,
+        person_id: &str,
+        contacts: &[CareContact],
+    ) -> AppResult<Vec<CareContact>> {
+        let (_, path) = self
+            .person_home(person_id)
+            .await?
+            .filter(|(_, p)| grant.covers(p))
+            .ok_or(AppError::not_found("registry.person.not_found"))?;
+        if contacts.len() > 10 {
+            return Err(AppError::bad_request("iot.care.too_many"));
+        }
+        let now = self.now_ms();
+        let mut tx = self.db.begin_write().await.map_err(db_err)?;
+        sqlx::query("DELETE FROM care_contacts WHERE person_id = $1")
+            .bind(person_id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        for (i, c) in contacts.iter().enumerate() {
+            let ok = sqlx::query("SELECT id FROM users WHERE id = $1 AND disabled = 0")
+                .bind(c.user_id.clone())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            if ok.is_none() {
+                return Err(AppError::not_found("iot.care.user_not_found"));
+            }
+            sqlx::query(
+                "INSERT INTO care_contacts (id, person_id, contact_user_id, relation, ord, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(new_id())
+            .bind(person_id.to_string())
+            .bind(c.user_id.clone())
+            .bind(c.relation.chars().take(50).collect::<String>())
+            .bind(i as i64)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
+        audit::append(
+            &mut tx,
+            actor,
+            Entry {
+                action: "care.contacts",
+                entity: "person",
+                entity_id: person_id,
+                path: Some(&path),
+                purpose: None,
+                before: None,
+                after: Some(serde_json::to_value(contacts).unwrap_or_default()),
+            },
+        )
+        .await?;
+        tx.commit().await.map_err(db_err)?;
+        self.care_contacts(person_id).await
+    }
+
+    pub async fn care_contacts(&self, person_id: &str) -> AppResult<Vec<CareContact>> {
+        let rows = sqlx::query(
+            "SELECT contact_user_id, relation FROM care_contacts WHERE person_id = $1 ORDER BY ord",
+        )
+        .bind(person_id.to_string())
+        .fetch_all(&self.db.read)
+        .await
+        .map_err(db_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| CareContact {
+                user_id: str_(r, "contact_user_id"),
+                relation: str_(r, "relation"),
+            })
+            .collect())
+    }
+
+    /// The room (id, path) a person currently lives in.
+    pub async fn person_home(&self, person_id: &str) -> AppResult<Option<(String, String)>> {
+        let r = sqlx::query(
+            "SELECT h.room_id, h.path FROM residences r JOIN households h ON h.id = r.household_id
+             WHERE r.person_id = $1 AND r.end_date IS NULL",
+        )
+        .bind(person_id.to_string())
+        .fetch_optional(&self.db.read)
+        .await
+        .map_err(db_err)?;
+        Ok(r.map(|r| (str_(&r, "room_id"), str_(&r, "path"))))
+    }
+
+    async fn care_chain(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        person_id: &str,
+        path: &str,
+        step_ms: i64,
+    ) -> AppResult<Chain> {
+        let family: Vec<String> = sqlx::query(
+            "SELECT contact_user_id FROM care_contacts WHERE person_id = $1 ORDER BY ord",
+        )
+        .bind(person_id.to_string())
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(|r| str_(r, "contact_user_id"))
+        .collect();
+        let grid = users_with_role_over(tx, Role::GridWorker, path).await?;
+        let committee = users_with_role_over(tx, Role::CommitteeStaff, path).await?;
+        let mut tiers = Vec::new();
+        for (label, users) in [("family", family), ("grid", grid), ("committee", committee)] {
+            if !users.is_empty() {
+                let delay_ms = if tiers.is_empty() { 0 } else { step_ms };
+                tiers.push(Tier {
+                    label: label.into(),
+                    users,
+                    delay_ms,
+                });
+            }
+        }
+        Ok(Chain {
+            tiers,
+            repeat_ms: Some(step_ms),
+        })
+    }
+
+    /// Raise (or repeat) the CRITICAL SOS alarm of a person — from the resident page's
+    /// 一键呼叫 button or an SOS button device — and tell the first tier of their care chain.
+    pub async fn raise_sos(
+        &self,
+        person_id: &str,
+        device_id: Option<&str>,
+        source: &str,
+        cfg: &SafetyConfig,
+    ) -> AppResult<SosResult> {
+        let (room_id, path) = self
+            .person_home(person_id)
+            .await?
+            .ok_or(AppError::not_found("iot.sos.no_home"))?;
+        let now = self.now_ms();
+        let mut tx = self.db.begin_write().await.map_err(db_err)?;
+        let chain = self
+            .care_chain(&mut tx, person_id, &path, cfg.sos_repeat_ms)
+            .await?;
+        let (id, new) = self
+            .raise_alarm(
+                &mut tx,
+                &Raise {
+                    originator: person_id.to_string(),
+                    device_id: device_id.map(str::to_string),
+                    person_id: Some(person_id.to_string()),
+                    alarm_type: "sos".into(),
+                    severity: Severity::Critical,
+                    path: path.clone(),
+                    place_id: room_id,
+                    details: serde_json::json!({ "source": source }),
+                    rule_id: None,
+                    chain,
+                    notice_kind: "alarm.sos",
+                },
+                now,
+            )
+            .await?;
+        tx.commit().await.map_err(db_err)?;
+        self.bus.publish(BusEvent {
+            kind: if new { "alarm.raised" } else { "alarm.updated" }.into(),
+            path,
+            id: id.clone(),
+            users: vec![],
+        });
+        Ok(SosResult { alarm_id: id, new })
+    }
+
+    /// Record today's check-in of a person; clears a missed-check-in alarm.
+    pub async fn checkin(&self, person_id: &str) -> AppResult<CheckinResult> {
+        let now = self.now_ms();
+        let mut tx = self.db.begin_write().await.map_err(db_err)?;
+        sqlx::query(
+            "INSERT INTO checkins (person_id, last_at) VALUES ($1, $2) ON CONFLICT (person_id) DO UPDATE SET last_at = excluded.last_at",
+        )
+        .bind(person_id.to_string())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let cleared = self
+            .clear_alarm_by_rule(&mut tx, person_id, "checkin_missed", now)
+            .await?;
+        tx.commit().await.map_err(db_err)?;
+        if let Some((id, path)) = cleared {
+            self.bus.publish(BusEvent {
+                kind: "alarm.cleared".into(),
+                path,
+                id,
+                users: vec![],
+            });
+        }
+        Ok(CheckinResult { at: now })
+    }
+
+    /// The no-data rule over daily check-ins: every person labelled 独居老人 who checks in
+    /// (has checked in at least once) and has not checked in today by the deadline gets a
+    /// MAJOR `checkin_missed` alarm told to their care chain. Returns the alarms raised.
+    pub async fn missed_checkins(&self, cfg: &SafetyConfig) -> AppResult<Vec<String>> {
+        let now = self.now_ms();
+        let offset = i64::from(cfg.utc_offset_minutes) * 60_000;
+        let local_midnight = (now + offset) - (now + offset).rem_euclid(86_400_000) - offset;
+        let rule = RuleSpec {
+            alarm_type: "checkin_missed".into(),
+            severity: Severity::Major,
+            trigger: Trigger::NoData {
+                period_ms: (now - local_midnight).max(1_000),
+            },
+            clear: None,
+            schedule: Some(Schedule {
+                start_minute: cfg.checkin_deadline_minute,
+                end_minute: 1440,
+                utc_offset_minutes: cfg.utc_offset_minutes,
+            }),
+            escalation: vec![],
+            open_report: None,
+        };
+        let rows = sqlx::query(
+            "SELECT c.person_id, c.last_at FROM checkins c
+             JOIN person_labels pl ON pl.person_id = c.person_id
+             JOIN labels l ON l.id = pl.label_id
+             WHERE l.code = 'elderly_alone' AND c.last_at < $1
+               AND NOT EXISTS (SELECT 1 FROM alarms a WHERE a.originator = c.person_id AND a.alarm_type = 'checkin_missed' AND a.active = 1)",
+        )
+        .bind(local_midnight)
+        .fetch_all(&self.db.read)
+        .await
+        .map_err(db_err)?;
+        let mut raised = Vec::new();
+        for r in rows {
+            let person = str_(&r, "person_id");
+            if !linli_core::iot::silent(&rule, i64_(&r, "last_at"), now) {
+                continue;
+            }
+            let Some((room_id, path)) = self.person_home(&person).await? else {
+                continue;
+            };
+            let mut tx = self.db.begin_write().await.map_err(db_err)?;
+            let chain = self
+                .care_chain(&mut tx, &person, &path, cfg.sos_repeat_ms)
+                .await?;
+            let (id, new) = self
+                .raise_alarm(
+                    &mut tx,
+                    &Raise {
+                        originator: person.clone(),
+                        device_id: None,
+                        person_id: Some(person.clone()),
+                        alarm_type: rule.alarm_type.clone(),
+                        severity: rule.severity,
+                        path: path.clone(),
+                        place_id: room_id,
+                        details: serde_json::json!({ "last_checkin": i64_(&r, "last_at") }),
+                        rule_id: None,
+                        chain,
+                        notice_kind: "alarm.raised",
+                    },
+                    now,
+                )
+                .await?;
+            tx.commit().await.map_err(db_err)?;
+            if new {
+                self.bus.publish(BusEvent {
+                    kind: "alarm.raised".into(),
+                    path,
+                    id: id.clone(),
+                    users: vec![],
+                });
+                raised.push(id);
+            }
+        }
+        Ok(raised)
+    }
+}

@@ -1,0 +1,857 @@
+//! IoT: real MQTT clients against the embedded broker and the Mosquitto on 127.0.0.1:1883
+//! (external mode), alarms seen through the API and the bus behind the SSE stream, durable
+//! before PUBACK, bad input counted and dropped, SOS escalation driven by the test clock.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, ConnectReturnCode, Event, EventLoop, MqttOptions, Packet, QoS};
+use serde_json::{Value, json};
+use sqlx::Row;
+
+use linli_core::iot::Drop;
+use linli_iot::{Iot, IotConfig};
+use linli_store::bus::BusEvent;
+use linli_store::iot::demo::demo_device_token;
+
+use crate::common::{Session, TestApp};
+
+/// The demo app with demo devices and a running IoT runtime behind the router.
+async fn iot_app() -> (TestApp, Iot) {
+    let mut app = TestApp::demo().await;
+    app.store.seed_iot_demo().await.unwrap();
+    let iot = Iot::start(
+        app.store.clone(),
+        IotConfig {
+            batch_ms: 5,
+            ..IotConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let state = linli_server::AppState::new(
+        app.store.clone(),
+        linli_server::ServerConfig {
+            secure_cookies: false,
+            data_dir: app.dir.clone(),
+        },
+    );
+    state.iot.set(iot.clone()).unwrap();
+    app.router = linli_server::app(state);
+    (app, iot)
+}
+
+async fn user_id(app: &TestApp, login: &str) -> String {
+    sqlx::query("SELECT id FROM users WHERE login = $1")
+        .bind(login.to_string())
+        .fetch_one(&app.store.db.read)
+        .await
+        .unwrap()
+        .get::<String, _>("id")
+}
+
+/// A demo device of a kind visible to the session.
+async fn a_device(app: &TestApp, s: &Session, kind: &str) -> Value {
+    let list = app
+        .get(s, &format!("/api/v1/iot/devices?kind={kind}"))
+        .await
+        .ok();
+    list.as_array()
+        .and_then(|a| a.first())
+        .cloned()
+        .unwrap_or_else(|| panic!("no {kind} device"))
+}
+
+async fn connect(addr: SocketAddr, user: &str, pass: &str) -> (AsyncClient, EventLoop) {
+    let mut o = MqttOptions::new(
+        format!("t-{}", &linli_core::new_id()[24..]),
+        addr.ip().to_string(),
+        addr.port(),
+    );
+    o.set_credentials(user, pass)
+        .set_keep_alive(Duration::from_secs(5))
+        .set_max_packet_size(1 << 20, 1 << 20);
+    AsyncClient::new(o, 16)
+}
+
+/// Poll until the CONNACK; the return code (or refusal).
+async fn connack(ev: &mut EventLoop) -> Result<(), String> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), ev.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::ConnAck(c)))) => {
+                return if c.code == ConnectReturnCode::Success {
+                    Ok(())
+                } else {
+                    Err(format!("{:?}", c.code))
+                };
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(_) => return Err("timeout".into()),
+        }
+    }
+}
+
+/// Poll until a PUBACK arrives (or the connection ends).
+async fn puback(ev: &mut EventLoop) -> Result<u16, String> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ev.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::PubAck(a)))) => return Ok(a.pkid),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(_) => return Err("timeout".into()),
+        }
+    }
+}
+
+async fn next_alarm_event(
+    rx: &mut tokio::sync::broadcast::Receiver<BusEvent>,
+    kind: &str,
+    path: &str,
+) -> BusEvent {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match rx.recv().await {
+                Ok(e) if e.kind == kind && e.path == path => return e,
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("bus closed: {e}"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {kind} event at {path}"))
+}
+
+#[tokio::test]
+async fn mqtt_telemetry_is_durable_before_puback_and_raises_an_alarm_seen_by_api_and_bus() {
+    let (app, iot) = iot_app().await;
+    let broker = linli_iot::broker::start(iot.clone(), "127.0.0.1:0")
+        .await
+        .unwrap();
+    let committee = app.login("committee").await;
+    let other = app.login("committee3").await;
+    let smoke = a_device(&app, &committee, "smoke").await;
+    let id = smoke["id"].as_str().unwrap().to_string();
+    let path = smoke["path"].as_str().unwrap().to_string();
+    assert_eq!(smoke["online"], false);
+
+    let mut bus = app.store.bus.subscribe();
+    let (client, mut ev) = connect(broker.addr, &id, &demo_device_token(&id)).await;
+    connack(&mut ev).await.unwrap();
+
+    // QoS 1: once PUBACK is received, the point is in storage.
+    client
+        .publish(
+            format!("linli/{id}/telemetry"),
+            QoS::AtLeastOnce,
+            false,
+            json!({"values": {"smoke": 0, "battery": 90, "temperature": 21}}).to_string(),
+        )
+        .await
+        .unwrap();
+    puback(&mut ev).await.unwrap();
+    assert_eq!(app.store.telemetry_count(Some(&id)).await.unwrap(), 1);
+
+    // Smoke: a CRITICAL alarm, on the bus (→ SSE) and in the API, in scope only.
+    client
+        .publish(
+            format!("linli/{id}/telemetry"),
+            QoS::AtLeastOnce,
+            false,
+            json!({"values": {"smoke": 1, "battery": 90, "temperature": 48}}).to_string(),
+        )
+        .await
+        .unwrap();
+    puback(&mut ev).await.unwrap();
+    assert_eq!(app.store.telemetry_count(Some(&id)).await.unwrap(), 2);
+    let raised = next_alarm_event(&mut bus, "alarm.raised", &path).await;
+    let alarms = app.get(&committee, "/api/v1/alarms?active=true").await.ok();
+    let a = alarms
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == raised.id.as_str())
+        .expect("alarm listed")
+        .clone();
+    assert_eq!(a["alarm_type"], "smoke");
+    assert_eq!(a["severity"], "CRITICAL");
+    assert_eq!(a["status"], "ACTIVE_UNACK");
+    assert_eq!(a["device_id"], id.as_str());
+    let theirs = app.get(&other, "/api/v1/alarms").await.ok();
+    assert!(
+        theirs
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["id"] != raised.id.as_str())
+    );
+    app.get(&other, &format!("/api/v1/alarms/{}", raised.id))
+        .await
+        .expect(404);
+    // Propagation: the alarm is found under its building and its community.
+    let building = smoke["place_id"].as_str().unwrap();
+    let under = app
+        .get(&committee, &format!("/api/v1/alarms?place_id={building}"))
+        .await
+        .ok();
+    assert_eq!(under.as_array().unwrap().len(), 1);
+
+    // A repeat updates the same alarm rather than adding one.
+    client
+        .publish(
+            format!("linli/{id}/event"),
+            QoS::AtLeastOnce,
+            false,
+            json!({"type": "selftest"}).to_string(),
+        )
+        .await
+        .unwrap();
+    puback(&mut ev).await.unwrap();
+
+    // Device state and history.
+    let d = app
+        .get(&committee, &format!("/api/v1/iot/devices/{id}"))
+        .await
+        .ok();
+    assert_eq!(d["online"], true);
+    let hist = app
+        .get(&committee, &format!("/api/v1/iot/devices/{id}/telemetry"))
+        .await
+        .ok();
+    assert_eq!(hist.as_array().unwrap().len(), 3);
+    assert_eq!(hist[1]["values"]["smoke"], 1);
+
+    // Acknowledge (twice is a conflict), comment, then the rule clears it when smoke is gone.
+    let acked = app
+        .post(
+            &committee,
+            &format!("/api/v1/alarms/{}/ack", raised.id),
+            json!({}),
+        )
+        .await
+        .ok();
+    assert_eq!(acked["alarm"]["status"], "ACTIVE_ACK");
+    app.post(
+        &committee,
+        &format!("/api/v1/alarms/{}/ack", raised.id),
+        json!({}),
+    )
+    .await
+    .expect(409);
+    app.post(
+        &committee,
+        &format!("/api/v1/alarms/{}/comment", raised.id),
+        json!({"text": "物业已到场"}),
+    )
+    .await
+    .ok();
+    client
+        .publish(
+            format!("linli/{id}/telemetry"),
+            QoS::AtLeastOnce,
+            false,
+            json!({"values": {"smoke": 0}}).to_string(),
+        )
+        .await
+        .unwrap();
+    puback(&mut ev).await.unwrap();
+    next_alarm_event(&mut bus, "alarm.cleared", &path).await;
+    let view = app
+        .get(&committee, &format!("/api/v1/alarms/{}", raised.id))
+        .await
+        .ok();
+    assert_eq!(view["alarm"]["status"], "CLEARED_ACK");
+    let kinds: Vec<&str> = view["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    for k in ["raised", "acknowledged", "commented", "cleared"] {
+        assert!(kinds.contains(&k), "{k} in {kinds:?}");
+    }
+    // Every change by a person is audited.
+    let audited = sqlx::query(
+        "SELECT COUNT(*) AS n FROM audit_log WHERE entity = 'alarm' AND entity_id = $1",
+    )
+    .bind(raised.id.clone())
+    .fetch_one(&app.store.db.read)
+    .await
+    .unwrap()
+    .get::<i64, _>("n");
+    assert!(audited >= 3, "{audited}");
+    let _ = client.disconnect().await;
+    app.close().await;
+}
+
+#[tokio::test]
+async fn bad_input_is_rejected_counted_and_stores_nothing() {
+    let (app, iot) = iot_app().await;
+    let broker = linli_iot::broker::start(iot.clone(), "127.0.0.1:0")
+        .await
+        .unwrap();
+    let committee = app.login("committee").await;
+    let dev = a_device(&app, &committee, "water_leak").await;
+    let id = dev["id"].as_str().unwrap().to_string();
+    let token = demo_device_token(&id);
+    let other = a_device(&app, &committee, "door").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let stats = iot.stats();
+
+    // Wrong token, unknown device: refused at CONNECT.
+    let (_c, mut ev) = connect(broker.addr, &id, "wrong").await;
+    assert!(connack(&mut ev).await.is_err());
+    assert_eq!(stats.dropped(Drop::BadToken), 1);
+    let (_c, mut ev) = connect(broker.addr, "no-such-device", &token).await;
+    assert!(connack(&mut ev).await.is_err());
+    assert_eq!(stats.dropped(Drop::UnknownDevice), 1);
+
+    // Malformed JSON and a bad payload: acknowledged (never resent), counted, not stored.
+    let (c, mut ev) = connect(broker.addr, &id, &token).await;
+    connack(&mut ev).await.unwrap();
+    c.publish(
+        format!("linli/{id}/telemetry"),
+        QoS::AtLeastOnce,
+        false,
+        "{not json",
+    )
+    .await
+    .unwrap();
+    puback(&mut ev).await.unwrap();
+    c.publish(
+        format!("linli/{id}/telemetry"),
+        QoS::AtLeastOnce,
+        false,
+        json!({"values": "x"}).to_string(),
+    )
+    .await
+    .unwrap();
+    puback(&mut ev).await.unwrap();
+    assert_eq!(stats.dropped(Drop::BadJson), 1);
+    assert_eq!(stats.dropped(Drop::BadPayload), 1);
+    // Publishing under another device's id: refused, connection closed.
+    c.publish(
+        format!("linli/{other}/telemetry"),
+        QoS::AtLeastOnce,
+        false,
+        json!({"values": {"open": 1}}).to_string(),
+    )
+    .await
+    .unwrap();
+    assert!(puback(&mut ev).await.is_err());
+    assert_eq!(stats.dropped(Drop::WrongTopic), 1);
+    // A huge payload: connection closed, counted.
+    let (c, mut ev) = connect(broker.addr, &id, &token).await;
+    connack(&mut ev).await.unwrap();
+    let huge = format!(
+        r#"{{"values": {{"leak": 0, "pad": "{}"}}}}"#,
+        "x".repeat(200_000)
+    );
+    c.publish(
+        format!("linli/{id}/telemetry"),
+        QoS::AtLeastOnce,
+        false,
+        huge.clone(),
+    )
+    .await
+    .unwrap();
+    assert!(puback(&mut ev).await.is_err());
+    assert_eq!(stats.dropped(Drop::TooLarge), 1);
+
+    // HTTP: wrong token 401, malformed JSON 400, huge 413 — localized, counted.
+    let auth = format!("Bearer {token}");
+    let r = app
+        .call(
+            "POST",
+            "/api/v1/iot/telemetry",
+            None,
+            Some(("application/json", b"{\"values\":{\"leak\":1}}".to_vec())),
+            &[("authorization", "Bearer dev_wrong")],
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 401);
+    assert_eq!(r.json()["code"], "iot.bad_token");
+    let r = app
+        .call(
+            "POST",
+            "/api/v1/iot/telemetry",
+            None,
+            Some(("application/json", b"{oops".to_vec())),
+            &[("authorization", &auth), ("accept-language", "en")],
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 400);
+    assert_eq!(r.json()["message"], "The payload is not valid JSON.");
+    let r = app
+        .call(
+            "POST",
+            "/api/v1/iot/event",
+            None,
+            Some(("application/json", huge.into_bytes())),
+            &[("authorization", &auth)],
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 413);
+    assert_eq!(stats.dropped(Drop::BadToken), 2);
+    assert_eq!(stats.dropped(Drop::BadJson), 2);
+    assert_eq!(stats.dropped(Drop::TooLarge), 2);
+    assert_eq!(app.store.telemetry_count(Some(&id)).await.unwrap(), 0);
+    assert_eq!(app.store.telemetry_count(Some(&other)).await.unwrap(), 0);
+
+    // Still running: a good message over HTTP and over MQTT is stored.
+    let r = app
+        .call(
+            "POST",
+            "/api/v1/iot/telemetry",
+            None,
+            Some(("application/json", b"{\"values\":{\"leak\":0}}".to_vec())),
+            &[("authorization", &auth)],
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 202, "{}", r.text());
+    let (c, mut ev) = connect(broker.addr, &id, &token).await;
+    connack(&mut ev).await.unwrap();
+    c.publish(
+        format!("linli/{id}/telemetry"),
+        QoS::AtLeastOnce,
+        false,
+        json!({"values": {"leak": 0}}).to_string(),
+    )
+    .await
+    .unwrap();
+    puback(&mut ev).await.unwrap();
+    assert_eq!(app.store.telemetry_count(Some(&id)).await.unwrap(), 2);
+    app.close().await;
+}
+
+#[tokio::test]
+async fn sos_escalates_along_the_care_chain_until_acknowledged() {
+    let (app, iot) = iot_app().await;
+    let committee = app.login("committee").await;
+    let resident = app.login("resident").await;
+    let volunteer = user_id(&app, "volunteer").await;
+    let staff = user_id(&app, "committee").await;
+    let person = app
+        .store
+        .user_person_id(resident.user["id"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    // The family contact first (here the volunteer neighbour's account).
+    let set = app
+        .call(
+            "PUT",
+            &format!("/api/v1/persons/{person}/care-contacts"),
+            Some(&committee),
+            Some((
+                "application/json",
+                json!([{"user_id": volunteer, "relation": "邻居"}])
+                    .to_string()
+                    .into_bytes(),
+            )),
+            &[],
+        )
+        .await
+        .ok();
+    assert_eq!(set.as_array().unwrap().len(), 1);
+    let other = app.login("committee3").await;
+    app.call(
+        "PUT",
+        &format!("/api/v1/persons/{person}/care-contacts"),
+        Some(&other),
+        Some(("application/json", b"[]".to_vec())),
+        &[],
+    )
+    .await
+    .expect(404);
+
+    let sos = app
+        .post(&resident, "/api/v1/me/sos", json!({}))
+        .await
+        .expect(201);
+    let alarm = sos["alarm_id"].as_str().unwrap().to_string();
+    assert_eq!(sos["new"], true);
+    let notified = |view: &Value| -> Vec<(String, i64)> {
+        view["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "notified")
+            .map(|e| {
+                (
+                    e["user_id"].as_str().unwrap().to_string(),
+                    e["step"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let view = app
+        .get(&committee, &format!("/api/v1/alarms/{alarm}"))
+        .await
+        .ok();
+    assert_eq!(view["alarm"]["severity"], "CRITICAL");
+    assert_eq!(view["alarm"]["alarm_type"], "sos");
+    assert_eq!(notified(&view), vec![(volunteer.clone(), 0)]);
+    let inbox = app.store.inbox(&volunteer, true, None, 10).await.unwrap();
+    assert_eq!(inbox[0].kind, "alarm.sos");
+    assert_eq!(inbox[0].entity_id, alarm);
+    // Pressing again updates the same alarm.
+    let again = app
+        .post(&resident, "/api/v1/me/sos", json!({}))
+        .await
+        .expect(201);
+    assert_eq!(again["alarm_id"], alarm.as_str());
+    assert_eq!(again["new"], false);
+
+    // Nobody answers: every 5 minutes the next tier (grid worker, then committee) is told,
+    // and the earlier ones again.
+    let tick = |ms: i64| {
+        let iot = iot.clone();
+        let store = app.store.clone();
+        async move {
+            store.clock.advance(ms);
+            iot.tick().await;
+        }
+    };
+    tick(60_000).await;
+    let view = app
+        .get(&committee, &format!("/api/v1/alarms/{alarm}"))
+        .await
+        .ok();
+    assert_eq!(notified(&view).len(), 1, "nothing before the interval");
+    for _ in 0..2 {
+        tick(5 * 60_000).await;
+    }
+    let view = app
+        .get(&committee, &format!("/api/v1/alarms/{alarm}"))
+        .await
+        .ok();
+    let n = notified(&view);
+    assert!(n.contains(&(staff.clone(), n.iter().map(|x| x.1).max().unwrap())));
+    assert!(n.iter().filter(|(u, _)| *u == volunteer).count() >= 2);
+    let staff_inbox = app.store.inbox(&staff, true, None, 10).await.unwrap();
+    assert!(staff_inbox.iter().any(|i| i.entity_id == alarm));
+
+    // Acknowledged: the calls stop.
+    let acked = app
+        .post(
+            &committee,
+            &format!("/api/v1/alarms/{alarm}/ack"),
+            json!({}),
+        )
+        .await
+        .ok();
+    assert_eq!(acked["alarm"]["next_esc_at"], Value::Null);
+    let before = notified(&acked).len();
+    tick(60 * 60_000).await;
+    let view = app
+        .get(&committee, &format!("/api/v1/alarms/{alarm}"))
+        .await
+        .ok();
+    assert_eq!(notified(&view).len(), before);
+    let ack = view["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "acknowledged")
+        .unwrap();
+    assert_eq!(ack["user_id"], staff.as_str());
+    assert!(ack["at"].as_i64().unwrap() > 0);
+    // A person without a resident binding has no SOS button.
+    app.post(&committee, "/api/v1/me/sos", json!({}))
+        .await
+        .expect(403);
+    app.close().await;
+}
+
+#[tokio::test]
+async fn silent_devices_raise_offline_alarms_by_the_test_clock_and_clear_on_data() {
+    let (app, iot) = iot_app().await;
+    let committee = app.login("committee").await;
+    let dev = a_device(&app, &committee, "smoke").await;
+    let id = dev["id"].as_str().unwrap().to_string();
+    let path = dev["path"].as_str().unwrap().to_string();
+    let auth = format!("Bearer {}", demo_device_token(&id));
+    let send = |body: &'static str| {
+        let auth = auth.clone();
+        let app = &app;
+        async move {
+            app.call(
+                "POST",
+                "/api/v1/iot/telemetry",
+                None,
+                Some(("application/json", body.as_bytes().to_vec())),
+                &[("authorization", &auth)],
+            )
+            .await
+        }
+    };
+    assert_eq!(send(r#"{"values":{"smoke":0}}"#).await.status.as_u16(), 202);
+    let mut bus = app.store.bus.subscribe();
+    app.store.clock.advance(3_600_000 + 1_000);
+    iot.tick().await;
+    let e = next_alarm_event(&mut bus, "alarm.raised", &path).await;
+    let view = app
+        .get(&committee, &format!("/api/v1/alarms/{}", e.id))
+        .await
+        .ok();
+    assert_eq!(view["alarm"]["alarm_type"], "offline");
+    assert_eq!(view["alarm"]["severity"], "WARNING");
+    assert_eq!(send(r#"{"values":{"smoke":0}}"#).await.status.as_u16(), 202);
+    next_alarm_event(&mut bus, "alarm.cleared", &path).await;
+
+    // A building override raises the threshold rule's severity there.
+    let admin = app.login("admin").await;
+    let rule = app
+        .post(
+            &admin,
+            "/api/v1/iot/rules",
+            json!({
+                "device_kind": "smoke",
+                "place_id": dev["place_id"],
+                "spec": {"alarm_type": "smoke", "severity": "MAJOR",
+                         "trigger": {"type": "threshold", "condition": {"key": "smoke", "op": "gt", "value": 0.5}, "count": 2}}
+            }),
+        )
+        .await
+        .expect(201);
+    assert_eq!(rule["path"], path.as_str());
+    app.post(
+        &admin,
+        "/api/v1/iot/rules",
+        json!({"device_kind": "smoke", "spec": {"alarm_type": "x", "severity": "MAJOR",
+               "trigger": {"type": "threshold", "condition": {"key": "t", "op": "between", "value": 5}}}}),
+    )
+    .await
+    .expect(400);
+    assert_eq!(send(r#"{"values":{"smoke":1}}"#).await.status.as_u16(), 202);
+    let active = app
+        .get(
+            &committee,
+            &format!(
+                "/api/v1/alarms?place_id={}&active=true",
+                dev["place_id"].as_str().unwrap()
+            ),
+        )
+        .await
+        .ok();
+    assert!(active.as_array().unwrap().is_empty(), "two in a row needed");
+    assert_eq!(send(r#"{"values":{"smoke":1}}"#).await.status.as_u16(), 202);
+    let e = next_alarm_event(&mut bus, "alarm.raised", &path).await;
+    let view = app
+        .get(&committee, &format!("/api/v1/alarms/{}", e.id))
+        .await
+        .ok();
+    assert_eq!(view["alarm"]["severity"], "MAJOR");
+    app.close().await;
+}
+
+#[tokio::test]
+async fn external_broker_mode_through_mosquitto() {
+    let (app, iot) = iot_app().await;
+    let group = format!("t{}", &linli_core::new_id()[24..]);
+    linli_iot::external::start(
+        iot.clone(),
+        "mqtt://127.0.0.1:1883",
+        &format!("linli-{group}"),
+        &group,
+    )
+    .await
+    .unwrap();
+    let committee = app.login("committee").await;
+    let dev = a_device(&app, &committee, "manhole").await;
+    let id = dev["id"].as_str().unwrap().to_string();
+    let path = dev["path"].as_str().unwrap().to_string();
+    let mut bus = app.store.bus.subscribe();
+    // Give the subscription a moment to be in place at Mosquitto.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mosquitto: SocketAddr = "127.0.0.1:1883".parse().unwrap();
+    let (c, mut ev) = connect(mosquitto, &id, "unused-by-mosquitto").await;
+    connack(&mut ev).await.expect("Mosquitto on 127.0.0.1:1883");
+    for tilt in [30, 35] {
+        c.publish(
+            format!("linli/{id}/telemetry"),
+            QoS::AtLeastOnce,
+            false,
+            json!({"values": {"tilt": tilt}}).to_string(),
+        )
+        .await
+        .unwrap();
+        puback(&mut ev).await.unwrap();
+    }
+    let e = next_alarm_event(&mut bus, "alarm.raised", &path).await;
+    let view = app
+        .get(&committee, &format!("/api/v1/alarms/{}", e.id))
+        .await
+        .ok();
+    assert_eq!(view["alarm"]["alarm_type"], "cover_displaced");
+    assert_eq!(app.store.telemetry_count(Some(&id)).await.unwrap(), 2);
+    // The rule asks for a repair report; without the reports module that is recorded.
+    tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let v = app
+                .get(&committee, &format!("/api/v1/alarms/{}", e.id))
+                .await
+                .ok();
+            if v["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["kind"] == "report_failed")
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("report request recorded");
+    let _ = c.disconnect().await;
+    app.close().await;
+}
+
+#[tokio::test]
+async fn missed_daily_checkin_raises_an_alarm_and_checking_in_clears_it() {
+    let (app, iot) = iot_app().await;
+    let resident = app.login("resident").await;
+    let r = app
+        .post(&resident, "/api/v1/me/checkin", json!({}))
+        .await
+        .ok();
+    assert!(r["at"].as_i64().unwrap() > 0);
+    // An elderly person living alone (demo SOS-button owner) who checks in.
+    let person: String = sqlx::query(
+        "SELECT person_id FROM devices WHERE kind = 'sos_button' AND person_id IS NOT NULL ORDER BY path LIMIT 1",
+    )
+    .fetch_one(&app.store.db.read)
+    .await
+    .unwrap()
+    .get("person_id");
+    app.store.checkin(&person).await.unwrap();
+    iot.tick().await;
+    let open = |app: &TestApp| {
+        let store = app.store.clone();
+        let person = person.clone();
+        async move {
+            sqlx::query("SELECT COUNT(*) AS n FROM alarms WHERE originator = $1 AND alarm_type = 'checkin_missed' AND active = 1")
+                .bind(person)
+                .fetch_one(&store.db.read)
+                .await
+                .unwrap()
+                .get::<i64, _>("n")
+        }
+    };
+    assert_eq!(open(&app).await, 0);
+    // The next day at 10:30 (China time) without a check-in.
+    let day = 86_400_000;
+    let local = app.store.now_ms() + 8 * 3_600_000;
+    let target = local - local.rem_euclid(day) + day + 10 * 3_600_000 + 30 * 60_000;
+    app.store.clock.advance(target - local);
+    iot.tick().await;
+    assert_eq!(open(&app).await, 1);
+    iot.tick().await;
+    assert_eq!(open(&app).await, 1, "one alarm, not one per tick");
+    app.store.checkin(&person).await.unwrap();
+    assert_eq!(open(&app).await, 0);
+    app.close().await;
+}
+
+#[tokio::test]
+async fn old_telemetry_is_downsampled_to_hourly_averages() {
+    let (app, _iot) = iot_app().await;
+    let committee = app.login("committee").await;
+    let dev = a_device(&app, &committee, "door").await;
+    let id = dev["id"].as_str().unwrap().to_string();
+    let auth = format!("Bearer {}", demo_device_token(&id));
+    let hour = 3_600_000;
+    let base = app.store.now_ms() - 10 * 86_400_000;
+    let base = base - base.rem_euclid(hour);
+    for (i, v) in [(0, 1.0), (1, 3.0), (2, 5.0)] {
+        let body = json!({"ts": base + i * 60_000, "values": {"open": 0, "temp": v}}).to_string();
+        let r = app
+            .call(
+                "POST",
+                "/api/v1/iot/telemetry",
+                None,
+                Some(("application/json", body.into_bytes())),
+                &[("authorization", &auth)],
+            )
+            .await;
+        assert_eq!(r.status.as_u16(), 202);
+    }
+    let now = app.store.now_ms();
+    let (folded, deleted) = app
+        .store
+        .telemetry_retention(now - 7 * 86_400_000, now - 365 * 86_400_000, 1000)
+        .await
+        .unwrap();
+    assert_eq!((folded, deleted), (3, 0));
+    let hist = app
+        .get(
+            &committee,
+            &format!(
+                "/api/v1/iot/devices/{id}/telemetry?from={}&to={}",
+                base - 1,
+                base + hour
+            ),
+        )
+        .await
+        .ok();
+    let pts = hist.as_array().unwrap();
+    assert_eq!(pts.len(), 1);
+    assert_eq!(pts[0]["ts"], base);
+    assert_eq!(pts[0]["values"]["temp"], 3.0);
+    let (_, deleted) = app.store.telemetry_retention(now, now, 1000).await.unwrap();
+    assert_eq!(deleted, 1);
+    app.close().await;
+}
+
+#[tokio::test]
+async fn the_resident_page_has_the_sos_button_and_it_calls_for_help() {
+    let (app, _iot) = iot_app().await;
+    let resident = app.login("resident").await;
+    let page = app.get(&resident, "/me").await;
+    assert_eq!(page.status.as_u16(), 200);
+    assert!(page.text().contains("一键呼叫"));
+    assert!(page.text().contains("action=\"/me/sos\""));
+    let form = format!("_csrf={}", resident.csrf);
+    let r = app
+        .call(
+            "POST",
+            "/me/sos",
+            Some(&resident),
+            Some((
+                "application/x-www-form-urlencoded",
+                form.clone().into_bytes(),
+            )),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    assert!(r.text().contains("已发出求助"));
+    let n: i64 =
+        sqlx::query("SELECT COUNT(*) AS n FROM alarms WHERE alarm_type = 'sos' AND active = 1")
+            .fetch_one(&app.store.db.read)
+            .await
+            .unwrap()
+            .get("n");
+    assert_eq!(n, 1);
+    // Without the form token nothing happens.
+    let r = app
+        .call(
+            "POST",
+            "/me/sos",
+            Some(&resident),
+            Some((
+                "application/x-www-form-urlencoded",
+                b"_csrf=forged".to_vec(),
+            )),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 403);
+    app.close().await;
+}
