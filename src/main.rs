@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_crash;
+mod bench_soak;
 mod config;
 
 use std::path::{Path, PathBuf};
