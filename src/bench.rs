@@ -56,6 +56,13 @@ pub enum BenchWhat {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Mixed load for N minutes: memory sampled, latency before/after, acknowledged writes checked.
+    Soak {
+        #[arg(long, default_value_t = 10.0)]
+        minutes: f64,
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+    },
     /// Import N households from a generated CSV, against raw inserts of the same rows.
     Import {
         #[arg(long, default_value_t = 100_000)]
@@ -93,6 +100,9 @@ pub async fn run(cfg: &Config, what: BenchWhat) -> anyhow::Result<()> {
         } => search(cfg, clients, requests, Duration::from_secs(max_seconds)).await,
         BenchWhat::Startup { idle_seconds } => startup(idle_seconds).await,
         BenchWhat::Import { households } => import(households).await,
+        BenchWhat::Soak { minutes, clients } => {
+            crate::bench_soak::soak(cfg, minutes, clients).await
+        }
         BenchWhat::Crash {
             rounds,
             clients,
@@ -201,7 +211,7 @@ fn get_all_ok(
     }
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -585,7 +595,7 @@ pub(crate) async fn wait_ready(
     }
 }
 
-fn rss_kib(pid: u32) -> Option<u64> {
+pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()

@@ -5,6 +5,7 @@ mod bench;
 mod bench_crash;
 mod bench_reports;
 mod bench_iot;
+mod bench_soak;
 mod config;
 mod iot;
 
