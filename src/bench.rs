@@ -79,6 +79,7 @@ pub enum BenchWhat {
         reads: usize,
         #[arg(long, default_value_t = 30)]
         max_seconds: u64,
+    },
     /// MQTT ingest end to end (publish → rules → durable storage → PUBACK) against the
     /// broker-only rate, publish → alarm on SSE under load, and an optional 10× overload.
     Iot {

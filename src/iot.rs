@@ -36,6 +36,10 @@ pub async fn start(cfg: &Config, store: &Store) -> anyhow::Result<Iot> {
     let iot = Iot::start(store.clone(), iot_config(cfg)?)
         .await
         .map_err(|e| anyhow::anyhow!("starting the IoT runtime: {e}"))?;
+    // Alarm rules with `open_report` file repair reports through the reports engine.
+    iot.set_report_opener(std::sync::Arc::new(
+        linli_store::reports::from_alarm::AlarmReports::new(store.clone()),
+    ));
     if let Some(url) = cfg.mqtt_url.as_deref().filter(|u| !u.is_empty()) {
         let id = format!("linli-{}", &linli_core::new_id()[24..]);
         linli_iot::external::start(iot.clone(), url, &id, "linli")

@@ -3,8 +3,8 @@
 
 mod bench;
 mod bench_crash;
-mod bench_reports;
 mod bench_iot;
+mod bench_reports;
 mod bench_soak;
 mod config;
 mod iot;

@@ -215,6 +215,9 @@ const MATRIX: &[(&str, &str, &str)] = &[
         "POST",
         "/api/v1/access/verify",
         "gate outside token scope: 404",
+    ),
+    (
+        "GET",
         "/api/v1/iot/devices",
         "list filtered by scope (tests/it/iot.rs)",
     ),

@@ -313,6 +313,28 @@ impl Grant {
 }
 
 impl Principal {
+    /// The platform itself acting on a rule (an IoT alarm opening a repair report, a deadline
+    /// job): the whole tree, every action, and no user row behind it (`is_system`).
+    pub fn system(name: &str) -> Principal {
+        Principal {
+            user_id: "system".into(),
+            login: name.into(),
+            display_name: name.into(),
+            bindings: vec![Binding {
+                role: Role::CityAdmin,
+                node_id: "system".into(),
+                prefixes: vec!["/".into()],
+                household_id: None,
+            }],
+            token: None,
+        }
+    }
+
+    /// Whether this is [`Principal::system`] (no user account to refer to).
+    pub fn is_system(&self) -> bool {
+        self.user_id == "system" && self.token.is_none()
+    }
+
     /// The caller's grant for `action`, or `Forbidden` when no binding carries it.
     pub fn grant(&self, action: Action) -> Result<Grant, Forbidden> {
         if let Some(limit) = &self.token

@@ -209,7 +209,7 @@ pub struct RuleSpec {
     /// Escalation chain, cancelled by acknowledge or clear.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub escalation: Vec<EscalationStep>,
-    /// Open a report of this category when the alarm is raised (e.g. `municipal.manhole`).
+    /// Open a report of this category when the alarm is raised (e.g. `public_facility`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_report: Option<String>,
 }

@@ -18,7 +18,7 @@ use linli_core::AppResult;
 /// What an alarm rule asks of the reports module: open a repair report for the responsible unit.
 #[derive(Debug, Clone)]
 pub struct ReportRequest {
-    /// Routing category, e.g. `municipal.manhole`.
+    /// Routing category of the reports catalogue, e.g. `public_facility`.
     pub category: String,
     /// Where: the device's place path (the reports module routes by it).
     pub place_path: String,

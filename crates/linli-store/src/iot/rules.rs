@@ -158,7 +158,7 @@ pub fn default_rules() -> Vec<(&'static str, RuleSpec)> {
             "manhole",
             RuleSpec {
                 escalation: now_then.clone(),
-                open_report: Some("municipal.manhole".into()),
+                open_report: Some("public_facility".into()),
                 clear: Some(cond("tilt", Op::Lt, 5.0)),
                 ..spec(
                     "cover_displaced",

@@ -16,11 +16,11 @@ use crate::audit::{self, Actor, Entry};
 use crate::db::{db_err, i64_, opt_str, str_};
 
 /// Entities that can be followed by anyone who may read them: entity name, table (with `id`
-/// and `path` columns), and the capability that reads it. A module adds its line here, e.g.
-/// `("report", "reports", Action::ReportRead)`.
+/// and `path` columns), and the capability that reads it. A module adds its line here.
 pub const FOLLOWABLE: &[(&str, &str, Action)] = &[
     ("place", "places", Action::PlaceRead),
     ("household", "households", Action::HouseholdRead),
+    ("report", "reports", Action::ReportRead),
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]

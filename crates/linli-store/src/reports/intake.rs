@@ -212,7 +212,9 @@ impl Store {
                 }
                 None => None,
             };
-            (channel, Some(p.user_id.clone()), hh)
+            // The platform itself (an alarm rule) has no user row to name as reporter.
+            let reporter = (!p.is_system()).then(|| p.user_id.clone());
+            (channel, reporter, hh)
         };
 
         let rule = self.route(&cat.code, &place.path).await?;

@@ -20,6 +20,7 @@
 
 pub mod catalogue;
 pub mod deadlines;
+pub mod from_alarm;
 pub mod images;
 pub mod intake;
 pub mod metrics;
