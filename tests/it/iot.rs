@@ -855,3 +855,61 @@ async fn the_resident_page_has_the_sos_button_and_it_calls_for_help() {
     assert_eq!(r.status.as_u16(), 403);
     app.close().await;
 }
+
+#[tokio::test]
+async fn a_displaced_manhole_cover_becomes_a_routed_report() {
+    let (app, iot) = iot_app().await;
+    iot.set_report_opener(std::sync::Arc::new(
+        linli_store::reports::from_alarm::AlarmReports::new(app.store.clone()),
+    ));
+    let committee = app.login("committee").await;
+    let dev = a_device(&app, &committee, "manhole").await;
+    let id = dev["id"].as_str().unwrap().to_string();
+    let path = dev["path"].as_str().unwrap().to_string();
+    let auth = format!("Bearer {}", demo_device_token(&id));
+    let mut bus = app.store.bus.subscribe();
+    // Tilted past 15° twice in a row (the default rule) raises cover_displaced.
+    for _ in 0..2 {
+        let r = app
+            .call(
+                "POST",
+                "/api/v1/iot/telemetry",
+                None,
+                Some(("application/json", br#"{"values":{"tilt":32.5}}"#.to_vec())),
+                &[("authorization", &auth)],
+            )
+            .await;
+        assert_eq!(r.status.as_u16(), 202, "{}", r.text());
+    }
+    let e = next_alarm_event(&mut bus, "alarm.raised", &path).await;
+    // The report is filed after the alarm commits; wait for the alarm to name it.
+    let mut report_id = None;
+    for _ in 0..100 {
+        let view = app
+            .get(&committee, &format!("/api/v1/alarms/{}", e.id))
+            .await
+            .ok();
+        if let Some(r) = view["alarm"]["report_id"].as_str() {
+            report_id = Some(r.to_string());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let report_id = report_id.expect("the alarm opened a report");
+    let report = app
+        .get(&committee, &format!("/api/v1/reports/{report_id}"))
+        .await
+        .ok();
+    let r = if report["report"].is_object() {
+        &report["report"]
+    } else {
+        &report
+    };
+    assert_eq!(r["category"], "public_facility", "{report}");
+    assert_eq!(r["channel"], "iot", "{report}");
+    assert!(
+        r["description"].as_str().unwrap_or("").contains(&e.id),
+        "{report}"
+    );
+    app.close().await;
+}
