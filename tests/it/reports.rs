@@ -1000,7 +1000,7 @@ fn serve(app: &TestApp, port: u16) -> std::process::Child {
     if let Some(url) = app.database_url() {
         cmd.arg("--database-url").arg(url);
     }
-    let child = cmd.spawn().expect("linli starts");
+    let mut child = cmd.spawn().expect("linli starts");
     let start = std::time::Instant::now();
     while start.elapsed() < std::time::Duration::from_secs(120) {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -1010,6 +1010,8 @@ fn serve(app: &TestApp, port: u16) -> std::process::Child {
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("server did not start");
 }
 
