@@ -43,9 +43,13 @@ impl Store {
         let now = self.now_ms();
         let horizon = now + REMIND_BEFORE_MS;
         let rows = sqlx::query(
-            "SELECT id, status, sign_by, resolve_by FROM reports
-             WHERE (sign_by <= $1 AND status = 'dispatched') OR (resolve_by <= $1 AND status = 'in_progress')
-             ORDER BY id LIMIT 5000",
+            // Reports whose series is finished (escalated for this due time) drop out of the scan.
+            "SELECT id, status, sign_by, resolve_by FROM reports r
+             WHERE (r.sign_by <= $1 AND r.status = 'dispatched' AND NOT EXISTS (SELECT 1 FROM report_alerts a
+                    WHERE a.report_id = r.id AND a.stage = 'sign' AND a.step = 'escalate' AND a.due_at = r.sign_by))
+                OR (r.resolve_by <= $1 AND r.status = 'in_progress' AND NOT EXISTS (SELECT 1 FROM report_alerts a
+                    WHERE a.report_id = r.id AND a.stage = 'resolve' AND a.step = 'escalate' AND a.due_at = r.resolve_by))
+             ORDER BY r.id LIMIT 5000",
         )
         .bind(horizon)
         .fetch_all(&self.db.read)
@@ -90,6 +94,20 @@ impl Store {
         due: i64,
         now: i64,
     ) -> AppResult<bool> {
+        // Cheap check first, without taking the write lock; repeated under the lock below.
+        let taken = sqlx::query(
+            "SELECT 1 AS x FROM report_alerts WHERE report_id = $1 AND stage = $2 AND step = $3 AND due_at = $4",
+        )
+        .bind(id.to_string())
+        .bind(stage.to_string())
+        .bind(step.to_string())
+        .bind(due)
+        .fetch_optional(&self.db.read)
+        .await
+        .map_err(db_err)?;
+        if taken.is_some() {
+            return Ok(false);
+        }
         let mut tx = self.db.begin_write().await.map_err(db_err)?;
         let done = sqlx::query(
             "SELECT 1 AS x FROM report_alerts WHERE report_id = $1 AND stage = $2 AND step = $3 AND due_at = $4",
