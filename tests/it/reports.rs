@@ -866,6 +866,12 @@ async fn catalogue_versions_and_the_calendar_are_data() {
         d["resolve_by"].as_i64().unwrap() - d["dispatched_at"].as_i64().unwrap(),
         12 * HOUR
     );
+    // Nobody signs or calls back within the hour: both deadlines are urged, once.
+    app.store.clock.advance(2 * HOUR);
+    let t = app.store.reports_tick().await.unwrap();
+    assert_eq!((t.urged, t.escalated), (2, 0), "{t:?}");
+    let t = app.store.reports_tick().await.unwrap();
+    assert_eq!(t.urged, 0);
 
     // A year without data: working-day deadlines fall back to clock days, with the warning
     // recorded on the report; once the year is entered, no warning.

@@ -82,6 +82,29 @@ impl Store {
                 }
             }
         }
+        // First contact (首次联系): the unit is urged once when nobody has contacted the
+        // reporter by the first-contact deadline.
+        let uncontacted = sqlx::query(
+            "SELECT id, first_contact_by FROM reports r
+             WHERE r.first_contact_by <= $1 AND r.first_contact_at IS NULL AND r.status IN ('dispatched', 'in_progress')
+               AND NOT EXISTS (SELECT 1 FROM report_alerts a WHERE a.report_id = r.id AND a.stage = 'contact' AND a.due_at = r.first_contact_by)
+             ORDER BY r.id LIMIT 5000",
+        )
+        .bind(now)
+        .fetch_all(&self.db.read)
+        .await
+        .map_err(db_err)?;
+        for r in &uncontacted {
+            let Some(due) = opt_i64(r, "first_contact_by") else {
+                continue;
+            };
+            if self
+                .deadline_step(&str_(r, "id"), "contact", "urge", due, now)
+                .await?
+            {
+                sum.urged += 1;
+            }
+        }
         Ok(sum)
     }
 
@@ -134,12 +157,16 @@ impl Store {
         .map(|x| super::report_from_row(&x))
         .ok_or_else(not_found)?;
         // The report may have moved on since the scan.
-        let expected = if stage == "sign" {
-            ("dispatched", r.sign_by)
-        } else {
-            ("in_progress", r.resolve_by)
+        let still_due = match stage {
+            "sign" => r.status == "dispatched" && r.sign_by == Some(due),
+            "resolve" => r.status == "in_progress" && r.resolve_by == Some(due),
+            _ => {
+                matches!(r.status.as_str(), "dispatched" | "in_progress")
+                    && r.first_contact_at.is_none()
+                    && r.first_contact_by == Some(due)
+            }
         };
-        if r.status != expected.0 || expected.1 != Some(due) {
+        if !still_due {
             return Ok(false);
         }
         sqlx::query(
@@ -187,19 +214,21 @@ impl Store {
                     to = self.unit_members(&mut tx, u).await?;
                 }
                 to.extend(self.report_dispatchers(&mut tx, &r.path).await?);
-                let col = if stage == "sign" {
-                    "overdue_sign"
-                } else {
-                    "overdue_resolve"
+                let col = match stage {
+                    "sign" => Some("overdue_sign"),
+                    "resolve" => Some("overdue_resolve"),
+                    _ => None,
                 };
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "UPDATE reports SET {col} = 1, version = version + 1, updated_at = $1 WHERE id = $2"
-                )))
-                .bind(now)
-                .bind(id.to_string())
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
+                if let Some(col) = col {
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "UPDATE reports SET {col} = 1, version = version + 1, updated_at = $1 WHERE id = $2"
+                    )))
+                    .bind(now)
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                }
                 ("urge", "notice-report-urged")
             }
             _ => {
