@@ -866,6 +866,12 @@ async fn catalogue_versions_and_the_calendar_are_data() {
         d["resolve_by"].as_i64().unwrap() - d["dispatched_at"].as_i64().unwrap(),
         12 * HOUR
     );
+    // Nobody signs or calls back within the hour: both deadlines are urged, once.
+    app.store.clock.advance(2 * HOUR);
+    let t = app.store.reports_tick().await.unwrap();
+    assert_eq!((t.urged, t.escalated), (2, 0), "{t:?}");
+    let t = app.store.reports_tick().await.unwrap();
+    assert_eq!(t.urged, 0);
 
     // A year without data: working-day deadlines fall back to clock days, with the warning
     // recorded on the report; once the year is entered, no warning.
@@ -1000,7 +1006,7 @@ fn serve(app: &TestApp, port: u16) -> std::process::Child {
     if let Some(url) = app.database_url() {
         cmd.arg("--database-url").arg(url);
     }
-    let child = cmd.spawn().expect("linli starts");
+    let mut child = cmd.spawn().expect("linli starts");
     let start = std::time::Instant::now();
     while start.elapsed() < std::time::Duration::from_secs(120) {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -1010,6 +1016,8 @@ fn serve(app: &TestApp, port: u16) -> std::process::Child {
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("server did not start");
 }
 

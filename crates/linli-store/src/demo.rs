@@ -39,6 +39,8 @@ impl Store {
         let data = linli_core::demo::generate(DEMO_SEED);
         let mut accounts = Vec::new();
         if self.demo_seeded().await? {
+            // A demo seeded before the reports engine existed gets its catalogue now.
+            self.seed_demo_catalogue().await?;
             return Ok(demo_accounts_summary(&data));
         }
         let now = now_ms();

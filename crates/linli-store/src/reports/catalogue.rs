@@ -165,11 +165,20 @@ impl Store {
     }
 
     pub async fn report_category(&self, code: &str) -> AppResult<Category> {
-        self.report_categories()
-            .await?
-            .into_iter()
-            .find(|c| c.code == code)
-            .ok_or_else(|| AppError::bad_request("report.unknown_category").arg("code", code))
+        let r = sqlx::query(
+            "SELECT code, kind, name_zh, name_en FROM report_categories WHERE code = $1",
+        )
+        .bind(code.to_string())
+        .fetch_optional(&self.db.read)
+        .await
+        .map_err(db_err)?;
+        r.map(|r| Category {
+            code: str_(&r, "code"),
+            kind: str_(&r, "kind"),
+            name_zh: str_(&r, "name_zh"),
+            name_en: str_(&r, "name_en"),
+        })
+        .ok_or_else(|| AppError::bad_request("report.unknown_category").arg("code", code))
     }
 
     /// Routing rules whose area lies in the caller's subtrees (current ones, or every version).

@@ -43,9 +43,13 @@ impl Store {
         let now = self.now_ms();
         let horizon = now + REMIND_BEFORE_MS;
         let rows = sqlx::query(
-            "SELECT id, status, sign_by, resolve_by FROM reports
-             WHERE (sign_by <= $1 AND status = 'dispatched') OR (resolve_by <= $1 AND status = 'in_progress')
-             ORDER BY id LIMIT 5000",
+            // Reports whose series is finished (escalated for this due time) drop out of the scan.
+            "SELECT id, status, sign_by, resolve_by FROM reports r
+             WHERE (r.sign_by <= $1 AND r.status = 'dispatched' AND NOT EXISTS (SELECT 1 FROM report_alerts a
+                    WHERE a.report_id = r.id AND a.stage = 'sign' AND a.step = 'escalate' AND a.due_at = r.sign_by))
+                OR (r.resolve_by <= $1 AND r.status = 'in_progress' AND NOT EXISTS (SELECT 1 FROM report_alerts a
+                    WHERE a.report_id = r.id AND a.stage = 'resolve' AND a.step = 'escalate' AND a.due_at = r.resolve_by))
+             ORDER BY r.id LIMIT 5000",
         )
         .bind(horizon)
         .fetch_all(&self.db.read)
@@ -78,6 +82,29 @@ impl Store {
                 }
             }
         }
+        // First contact (首次联系): the unit is urged once when nobody has contacted the
+        // reporter by the first-contact deadline.
+        let uncontacted = sqlx::query(
+            "SELECT id, first_contact_by FROM reports r
+             WHERE r.first_contact_by <= $1 AND r.first_contact_at IS NULL AND r.status IN ('dispatched', 'in_progress')
+               AND NOT EXISTS (SELECT 1 FROM report_alerts a WHERE a.report_id = r.id AND a.stage = 'contact' AND a.due_at = r.first_contact_by)
+             ORDER BY r.id LIMIT 5000",
+        )
+        .bind(now)
+        .fetch_all(&self.db.read)
+        .await
+        .map_err(db_err)?;
+        for r in &uncontacted {
+            let Some(due) = opt_i64(r, "first_contact_by") else {
+                continue;
+            };
+            if self
+                .deadline_step(&str_(r, "id"), "contact", "urge", due, now)
+                .await?
+            {
+                sum.urged += 1;
+            }
+        }
         Ok(sum)
     }
 
@@ -90,6 +117,20 @@ impl Store {
         due: i64,
         now: i64,
     ) -> AppResult<bool> {
+        // Cheap check first, without taking the write lock; repeated under the lock below.
+        let taken = sqlx::query(
+            "SELECT 1 AS x FROM report_alerts WHERE report_id = $1 AND stage = $2 AND step = $3 AND due_at = $4",
+        )
+        .bind(id.to_string())
+        .bind(stage.to_string())
+        .bind(step.to_string())
+        .bind(due)
+        .fetch_optional(&self.db.read)
+        .await
+        .map_err(db_err)?;
+        if taken.is_some() {
+            return Ok(false);
+        }
         let mut tx = self.db.begin_write().await.map_err(db_err)?;
         let done = sqlx::query(
             "SELECT 1 AS x FROM report_alerts WHERE report_id = $1 AND stage = $2 AND step = $3 AND due_at = $4",
@@ -116,12 +157,16 @@ impl Store {
         .map(|x| super::report_from_row(&x))
         .ok_or_else(not_found)?;
         // The report may have moved on since the scan.
-        let expected = if stage == "sign" {
-            ("dispatched", r.sign_by)
-        } else {
-            ("in_progress", r.resolve_by)
+        let still_due = match stage {
+            "sign" => r.status == "dispatched" && r.sign_by == Some(due),
+            "resolve" => r.status == "in_progress" && r.resolve_by == Some(due),
+            _ => {
+                matches!(r.status.as_str(), "dispatched" | "in_progress")
+                    && r.first_contact_at.is_none()
+                    && r.first_contact_by == Some(due)
+            }
         };
-        if r.status != expected.0 || expected.1 != Some(due) {
+        if !still_due {
             return Ok(false);
         }
         sqlx::query(
@@ -169,19 +214,21 @@ impl Store {
                     to = self.unit_members(&mut tx, u).await?;
                 }
                 to.extend(self.report_dispatchers(&mut tx, &r.path).await?);
-                let col = if stage == "sign" {
-                    "overdue_sign"
-                } else {
-                    "overdue_resolve"
+                let col = match stage {
+                    "sign" => Some("overdue_sign"),
+                    "resolve" => Some("overdue_resolve"),
+                    _ => None,
                 };
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "UPDATE reports SET {col} = 1, version = version + 1, updated_at = $1 WHERE id = $2"
-                )))
-                .bind(now)
-                .bind(id.to_string())
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
+                if let Some(col) = col {
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "UPDATE reports SET {col} = 1, version = version + 1, updated_at = $1 WHERE id = $2"
+                    )))
+                    .bind(now)
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                }
                 ("urge", "notice-report-urged")
             }
             _ => {

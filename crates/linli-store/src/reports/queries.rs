@@ -228,52 +228,62 @@ impl Store {
             .filter(|r| self.report_visible(v, r))
             .ok_or_else(not_found)?;
         let staff = v.is_staff_for(&r.path);
-        let events = sqlx::query(
+        // The three parts of the history are independent reads: run them together.
+        let events_q = sqlx::query(
             "SELECT id, action, from_status, to_status, actor_id, actor, at, public_note, internal_note, data FROM report_events WHERE report_id = $1 ORDER BY at, id",
         )
         .bind(id.to_string())
-        .fetch_all(&self.db.read)
-        .await
-        .map_err(db_err)?
-        .iter()
-        .map(|e| {
-            let own = str_(e, "actor_id") == v.user_id;
-            ReportEvent {
-                id: str_(e, "id"),
-                action: str_(e, "action"),
-                from_status: opt_str(e, "from_status"),
-                to_status: str_(e, "to_status"),
-                actor: if staff || own { str_(e, "actor") } else { String::new() },
-                at: i64_(e, "at"),
-                public_note: opt_str(e, "public_note"),
-                internal_note: if staff { opt_str(e, "internal_note") } else { None },
-                data: if staff {
-                    serde_json::from_str(&str_(e, "data")).unwrap_or(Value::Null)
-                } else {
-                    Value::Null
-                },
-            }
-        })
-        .collect();
-        let summons = sqlx::query(
+        .fetch_all(&self.db.read);
+        let summons_q = sqlx::query(
             "SELECT s.id, s.unit_id, o.name AS unit_name, s.summoned_at, s.signed_at, s.replied_at, s.reply FROM report_summons s JOIN orgs o ON o.id = s.unit_id WHERE s.report_id = $1 ORDER BY s.summoned_at, s.id",
         )
         .bind(id.to_string())
-        .fetch_all(&self.db.read)
-        .await
-        .map_err(db_err)?
-        .iter()
-        .map(|s| Summons {
-            id: str_(s, "id"),
-            unit_id: str_(s, "unit_id"),
-            unit_name: str_(s, "unit_name"),
-            summoned_at: i64_(s, "summoned_at"),
-            signed_at: opt_i64(s, "signed_at"),
-            replied_at: opt_i64(s, "replied_at"),
-            reply: opt_str(s, "reply"),
-        })
-        .collect();
-        let photos = self.report_photos(id).await?;
+        .fetch_all(&self.db.read);
+        let (events, summons, photos) = tokio::join!(events_q, summons_q, self.report_photos(id));
+        let events = events
+            .map_err(db_err)?
+            .iter()
+            .map(|e| {
+                let own = str_(e, "actor_id") == v.user_id;
+                ReportEvent {
+                    id: str_(e, "id"),
+                    action: str_(e, "action"),
+                    from_status: opt_str(e, "from_status"),
+                    to_status: str_(e, "to_status"),
+                    actor: if staff || own {
+                        str_(e, "actor")
+                    } else {
+                        String::new()
+                    },
+                    at: i64_(e, "at"),
+                    public_note: opt_str(e, "public_note"),
+                    internal_note: if staff {
+                        opt_str(e, "internal_note")
+                    } else {
+                        None
+                    },
+                    data: if staff {
+                        serde_json::from_str(&str_(e, "data")).unwrap_or(Value::Null)
+                    } else {
+                        Value::Null
+                    },
+                }
+            })
+            .collect();
+        let summons = summons
+            .map_err(db_err)?
+            .iter()
+            .map(|s| Summons {
+                id: str_(s, "id"),
+                unit_id: str_(s, "unit_id"),
+                unit_name: str_(s, "unit_name"),
+                summoned_at: i64_(s, "summoned_at"),
+                signed_at: opt_i64(s, "signed_at"),
+                replied_at: opt_i64(s, "replied_at"),
+                reply: opt_str(s, "reply"),
+            })
+            .collect();
+        let photos = photos?;
         Ok(ReportView {
             report: self.redact(v, r),
             staff_view: staff,
