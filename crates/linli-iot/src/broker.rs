@@ -236,7 +236,7 @@ async fn connection(
                 break;
             }
             while wbuf.len() < 64 * 1024 {
-                match ack_rx.try_recv() {
+                match ack_rx.try_recv().or_else(|_| out_rx.try_recv()) {
                     Ok(p) => {
                         let _ = p.write(&mut wbuf, usize::MAX);
                     }

@@ -71,7 +71,8 @@ pub async fn run(
             while forever || start.elapsed().as_secs() < stop {
                 let (body, topic) = {
                     let mut rng = rand::rng();
-                    if incident_left == 0 && rng.random_bool(0.01) {
+                    let p = if d.kind == "sos_button" { 0.0005 } else { 0.01 };
+                    if incident_left == 0 && rng.random_bool(p) {
                         incident_left = 3;
                     }
                     let incident = incident_left > 0;
