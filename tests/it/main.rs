@@ -8,6 +8,7 @@ mod accounts;
 mod audit;
 mod authz;
 mod cli;
+mod fast_read;
 mod import_export;
 mod registry;
 mod resident;

@@ -34,6 +34,8 @@ pub struct Db {
     pub read: AnyPool,
     pub write: AnyPool,
     pub backend: Backend,
+    /// Native SQLite read connections for the fast read path (`db_fast.rs`); None on PostgreSQL.
+    pub(crate) fast: Option<std::sync::Arc<crate::db_fast::SqliteReaders>>,
 }
 
 #[derive(Debug, Clone)]
@@ -63,6 +65,7 @@ impl Db {
                     read: pool.clone(),
                     write: pool,
                     backend,
+                    fast: None,
                 })
             }
             Backend::Sqlite => {
@@ -89,10 +92,16 @@ impl Db {
                 };
                 let write = opts(1).connect(&cfg.url).await?;
                 let read = opts(cfg.max_connections.max(2)).connect(&cfg.url).await?;
+                let fast = crate::db_fast::SqliteReaders::for_url(
+                    &cfg.url,
+                    cfg.max_connections.max(2) as usize,
+                )
+                .map(std::sync::Arc::new);
                 Ok(Db {
                     read,
                     write,
                     backend,
+                    fast,
                 })
             }
         }
@@ -227,6 +236,12 @@ impl Sql {
             text: text.to_string(),
             vals: Vec::new(),
         }
+    }
+    /// The value of the next `$n` of a statement written out in full:
+    /// `Sql::new("SELECT … WHERE id = $1").arg(id)`.
+    pub fn arg(mut self, v: impl Into<Val>) -> Self {
+        self.vals.push(v.into());
+        self
     }
     /// Append a trusted SQL fragment.
     pub fn push(&mut self, fragment: &str) -> &mut Self {

@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod audit;
 pub mod bus;
 pub mod db;
+pub mod db_fast;
 pub mod demo;
 pub mod migrations;
 pub mod notify;
