@@ -155,15 +155,13 @@ const STATEMENT_CACHE: usize = 128;
 
 impl SqliteReaders {
     /// Readers for a sqlx SQLite URL; None for in-memory databases (only the sqlx pool sees them).
-    /// Queries run on the calling thread, so about as many connections as threads that run at
-    /// once suffice: two per core, at most `max`.
-    pub(crate) fn for_url(url: &str, max: usize) -> Option<SqliteReaders> {
+    /// Queries run on the calling thread, so the pool needs about as many connections as
+    /// threads that run queries at once (the runtime's workers): `size`, opened on first use.
+    pub(crate) fn for_url(url: &str, size: usize) -> Option<SqliteReaders> {
         let path = sqlite_path(url)?;
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let size = (cores * 2).clamp(2, max.max(2));
         Some(SqliteReaders {
             path,
-            conns: (0..size).map(|_| Mutex::new(None)).collect(),
+            conns: (0..size.max(2)).map(|_| Mutex::new(None)).collect(),
         })
     }
 
