@@ -113,3 +113,100 @@ async fn same_sql_same_rows_on_both_backends() {
     }
     app.close().await;
 }
+
+/// Totals of full first pages (counted separately, without `persons` when no person filter is
+/// given) equal the number of rows a large page returns, for every kind of filter.
+#[tokio::test]
+async fn search_totals_match_the_rows() {
+    use linli_core::auth::{Action, Grant};
+    use linli_store::registry::persons::PersonQuery;
+    let app = TestApp::demo().await;
+    let store = &app.store;
+    let read = Grant::system(Action::PersonRead);
+    let building = store
+        .places(&Grant::system(Action::PlaceRead), None, Some("building"))
+        .await
+        .unwrap()
+        .remove(0);
+    let all_in_building = store
+        .search_persons(
+            &read,
+            None,
+            &PersonQuery {
+                place_id: Some(building.id.clone()),
+                limit: Some(500),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let surname: String = all_in_building.items[0].name.chars().take(1).collect();
+    let queries = [
+        PersonQuery {
+            place_id: Some(building.id.clone()),
+            ..Default::default()
+        },
+        PersonQuery {
+            label: Some("elderly_alone".into()),
+            ..Default::default()
+        },
+        PersonQuery {
+            label: Some("elderly_alone".into()),
+            place_id: Some(building.id.clone()),
+            ..Default::default()
+        },
+        PersonQuery {
+            name: Some(surname.clone()),
+            place_id: Some(building.id.clone()),
+            ..Default::default()
+        },
+        PersonQuery {
+            name: Some(surname),
+            label: Some("elderly_alone".into()),
+            ..Default::default()
+        },
+    ];
+    for q in queries {
+        let big = store
+            .search_persons(
+                &read,
+                None,
+                &PersonQuery {
+                    limit: Some(500),
+                    ..q.clone()
+                },
+            )
+            .await
+            .unwrap();
+        assert!(big.items.len() < 500, "{q:?}");
+        let small = store
+            .search_persons(
+                &read,
+                None,
+                &PersonQuery {
+                    limit: Some(1),
+                    ..q.clone()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(small.total, big.items.len() as i64, "{q:?}");
+        assert_eq!(small.items.len(), big.items.len().min(1), "{q:?}");
+        // A later page counts too.
+        let later = store
+            .search_persons(
+                &read,
+                None,
+                &PersonQuery {
+                    limit: Some(1),
+                    offset: Some(1),
+                    ..q.clone()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(later.total, big.items.len() as i64, "{q:?}");
+    }
+    assert!(all_in_building.total > 1);
+    app.close().await;
+}

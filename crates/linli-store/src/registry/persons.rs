@@ -511,19 +511,36 @@ impl Store {
             label_id = Some(label.id);
         }
         let mut q = Sql::new("");
+        // The count's conditions when no person-level filter (name, ID, phone) is given: the
+        // same rows counted without reading `persons` (one current residence per person).
+        let mut lean = Sql::new("");
         // With a label, start from its few holders (CROSS JOIN fixes SQLite's join order;
         // PostgreSQL plans it as an ordinary join).
-        let from = match label_id {
+        let (from, lean_from) = match label_id {
             Some(lid) => {
-                q.push(" WHERE pl.label_id = ").bind(lid).push(" AND p.id = pl.person_id AND r.person_id = p.id AND r.end_date IS NULL AND h.id = r.household_id AND ");
-                " FROM person_labels pl CROSS JOIN persons p CROSS JOIN residences r CROSS JOIN households h"
+                q.push(" WHERE pl.label_id = ").bind(lid.clone()).push(" AND p.id = pl.person_id AND r.person_id = p.id AND r.end_date IS NULL AND h.id = r.household_id AND ");
+                lean.push(" WHERE pl.label_id = ").bind(lid).push(
+                    " AND r.person_id = pl.person_id AND r.end_date IS NULL AND h.id = r.household_id AND ",
+                );
+                (
+                    " FROM person_labels pl CROSS JOIN persons p CROSS JOIN residences r CROSS JOIN households h",
+                    " FROM person_labels pl CROSS JOIN residences r CROSS JOIN households h",
+                )
             }
             None => {
                 q.push(" WHERE ");
-                " FROM persons p JOIN residences r ON r.person_id = p.id AND r.end_date IS NULL JOIN households h ON h.id = r.household_id"
+                lean.push(" WHERE ");
+                (
+                    " FROM persons p JOIN residences r ON r.person_id = p.id AND r.end_date IS NULL JOIN households h ON h.id = r.household_id",
+                    " FROM households h JOIN residences r ON r.household_id = h.id AND r.end_date IS NULL",
+                )
             }
         };
         q.scope("h.path", &prefixes);
+        lean.scope("h.path", &prefixes);
+        let person_filter = [&f.name, &f.id_number, &f.phone]
+            .iter()
+            .any(|v| v.as_deref().is_some_and(|s| !s.trim().is_empty()));
         if let Some(name) = f.name.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
             // Names match from the start (surname first) through the name index: fast at any
             // scale, and what a community worker types (姓 or 姓名).
@@ -572,12 +589,17 @@ impl Store {
         let total = if offset == 0 && (rows.len() as i64) < limit {
             rows.len() as i64
         } else {
+            let (count_from, cond) = if person_filter {
+                (from, q)
+            } else {
+                (lean_from, lean)
+            };
             let count_sql = Sql {
                 text: format!(
-                    "SELECT COUNT(*) AS n FROM (SELECT 1{from}{} LIMIT {COUNT_CAP}) capped",
-                    q.text
+                    "SELECT COUNT(*) AS n FROM (SELECT 1{count_from}{} LIMIT {COUNT_CAP}) capped",
+                    cond.text
                 ),
-                vals: q.vals,
+                vals: cond.vals,
             };
             self.db.fetch_one_fast(&count_sql).await?.i64("n")
         };
