@@ -186,24 +186,109 @@ pub(crate) async fn request_with(
 pub(crate) type LoadFuture =
     std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>>;
 
+/// A lean HTTP/1.1 keep-alive client for the load loops. The load generator shares the two cores
+/// with the server, so what it spends per request is taken from the server: this one writes a
+/// prepared request and reads the response by its Content-Length, nothing more (no pool task,
+/// no header map, no body stream). One connection per request in flight, reused.
+#[derive(Clone)]
+struct RawClient {
+    addr: std::net::SocketAddr,
+    idle: Arc<std::sync::Mutex<Vec<RawConn>>>,
+}
+
+struct RawConn {
+    stream: tokio::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RawClient {
+    fn new(addr: std::net::SocketAddr) -> RawClient {
+        RawClient {
+            addr,
+            idle: Arc::default(),
+        }
+    }
+
+    /// The bytes of `GET uri` (an absolute `http://host/…` URI) with the cookie.
+    fn prepare(&self, uri: &str, cookie: &str) -> Vec<u8> {
+        let path = uri
+            .strip_prefix("http://")
+            .and_then(|r| r.find('/').map(|i| &r[i..]))
+            .unwrap_or(uri);
+        format!(
+            "GET {path} HTTP/1.1\r\nhost: {}\r\ncookie: {cookie}\r\n\r\n",
+            self.addr
+        )
+        .into_bytes()
+    }
+
+    /// Send a prepared request; the response status.
+    async fn send(&self, req: &[u8]) -> anyhow::Result<u16> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let pooled = self.idle.lock().expect("idle connections").pop();
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => {
+                let stream = tokio::net::TcpStream::connect(self.addr).await?;
+                stream.set_nodelay(true)?;
+                RawConn {
+                    stream,
+                    buf: Vec::with_capacity(16 * 1024),
+                }
+            }
+        };
+        conn.stream.write_all(req).await?;
+        conn.buf.clear();
+        let (status, total) = loop {
+            if let Some(end) = conn.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = std::str::from_utf8(&conn.buf[..end])?;
+                let status: u16 = head
+                    .split(' ')
+                    .nth(1)
+                    .and_then(|s| s.parse().ok())
+                    .context("bad status line")?;
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse().ok())?
+                    })
+                    .context("response without content-length")?;
+                break (status, end + 4 + len);
+            }
+            let mut chunk = [0u8; 8192];
+            let n = conn.stream.read(&mut chunk).await?;
+            if n == 0 {
+                bail!("connection closed");
+            }
+            conn.buf.extend_from_slice(&chunk[..n]);
+        };
+        while conn.buf.len() < total {
+            let mut chunk = [0u8; 16384];
+            let n = conn.stream.read(&mut chunk).await?;
+            if n == 0 {
+                bail!("connection closed");
+            }
+            conn.buf.extend_from_slice(&chunk[..n]);
+        }
+        self.idle.lock().expect("idle connections").push(conn);
+        Ok(status)
+    }
+}
+
 /// A load step: GET `uris[i * stride]` with the session cookie and insist on 200.
 fn get_all_ok(
-    http: HttpClient,
+    raw: RawClient,
     cookie: Arc<String>,
     uris: Arc<Vec<String>>,
     stride: usize,
 ) -> impl Fn(usize) -> LoadFuture + Clone + Send + 'static {
+    let reqs: Arc<Vec<Vec<u8>>> = Arc::new(uris.iter().map(|u| raw.prepare(u, &cookie)).collect());
     move |i| {
-        let (http, cookie, uris) = (http.clone(), cookie.clone(), uris.clone());
+        let (raw, reqs) = (raw.clone(), reqs.clone());
         Box::pin(async move {
-            let (status, _, _) = request(
-                &http,
-                "GET",
-                &uris[i * stride % uris.len()],
-                Some(&cookie),
-                None,
-            )
-            .await?;
+            let status = raw.send(&reqs[i * stride % reqs.len()]).await?;
             if status != 200 {
                 bail!("status {status}");
             }
@@ -220,10 +305,33 @@ pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[idx.min(sorted.len() - 1)]
 }
 
-fn summary(mut lat_ms: Vec<f64>, wall: Duration) -> serde_json::Value {
+/// CPU time used by this process so far (all threads: server, database, load generator), in ms.
+/// On a shared machine the wall-clock rate depends on what else runs; CPU per request does not.
+fn process_cpu_ms() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r.split_whitespace().collect())
+        .unwrap_or_default();
+    // utime and stime, in clock ticks (100 per second on Linux).
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) * 10.0
+}
+
+fn summary(mut lat_ms: Vec<f64>, wall: Duration, cpu_ms: f64) -> serde_json::Value {
     lat_ms.sort_by(|a, b| a.total_cmp(b));
     json!({
         "requests": lat_ms.len(),
+        "cpu_ms_per_request": (cpu_ms / lat_ms.len().max(1) as f64 * 1000.0).round() / 1000.0,
+        // How much CPU this process got: below 2 on two cores means other work took the rest.
+        "cores_used": (cpu_ms / wall.as_secs_f64().max(1e-9) / 10.0).round() / 100.0,
         "per_second": (lat_ms.len() as f64 / wall.as_secs_f64()).round(),
         "p50_ms": (percentile(&lat_ms, 0.50) * 1000.0).round() / 1000.0,
         "p95_ms": (percentile(&lat_ms, 0.95) * 1000.0).round() / 1000.0,
@@ -389,6 +497,7 @@ async fn search(
         .context("no cookie")?
         .to_string();
     let cookie = Arc::new(cookie);
+    let raw = RawClient::new(addr);
     let uris: Arc<Vec<String>> = Arc::new(
         mix.iter()
             .map(|q| format!("http://{addr}/api/v1/persons?{}", to_query_string(q)))
@@ -398,14 +507,14 @@ async fn search(
         clients,
         requests,
         max,
-        get_all_ok(http.clone(), cookie.clone(), uris.clone(), 1),
+        get_all_ok(raw.clone(), cookie.clone(), uris.clone(), 1),
     )
     .await?;
     let paced = run_paced(
         clients,
         40,
         Duration::from_millis(50),
-        get_all_ok(http.clone(), cookie.clone(), uris.clone(), 1),
+        get_all_ok(raw.clone(), cookie.clone(), uris.clone(), 1),
     )
     .await?;
     // One client, each kind of search alone: the service time of each.
@@ -420,12 +529,14 @@ async fn search(
     for (k, kind) in kinds.iter().enumerate() {
         let t = Instant::now();
         let mut n = 0;
-        for (i, uri) in uris.iter().enumerate().filter(|(i, _)| i % 5 == k) {
+        for (_, uri) in uris.iter().enumerate().filter(|(i, _)| i % 5 == k) {
+            let req = raw.prepare(uri, &cookie);
             for _ in 0..10 {
-                request(&http, "GET", uri, Some(&cookie), None).await?;
+                if raw.send(&req).await? != 200 {
+                    bail!("{uri}: not 200");
+                }
                 n += 1;
             }
-            let _ = i;
         }
         per_kind.insert(
             kind.to_string(),
@@ -442,7 +553,7 @@ async fn search(
         clients,
         requests / 2,
         max,
-        get_all_ok(http.clone(), cookie.clone(), hh_uris.clone(), 7),
+        get_all_ok(raw.clone(), cookie.clone(), hh_uris.clone(), 7),
     )
     .await?;
     // The HTML pages staff use most, at a desk-like pace (50 clients × 10 pages/s).
@@ -467,7 +578,7 @@ async fn search(
         clients,
         20,
         Duration::from_millis(100),
-        get_all_ok(http.clone(), cookie.clone(), page_uris.clone(), 1),
+        get_all_ok(raw.clone(), cookie.clone(), page_uris.clone(), 1),
     )
     .await?;
     let ratio = http_res["per_second"].as_f64().unwrap_or(0.0)
@@ -497,6 +608,7 @@ where
     Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
 {
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let cpu = process_cpu_ms();
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..clients {
@@ -520,7 +632,7 @@ where
     for t in tasks {
         all.extend(t.await??);
     }
-    Ok(summary(all, start.elapsed()))
+    Ok(summary(all, start.elapsed(), process_cpu_ms() - cpu))
 }
 
 /// Like `run_load`, but each client waits `interval` between its requests (an open-ish load of
@@ -535,6 +647,7 @@ where
     F: Fn(usize) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
 {
+    let cpu = process_cpu_ms();
     let start = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..clients {
@@ -558,7 +671,7 @@ where
     for t in tasks {
         all.extend(t.await??);
     }
-    Ok(summary(all, start.elapsed()))
+    Ok(summary(all, start.elapsed(), process_cpu_ms() - cpu))
 }
 
 pub(crate) fn free_port() -> anyhow::Result<u16> {

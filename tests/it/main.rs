@@ -11,6 +11,7 @@ mod authz;
 mod backup;
 mod cli;
 mod crash;
+mod fast_read;
 mod import_export;
 mod iot;
 mod notify;

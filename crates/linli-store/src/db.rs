@@ -45,6 +45,8 @@ pub struct Db {
     pub backend: Backend,
     /// The connection URL (PostgreSQL `LISTEN` needs a connection of its own).
     pub url: String,
+    /// Native SQLite read connections for the fast read path (`db_fast.rs`); None on PostgreSQL.
+    pub(crate) fast: Option<std::sync::Arc<crate::db_fast::SqliteReaders>>,
 }
 
 #[derive(Debug, Clone)]
@@ -75,6 +77,7 @@ impl Db {
                     write: pool,
                     backend,
                     url: cfg.url.clone(),
+                    fast: None,
                 })
             }
             Backend::Sqlite => {
@@ -101,11 +104,17 @@ impl Db {
                 };
                 let write = opts(1).connect(&cfg.url).await?;
                 let read = opts(cfg.max_connections.max(2)).connect(&cfg.url).await?;
+                let fast = crate::db_fast::SqliteReaders::for_url(
+                    &cfg.url,
+                    cfg.max_connections.max(2) as usize,
+                )
+                .map(std::sync::Arc::new);
                 Ok(Db {
                     read,
                     write,
                     backend,
                     url: cfg.url.clone(),
+                    fast,
                 })
             }
         }
@@ -240,6 +249,12 @@ impl Sql {
             text: text.to_string(),
             vals: Vec::new(),
         }
+    }
+    /// The value of the next `$n` of a statement written out in full:
+    /// `Sql::new("SELECT … WHERE id = $1").arg(id)`.
+    pub fn arg(mut self, v: impl Into<Val>) -> Self {
+        self.vals.push(v.into());
+        self
     }
     /// Append a trusted SQL fragment.
     pub fn push(&mut self, fragment: &str) -> &mut Self {

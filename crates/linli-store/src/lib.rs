@@ -8,6 +8,7 @@ pub mod audit;
 pub mod bus;
 pub mod bus_pg;
 pub mod db;
+pub mod db_fast;
 pub mod demo;
 pub mod iot;
 pub mod migrations;

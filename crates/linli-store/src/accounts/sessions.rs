@@ -6,7 +6,7 @@ use linli_core::crypto::{random_token, sha256_hex};
 use linli_core::{AppResult, now_ms};
 
 use crate::Store;
-use crate::db::{db_err, str_};
+use crate::db::{Sql, db_err};
 
 /// Sessions last 7 days.
 pub const SESSION_TTL_MS: i64 = 7 * 24 * 3600 * 1000;
@@ -43,19 +43,19 @@ impl Store {
 
     /// The principal and CSRF token of a live session.
     pub async fn session(&self, token: &str) -> AppResult<Option<(Principal, String)>> {
-        let row = sqlx::query(
+        let q = Sql::new(
             "SELECT user_id, csrf FROM sessions WHERE token_hash = $1 AND expires_at > $2",
         )
-        .bind(sha256_hex(token.as_bytes()))
-        .bind(now_ms())
-        .fetch_optional(&self.db.read)
-        .await
-        .map_err(db_err)?;
-        let Some(row) = row else { return Ok(None) };
+        .arg(sha256_hex(token.as_bytes()))
+        .arg(now_ms());
+        let Some(mut row) = self.db.fetch_optional_fast(&q).await? else {
+            return Ok(None);
+        };
+        let csrf = row.take_str("csrf").unwrap_or_default();
         Ok(self
-            .principal(&str_(&row, "user_id"))
+            .principal(&row.str("user_id"))
             .await?
-            .map(|p| (p, str_(&row, "csrf"))))
+            .map(|p| (p, csrf)))
     }
 
     pub async fn delete_session(&self, token: &str) -> AppResult<()> {

@@ -10,7 +10,7 @@ use linli_core::{AppError, AppResult, new_id, now_ms};
 
 use crate::Store;
 use crate::audit::{self, Actor, Entry};
-use crate::db::{db_err, i64_, opt_i64, str_};
+use crate::db::{Sql, db_err, i64_, opt_i64, str_};
 
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct NewToken {
@@ -124,20 +124,20 @@ impl Store {
 
     /// Resolve a bearer token into a principal narrowed by the token's limits.
     pub async fn token_principal(&self, secret: &str) -> AppResult<Option<Principal>> {
-        let row = sqlx::query("SELECT user_id, actions, path FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > $2")
-            .bind(sha256_hex(secret.as_bytes()))
-            .bind(now_ms())
-            .fetch_optional(&self.db.read)
-            .await
-            .map_err(db_err)?;
-        let Some(row) = row else { return Ok(None) };
-        let Some(mut p) = self.principal(&str_(&row, "user_id")).await? else {
+        let q = Sql::new("SELECT user_id, actions, path FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > $2")
+            .arg(sha256_hex(secret.as_bytes()))
+            .arg(now_ms());
+        let Some(row) = self.db.fetch_optional_fast(&q).await? else {
             return Ok(None);
         };
-        let names: Vec<String> = serde_json::from_str(&str_(&row, "actions")).unwrap_or_default();
+        let Some(mut p) = self.principal(&row.str("user_id")).await? else {
+            return Ok(None);
+        };
+        let names: Vec<String> =
+            serde_json::from_str(row.opt_str_ref("actions").unwrap_or("[]")).unwrap_or_default();
         p.token = Some(TokenLimit {
             actions: names.iter().filter_map(|n| Action::parse(n)).collect(),
-            prefix: str_(&row, "path"),
+            prefix: row.str("path"),
         });
         Ok(Some(p))
     }

@@ -8,7 +8,7 @@ use linli_core::{AppError, AppResult, new_id, now_ms, password, phone};
 
 use crate::Store;
 use crate::audit::{self, Actor, Entry};
-use crate::db::{db_err, i64_, opt_str, str_};
+use crate::db::{Sql, db_err, i64_, opt_str, str_};
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BindingSpec {
@@ -136,53 +136,43 @@ impl Store {
 
     /// Load a user with their effective bindings (paths resolved).
     pub async fn principal(&self, user_id: &str) -> AppResult<Option<Principal>> {
-        let Some(u) =
-            sqlx::query("SELECT id, login, display_name, disabled FROM users WHERE id = $1")
-                .bind(user_id.to_string())
-                .fetch_optional(&self.db.read)
-                .await
-                .map_err(db_err)?
-        else {
+        let q = Sql::new("SELECT id, login, display_name, disabled FROM users WHERE id = $1")
+            .arg(user_id);
+        let Some(u) = self.db.fetch_optional_fast(&q).await? else {
             return Ok(None);
         };
-        if i64_(&u, "disabled") != 0 {
+        if u.flag("disabled") {
             return Ok(None);
         }
-        let rows = sqlx::query(
+        let q = Sql::new(
             "SELECT role, place_id, org_id, household_id FROM role_bindings WHERE user_id = $1",
         )
-        .bind(user_id.to_string())
-        .fetch_all(&self.db.read)
-        .await
-        .map_err(db_err)?;
+        .arg(user_id);
+        let rows = self.db.fetch_all_fast(&q).await?;
         let mut bindings = Vec::new();
         for r in &rows {
-            let Some(role) = Role::parse(&str_(r, "role")) else {
+            let Some(role) = Role::parse(r.opt_str_ref("role").unwrap_or_default()) else {
                 continue;
             };
             let mut prefixes = Vec::new();
             let mut node_id = String::new();
-            if let Some(pid) = opt_str(r, "place_id")
-                && let Some(p) = self.place_unscoped(&pid).await?
+            if let Some(pid) = r.opt_str_ref("place_id")
+                && let Some(p) = self.place_unscoped(pid).await?
             {
                 prefixes.push(p.path);
                 node_id = p.id;
             }
-            if let Some(oid) = opt_str(r, "org_id") {
-                let org = sqlx::query("SELECT kind, path FROM orgs WHERE id = $1")
-                    .bind(oid.clone())
-                    .fetch_optional(&self.db.read)
-                    .await
-                    .map_err(db_err)?;
-                if let Some(org) = org {
-                    if str_(&org, "kind") == "property_company" {
+            if let Some(oid) = r.opt_str("org_id") {
+                let q = Sql::new("SELECT kind, path FROM orgs WHERE id = $1").arg(&oid);
+                if let Some(org) = self.db.fetch_optional_fast(&q).await? {
+                    if org.opt_str_ref("kind") == Some("property_company") {
                         for pid in self.org_serves(&oid).await? {
                             if let Some(p) = self.place_unscoped(&pid).await? {
                                 prefixes.push(p.path);
                             }
                         }
                     } else {
-                        prefixes.push(str_(&org, "path"));
+                        prefixes.push(org.str("path"));
                     }
                     node_id = oid;
                 }
@@ -191,13 +181,13 @@ impl Store {
                 role,
                 node_id,
                 prefixes,
-                household_id: opt_str(r, "household_id"),
+                household_id: r.opt_str("household_id"),
             });
         }
         Ok(Some(Principal {
-            user_id: str_(&u, "id"),
-            login: str_(&u, "login"),
-            display_name: str_(&u, "display_name"),
+            user_id: u.str("id"),
+            login: u.str("login"),
+            display_name: u.str("display_name"),
             bindings,
             token: None,
         }))

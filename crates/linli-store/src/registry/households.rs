@@ -219,39 +219,42 @@ impl Store {
         h: HouseholdRow,
         sensitive: Option<&Grant>,
     ) -> AppResult<HouseholdView> {
-        let rows = sqlx::query(
+        let q = Sql::new(&format!(
             "SELECT p.id, p.name, p.gender, p.birth_year, p.id_masked, p.phone_masked, p.version,
-                    r.relation, r.start_date, r.end_date, r.end_reason, h.id AS household_id, h.path AS hpath
+                    r.relation, r.start_date, r.end_date, r.end_reason, h.id AS household_id, h.path AS hpath{}
              FROM residences r JOIN persons p ON p.id = r.person_id JOIN households h ON h.id = r.household_id
              WHERE r.household_id = $1
              ORDER BY CASE r.relation WHEN 'head' THEN 0 ELSE 1 END, r.start_date, p.name",
-        )
-        .bind(h.id.clone())
-        .fetch_all(&self.db.read)
-        .await
-        .map_err(db_err)?;
+            self.label_ids_column()
+        ))
+        .arg(h.id.as_str());
+        let rows = self.db.fetch_all_fast(&q).await?;
         let (current, former): (Vec<_>, Vec<_>) = rows
             .into_iter()
-            .partition(|r| opt_str(r, "end_date").is_none());
-        let summaries = self.summaries(&current, sensitive).await?;
+            .partition(|r| r.opt_str_ref("end_date").is_none());
+        let stays: Vec<(String, String)> = current
+            .iter()
+            .map(|r| (r.str("relation"), r.str("start_date")))
+            .collect();
+        let summaries = self.summaries(current, sensitive).await?;
         let members = summaries
             .into_iter()
-            .zip(current.iter())
-            .map(|(person, r)| Member {
-                relation: str_(r, "relation"),
-                start_date: str_(r, "start_date"),
+            .zip(stays)
+            .map(|(person, (relation, start_date))| Member {
+                relation,
+                start_date,
                 person,
             })
             .collect();
         let former_members = former
             .iter()
             .map(|r| FormerMember {
-                person_id: str_(r, "id"),
-                name: str_(r, "name"),
-                relation: str_(r, "relation"),
-                start_date: str_(r, "start_date"),
-                end_date: str_(r, "end_date"),
-                end_reason: opt_str(r, "end_reason"),
+                person_id: r.str("id"),
+                name: r.str("name"),
+                relation: r.str("relation"),
+                start_date: r.str("start_date"),
+                end_date: r.str("end_date"),
+                end_reason: r.opt_str("end_reason"),
             })
             .collect();
         let room = self.place_unscoped(&h.room_id).await?;

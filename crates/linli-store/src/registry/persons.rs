@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
 
 use linli_core::auth::{Action, Grant};
@@ -14,6 +13,7 @@ use linli_core::{AppError, AppResult, idcard, new_id, now_ms, phone};
 use crate::Store;
 use crate::audit::{self, Actor, Entry};
 use crate::db::{Sql, db_err, i64_, opt_str, str_};
+use crate::db_fast::FastRow;
 
 pub const RELATIONS: [&str; 7] = [
     "head",
@@ -418,74 +418,60 @@ impl Store {
         Ok(out)
     }
 
-    /// Turn rows selecting SUMMARY_COLUMNS into summaries, hiding sensitive labels outside `sensitive`.
+    /// `, (…) AS label_ids`: a person's label ids, comma-separated, selected with the person
+    /// so that summaries need no second query.
+    pub(crate) fn label_ids_column(&self) -> String {
+        format!(
+            ", (SELECT {} FROM person_labels lx WHERE lx.person_id = p.id) AS label_ids",
+            self.backend().concat_agg("lx.label_id")
+        )
+    }
+
+    /// Turn rows selecting SUMMARY_COLUMNS and `label_ids` into summaries, hiding sensitive
+    /// labels outside `sensitive`. No queries: labels and addresses come from memory.
     pub(crate) async fn summaries(
         &self,
-        rows: &[AnyRow],
+        rows: Vec<FastRow>,
         sensitive: Option<&Grant>,
     ) -> AppResult<Vec<PersonSummary>> {
-        // Rows from the search carry their label ids (one query less); others are looked up.
-        let carried = rows
-            .first()
-            .is_some_and(|r| sqlx::Row::try_get::<Option<String>, _>(r, "label_ids").is_ok());
-        let mut labels = if carried {
-            let all = self.labels().await?;
-            let mut m: HashMap<String, Vec<(LabelRef, bool)>> = HashMap::new();
-            for r in rows {
-                let ids = opt_str(r, "label_ids").unwrap_or_default();
-                let mut own: Vec<&crate::registry::labels::Label> = all
-                    .iter()
-                    .filter(|l| ids.split(',').any(|x| x == l.id))
-                    .collect();
-                own.sort_by_key(|l| all.iter().position(|x| x.id == l.id));
-                m.insert(
-                    str_(r, "id"),
-                    own.into_iter()
-                        .map(|l| {
-                            (
-                                LabelRef {
-                                    code: l.code.clone(),
-                                    name_zh: l.name_zh.clone(),
-                                    name_en: l.name_en.clone(),
-                                },
-                                l.sensitive,
-                            )
-                        })
-                        .collect(),
-                );
-            }
-            m
-        } else {
-            let ids: Vec<String> = rows.iter().map(|r| str_(r, "id")).collect();
-            self.labels_of(&ids).await?
-        };
+        let all = self.labels().await?;
         let mut out = Vec::with_capacity(rows.len());
-        for r in rows {
-            let id = str_(r, "id");
-            let hpath = opt_str(r, "hpath");
+        for mut r in rows {
+            let hpath = r.take_str("hpath");
             let show = sensitive.is_some_and(|g| hpath.as_deref().is_some_and(|p| g.covers(p)));
+            // Labels in the tree's order; sensitive ones only for those who may see them here.
+            let mut own: Vec<usize> = r
+                .opt_str_ref("label_ids")
+                .unwrap_or_default()
+                .split(',')
+                .filter_map(|x| all.iter().position(|l| l.id == x))
+                .filter(|i| show || !all[*i].sensitive)
+                .collect();
+            own.sort_unstable();
+            own.dedup();
             let address = match &hpath {
                 Some(p) => Some(self.address(p).await?),
                 None => None,
             };
             out.push(PersonSummary {
-                labels: labels
-                    .remove(&id)
-                    .unwrap_or_default()
+                labels: own
                     .into_iter()
-                    .filter(|(_, s)| show || !s)
-                    .map(|(l, _)| l)
+                    .map(|i| LabelRef {
+                        code: all[i].code.clone(),
+                        name_zh: all[i].name_zh.clone(),
+                        name_en: all[i].name_en.clone(),
+                    })
                     .collect(),
-                id,
-                name: str_(r, "name"),
-                gender: str_(r, "gender"),
-                birth_year: i64_(r, "birth_year"),
-                id_number_masked: str_(r, "id_masked"),
-                phone_masked: opt_str(r, "phone_masked"),
-                household_id: opt_str(r, "household_id"),
-                relation: opt_str(r, "relation"),
+                id: r.take_str("id").unwrap_or_default(),
+                name: r.take_str("name").unwrap_or_default(),
+                gender: r.take_str("gender").unwrap_or_default(),
+                birth_year: r.i64("birth_year"),
+                id_number_masked: r.take_str("id_masked").unwrap_or_default(),
+                phone_masked: r.take_str("phone_masked"),
+                household_id: r.take_str("household_id"),
+                relation: r.take_str("relation"),
                 address,
-                version: i64_(r, "version"),
+                version: r.i64("version"),
             });
         }
         Ok(out)
@@ -525,19 +511,36 @@ impl Store {
             label_id = Some(label.id);
         }
         let mut q = Sql::new("");
+        // The count's conditions when no person-level filter (name, ID, phone) is given: the
+        // same rows counted without reading `persons` (one current residence per person).
+        let mut lean = Sql::new("");
         // With a label, start from its few holders (CROSS JOIN fixes SQLite's join order;
         // PostgreSQL plans it as an ordinary join).
-        let from = match label_id {
+        let (from, lean_from) = match label_id {
             Some(lid) => {
-                q.push(" WHERE pl.label_id = ").bind(lid).push(" AND p.id = pl.person_id AND r.person_id = p.id AND r.end_date IS NULL AND h.id = r.household_id AND ");
-                " FROM person_labels pl CROSS JOIN persons p CROSS JOIN residences r CROSS JOIN households h"
+                q.push(" WHERE pl.label_id = ").bind(lid.clone()).push(" AND p.id = pl.person_id AND r.person_id = p.id AND r.end_date IS NULL AND h.id = r.household_id AND ");
+                lean.push(" WHERE pl.label_id = ").bind(lid).push(
+                    " AND r.person_id = pl.person_id AND r.end_date IS NULL AND h.id = r.household_id AND ",
+                );
+                (
+                    " FROM person_labels pl CROSS JOIN persons p CROSS JOIN residences r CROSS JOIN households h",
+                    " FROM person_labels pl CROSS JOIN residences r CROSS JOIN households h",
+                )
             }
             None => {
                 q.push(" WHERE ");
-                " FROM persons p JOIN residences r ON r.person_id = p.id AND r.end_date IS NULL JOIN households h ON h.id = r.household_id"
+                lean.push(" WHERE ");
+                (
+                    " FROM persons p JOIN residences r ON r.person_id = p.id AND r.end_date IS NULL JOIN households h ON h.id = r.household_id",
+                    " FROM households h JOIN residences r ON r.household_id = h.id AND r.end_date IS NULL",
+                )
             }
         };
         q.scope("h.path", &prefixes);
+        lean.scope("h.path", &prefixes);
+        let person_filter = [&f.name, &f.id_number, &f.phone]
+            .iter()
+            .any(|v| v.as_deref().is_some_and(|s| !s.trim().is_empty()));
         if let Some(name) = f.name.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
             // Names match from the start (surname first) through the name index: fast at any
             // scale, and what a community worker types (姓 or 姓名).
@@ -563,10 +566,7 @@ impl Store {
             q.push(" AND p.phone_bidx = ")
                 .bind(self.cipher.blind_index("phone", &norm));
         }
-        let label_ids = format!(
-            ", (SELECT {} FROM person_labels lx WHERE lx.person_id = p.id) AS label_ids",
-            self.backend().concat_agg("lx.label_id")
-        );
+        let label_ids = self.label_ids_column();
         let mut list = Sql {
             text: format!("{SUMMARY_COLUMNS}{label_ids}{from}{}", q.text),
             vals: q.vals.clone(),
@@ -583,50 +583,42 @@ impl Store {
         })
         .bind(limit);
         list.push(" OFFSET ").bind(offset);
-        let rows = list
-            .query()
-            .fetch_all(&self.db.read)
-            .await
-            .map_err(db_err)?;
+        let rows = self.db.fetch_all_fast(&list).await?;
         // The first page tells the total when it is not full; otherwise count, up to COUNT_CAP
         // ("500+" is as useful as 8,213 and costs far less).
         let total = if offset == 0 && (rows.len() as i64) < limit {
             rows.len() as i64
         } else {
+            let (count_from, cond) = if person_filter {
+                (from, q)
+            } else {
+                (lean_from, lean)
+            };
             let count_sql = Sql {
                 text: format!(
-                    "SELECT COUNT(*) AS n FROM (SELECT 1{from}{} LIMIT {COUNT_CAP}) capped",
-                    q.text
+                    "SELECT COUNT(*) AS n FROM (SELECT 1{count_from}{} LIMIT {COUNT_CAP}) capped",
+                    cond.text
                 ),
-                vals: q.vals,
+                vals: cond.vals,
             };
-            i64_(
-                &count_sql
-                    .query()
-                    .fetch_one(&self.db.read)
-                    .await
-                    .map_err(db_err)?,
-                "n",
-            )
+            self.db.fetch_one_fast(&count_sql).await?.i64("n")
         };
         Ok(PersonPage {
             total,
             total_is_capped: total >= COUNT_CAP,
-            items: self.summaries(&rows, sensitive).await?,
+            items: self.summaries(rows, sensitive).await?,
         })
     }
 
     /// The household path a person belongs to (current residence, else the latest one).
     pub(crate) async fn person_path(&self, person_id: &str) -> AppResult<Option<(String, String)>> {
-        let row = sqlx::query(
+        let q = Sql::new(
             "SELECT h.id, h.path FROM residences r JOIN households h ON h.id = r.household_id
              WHERE r.person_id = $1 ORDER BY CASE WHEN r.end_date IS NULL THEN 0 ELSE 1 END, r.start_date DESC LIMIT 1",
         )
-        .bind(person_id.to_string())
-        .fetch_optional(&self.db.read)
-        .await
-        .map_err(db_err)?;
-        Ok(row.map(|r| (str_(&r, "id"), str_(&r, "path"))))
+        .arg(person_id);
+        let row = self.db.fetch_optional_fast(&q).await?;
+        Ok(row.map(|r| (r.str("id"), r.str("path"))))
     }
 
     /// One person inside the grant (not found otherwise).
@@ -643,17 +635,14 @@ impl Store {
         if !grant.covers(&path) {
             return Err(AppError::not_found("registry.person.not_found"));
         }
-        let rows = sqlx::query(
-            "SELECT p.id, p.name, p.gender, p.birth_year, p.id_masked, p.phone_masked, p.version,
-                    r.relation, r.household_id AS household_id, h.path AS hpath
-             FROM persons p LEFT JOIN residences r ON r.person_id = p.id AND r.end_date IS NULL
+        let q = Sql::new(&format!(
+            "{SUMMARY_COLUMNS}{} FROM persons p LEFT JOIN residences r ON r.person_id = p.id AND r.end_date IS NULL
              LEFT JOIN households h ON h.id = r.household_id WHERE p.id = $1",
-        )
-        .bind(id.to_string())
-        .fetch_all(&self.db.read)
-        .await
-        .map_err(db_err)?;
-        let mut s = self.summaries(&rows, sensitive).await?;
+            self.label_ids_column()
+        ))
+        .arg(id);
+        let rows = self.db.fetch_all_fast(&q).await?;
+        let mut s = self.summaries(rows, sensitive).await?;
         s.pop()
             .ok_or(AppError::not_found("registry.person.not_found"))
     }

@@ -151,14 +151,20 @@ impl Store {
     }
 
     pub(crate) async fn place_unscoped(&self, id: &str) -> AppResult<Option<Place>> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLS} FROM places WHERE id = $1"
-        )))
-        .bind(id.to_string())
-        .fetch_optional(&self.db.read)
-        .await
-        .map_err(db_err)?;
-        Ok(row.as_ref().map(from_row))
+        let q = Sql::new(&format!("SELECT {COLS} FROM places WHERE id = $1")).arg(id);
+        Ok(self.db.fetch_optional_fast(&q).await?.map(|r| Place {
+            id: r.str("id"),
+            parent_id: r.opt_str("parent_id"),
+            kind: r.str("kind"),
+            name: r.str("name"),
+            code: r.opt_str("code"),
+            path: r.str("path"),
+            area_x100: r.opt_i64("area_x100"),
+            room_use: r.opt_str("room_use"),
+            plan: r
+                .opt_str_ref("plan")
+                .and_then(|s| serde_json::from_str(s).ok()),
+        }))
     }
 
     /// The top of the caller's area (no parent given) or the children of a place in it.
@@ -320,6 +326,31 @@ impl Store {
 
     /// "幸福里社区 / 第一网格 / 3栋 / 2单元 / 502" for a path, from the community down.
     pub async fn address(&self, path: &str) -> AppResult<String> {
+        // Usually every place is in the cache: build the text under one read lock.
+        {
+            let cache = self.places_cache.read().expect("cache lock");
+            let mut out = String::new();
+            let mut complete = true;
+            for id in path.split('/').filter(|s| !s.is_empty()) {
+                match cache.get(id) {
+                    Some((kind, name)) => {
+                        if matches!(kind.as_str(), "community" | "building" | "unit" | "room") {
+                            if !out.is_empty() {
+                                out.push_str(" / ");
+                            }
+                            out.push_str(name);
+                        }
+                    }
+                    None => {
+                        complete = false;
+                        break;
+                    }
+                }
+            }
+            if complete {
+                return Ok(out);
+            }
+        }
         let ids: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         let names = self.place_names(&ids).await?;
         let parts: Vec<String> = ids
