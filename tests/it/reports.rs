@@ -125,6 +125,12 @@ async fn a_report_walks_through_every_transition_and_produces_metrics() {
     assert_eq!(created["report"]["status"], "submitted");
     assert_eq!(created["report"]["channel"], "resident_app");
     assert!(created["notice"].as_str().unwrap().contains("物业"));
+    // The answer is exactly what was stored.
+    let stored = app
+        .get(&resident, &format!("/api/v1/reports/{id}"))
+        .await
+        .ok();
+    assert_eq!(stored["report"], created["report"]);
 
     act(
         &app,

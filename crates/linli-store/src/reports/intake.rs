@@ -228,6 +228,58 @@ impl Store {
             .into_iter()
             .filter(|u| *u != p.user_id)
             .collect();
+        // The answer is built from what was written (no read-back on the hot path).
+        let report = Report {
+            id: id.clone(),
+            kind: cat.kind.clone(),
+            category: cat.code.clone(),
+            title: title.clone(),
+            description: description.clone(),
+            place_id: place.id.clone(),
+            path: place.path.clone(),
+            lat: lat.map(|v| v as f64 / 1e6),
+            lon: lon.map(|v| v as f64 / 1e6),
+            plan_x: new.plan_x,
+            plan_y: new.plan_y,
+            channel: channel.clone(),
+            anonymous: new.anonymous,
+            reporter_user_id: reporter.clone(),
+            household_id: household_id.clone(),
+            status: "submitted".into(),
+            unit_id: None,
+            unit_name: None,
+            routing_rule_id: rule.as_ref().map(|r| r.id.clone()),
+            sign_by: None,
+            first_contact_by: None,
+            resolve_by: None,
+            calendar_warning: None,
+            accepted_at: None,
+            dispatched_at: None,
+            signed_at: None,
+            first_contact_at: None,
+            replied_at: None,
+            closed_at: None,
+            overdue_sign: false,
+            overdue_resolve: false,
+            outcome: None,
+            reject_reason: None,
+            duplicate_of: None,
+            public_requested: new.public && cat.kind != "complaint",
+            public: false,
+            returned_count: 0,
+            reopened_count: 0,
+            extended_count: 0,
+            escalation_level: 0,
+            extension_days: None,
+            rating: None,
+            solved: None,
+            supporters: 0,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+            open311_status: "open".into(),
+            extended_status: "OPEN".into(),
+        };
         let values: Vec<Val> = vec![
             id.clone().into(),
             cat.kind.clone().into(),
@@ -263,7 +315,6 @@ impl Store {
             notify: to,
         })
         .await?;
-        let report = self.report_unscoped(&id).await?.ok_or_else(not_found)?;
         Ok(Created {
             report,
             notice_zh: rule.as_ref().map(|r| r.notice_zh.clone()),
