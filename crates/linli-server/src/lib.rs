@@ -173,7 +173,24 @@ async fn context(req: Request, next: Next) -> Response {
         lang,
         request_id: request_id.clone(),
     };
-    let mut resp = CTX.scope(ctx, next.run(req)).await;
+    // A panic in a handler answers a plain 500 with the request id (and is logged), instead of
+    // dropping the connection without a response.
+    let mut resp = {
+        use futures_util::FutureExt;
+        match std::panic::AssertUnwindSafe(CTX.scope(ctx.clone(), next.run(req)))
+            .catch_unwind()
+            .await
+        {
+            Ok(resp) => resp,
+            Err(_) => {
+                tracing::error!(request_id = %request_id, "handler panicked");
+                CTX.scope(ctx, async {
+                    crate::error::ApiError::from(linli_core::AppError::internal()).into_response()
+                })
+                .await
+            }
+        }
+    };
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert("x-request-id", v);
     }

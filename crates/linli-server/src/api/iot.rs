@@ -129,18 +129,19 @@ pub async fn get_device(
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct NewToken {
+/// A device token, shown once (named apart from the API tokens' `NewToken` request body).
+pub struct DeviceTokenIssued {
     pub token: String,
 }
 
 /// Issue a new token for a device (the old one stops working).
 #[utoipa::path(post, path = "/api/v1/iot/devices/{id}/token", tag = "iot", params(("id" = String, Path)),
-    responses((status = 200, body = NewToken), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = DeviceTokenIssued), (status = 404, body = ErrorBody)))]
 pub async fn reset_token(
     State(s): State<AppState>,
     Auth(p): Auth,
     Path(id): Path<String>,
-) -> ApiResult<Json<NewToken>> {
+) -> ApiResult<Json<DeviceTokenIssued>> {
     let g = p.grant(Action::DeviceAdmin)?;
     let token = s
         .store
@@ -149,7 +150,7 @@ pub async fn reset_token(
     if let Some(i) = s.iot.get() {
         i.reload_devices().await?;
     }
-    Ok(Json(NewToken { token }))
+    Ok(Json(DeviceTokenIssued { token }))
 }
 
 /// A device's telemetry in a time range.

@@ -445,8 +445,8 @@ impl Store {
             return Err(AppError::forbidden());
         }
         let to = q.to.unwrap_or_else(|| self.now_ms());
-        let from = q.from.unwrap_or(to - 24 * HOUR_MS);
-        if from >= to || to - from > 31 * 24 * HOUR_MS {
+        let from = q.from.unwrap_or(to.saturating_sub(24 * HOUR_MS));
+        if from >= to || to.saturating_sub(from) > 31 * 24 * HOUR_MS {
             return Err(bad("from"));
         }
         let mut s = Sql::new(

@@ -202,7 +202,7 @@ impl Store {
             q.push(" AND r.created_at < ").bind(to);
         }
         let limit = f.limit.unwrap_or(50).clamp(1, 200);
-        let offset = f.offset.unwrap_or(0).max(0);
+        let offset = f.offset.unwrap_or(0).clamp(0, 1_000_000);
         q.push(" ORDER BY r.created_at DESC, r.id DESC LIMIT ")
             .bind(limit + 1)
             .push(" OFFSET ")
@@ -216,7 +216,7 @@ impl Store {
             .collect();
         Ok(ReportPage {
             items,
-            next_offset: more.then_some(offset + limit),
+            next_offset: more.then_some(offset.saturating_add(limit)),
         })
     }
 
