@@ -244,6 +244,9 @@ impl Writer {
                 stats.batches.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("linli_iot_points_stored_total").increment(points);
                 for e in events {
+                    if e.kind == "alarm.raised" {
+                        let _ = self.iot.store().publish_alarm_inbox(&e.id, now).await;
+                    }
                     self.iot.store().bus.publish(e);
                 }
                 self.open_reports(reports);
