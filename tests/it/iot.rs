@@ -468,10 +468,23 @@ async fn sos_escalates_along_the_care_chain_until_acknowledged() {
     .await
     .expect(404);
 
+    let mut bus = app.store.bus.subscribe();
     let sos = app
         .post(&resident, "/api/v1/me/sos", json!({}))
         .await
         .expect(201);
+    // The volunteer's open pages hear of it (an inbox event addressed to them).
+    let told = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let e = bus.recv().await.unwrap();
+            if e.kind == "inbox" {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("inbox event");
+    assert_eq!(told.users, vec![volunteer.clone()]);
     let alarm = sos["alarm_id"].as_str().unwrap().to_string();
     assert_eq!(sos["new"], true);
     let notified = |view: &Value| -> Vec<(String, i64)> {

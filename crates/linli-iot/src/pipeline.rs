@@ -25,7 +25,7 @@ use crate::{Ack, Cmd, Iot, Job, Payload};
 enum Action {
     Raise {
         device: Arc<DeviceAuth>,
-        rule: Rule,
+        rule: Box<Rule>,
         details: Value,
     },
     Clear {
@@ -169,7 +169,7 @@ impl Writer {
                                 match on_point(&rule.spec, st, ts, &t.values) {
                                     Some(Decision::Raise) => actions.push(Action::Raise {
                                         device: d.clone(),
-                                        rule: rule.clone(),
+                                        rule: Box::new(rule.clone()),
                                         details: serde_json::json!({ "ts": ts, "values": t.values }),
                                     }),
                                     Some(Decision::Clear) => actions.push(Action::Clear {
@@ -214,7 +214,7 @@ impl Writer {
                             st.active = true;
                             actions.push(Action::Raise {
                                 device: d.clone(),
-                                rule: rule.clone(),
+                                rule: Box::new(rule.clone()),
                                 details: e.body.clone(),
                             });
                         } else if matches!(rule.spec.trigger, Trigger::NoData { .. }) && st.active {
@@ -244,6 +244,9 @@ impl Writer {
                 stats.batches.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("linli_iot_points_stored_total").increment(points);
                 for e in events {
+                    if e.kind == "alarm.raised" {
+                        let _ = self.iot.store().publish_alarm_inbox(&e.id, now).await;
+                    }
                     self.iot.store().bus.publish(e);
                 }
                 self.open_reports(reports);
@@ -429,7 +432,7 @@ impl Writer {
                     st.active = true;
                     actions.push(Action::Raise {
                         device: d.clone(),
-                        rule: rule.clone(),
+                        rule: Box::new(rule.clone()),
                         details: serde_json::json!({ "last_seen": seen }),
                     });
                 }

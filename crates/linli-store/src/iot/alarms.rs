@@ -433,6 +433,7 @@ impl Store {
             self.fire_tier(&mut tx, &id, &raise, i64_(&r, "esc_step"), now)
                 .await?;
             tx.commit().await.map_err(db_err)?;
+            self.publish_alarm_inbox(&id, now).await?;
             out.push(BusEvent {
                 kind: "alarm.escalated".into(),
                 path: raise.path.clone(),
@@ -502,6 +503,29 @@ impl Store {
             .iter()
             .map(|r| (str_(r, "device_id"), i64_(r, "seen_at")))
             .collect())
+    }
+
+    /// After commit: tell the users notified about an alarm since `since` that their inbox has
+    /// something new (an `inbox` bus event addressed to them, for open pages).
+    pub async fn publish_alarm_inbox(&self, alarm_id: &str, since: i64) -> AppResult<()> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT user_id FROM alarm_events WHERE alarm_id = $1 AND kind = 'notified' AND at >= $2 AND user_id IS NOT NULL",
+        )
+        .bind(alarm_id.to_string())
+        .bind(since)
+        .fetch_all(&self.db.read)
+        .await
+        .map_err(db_err)?;
+        let users: Vec<String> = rows.iter().map(|r| str_(r, "user_id")).collect();
+        if !users.is_empty() {
+            self.bus.publish(BusEvent {
+                kind: "inbox".into(),
+                path: String::new(),
+                id: alarm_id.to_string(),
+                users,
+            });
+        }
+        Ok(())
     }
 
     /// Alarms in the grant, active first, most severe first, newest first.

@@ -229,6 +229,7 @@ impl Store {
             id: id.clone(),
             users: vec![],
         });
+        self.publish_alarm_inbox(&id, now).await?;
         Ok(SosResult { alarm_id: id, new })
     }
 
@@ -332,6 +333,7 @@ impl Store {
                     id: id.clone(),
                     users: vec![],
                 });
+                self.publish_alarm_inbox(&id, now).await?;
                 raised.push(id);
             }
         }
