@@ -39,7 +39,8 @@ pub struct FormatQuery {
     pub format: Option<String>,
 }
 
-fn file_response(
+/// A table as a downloadable XLSX or CSV file (`format`), named `linli-{name}.{ext}`.
+pub(crate) fn file_response(
     format: &str,
     name: &str,
     headers: &[&str],

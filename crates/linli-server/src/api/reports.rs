@@ -15,7 +15,6 @@ use utoipa_axum::routes;
 
 use linli_core::auth::Action;
 use linli_core::i18n::Lang;
-use linli_core::{AppError, sheet};
 use linli_store::audit::Actor;
 use linli_store::reports::Report;
 use linli_store::reports::catalogue::{
@@ -320,33 +319,10 @@ pub async fn report_stats_export(
         )
         .await?;
     let rows: Vec<Vec<String>> = rows.iter().map(StatsRow::export_row).collect();
-    let (bytes, mime, ext) = match q.format.as_deref().unwrap_or("xlsx") {
-        "csv" => (
-            sheet::write_csv(&EXPORT_HEADERS, &rows),
-            "text/csv; charset=utf-8",
-            "csv",
-        ),
-        "xlsx" => (
-            sheet::write_xlsx("report-stats", &EXPORT_HEADERS, &rows).map_err(|e| {
-                tracing::error!(error = %e, "xlsx writing failed");
-                AppError::internal()
-            })?,
-            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-            "xlsx",
-        ),
-        _ => {
-            return Err(AppError::bad_request("validation.bad_value")
-                .arg("field", "format")
-                .into());
-        }
-    };
-    let mut resp = bytes.into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
-    let disposition = format!("attachment; filename=\"linli-report-stats.{ext}\"");
-    resp.headers_mut().insert(
-        header::CONTENT_DISPOSITION,
-        HeaderValue::from_str(&disposition).expect("ascii"),
-    );
-    Ok(resp)
+    crate::api::import_export::file_response(
+        q.format.as_deref().unwrap_or("xlsx"),
+        "report-stats",
+        &EXPORT_HEADERS,
+        &rows,
+    )
 }
