@@ -104,6 +104,24 @@ async fn puback(ev: &mut EventLoop) -> Result<u16, String> {
     }
 }
 
+/// Reads SSE frames until `want` appears or `wait` passes; returns everything read.
+async fn sse_read_until(body: &mut axum::body::Body, want: &str, wait: Duration) -> String {
+    use http_body_util::BodyExt;
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut all = String::new();
+    while !all.contains(want) {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(Ok(frame))) => {
+                if let Ok(b) = frame.into_data() {
+                    all.push_str(&String::from_utf8_lossy(&b));
+                }
+            }
+            _ => break,
+        }
+    }
+    all
+}
+
 async fn next_alarm_event(
     rx: &mut tokio::sync::broadcast::Receiver<BusEvent>,
     kind: &str,
@@ -124,7 +142,7 @@ async fn next_alarm_event(
 }
 
 #[tokio::test]
-async fn mqtt_telemetry_is_durable_before_puback_and_raises_an_alarm_seen_by_api_and_bus() {
+async fn mqtt_telemetry_is_durable_before_puback_and_raises_an_alarm_seen_by_api_and_sse() {
     let (app, iot) = iot_app().await;
     let broker = linli_iot::broker::start(iot.clone(), "127.0.0.1:0")
         .await
@@ -153,7 +171,24 @@ async fn mqtt_telemetry_is_durable_before_puback_and_raises_an_alarm_seen_by_api
     puback(&mut ev).await.unwrap();
     assert_eq!(app.store.telemetry_count(Some(&id)).await.unwrap(), 1);
 
-    // Smoke: a CRITICAL alarm, on the bus (→ SSE) and in the API, in scope only.
+    // Live pages of both communities are open (the real SSE stream, `GET /events`).
+    let open = |cookie: String| {
+        use tower::ServiceExt;
+        let router = app.router.clone();
+        async move {
+            let req = axum::http::Request::get("/events")
+                .header("cookie", cookie)
+                .body(axum::body::Body::empty())
+                .unwrap();
+            let resp = router.oneshot(req).await.unwrap();
+            assert_eq!(resp.status(), 200);
+            resp.into_body()
+        }
+    };
+    let mut sse_mine = open(committee.cookie.clone()).await;
+    let mut sse_theirs = open(other.cookie.clone()).await;
+
+    // Smoke: a CRITICAL alarm, on the bus and the SSE stream, and in the API, in scope only.
     client
         .publish(
             format!("linli/{id}/telemetry"),
@@ -166,6 +201,16 @@ async fn mqtt_telemetry_is_durable_before_puback_and_raises_an_alarm_seen_by_api
     puback(&mut ev).await.unwrap();
     assert_eq!(app.store.telemetry_count(Some(&id)).await.unwrap(), 2);
     let raised = next_alarm_event(&mut bus, "alarm.raised", &path).await;
+    let seen = sse_read_until(&mut sse_mine, &raised.id, Duration::from_secs(5)).await;
+    assert!(
+        seen.contains("event: alarm.raised") && seen.contains(&raised.id),
+        "{seen:?}"
+    );
+    let other_seen = sse_read_until(&mut sse_theirs, "alarm", Duration::from_millis(300)).await;
+    assert!(
+        !other_seen.contains("alarm"),
+        "another community was told: {other_seen:?}"
+    );
     let alarms = app.get(&committee, "/api/v1/alarms?active=true").await.ok();
     let a = alarms
         .as_array()
