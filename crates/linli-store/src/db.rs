@@ -325,6 +325,37 @@ pub fn db_err(e: sqlx::Error) -> AppError {
     AppError::internal()
 }
 
+/// Column getters shared by the driver's rows and the fast path's rows, so that a row mapper
+/// (e.g. `report_from_row`) is written once and serves reads on either path.
+pub trait Cols {
+    fn col_opt_str(&self, col: &str) -> Option<String>;
+    fn col_opt_i64(&self, col: &str) -> Option<i64>;
+    fn col_str(&self, col: &str) -> String {
+        self.col_opt_str(col).unwrap_or_default()
+    }
+    fn col_i64(&self, col: &str) -> i64 {
+        self.col_opt_i64(col).unwrap_or_default()
+    }
+}
+
+impl Cols for AnyRow {
+    fn col_opt_str(&self, col: &str) -> Option<String> {
+        opt_str(self, col)
+    }
+    fn col_opt_i64(&self, col: &str) -> Option<i64> {
+        opt_i64(self, col)
+    }
+}
+
+impl Cols for crate::db_fast::FastRow {
+    fn col_opt_str(&self, col: &str) -> Option<String> {
+        self.opt_str(col)
+    }
+    fn col_opt_i64(&self, col: &str) -> Option<i64> {
+        self.opt_i64(col)
+    }
+}
+
 pub fn opt_str(row: &AnyRow, col: &str) -> Option<String> {
     row.try_get::<Option<String>, _>(col).ok().flatten()
 }

@@ -31,7 +31,6 @@ pub mod transitions;
 pub mod writer;
 
 use serde::{Deserialize, Serialize};
-use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
 
 use linli_core::auth::{Action, Grant, Principal};
@@ -40,7 +39,7 @@ use linli_core::{AppError, AppResult};
 
 use crate::Store;
 use crate::bus::BusEvent;
-use crate::db::{db_err, i64_, opt_i64, opt_str, str_};
+use crate::db::{db_err, str_};
 
 /// The kinds of report (the category decides which).
 pub const KINDS: [&str; 5] = [
@@ -182,64 +181,66 @@ pub fn status_str(s: Status) -> &'static str {
     }
 }
 
-pub(crate) fn report_from_row(r: &AnyRow) -> Report {
+pub(crate) fn report_from_row<R: crate::db::Cols>(r: &R) -> Report {
     use linli_core::reports::state::{
         Outcome, RejectReason, open311_extended_status, open311_status,
     };
-    let status = parse_status(&str_(r, "status"));
-    let reject: Option<RejectReason> =
-        opt_str(r, "reject_reason").and_then(|s| serde_json::from_str(&s).ok());
-    let outcome: Option<Outcome> = opt_str(r, "outcome")
+    let status = parse_status(&r.col_str("status"));
+    let reject: Option<RejectReason> = r
+        .col_opt_str("reject_reason")
+        .and_then(|s| serde_json::from_str(&s).ok());
+    let outcome: Option<Outcome> = r
+        .col_opt_str("outcome")
         .and_then(|s| serde_json::from_value(serde_json::Value::String(s)).ok());
-    let reopened = i64_(r, "reopened_count") > 0;
+    let reopened = r.col_i64("reopened_count") > 0;
     Report {
-        id: str_(r, "id"),
-        kind: str_(r, "kind"),
-        category: str_(r, "category"),
-        title: str_(r, "title"),
-        description: str_(r, "description"),
-        place_id: str_(r, "place_id"),
-        path: str_(r, "path"),
-        lat: opt_i64(r, "lat_e6").map(|v| v as f64 / 1e6),
-        lon: opt_i64(r, "lon_e6").map(|v| v as f64 / 1e6),
-        plan_x: opt_i64(r, "plan_x"),
-        plan_y: opt_i64(r, "plan_y"),
-        channel: str_(r, "channel"),
-        anonymous: i64_(r, "anonymous") != 0,
-        reporter_user_id: opt_str(r, "reporter_user_id"),
-        household_id: opt_str(r, "household_id"),
+        id: r.col_str("id"),
+        kind: r.col_str("kind"),
+        category: r.col_str("category"),
+        title: r.col_str("title"),
+        description: r.col_str("description"),
+        place_id: r.col_str("place_id"),
+        path: r.col_str("path"),
+        lat: r.col_opt_i64("lat_e6").map(|v| v as f64 / 1e6),
+        lon: r.col_opt_i64("lon_e6").map(|v| v as f64 / 1e6),
+        plan_x: r.col_opt_i64("plan_x"),
+        plan_y: r.col_opt_i64("plan_y"),
+        channel: r.col_str("channel"),
+        anonymous: r.col_i64("anonymous") != 0,
+        reporter_user_id: r.col_opt_str("reporter_user_id"),
+        household_id: r.col_opt_str("household_id"),
         status: status_str(status).to_string(),
-        unit_id: opt_str(r, "unit_id"),
-        unit_name: opt_str(r, "unit_name"),
-        routing_rule_id: opt_str(r, "routing_rule_id"),
-        sign_by: opt_i64(r, "sign_by"),
-        first_contact_by: opt_i64(r, "first_contact_by"),
-        resolve_by: opt_i64(r, "resolve_by"),
-        calendar_warning: opt_str(r, "calendar_warning"),
-        accepted_at: opt_i64(r, "accepted_at"),
-        dispatched_at: opt_i64(r, "dispatched_at"),
-        signed_at: opt_i64(r, "signed_at"),
-        first_contact_at: opt_i64(r, "first_contact_at"),
-        replied_at: opt_i64(r, "replied_at"),
-        closed_at: opt_i64(r, "closed_at"),
-        overdue_sign: i64_(r, "overdue_sign") != 0,
-        overdue_resolve: i64_(r, "overdue_resolve") != 0,
-        outcome: opt_str(r, "outcome"),
+        unit_id: r.col_opt_str("unit_id"),
+        unit_name: r.col_opt_str("unit_name"),
+        routing_rule_id: r.col_opt_str("routing_rule_id"),
+        sign_by: r.col_opt_i64("sign_by"),
+        first_contact_by: r.col_opt_i64("first_contact_by"),
+        resolve_by: r.col_opt_i64("resolve_by"),
+        calendar_warning: r.col_opt_str("calendar_warning"),
+        accepted_at: r.col_opt_i64("accepted_at"),
+        dispatched_at: r.col_opt_i64("dispatched_at"),
+        signed_at: r.col_opt_i64("signed_at"),
+        first_contact_at: r.col_opt_i64("first_contact_at"),
+        replied_at: r.col_opt_i64("replied_at"),
+        closed_at: r.col_opt_i64("closed_at"),
+        overdue_sign: r.col_i64("overdue_sign") != 0,
+        overdue_resolve: r.col_i64("overdue_resolve") != 0,
+        outcome: r.col_opt_str("outcome"),
         reject_reason: reject.as_ref().and_then(|x| serde_json::to_value(x).ok()),
-        duplicate_of: opt_str(r, "duplicate_of"),
-        public_requested: i64_(r, "public_requested") != 0,
-        public: i64_(r, "public_approved") != 0,
-        returned_count: i64_(r, "returned_count"),
-        reopened_count: i64_(r, "reopened_count"),
-        extended_count: i64_(r, "extended_count"),
-        escalation_level: i64_(r, "escalation_level"),
-        extension_days: opt_i64(r, "extension_days"),
-        rating: opt_i64(r, "rating"),
-        solved: opt_i64(r, "solved").map(|v| v != 0),
-        supporters: i64_(r, "supporters"),
-        version: i64_(r, "version"),
-        created_at: i64_(r, "created_at"),
-        updated_at: i64_(r, "updated_at"),
+        duplicate_of: r.col_opt_str("duplicate_of"),
+        public_requested: r.col_i64("public_requested") != 0,
+        public: r.col_i64("public_approved") != 0,
+        returned_count: r.col_i64("returned_count"),
+        reopened_count: r.col_i64("reopened_count"),
+        extended_count: r.col_i64("extended_count"),
+        escalation_level: r.col_i64("escalation_level"),
+        extension_days: r.col_opt_i64("extension_days"),
+        rating: r.col_opt_i64("rating"),
+        solved: r.col_opt_i64("solved").map(|v| v != 0),
+        supporters: r.col_i64("supporters"),
+        version: r.col_i64("version"),
+        created_at: r.col_i64("created_at"),
+        updated_at: r.col_i64("updated_at"),
         open311_status: open311_status(status).to_string(),
         extended_status: open311_extended_status(status, reject.as_ref(), outcome, reopened)
             .to_string(),

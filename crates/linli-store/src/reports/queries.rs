@@ -9,7 +9,7 @@ use serde_json::Value;
 use linli_core::AppResult;
 
 use crate::Store;
-use crate::db::{Sql, db_err, i64_, opt_i64, opt_str, str_};
+use crate::db::{Cols, Sql, db_err, i64_, str_};
 
 use super::{REPORT_COLS, REPORT_FROM, Report, Viewer, not_found, report_from_row};
 
@@ -207,7 +207,8 @@ impl Store {
             .bind(limit + 1)
             .push(" OFFSET ")
             .bind(offset);
-        let rows = q.query().fetch_all(&self.db.read).await.map_err(db_err)?;
+        // The hot read of the reports list: the native SQLite read path (sqlx on PostgreSQL).
+        let rows = self.db.fetch_all_fast(&q).await?;
         let more = rows.len() as i64 > limit;
         let items = rows
             .iter()
@@ -228,59 +229,57 @@ impl Store {
             .filter(|r| self.report_visible(v, r))
             .ok_or_else(not_found)?;
         let staff = v.is_staff_for(&r.path);
-        // The three parts of the history are independent reads: run them together.
-        let events_q = sqlx::query(
-            "SELECT id, action, from_status, to_status, actor_id, actor, at, public_note, internal_note, data FROM report_events WHERE report_id = $1 ORDER BY at, id",
-        )
-        .bind(id.to_string())
-        .fetch_all(&self.db.read);
-        let summons_q = sqlx::query(
-            "SELECT s.id, s.unit_id, o.name AS unit_name, s.summoned_at, s.signed_at, s.replied_at, s.reply FROM report_summons s JOIN orgs o ON o.id = s.unit_id WHERE s.report_id = $1 ORDER BY s.summoned_at, s.id",
-        )
-        .bind(id.to_string())
-        .fetch_all(&self.db.read);
-        let (events, summons, photos) = tokio::join!(events_q, summons_q, self.report_photos(id));
-        let events = events
-            .map_err(db_err)?
+        // The three parts of the history: short index reads on the fast path.
+        let mut events_q = Sql::new(
+            "SELECT id, action, from_status, to_status, actor_id, actor, at, public_note, internal_note, data FROM report_events WHERE report_id = ",
+        );
+        events_q.bind(id).push(" ORDER BY at, id");
+        let mut summons_q = Sql::new(
+            "SELECT s.id, s.unit_id, o.name AS unit_name, s.summoned_at, s.signed_at, s.replied_at, s.reply FROM report_summons s JOIN orgs o ON o.id = s.unit_id WHERE s.report_id = ",
+        );
+        summons_q.bind(id).push(" ORDER BY s.summoned_at, s.id");
+        let events = self.db.fetch_all_fast(&events_q).await;
+        let summons = self.db.fetch_all_fast(&summons_q).await;
+        let photos = self.report_photos(id).await;
+        let events = events?
             .iter()
             .map(|e| {
-                let own = str_(e, "actor_id") == v.user_id;
+                let own = e.col_str("actor_id") == v.user_id;
                 ReportEvent {
-                    id: str_(e, "id"),
-                    action: str_(e, "action"),
-                    from_status: opt_str(e, "from_status"),
-                    to_status: str_(e, "to_status"),
+                    id: e.col_str("id"),
+                    action: e.col_str("action"),
+                    from_status: e.col_opt_str("from_status"),
+                    to_status: e.col_str("to_status"),
                     actor: if staff || own {
-                        str_(e, "actor")
+                        e.col_str("actor")
                     } else {
                         String::new()
                     },
-                    at: i64_(e, "at"),
-                    public_note: opt_str(e, "public_note"),
+                    at: e.col_i64("at"),
+                    public_note: e.col_opt_str("public_note"),
                     internal_note: if staff {
-                        opt_str(e, "internal_note")
+                        e.col_opt_str("internal_note")
                     } else {
                         None
                     },
                     data: if staff {
-                        serde_json::from_str(&str_(e, "data")).unwrap_or(Value::Null)
+                        serde_json::from_str(&e.col_str("data")).unwrap_or(Value::Null)
                     } else {
                         Value::Null
                     },
                 }
             })
             .collect();
-        let summons = summons
-            .map_err(db_err)?
+        let summons = summons?
             .iter()
             .map(|s| Summons {
-                id: str_(s, "id"),
-                unit_id: str_(s, "unit_id"),
-                unit_name: str_(s, "unit_name"),
-                summoned_at: i64_(s, "summoned_at"),
-                signed_at: opt_i64(s, "signed_at"),
-                replied_at: opt_i64(s, "replied_at"),
-                reply: opt_str(s, "reply"),
+                id: s.col_str("id"),
+                unit_id: s.col_str("unit_id"),
+                unit_name: s.col_str("unit_name"),
+                summoned_at: s.col_i64("summoned_at"),
+                signed_at: s.col_opt_i64("signed_at"),
+                replied_at: s.col_opt_i64("replied_at"),
+                reply: s.col_opt_str("reply"),
             })
             .collect();
         let photos = photos?;

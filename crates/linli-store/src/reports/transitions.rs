@@ -156,13 +156,9 @@ struct Tell {
 
 impl Store {
     pub(crate) async fn report_unscoped(&self, id: &str) -> AppResult<Option<Report>> {
-        let r = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {REPORT_COLS} {REPORT_FROM} WHERE r.id = $1"
-        )))
-        .bind(id.to_string())
-        .fetch_optional(&self.db.read)
-        .await
-        .map_err(db_err)?;
+        let mut q = Sql::new(&format!("SELECT {REPORT_COLS} {REPORT_FROM} WHERE r.id = "));
+        q.bind(id);
+        let r = self.db.fetch_optional_fast(&q).await?;
         Ok(r.as_ref().map(report_from_row))
     }
 
