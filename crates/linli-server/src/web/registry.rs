@@ -41,7 +41,7 @@ pub fn router() -> Router<AppState> {
         .route("/registry/export", get(export))
 }
 
-fn grant(
+pub(crate) fn grant(
     page: &Page,
     p: &linli_core::auth::Principal,
     a: Action,

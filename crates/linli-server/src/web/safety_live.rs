@@ -11,8 +11,7 @@ use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
-use linli_core::AppError;
-use linli_core::auth::{Action, Grant, Principal};
+use linli_core::auth::Action;
 use linli_core::iot::Severity;
 use linli_store::audit::Actor;
 use linli_store::iot::alarms::{Alarm, AlarmQuery};
@@ -20,8 +19,8 @@ use linli_store::iot::devices::Device;
 use linli_store::registry::places::Place;
 
 use crate::AppState;
-use crate::web::registry::{PlanBuilding, site_plan};
-use crate::web::{Page, WebResult, WebUser, check_csrf, error_page, or_page, render, urlencode};
+use crate::web::registry::{PlanBuilding, grant, site_plan};
+use crate::web::{Page, WebResult, WebUser, check_csrf, or_page, render, urlencode};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -38,11 +37,6 @@ const LEGEND: [Severity; 5] = [
     Severity::Warning,
     Severity::Indeterminate,
 ];
-
-fn grant(page: &Page, p: &Principal, a: Action) -> Result<Grant, axum::response::Response> {
-    p.grant(a)
-        .map_err(|_| error_page(page, AppError::forbidden()))
-}
 
 /// CSS class of a severity (fill colour and hatch pattern).
 fn sev_class(s: Severity) -> String {
