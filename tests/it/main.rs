@@ -19,6 +19,7 @@ mod open311;
 mod registry;
 mod reports;
 mod resident;
+mod safety_live;
 mod security;
 mod system;
 mod web;

@@ -50,3 +50,34 @@
     source.addEventListener("resync", refresh);
   }
 })();
+
+// Safety live view: a region marked data-live-events="<event> <event> …" (the staff safety page
+// listens for alarm.*) is refreshed in place from the server whenever one of those events arrives.
+(function () {
+  "use strict";
+  var region = document.querySelector("[data-live-events]");
+  if (!region || !window.EventSource || !window.fetch || !window.DOMParser) { return; }
+  var source = new EventSource("/events");
+  var pending = null;
+  var refresh = function () {
+    if (pending) { return; }
+    pending = window.setTimeout(function () {
+      pending = null;
+      fetch(window.location.href, { credentials: "same-origin" })
+        .then(function (r) { return r.text(); })
+        .then(function (html) {
+          var doc = new DOMParser().parseFromString(html, "text/html");
+          var fresh = doc.getElementById(region.id);
+          if (fresh) {
+            region.innerHTML = fresh.innerHTML;
+            var status = document.getElementById("live-status");
+            if (status) { status.textContent = region.getAttribute("data-live-message") || ""; }
+          }
+        });
+    }, 300);
+  };
+  region.getAttribute("data-live-events").split(/\s+/).forEach(function (name) {
+    if (name) { source.addEventListener(name, refresh); }
+  });
+  source.addEventListener("resync", refresh);
+})();

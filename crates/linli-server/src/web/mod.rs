@@ -12,6 +12,7 @@ pub mod inbox;
 pub mod me;
 pub mod registry;
 pub mod safety;
+pub mod safety_live;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -47,6 +48,7 @@ pub fn router() -> Router<AppState> {
         .merge(admin::router())
         .merge(inbox::router())
         .merge(access::router())
+        .merge(safety_live::router())
 }
 
 async fn css() -> Response {
@@ -205,6 +207,7 @@ fn nav_for(p: &Principal, lang: Lang, path: &str) -> Vec<NavItem> {
         ("/admin/audit", "web-nav-audit", p.can(Action::AuditRead)),
         ("/inbox", "inbox-title", true),
         ("/staff/access", "web-nav-access", p.can(Action::AccessRead)),
+        ("/staff/safety", "web-nav-safety", p.can(Action::AlarmRead)),
     ];
     if !p.own_households().is_empty() {
         items.insert(0, ("/me", "web-nav-my-household", true));

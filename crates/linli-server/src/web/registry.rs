@@ -41,7 +41,7 @@ pub fn router() -> Router<AppState> {
         .route("/registry/export", get(export))
 }
 
-fn grant(
+pub(crate) fn grant(
     page: &Page,
     p: &linli_core::auth::Principal,
     a: Action,
@@ -50,15 +50,44 @@ fn grant(
         .map_err(|_| error_page(page, AppError::forbidden()))
 }
 
-struct PlanBuilding {
-    id: String,
-    name: String,
-    x: i32,
-    y: i32,
-    w: i32,
-    h: i32,
-    tx: i32,
-    ty: i32,
+/// One building drawn on the community site plan (1000×700 units).
+pub(crate) struct PlanBuilding {
+    pub id: String,
+    pub name: String,
+    pub path: String,
+    pub x: i32,
+    pub y: i32,
+    pub w: i32,
+    pub h: i32,
+    pub tx: i32,
+    pub ty: i32,
+}
+
+/// The buildings of a community (or grid) with a footprint, for the server-drawn site plan.
+pub(crate) async fn site_plan(
+    store: &linli_store::Store,
+    g: &Grant,
+    community: &Place,
+) -> Result<Vec<PlanBuilding>, AppError> {
+    let buildings = store.places(g, None, Some("building")).await?;
+    Ok(buildings
+        .into_iter()
+        .filter(|b| b.path.starts_with(&community.path))
+        .filter_map(|b| {
+            let [x, y, w, h] = b.plan?;
+            Some(PlanBuilding {
+                id: b.id,
+                name: b.name,
+                path: b.path,
+                x,
+                y,
+                w,
+                h,
+                tx: x + w / 2,
+                ty: y + h / 2 + 6,
+            })
+        })
+        .collect())
 }
 
 #[derive(Template)]
@@ -107,30 +136,13 @@ async fn tree(State(s): State<AppState>, user: WebUser, Query(q): Query<TreeQuer
         }
     }
     // The community site plan: every building below, drawn from its footprint.
-    let mut plan = Vec::new();
-    if let Some(c) = current
+    let plan = match current
         .as_ref()
         .filter(|c| c.kind == "community" || c.kind == "grid")
     {
-        let buildings = or_page(page, s.store.places(&g, None, Some("building")).await)?;
-        for b in buildings
-            .into_iter()
-            .filter(|b| b.path.starts_with(&c.path))
-        {
-            if let Some([x, y, w, h]) = b.plan {
-                plan.push(PlanBuilding {
-                    id: b.id,
-                    name: b.name,
-                    x,
-                    y,
-                    w,
-                    h,
-                    tx: x + w / 2,
-                    ty: y + h / 2 + 6,
-                });
-            }
-        }
-    }
+        Some(c) => or_page(page, site_plan(&s.store, &g, c).await)?,
+        None => Vec::new(),
+    };
     let households = match &current {
         Some(c) if c.kind == "room" && user.principal.can(Action::HouseholdRead) => {
             let hg = grant(page, &user.principal, Action::HouseholdRead)?;
