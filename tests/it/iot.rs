@@ -846,7 +846,10 @@ async fn old_telemetry_is_downsampled_to_hourly_averages() {
         .telemetry_retention(now - 7 * 86_400_000, now - 365 * 86_400_000, 1000)
         .await
         .unwrap();
-    assert_eq!((folded, deleted), (3, 0));
+    // Raw rows are per (device, batch): how many the three points took depends on where the
+    // writer cut its batches; the average below proves every point was folded.
+    assert!((1..=3).contains(&folded), "folded {folded} rows");
+    assert_eq!(deleted, 0);
     let hist = app
         .get(
             &committee,
