@@ -11,6 +11,7 @@ pub mod import;
 pub mod inbox;
 pub mod me;
 pub mod registry;
+pub mod reports;
 pub mod safety;
 
 use std::collections::HashMap;
@@ -47,6 +48,7 @@ pub fn router() -> Router<AppState> {
         .merge(admin::router())
         .merge(inbox::router())
         .merge(access::router())
+        .merge(reports::router())
 }
 
 async fn css() -> Response {
@@ -205,10 +207,16 @@ fn nav_for(p: &Principal, lang: Lang, path: &str) -> Vec<NavItem> {
         ("/admin/audit", "web-nav-audit", p.can(Action::AuditRead)),
         ("/inbox", "inbox-title", true),
         ("/staff/access", "web-nav-access", p.can(Action::AccessRead)),
+        (
+            "/staff/reports",
+            "web-nav-reports",
+            is_staff(p) && p.can(Action::ReportRead),
+        ),
     ];
     if !p.own_households().is_empty() {
         items.insert(0, ("/me", "web-nav-my-household", true));
         items.insert(1, ("/me/passes", "web-nav-passes", true));
+        items.insert(2, ("/me/reports", "web-nav-my-reports", true));
     }
     let best = items
         .iter()
