@@ -307,6 +307,8 @@ struct DetailTpl {
     staff: bool,
     /// Staff: the actions offered in this status.
     actions: Vec<&'static str>,
+    /// Staff: units to dispatch / transfer / summon to (id, name).
+    units: Vec<(String, String)>,
     flash: Option<String>,
 }
 
@@ -345,10 +347,21 @@ async fn detail(
     let cats = or_page(&user.page, s.store.report_categories().await)?;
     let cat = category_name(user.page.lang, &cats, &view.report.category);
     let mut actions = Vec::new();
+    let mut units = Vec::new();
     if as_staff {
         actions = actions_for(&view.report.status);
         if view.report.public_requested && !actions.contains(&"moderate") {
             actions.push("moderate");
+        }
+        if let Ok(g) = user.principal.grant(Action::OrgRead) {
+            units = s
+                .store
+                .orgs(&g, None)
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .map(|o| (o.id, o.name))
+                .collect();
         }
     }
     Ok(render(&DetailTpl {
@@ -357,6 +370,7 @@ async fn detail(
         cat,
         staff: as_staff,
         actions,
+        units,
         flash,
     }))
 }
