@@ -225,6 +225,78 @@ async fn reports_pages_for_residents_staff_and_the_dashboard() {
     .await;
     assert_eq!(foreign.status.as_u16(), 404);
 
+    // The similar-reports list before filing offers "me too" (CSRF checked).
+    let similar = app
+        .get(
+            &resident,
+            &format!("/me/reports/new?category=repair_common&place_id={room}"),
+        )
+        .await;
+    assert_eq!(similar.status.as_u16(), 200);
+    let html = similar.text();
+    assert!(html.contains(&format!("/me/reports/{id}/me-too")), "{html}");
+    let me_too = format!("/me/reports/{id}/me-too");
+    let no_csrf = post_form(&app, &resident, &me_too, &[]).await;
+    assert_eq!(no_csrf.status.as_u16(), 403);
+
+    // Through to the return visit, then the resident rates on the page.
+    let step = |action: &'static str, extra: serde_json::Value| {
+        let mut body = json!({ "action": action });
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let property = app.login("property").await;
+    for (who, body) in [
+        (&committee, step("dispatch", json!({}))),
+        (&property, step("sign", json!({}))),
+        (
+            &property,
+            step(
+                "reply",
+                json!({ "outcome": "solved", "public_note": "已更换灯泡" }),
+            ),
+        ),
+        (&committee, step("review_pass", json!({}))),
+    ] {
+        app.post(who, &format!("/api/v1/reports/{id}/actions"), body)
+            .await
+            .ok();
+    }
+    let detail = app.get(&resident, &loc).await.text();
+    assert!(
+        detail.contains(&format!("/me/reports/{id}/rate")),
+        "{detail}"
+    );
+    let rate = format!("/me/reports/{id}/rate");
+    let no_csrf = post_form(
+        &app,
+        &resident,
+        &rate,
+        &[("rating", "5"), ("solved", "yes")],
+    )
+    .await;
+    assert_eq!(no_csrf.status.as_u16(), 403);
+    let rated = post_form(
+        &app,
+        &resident,
+        &rate,
+        &[
+            ("_csrf", &resident.csrf),
+            ("rating", "5"),
+            ("solved", "yes"),
+        ],
+    )
+    .await;
+    assert_eq!(rated.status.as_u16(), 303, "{}", rated.text());
+    let now = app
+        .get(&resident, &format!("/api/v1/reports/{id}"))
+        .await
+        .ok();
+    assert_eq!(now["report"]["rating"], 5);
+    assert_eq!(now["report"]["status"], "closed");
+
     // The dashboard.
     let dash = app
         .get(&committee, "/staff/reports/stats?by=category")
