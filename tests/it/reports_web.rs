@@ -22,13 +22,14 @@ fn form(fields: &[(&str, &str)]) -> Vec<u8> {
         .into_bytes()
 }
 
+/// A form post with the session cookie only: the CSRF token travels in the form or not at all.
 async fn post_form(app: &TestApp, s: &Session, uri: &str, fields: &[(&str, &str)]) -> Resp {
     app.call(
         "POST",
         uri,
-        Some(s),
+        None,
         Some(("application/x-www-form-urlencoded", form(fields))),
-        &[],
+        &[("cookie", s.cookie.as_str())],
     )
     .await
 }
@@ -54,6 +55,37 @@ async fn one(app: &TestApp, sql: &str, bind: &str) -> String {
         .await
         .unwrap();
     sqlx::Row::get::<String, _>(&row, 0)
+}
+
+fn tiny_jpeg() -> Vec<u8> {
+    let mut v = vec![0xFF, 0xD8];
+    v.extend_from_slice(&[0xFF, 0xC0, 0x00, 0x0B, 8, 0, 1, 0, 1, 1, 1, 0x11, 0]);
+    v.extend_from_slice(&[0xFF, 0xDA, 0x00, 0x08, 1, 1, 0, 0, 0x3F, 0]);
+    v.extend_from_slice(&[0x12, 0x34, 0xFF, 0x00, 0x56, 0xFF, 0xD9]);
+    v
+}
+
+async fn post_photo(app: &TestApp, s: &Session, uri: &str, csrf: &str, photo: &[u8]) -> Resp {
+    let b = "----linliboundary";
+    let mut body = Vec::new();
+    if !csrf.is_empty() {
+        body.extend_from_slice(
+            format!("--{b}\r\nContent-Disposition: form-data; name=\"_csrf\"\r\n\r\n{csrf}\r\n")
+                .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!("--{b}\r\nContent-Disposition: form-data; name=\"back\"\r\n\r\nme\r\n").as_bytes(),
+    );
+    body.extend_from_slice(
+        format!("--{b}\r\nContent-Disposition: form-data; name=\"photo\"; filename=\"a.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n")
+            .as_bytes(),
+    );
+    body.extend_from_slice(photo);
+    body.extend_from_slice(format!("\r\n--{b}--\r\n").as_bytes());
+    let ct = format!("multipart/form-data; boundary={b}");
+    app.call("POST", uri, Some(s), Some((ct.as_str(), body)), &[])
+        .await
 }
 
 #[tokio::test]
@@ -224,6 +256,18 @@ async fn reports_pages_for_residents_staff_and_the_dashboard() {
     )
     .await;
     assert_eq!(foreign.status.as_u16(), 404);
+
+    // Photos from the detail page: CSRF checked, bad images refused beside the form.
+    let photos = format!("/reports/{id}/photos");
+    let no_csrf = post_photo(&app, &resident, &photos, "", &tiny_jpeg()).await;
+    assert_eq!(no_csrf.status.as_u16(), 403);
+    let bad = post_photo(&app, &resident, &photos, &resident.csrf, b"not an image").await;
+    assert_eq!(bad.status.as_u16(), 400, "{}", bad.text());
+    assert!(bad.text().contains("id=\"report-flash\""));
+    let up = post_photo(&app, &resident, &photos, &resident.csrf, &tiny_jpeg()).await;
+    assert_eq!(up.status.as_u16(), 303, "{}", up.text());
+    let detail = app.get(&resident, &loc).await.text();
+    assert!(detail.contains(&format!("<img src=\"/api/v1/reports/{id}/photos/")));
 
     // The similar-reports list before filing offers "me too" (CSRF checked).
     let similar = app

@@ -84,3 +84,6 @@ web-report-by-unit = Unit
 web-report-by-category = Category
 web-report-by-area = Area
 web-report-by-month = Month
+web-report-photo = Photo
+web-report-photo-add = Add a photo (JPEG, PNG or WebP, at most 8 MB)
+web-report-photo-upload = Upload photo

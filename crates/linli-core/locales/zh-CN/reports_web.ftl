@@ -84,3 +84,6 @@ web-report-by-unit = 承办单位
 web-report-by-category = 类别
 web-report-by-area = 区域
 web-report-by-month = 月份
+web-report-photo = 照片
+web-report-photo-add = 添加照片（JPEG、PNG 或 WebP，不超过 8 MB）
+web-report-photo-upload = 上传照片

@@ -5,7 +5,7 @@
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
@@ -16,6 +16,7 @@ use linli_core::i18n::Lang;
 use linli_core::{AppError, ErrorKind};
 use linli_store::reports::Report;
 use linli_store::reports::catalogue::Category;
+use linli_store::reports::images::MAX_PHOTO_BYTES;
 use linli_store::reports::intake::{Duplicate, DuplicateQuery, NewReport};
 use linli_store::reports::metrics::{StatsQuery, StatsRow};
 use linli_store::reports::path_ids;
@@ -34,6 +35,10 @@ pub fn router() -> Router<AppState> {
         .route("/me/reports/{id}", get(my_report))
         .route("/me/reports/{id}/me-too", post(me_too))
         .route("/me/reports/{id}/rate", post(rate))
+        .route(
+            "/reports/{id}/photos",
+            post(upload_photo).layer(DefaultBodyLimit::max(MAX_PHOTO_BYTES + 64 * 1024)),
+        )
         .route("/staff/reports", get(staff_queue))
         .route("/staff/reports/stats", get(stats))
         .route("/staff/reports/{id}", get(staff_report))
@@ -453,6 +458,77 @@ async fn act_and_redirect(
             let msg = e.message(user.page.lang);
             let mut r = detail(s, user, id, back.starts_with("/staff"), Some(msg)).await?;
             *r.status_mut() = StatusCode::from_u16(e.kind.status()).unwrap_or(StatusCode::CONFLICT);
+            Ok(r)
+        }
+        Err(e) => Err(error_page(&user.page, e)),
+    }
+}
+
+/// A photo from the detail page (multipart: `_csrf`, `back`, `photo`); the store validates the
+/// image and strips its metadata.
+async fn upload_photo(
+    State(s): State<AppState>,
+    user: WebUser,
+    Path(id): Path<String>,
+    mut mp: Multipart,
+) -> WebResult {
+    let mut csrf = String::new();
+    let mut staff_page = false;
+    let mut photo: Option<Vec<u8>> = None;
+    let too_big = || {
+        AppError::new(ErrorKind::PayloadTooLarge, "payload_too_large")
+            .arg("limit", format!("{} MB", MAX_PHOTO_BYTES / 1_048_576))
+    };
+    loop {
+        let field = match mp.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(error_page(&user.page, too_big()));
+            }
+            Err(e) => {
+                return Err(error_page(
+                    &user.page,
+                    AppError::bad_request("bad_request").arg("detail", e.body_text()),
+                ));
+            }
+        };
+        match field.name() {
+            Some("_csrf") => csrf = field.text().await.unwrap_or_default(),
+            Some("back") => staff_page = field.text().await.unwrap_or_default() == "staff",
+            Some("photo") => match field.bytes().await {
+                Ok(b) => photo = Some(b.to_vec()),
+                Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                    return Err(error_page(&user.page, too_big()));
+                }
+                Err(e) => {
+                    return Err(error_page(
+                        &user.page,
+                        AppError::bad_request("bad_request").arg("detail", e.body_text()),
+                    ));
+                }
+            },
+            _ => {}
+        }
+    }
+    check_csrf(&user.page, &csrf)?;
+    let back = if staff_page {
+        format!("/staff/reports/{id}")
+    } else {
+        format!("/me/reports/{id}")
+    };
+    let bytes = photo.unwrap_or_default();
+    match s
+        .store
+        .report_add_photo(&user.principal, &s.config.data_dir, &id, &bytes)
+        .await
+    {
+        Ok(_) => Ok(Redirect::to(&format!("{back}?done=1")).into_response()),
+        Err(e) if matches!(e.kind, ErrorKind::BadRequest | ErrorKind::Conflict) => {
+            let msg = e.message(user.page.lang);
+            let mut r = detail(&s, user, &id, staff_page, Some(msg)).await?;
+            *r.status_mut() =
+                StatusCode::from_u16(e.kind.status()).unwrap_or(StatusCode::BAD_REQUEST);
             Ok(r)
         }
         Err(e) => Err(error_page(&user.page, e)),
