@@ -190,6 +190,7 @@ async fn reports_pages_for_residents_staff_and_the_dashboard() {
     let q = app.get(&committee, "/staff/reports").await;
     assert_eq!(q.status.as_u16(), 200);
     assert!(q.text().contains(&format!("/staff/reports/{id}")));
+    assert!(q.text().contains("data-live=\"report.submitted\""));
     let q3 = app.get(&committee3, "/staff/reports").await;
     assert_eq!(q3.status.as_u16(), 200);
     assert!(!q3.text().contains(&id));

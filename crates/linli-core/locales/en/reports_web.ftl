@@ -87,3 +87,4 @@ web-report-by-month = Month
 web-report-photo = Photo
 web-report-photo-add = Add a photo (JPEG, PNG or WebP, at most 8 MB)
 web-report-photo-upload = Upload photo
+web-report-queue-updated = New reports arrived; the list was updated.

@@ -87,3 +87,4 @@ web-report-by-month = 月份
 web-report-photo = 照片
 web-report-photo-add = 添加照片（JPEG、PNG 或 WebP，不超过 8 MB）
 web-report-photo-upload = 上传照片
+web-report-queue-updated = 有新的报事，列表已更新。
