@@ -18,6 +18,7 @@ mod notify;
 mod open311;
 mod registry;
 mod reports;
+mod reports_web;
 mod resident;
 mod safety_live;
 mod security;

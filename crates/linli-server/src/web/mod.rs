@@ -11,6 +11,7 @@ pub mod import;
 pub mod inbox;
 pub mod me;
 pub mod registry;
+pub mod reports;
 pub mod safety;
 pub mod safety_live;
 
@@ -49,6 +50,7 @@ pub fn router() -> Router<AppState> {
         .merge(inbox::router())
         .merge(access::router())
         .merge(safety_live::router())
+        .merge(reports::router())
 }
 
 async fn css() -> Response {
@@ -208,10 +210,16 @@ fn nav_for(p: &Principal, lang: Lang, path: &str) -> Vec<NavItem> {
         ("/inbox", "inbox-title", true),
         ("/staff/access", "web-nav-access", p.can(Action::AccessRead)),
         ("/staff/safety", "web-nav-safety", p.can(Action::AlarmRead)),
+        (
+            "/staff/reports",
+            "web-nav-reports",
+            is_staff(p) && p.can(Action::ReportRead),
+        ),
     ];
     if !p.own_households().is_empty() {
         items.insert(0, ("/me", "web-nav-my-household", true));
         items.insert(1, ("/me/passes", "web-nav-passes", true));
+        items.insert(2, ("/me/reports", "web-nav-my-reports", true));
     }
     let best = items
         .iter()

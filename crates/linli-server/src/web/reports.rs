@@ -1,0 +1,808 @@
+//! Reports pages (报事 / 报修 / 投诉, issue #4 screens): the resident's "my reports", the filing
+//! form with similar open reports and "me too", the public timeline with the rating form; the
+//! staff queue, the full timeline with one form per action; and the metrics dashboard with a
+//! server-drawn SVG bar chart. Same store calls and grants as `api::reports`.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use linli_core::auth::Action;
+use linli_core::i18n::Lang;
+use linli_core::{AppError, ErrorKind};
+use linli_store::reports::Report;
+use linli_store::reports::catalogue::Category;
+use linli_store::reports::images::MAX_PHOTO_BYTES;
+use linli_store::reports::intake::{Duplicate, DuplicateQuery, NewReport};
+use linli_store::reports::metrics::{StatsQuery, StatsRow};
+use linli_store::reports::path_ids;
+use linli_store::reports::queries::{ReportQuery, ReportView};
+use linli_store::reports::transitions::ReportAction;
+
+use crate::AppState;
+use crate::web::{
+    FieldErrors, FormOnce, Once, Page, WebResult, WebUser, check_csrf, error_page, or_page, render,
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/me/reports", get(my_reports))
+        .route("/me/reports/new", get(new_report).post(create_report))
+        .route("/me/reports/{id}", get(my_report))
+        .route("/me/reports/{id}/me-too", post(me_too))
+        .route("/me/reports/{id}/rate", post(rate))
+        .route(
+            "/reports/{id}/photos",
+            post(upload_photo).layer(DefaultBodyLimit::max(MAX_PHOTO_BYTES + 64 * 1024)),
+        )
+        .route("/staff/reports", get(staff_queue))
+        .route("/staff/reports/stats", get(stats))
+        .route("/staff/reports/{id}", get(staff_report))
+        .route("/staff/reports/{id}/act", post(staff_act))
+}
+
+/// The statuses, in the order of the state machine (filters, labels).
+const STATUSES: [&str; 7] = [
+    "submitted",
+    "accepted",
+    "dispatched",
+    "in_progress",
+    "replied",
+    "awaiting_visit",
+    "closed",
+];
+const PAGE_SIZE: i64 = 20;
+
+fn category_name(lang: Lang, cats: &[Category], code: &str) -> String {
+    cats.iter()
+        .find(|c| c.code == code)
+        .map(|c| {
+            if lang == Lang::En && !c.name_en.is_empty() {
+                c.name_en.clone()
+            } else {
+                c.name_zh.clone()
+            }
+        })
+        .unwrap_or_else(|| code.to_string())
+}
+
+fn resident(user: &WebUser) -> Result<(), AppError> {
+    if user.principal.own_households().is_empty() {
+        return Err(AppError::new(
+            ErrorKind::Forbidden,
+            "registry.not_a_resident",
+        ));
+    }
+    Ok(())
+}
+
+fn staff(user: &WebUser) -> Result<(), AppError> {
+    if !user.page.staff {
+        return Err(AppError::new(ErrorKind::Forbidden, "auth.forbidden"));
+    }
+    user.principal.grant(Action::ReportRead)?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resident
+
+#[derive(Template)]
+#[template(path = "reports_mine.html")]
+struct MineTpl {
+    page: Page,
+    reports: Vec<Report>,
+    cats: Vec<Category>,
+}
+
+impl MineTpl {
+    fn cat(&self, code: &str) -> String {
+        category_name(self.page.lang, &self.cats, code)
+    }
+}
+
+async fn my_reports(State(s): State<AppState>, user: WebUser) -> WebResult {
+    or_page(&user.page, resident(&user))?;
+    let v = or_page(&user.page, s.store.report_viewer(&user.principal).await)?;
+    let q = ReportQuery {
+        mine: Some(true),
+        limit: Some(100),
+        ..ReportQuery::default()
+    };
+    let reports = or_page(&user.page, s.store.reports(&v, &q).await)?.items;
+    let cats = or_page(&user.page, s.store.report_categories().await)?;
+    Ok(render(&MineTpl {
+        page: user.page,
+        reports,
+        cats,
+    }))
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct NewForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    _once: String,
+    #[serde(default)]
+    category: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    place_id: String,
+    #[serde(default)]
+    anonymous: Option<String>,
+    #[serde(default)]
+    public: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "reports_new.html")]
+struct NewTpl {
+    page: Page,
+    cats: Vec<Category>,
+    places: Vec<(String, String)>,
+    form: NewForm,
+    similar: Vec<Duplicate>,
+    checked: bool,
+    once: String,
+    errors: FieldErrors,
+}
+
+impl NewTpl {
+    fn cat(&self, code: &str) -> String {
+        category_name(self.page.lang, &self.cats, code)
+    }
+    fn cat_label(&self, c: &Category) -> String {
+        category_name(self.page.lang, std::slice::from_ref(c), &c.code)
+    }
+}
+
+/// The places a resident may report at: own home first, then its building(s) and community.
+async fn resident_places(s: &AppState, user: &WebUser) -> Result<Vec<(String, String)>, AppError> {
+    let mut ids: Vec<String> = Vec::new();
+    for h in user.principal.own_households() {
+        if let Some(path) = s.store.household_path(&h).await? {
+            let p = path_ids(&path);
+            for id in p.iter().skip(3).rev() {
+                if !ids.contains(id) {
+                    ids.push(id.clone());
+                }
+            }
+        }
+    }
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let names = s.store.place_names(&refs).await?;
+    let home = user.page.t("web-report-place-home");
+    Ok(ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let name = names.get(id).map(|n| n.1.clone()).unwrap_or_default();
+            let label = if i == 0 {
+                format!("{home} · {name}")
+            } else {
+                name
+            };
+            (id.clone(), label)
+        })
+        .collect())
+}
+
+async fn new_form_page(
+    s: &AppState,
+    user: WebUser,
+    form: NewForm,
+    errors: FieldErrors,
+    check: bool,
+) -> Result<NewTpl, axum::response::Response> {
+    let cats = or_page(&user.page, s.store.report_categories().await)?;
+    let places = or_page(&user.page, resident_places(s, &user).await)?;
+    let mut form = form;
+    if form.place_id.is_empty()
+        && let Some(p) = places.first()
+    {
+        form.place_id = p.0.clone();
+    }
+    let checked = check && !form.category.is_empty();
+    let mut similar = Vec::new();
+    if checked {
+        let q = DuplicateQuery {
+            category: form.category.clone(),
+            place_id: form.place_id.clone(),
+            lat: None,
+            lon: None,
+        };
+        similar = s
+            .store
+            .report_duplicates(&user.principal, &q)
+            .await
+            .unwrap_or_default();
+    }
+    Ok(NewTpl {
+        page: user.page,
+        cats,
+        places,
+        form,
+        similar,
+        checked,
+        once: FormOnce::new_token(),
+        errors,
+    })
+}
+
+#[derive(Deserialize)]
+struct NewQuery {
+    #[serde(default)]
+    category: String,
+    #[serde(default)]
+    place_id: String,
+    #[serde(default)]
+    description: String,
+}
+
+async fn new_report(
+    State(s): State<AppState>,
+    user: WebUser,
+    Query(q): Query<NewQuery>,
+) -> WebResult {
+    or_page(&user.page, resident(&user))?;
+    let form = NewForm {
+        category: q.category,
+        place_id: q.place_id,
+        description: q.description,
+        ..NewForm::default()
+    };
+    let tpl = new_form_page(&s, user, form, FieldErrors::default(), true).await?;
+    Ok(render(&tpl))
+}
+
+async fn create_report(
+    State(s): State<AppState>,
+    user: WebUser,
+    axum::Form(f): axum::Form<NewForm>,
+) -> WebResult {
+    check_csrf(&user.page, &f._csrf)?;
+    or_page(&user.page, resident(&user))?;
+    if let Once::Repeat(loc) = s.form_once.claim(&f._once) {
+        return Ok(Redirect::to(loc.as_deref().unwrap_or("/me/reports")).into_response());
+    }
+    let new = NewReport {
+        category: f.category.clone(),
+        description: f.description.clone(),
+        place_id: Some(f.place_id.clone()).filter(|p| !p.is_empty()),
+        anonymous: f.anonymous.is_some(),
+        public: f.public.is_some(),
+        ..NewReport::default()
+    };
+    match s.store.create_report(&user.principal, new).await {
+        Ok(c) => {
+            let loc = format!("/me/reports/{}", c.report.id);
+            s.form_once.finish(&f._once, &loc);
+            Ok(Redirect::to(&loc).into_response())
+        }
+        Err(e) if e.kind == ErrorKind::BadRequest => {
+            s.form_once.release(&f._once);
+            let field = match e.code {
+                "report.unknown_category" => "category",
+                "report.location_required" | "report.place_outside_community" => "place_id",
+                _ => "description",
+            };
+            let errors = FieldErrors::from_app(&user.page, &e, field);
+            let tpl = new_form_page(&s, user, f, errors, false).await?;
+            Ok((StatusCode::BAD_REQUEST, render(&tpl)).into_response())
+        }
+        Err(e) => {
+            s.form_once.release(&f._once);
+            Err(error_page(&user.page, e))
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "reports_detail.html")]
+struct DetailTpl {
+    page: Page,
+    v: ReportView,
+    cat: String,
+    staff: bool,
+    /// Staff: the actions offered in this status.
+    actions: Vec<&'static str>,
+    /// Staff: units to dispatch / transfer / summon to (id, name).
+    units: Vec<(String, String)>,
+    flash: Option<String>,
+}
+
+impl DetailTpl {
+    fn status(&self, s: &str) -> String {
+        self.page.code("report-status", s)
+    }
+    fn opt_time(&self, t: &Option<i64>) -> String {
+        t.map(|t| self.page.datetime(&t))
+            .unwrap_or_else(|| "—".into())
+    }
+}
+
+#[derive(Deserialize)]
+struct Flash {
+    done: Option<String>,
+}
+
+fn flash_text(page: &Page, f: &Flash) -> Option<String> {
+    f.done.as_ref().map(|_| page.t("web-saved"))
+}
+
+/// The detail page, resident (public timeline) or staff (full, with action forms).
+async fn detail(
+    s: &AppState,
+    user: WebUser,
+    id: &str,
+    as_staff: bool,
+    flash: Option<String>,
+) -> WebResult {
+    if as_staff {
+        or_page(&user.page, staff(&user))?;
+    }
+    let v = or_page(&user.page, s.store.report_viewer(&user.principal).await)?;
+    let view = or_page(&user.page, s.store.report(&v, id).await)?;
+    let cats = or_page(&user.page, s.store.report_categories().await)?;
+    let cat = category_name(user.page.lang, &cats, &view.report.category);
+    let mut actions = Vec::new();
+    let mut units = Vec::new();
+    if as_staff {
+        actions = actions_for(&view.report.status);
+        if view.report.public_requested && !actions.contains(&"moderate") {
+            actions.push("moderate");
+        }
+        if let Ok(g) = user.principal.grant(Action::OrgRead) {
+            units = s
+                .store
+                .orgs(&g, None)
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .map(|o| (o.id, o.name))
+                .collect();
+        }
+    }
+    Ok(render(&DetailTpl {
+        page: user.page,
+        v: view,
+        cat,
+        staff: as_staff,
+        actions,
+        units,
+        flash,
+    }))
+}
+
+async fn my_report(
+    State(s): State<AppState>,
+    user: WebUser,
+    Path(id): Path<String>,
+    Query(f): Query<Flash>,
+) -> WebResult {
+    let flash = flash_text(&user.page, &f);
+    detail(&s, user, &id, false, flash).await
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    _csrf: String,
+}
+
+async fn me_too(
+    State(s): State<AppState>,
+    user: WebUser,
+    Path(id): Path<String>,
+    axum::Form(f): axum::Form<CsrfForm>,
+) -> WebResult {
+    check_csrf(&user.page, &f._csrf)?;
+    match s.store.report_me_too(&user.principal, &id).await {
+        Ok(_) => Ok(Redirect::to(&format!("/me/reports/{id}?done=1")).into_response()),
+        Err(e) if e.kind == ErrorKind::Conflict => {
+            let msg = e.message(user.page.lang);
+            let mut r = detail(&s, user, &id, false, Some(msg)).await?;
+            *r.status_mut() = StatusCode::CONFLICT;
+            Ok(r)
+        }
+        Err(e) => Err(error_page(&user.page, e)),
+    }
+}
+
+#[derive(Deserialize)]
+struct RateForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    rating: String,
+    #[serde(default)]
+    solved: String,
+    #[serde(default)]
+    public_note: String,
+}
+
+async fn rate(
+    State(s): State<AppState>,
+    user: WebUser,
+    Path(id): Path<String>,
+    axum::Form(f): axum::Form<RateForm>,
+) -> WebResult {
+    check_csrf(&user.page, &f._csrf)?;
+    let a = ReportAction {
+        action: "visit".into(),
+        rating: f.rating.parse().ok(),
+        solved: Some(f.solved == "yes"),
+        public_note: Some(f.public_note).filter(|n| !n.trim().is_empty()),
+        ..ReportAction::default()
+    };
+    act_and_redirect(&s, user, &id, a, &format!("/me/reports/{id}")).await
+}
+
+async fn act_and_redirect(
+    s: &AppState,
+    user: WebUser,
+    id: &str,
+    a: ReportAction,
+    back: &str,
+) -> WebResult {
+    match s.store.report_act(&user.principal, id, a).await {
+        Ok(_) => Ok(Redirect::to(&format!("{back}?done=1")).into_response()),
+        // Illegal moves and bad input come back to the page as the localized message.
+        Err(e) if matches!(e.kind, ErrorKind::Conflict | ErrorKind::BadRequest) => {
+            let msg = e.message(user.page.lang);
+            let mut r = detail(s, user, id, back.starts_with("/staff"), Some(msg)).await?;
+            *r.status_mut() = StatusCode::from_u16(e.kind.status()).unwrap_or(StatusCode::CONFLICT);
+            Ok(r)
+        }
+        Err(e) => Err(error_page(&user.page, e)),
+    }
+}
+
+/// A photo from the detail page (multipart: `_csrf`, `back`, `photo`); the store validates the
+/// image and strips its metadata.
+async fn upload_photo(
+    State(s): State<AppState>,
+    user: WebUser,
+    Path(id): Path<String>,
+    mut mp: Multipart,
+) -> WebResult {
+    let mut csrf = String::new();
+    let mut staff_page = false;
+    let mut photo: Option<Vec<u8>> = None;
+    let too_big = || {
+        AppError::new(ErrorKind::PayloadTooLarge, "payload_too_large")
+            .arg("limit", format!("{} MB", MAX_PHOTO_BYTES / 1_048_576))
+    };
+    loop {
+        let field = match mp.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(error_page(&user.page, too_big()));
+            }
+            Err(e) => {
+                return Err(error_page(
+                    &user.page,
+                    AppError::bad_request("bad_request").arg("detail", e.body_text()),
+                ));
+            }
+        };
+        match field.name() {
+            Some("_csrf") => csrf = field.text().await.unwrap_or_default(),
+            Some("back") => staff_page = field.text().await.unwrap_or_default() == "staff",
+            Some("photo") => match field.bytes().await {
+                Ok(b) => photo = Some(b.to_vec()),
+                Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                    return Err(error_page(&user.page, too_big()));
+                }
+                Err(e) => {
+                    return Err(error_page(
+                        &user.page,
+                        AppError::bad_request("bad_request").arg("detail", e.body_text()),
+                    ));
+                }
+            },
+            _ => {}
+        }
+    }
+    check_csrf(&user.page, &csrf)?;
+    let back = if staff_page {
+        format!("/staff/reports/{id}")
+    } else {
+        format!("/me/reports/{id}")
+    };
+    let bytes = photo.unwrap_or_default();
+    match s
+        .store
+        .report_add_photo(&user.principal, &s.config.data_dir, &id, &bytes)
+        .await
+    {
+        Ok(_) => Ok(Redirect::to(&format!("{back}?done=1")).into_response()),
+        Err(e) if matches!(e.kind, ErrorKind::BadRequest | ErrorKind::Conflict) => {
+            let msg = e.message(user.page.lang);
+            let mut r = detail(&s, user, &id, staff_page, Some(msg)).await?;
+            *r.status_mut() =
+                StatusCode::from_u16(e.kind.status()).unwrap_or(StatusCode::BAD_REQUEST);
+            Ok(r)
+        }
+        Err(e) => Err(error_page(&user.page, e)),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Staff
+
+#[derive(Debug, Default, Deserialize)]
+struct QueueQuery {
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    category: String,
+    #[serde(default)]
+    overdue: String,
+    #[serde(default)]
+    offset: Option<i64>,
+}
+
+#[derive(Template)]
+#[template(path = "reports_queue.html")]
+struct QueueTpl {
+    page: Page,
+    reports: Vec<Report>,
+    cats: Vec<Category>,
+    statuses: &'static [&'static str],
+    q: QueueQuery,
+    prev: Option<String>,
+    next: Option<String>,
+    can_stats: bool,
+}
+
+impl QueueTpl {
+    fn cat(&self, code: &str) -> String {
+        category_name(self.page.lang, &self.cats, code)
+    }
+    fn cat_label(&self, c: &Category) -> String {
+        category_name(self.page.lang, std::slice::from_ref(c), &c.code)
+    }
+    fn opt_time(&self, t: &Option<i64>) -> String {
+        t.map(|t| self.page.datetime(&t))
+            .unwrap_or_else(|| "—".into())
+    }
+}
+
+fn queue_link(q: &QueueQuery, offset: i64) -> String {
+    format!(
+        "/staff/reports?status={}&category={}&overdue={}&offset={}",
+        crate::web::urlencode(&q.status),
+        crate::web::urlencode(&q.category),
+        crate::web::urlencode(&q.overdue),
+        offset
+    )
+}
+
+async fn staff_queue(
+    State(s): State<AppState>,
+    user: WebUser,
+    Query(q): Query<QueueQuery>,
+) -> WebResult {
+    or_page(&user.page, staff(&user))?;
+    let v = or_page(&user.page, s.store.report_viewer(&user.principal).await)?;
+    let offset = q.offset.unwrap_or(0).clamp(0, 1_000_000);
+    let rq = ReportQuery {
+        status: Some(q.status.clone()).filter(|x| STATUSES.contains(&x.as_str())),
+        category: Some(q.category.clone()).filter(|x| !x.is_empty()),
+        overdue: (q.overdue == "1").then_some(true),
+        limit: Some(PAGE_SIZE),
+        offset: Some(offset),
+        ..ReportQuery::default()
+    };
+    let page_ = or_page(&user.page, s.store.reports(&v, &rq).await)?;
+    let cats = or_page(&user.page, s.store.report_categories().await)?;
+    let prev = (offset > 0).then(|| queue_link(&q, (offset - PAGE_SIZE).max(0)));
+    let next = page_.next_offset.map(|n| queue_link(&q, n));
+    let can_stats = user.principal.can(Action::ReportStats);
+    Ok(render(&QueueTpl {
+        page: user.page,
+        reports: page_.items,
+        cats,
+        statuses: &STATUSES,
+        q,
+        prev,
+        next,
+        can_stats,
+    }))
+}
+
+/// The actions worth offering in a status (the store still decides; illegal ones come back as
+/// the localized error).
+fn actions_for(status: &str) -> Vec<&'static str> {
+    match status {
+        "submitted" => vec!["accept", "reject"],
+        "accepted" => vec!["dispatch", "reject"],
+        "dispatched" => vec!["sign", "return", "transfer", "escalate"],
+        "in_progress" => vec![
+            "contact",
+            "reply",
+            "extend_request",
+            "extend",
+            "transfer",
+            "escalate",
+            "whistle",
+        ],
+        "replied" => vec!["review_pass", "review_fail"],
+        "awaiting_visit" => vec!["visit"],
+        "closed" => vec!["reopen", "moderate"],
+        _ => vec![],
+    }
+}
+
+async fn staff_report(
+    State(s): State<AppState>,
+    user: WebUser,
+    Path(id): Path<String>,
+    Query(f): Query<Flash>,
+) -> WebResult {
+    let flash = flash_text(&user.page, &f);
+    detail(&s, user, &id, true, flash).await
+}
+
+#[derive(Deserialize)]
+struct ActForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    action: String,
+    #[serde(default)]
+    public_note: String,
+    #[serde(default)]
+    internal_note: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    unit_id: String,
+    #[serde(default)]
+    days: String,
+    #[serde(default)]
+    outcome: String,
+    #[serde(default)]
+    rating: String,
+    #[serde(default)]
+    solved: String,
+    #[serde(default)]
+    public: String,
+    #[serde(default)]
+    version: String,
+}
+
+fn some(s: &str) -> Option<String> {
+    Some(s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+async fn staff_act(
+    State(s): State<AppState>,
+    user: WebUser,
+    Path(id): Path<String>,
+    axum::Form(f): axum::Form<ActForm>,
+) -> WebResult {
+    check_csrf(&user.page, &f._csrf)?;
+    or_page(&user.page, staff(&user))?;
+    let unit = some(&f.unit_id);
+    let a = ReportAction {
+        action: f.action.clone(),
+        public_note: some(&f.public_note),
+        internal_note: some(&f.internal_note),
+        reason: some(&f.reason),
+        unit_ids: if f.action == "whistle" {
+            unit.iter().cloned().collect()
+        } else {
+            Vec::new()
+        },
+        unit_id: unit,
+        days: f.days.trim().parse().ok(),
+        outcome: some(&f.outcome),
+        rating: f.rating.trim().parse().ok(),
+        solved: some(&f.solved).map(|x| x == "yes"),
+        public: some(&f.public).map(|x| x == "yes"),
+        version: f.version.trim().parse().ok(),
+        ..ReportAction::default()
+    };
+    act_and_redirect(&s, user, &id, a, &format!("/staff/reports/{id}")).await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dashboard
+
+#[derive(Deserialize)]
+struct StatsForm {
+    #[serde(default)]
+    by: String,
+}
+
+/// One bar of the chart: y, width, label, value text.
+struct Bar {
+    y: i64,
+    w: i64,
+    label: String,
+    value: String,
+}
+
+#[derive(Template)]
+#[template(path = "reports_stats.html")]
+struct StatsTpl {
+    page: Page,
+    by: String,
+    rows: Vec<StatsRow>,
+    bars: Vec<Bar>,
+    chart_h: i64,
+}
+
+impl StatsTpl {
+    fn pct(&self, r: &Option<f64>) -> String {
+        r.map(|r| format!("{:.1}%", r * 100.0))
+            .unwrap_or_else(|| "—".into())
+    }
+}
+
+async fn stats(State(s): State<AppState>, user: WebUser, Query(q): Query<StatsForm>) -> WebResult {
+    let g = or_page(
+        &user.page,
+        user.principal
+            .grant(Action::ReportStats)
+            .map_err(AppError::from),
+    )?;
+    if !user.page.staff {
+        return Err(error_page(
+            &user.page,
+            AppError::new(ErrorKind::Forbidden, "auth.forbidden"),
+        ));
+    }
+    let by = match q.by.as_str() {
+        "category" | "area" | "month" => q.by.clone(),
+        _ => "unit".to_string(),
+    };
+    let rows = or_page(
+        &user.page,
+        s.store
+            .report_stats(
+                &g,
+                &StatsQuery {
+                    by: Some(by.clone()),
+                    place_id: None,
+                    from: None,
+                    to: None,
+                },
+            )
+            .await,
+    )?;
+    // Horizontal bars of the on-time rate (按时办结率), 0–100 % over 300 px.
+    let bars: Vec<Bar> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let rate = r.on_time_rate.unwrap_or(0.0).clamp(0.0, 1.0);
+            Bar {
+                y: i as i64 * 24 + 4,
+                w: (rate * 300.0).round() as i64,
+                label: r.label.chars().take(14).collect(),
+                value: r
+                    .on_time_rate
+                    .map(|x| format!("{:.0}%", x * 100.0))
+                    .unwrap_or_else(|| "—".into()),
+            }
+        })
+        .collect();
+    let chart_h = bars.len() as i64 * 24 + 8;
+    Ok(render(&StatsTpl {
+        page: user.page,
+        by,
+        rows,
+        bars,
+        chart_h,
+    }))
+}
