@@ -9,7 +9,7 @@ use serde_json::Value;
 use linli_core::AppResult;
 
 use crate::Store;
-use crate::db::{Cols, Sql, db_err, i64_, str_};
+use crate::db::{Cols, Sql};
 
 use super::{REPORT_COLS, REPORT_FROM, Report, Viewer, not_found, report_from_row};
 
@@ -293,21 +293,19 @@ impl Store {
     }
 
     pub(crate) async fn report_photos(&self, id: &str) -> AppResult<Vec<PhotoMeta>> {
-        let rows = sqlx::query(
-            "SELECT id, stage, mime, bytes, created_at FROM report_photos WHERE report_id = $1 ORDER BY created_at, id",
-        )
-        .bind(id.to_string())
-        .fetch_all(&self.db.read)
-        .await
-        .map_err(db_err)?;
+        let mut q = Sql::new(
+            "SELECT id, stage, mime, bytes, created_at FROM report_photos WHERE report_id = ",
+        );
+        q.bind(id).push(" ORDER BY created_at, id");
+        let rows = self.db.fetch_all_fast(&q).await?;
         Ok(rows
             .iter()
             .map(|p| PhotoMeta {
-                id: str_(p, "id"),
-                stage: str_(p, "stage"),
-                mime: str_(p, "mime"),
-                bytes: i64_(p, "bytes"),
-                created_at: i64_(p, "created_at"),
+                id: p.col_str("id"),
+                stage: p.col_str("stage"),
+                mime: p.col_str("mime"),
+                bytes: p.col_i64("bytes"),
+                created_at: p.col_i64("created_at"),
             })
             .collect())
     }
