@@ -271,3 +271,60 @@ async fn hostile_input_never_shows_internals() {
     assert_eq!(v["total"], 0);
     app.close().await;
 }
+
+#[tokio::test]
+async fn stored_xss_through_a_report_description_is_inert_on_every_page() {
+    let app = TestApp::demo().await;
+    let resident = app.login("resident").await;
+    let committee = app.login("committee").await;
+    let me = app.get(&resident, "/api/v1/me/household").await.ok();
+    let room = me["household"]["room_id"]
+        .as_str()
+        .or_else(|| me["room_id"].as_str())
+        .expect("the resident's room")
+        .to_string();
+    let attack = "<script>alert(1)</script><img src=x onerror=alert(2)>\"'><svg onload=alert(3)>";
+    let created = app
+        .post(
+            &resident,
+            "/api/v1/reports",
+            json!({"category": "repair_common", "title": attack, "description": attack, "place_id": room}),
+        )
+        .await
+        .expect(201);
+    let id = created["report"]["id"].as_str().unwrap().to_string();
+    // Stored as typed (the API is JSON, the client escapes) …
+    let v = app
+        .get(&resident, &format!("/api/v1/reports/{id}"))
+        .await
+        .ok();
+    assert_eq!(v["report"]["description"], attack);
+    // … and every page that shows it escapes it.
+    for (who, uri) in [
+        (&resident, format!("/me/reports/{id}")),
+        (&resident, "/me/reports".to_string()),
+        (&committee, format!("/staff/reports/{id}")),
+        (&committee, "/staff/reports".to_string()),
+    ] {
+        let page = app.get(who, &uri).await;
+        assert_eq!(page.status.as_u16(), 200, "{uri}");
+        let html = page.text();
+        for raw in [
+            "<script>alert",
+            "<img src=x",
+            "<svg onload",
+            "onerror=alert(2)>",
+        ] {
+            assert!(!html.contains(raw), "{uri} renders {raw} raw");
+        }
+        let at = html.find("alert(1)").unwrap_or(0);
+        let context = &html[at.saturating_sub(80)..(at + 40).min(html.len())];
+        assert!(
+            context.contains("&lt;script&gt;")
+                || context.contains("&#60;script&#62;")
+                || context.contains("&#x3c;script&#x3e;"),
+            "{uri}: the text is shown, escaped: {context}"
+        );
+    }
+    app.close().await;
+}

@@ -135,3 +135,71 @@ proptest! {
         let _ = import_rows::split_labels(&s);
     }
 }
+
+/// Device payloads and topics (MQTT and HTTP ingest) and visitor-pass tokens (QR codes).
+mod outside_devices_and_gates {
+    use proptest::prelude::*;
+
+    use crate::access::{PassClaim, TokenError, decode_pass, encode_pass};
+    use crate::iot::{parse_event, parse_telemetry, parse_topic, topic_matches};
+
+    fn json_like() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..512),
+            "\\{\"ts\": ?-?[0-9]{0,20}, ?\"values\": ?\\{(\"[a-z]{0,6}\": ?(-?[0-9.e+]{0,12}|true|null|\"[^\"]{0,8}\"|\\[\\]|\\{\\}),? ?){0,5}\\}\\}"
+                .prop_map(String::into_bytes),
+            "\\{\"type\": ?\"[\\PC]{0,10}\"(, ?\"ts\": ?[0-9-]{0,20})?(, ?\"[a-z]{1,5}\": ?[0-9]{1,5})?\\}"
+                .prop_map(String::into_bytes),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(super::cases())]
+
+        #[test]
+        fn device_payloads_parse_or_are_dropped_with_a_reason(bytes in json_like()) {
+            match parse_telemetry(&bytes) {
+                Ok(t) => prop_assert!(t.values.len() <= 4096),
+                Err(d) => prop_assert!(!d.code().is_empty()),
+            }
+            if let Err(d) = parse_event(&bytes) {
+                prop_assert!(!d.code().is_empty());
+            }
+        }
+
+        #[test]
+        fn topics_parse_or_are_refused(topic in "[\\PC/+#]{0,40}", filter in "[a-z0-9/+#]{0,20}") {
+            if let Some((device, kind)) = parse_topic(&topic) {
+                prop_assert!(!device.is_empty() && !device.contains('/'));
+                prop_assert!(!kind.is_empty());
+            }
+            let _ = topic_matches(&filter, &topic);
+        }
+
+        #[test]
+        fn pass_tokens_round_trip_and_any_change_is_refused(
+            key in proptest::array::uniform32(any::<u8>()),
+            other in proptest::array::uniform32(any::<u8>()),
+            until in 0i64..i64::MAX,
+            flip in 0usize..55,
+        ) {
+            let claim = PassClaim { pass_id: uuid::Uuid::now_v7(), valid_until: until };
+            let t = encode_pass(&key, &claim);
+            prop_assert_eq!(decode_pass(&key, &t), Ok(claim.clone()));
+            if other != key {
+                prop_assert_eq!(decode_pass(&other, &t), Err(TokenError::Forged));
+            }
+            // Change one character: never accepted as the same (or any) pass.
+            let mut chars: Vec<char> = t.chars().collect();
+            let i = flip % chars.len();
+            chars[i] = if chars[i] == 'A' { 'B' } else { 'A' };
+            let changed: String = chars.into_iter().collect();
+            prop_assert!(decode_pass(&key, &changed).is_err());
+        }
+
+        #[test]
+        fn arbitrary_scanner_input_is_never_a_pass(s in "[\\PC]{0,80}", key in proptest::array::uniform32(any::<u8>())) {
+            prop_assert!(decode_pass(&key, &s).is_err());
+        }
+    }
+}
