@@ -591,27 +591,20 @@ impl Store {
 
     /// Acknowledge: stops the escalation. Acknowledging twice is a conflict.
     pub async fn ack_alarm(&self, grant: &Grant, actor: &Actor, id: &str) -> AppResult<AlarmView> {
-        let a = self.alarm_row(grant, id).await?;
-        let now = self.now_ms();
-        let mut tx = self.db.begin_write().await.map_err(db_err)?;
-        let n = sqlx::query(
-            "UPDATE alarms SET acked = 1, ack_at = $1, ack_by = $2, updated_at = $1, next_esc_at = NULL WHERE id = $3 AND acked = 0",
+        self.alarm_step(
+            grant,
+            actor,
+            id,
+            "acked = 1, ack_at = $1, ack_by = $2",
+            "acked = 0",
+            (
+                "iot.alarm.already_acked",
+                "acknowledged",
+                "alarm.ack",
+                "alarm.updated",
+            ),
         )
-        .bind(now)
-        .bind(actor.id.clone())
-        .bind(id.to_string())
-        .execute(&mut *tx)
         .await
-        .map_err(db_err)?
-        .rows_affected();
-        if n == 0 {
-            return Err(AppError::conflict("iot.alarm.already_acked"));
-        }
-        self.alarm_change(&mut tx, actor, &a, "acknowledged", "alarm.ack", "", now)
-            .await?;
-        tx.commit().await.map_err(db_err)?;
-        self.publish_alarm(&a, "alarm.updated");
-        self.alarm(grant, id).await
     }
 
     /// Clear by hand (the cause is gone). Clearing a cleared alarm is a conflict.
@@ -621,12 +614,40 @@ impl Store {
         actor: &Actor,
         id: &str,
     ) -> AppResult<AlarmView> {
+        self.alarm_step(
+            grant,
+            actor,
+            id,
+            "active = 0, cleared_at = $1, cleared_by = $2",
+            "active = 1",
+            (
+                "iot.alarm.already_cleared",
+                "cleared",
+                "alarm.clear",
+                "alarm.cleared",
+            ),
+        )
+        .await
+    }
+
+    /// One step of an alarm by a person (acknowledge, clear): a conditional update that also
+    /// stops the escalation, its event and audit entry, and the bus event after commit. `set`
+    /// and `unless_done` are constant SQL fragments; `$1` is now and `$2` the actor.
+    async fn alarm_step(
+        &self,
+        grant: &Grant,
+        actor: &Actor,
+        id: &str,
+        set: &str,
+        unless_done: &str,
+        (conflict, event, audit_action, bus_kind): (&'static str, &str, &str, &str),
+    ) -> AppResult<AlarmView> {
         let a = self.alarm_row(grant, id).await?;
         let now = self.now_ms();
         let mut tx = self.db.begin_write().await.map_err(db_err)?;
-        let n = sqlx::query(
-            "UPDATE alarms SET active = 0, cleared_at = $1, cleared_by = $2, updated_at = $1, next_esc_at = NULL WHERE id = $3 AND active = 1",
-        )
+        let n = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE alarms SET {set}, updated_at = $1, next_esc_at = NULL WHERE id = $3 AND {unless_done}"
+        )))
         .bind(now)
         .bind(actor.id.clone())
         .bind(id.to_string())
@@ -635,12 +656,12 @@ impl Store {
         .map_err(db_err)?
         .rows_affected();
         if n == 0 {
-            return Err(AppError::conflict("iot.alarm.already_cleared"));
+            return Err(AppError::conflict(conflict));
         }
-        self.alarm_change(&mut tx, actor, &a, "cleared", "alarm.clear", "", now)
+        self.alarm_change(&mut tx, actor, &a, event, audit_action, "", now)
             .await?;
         tx.commit().await.map_err(db_err)?;
-        self.publish_alarm(&a, "alarm.cleared");
+        self.publish_alarm(&a, bus_kind);
         self.alarm(grant, id).await
     }
 
