@@ -543,6 +543,7 @@ async fn search(
             json!((t.elapsed().as_secs_f64() * 1000.0 / n as f64 * 1000.0).round() / 1000.0),
         );
     }
+    let store_cpu = store_cpu_by_kind(store.clone(), mix.clone(), &kinds);
     let hh_uris: Arc<Vec<String>> = Arc::new(
         households
             .iter()
@@ -588,12 +589,70 @@ async fn search(
         json!({
             "bench": "search", "backend": format!("{:?}", store.backend()), "clients": clients,
             "http_person_search_saturated": http_res, "http_person_search_paced_20rps_per_client": paced,
-            "single_client_mean_ms_by_kind": per_kind, "html_household_and_search_pages_paced_10rps_per_client": pages, "http_household_page_saturated": hh_res,
+            "single_client_mean_ms_by_kind": per_kind, "store_cpu_ms_per_search_by_kind": store_cpu, "html_household_and_search_pages_paced_10rps_per_client": pages, "http_household_page_saturated": hh_res,
             "baseline_store_search_saturated": base, "throughput_ratio_http_vs_store": (ratio * 100.0).round() / 100.0,
             "target": "person search p99 < 10 ms at 50 clients",
         })
     );
     Ok(())
+}
+
+/// CPU time of each kind of search called on the store, measured on one thread of its own (a
+/// current-thread runtime), so other load on the machine does not count: the cost of the code.
+fn store_cpu_by_kind(
+    store: Store,
+    mix: Arc<Vec<PersonQuery>>,
+    kinds: &[&str],
+) -> serde_json::Value {
+    let kinds: Vec<String> = kinds.iter().map(|k| k.to_string()).collect();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let grant = Grant::system(Action::PersonRead);
+            let mut out = serde_json::Map::new();
+            for (k, kind) in kinds.iter().enumerate() {
+                let queries: Vec<&PersonQuery> = mix
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| i % kinds.len() == k)
+                    .map(|(_, q)| q)
+                    .collect();
+                let rounds = 1_500;
+                let cpu = thread_cpu_ms();
+                for i in 0..rounds {
+                    let _ = store
+                        .search_persons(&grant, None, queries[i % queries.len()])
+                        .await;
+                }
+                let ms = (thread_cpu_ms() - cpu) / rounds as f64;
+                out.insert(kind.clone(), json!((ms * 1000.0).round() / 1000.0));
+            }
+            serde_json::Value::Object(out)
+        })
+    })
+    .join()
+    .unwrap_or(serde_json::Value::Null)
+}
+
+/// CPU time of the calling thread (user + system), in milliseconds (10 ms resolution).
+fn thread_cpu_ms() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/thread-self/stat") else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) * 10.0
 }
 
 /// Run `requests` calls of `f(i)` from `clients` concurrent tasks, bounded by `max` wall time.
