@@ -808,8 +808,14 @@ mod fuzz {
             items: vec![person],
             total_text: "1".into(),
             error: Some(text.into()),
-            prev_link: Some(format!("/registry/persons?offset=0&name={}", urlencode(text))),
-            next_link: Some(format!("/registry/persons?offset=60&name={}", urlencode(text))),
+            prev_link: Some(format!(
+                "/registry/persons?offset=0&name={}",
+                urlencode(text)
+            )),
+            next_link: Some(format!(
+                "/registry/persons?offset=60&name={}",
+                urlencode(text)
+            )),
         }
         .render()
         .expect("the template renders")

@@ -574,11 +574,7 @@ mod fuzz {
                 ]
                 .concat(),
                 jpeg_segment(0xC4, &[0x10; 17]),
-                [
-                    jpeg_segment(0xDA, &[1, 1, 0, 1, 0x3F, 0]),
-                    vec![0x78, 0x9A],
-                ]
-                .concat(),
+                [jpeg_segment(0xDA, &[1, 1, 0, 1, 0x3F, 0]), vec![0x78, 0x9A]].concat(),
                 vec![0xFF, 0xD9],
             ],
             ImageKind::Png => vec![
@@ -599,14 +595,26 @@ mod fuzz {
 
     /// Metadata of each kind carrying a position, as the parts a camera or editor writes.
     fn metadata(kind: ImageKind, which: u8, payload: &[u8]) -> Vec<u8> {
-        let gps = [b"GPSLatitude=30.5928;GPSLongitude=114.3055;".as_slice(), payload].concat();
+        let gps = [
+            b"GPSLatitude=30.5928;GPSLongitude=114.3055;".as_slice(),
+            payload,
+        ]
+        .concat();
         match (kind, which % 4) {
-            (ImageKind::Jpeg, 0) => jpeg_segment(0xE1, &[b"Exif\0\0MM\0*".as_slice(), &gps].concat()),
+            (ImageKind::Jpeg, 0) => {
+                jpeg_segment(0xE1, &[b"Exif\0\0MM\0*".as_slice(), &gps].concat())
+            }
             (ImageKind::Jpeg, 1) => jpeg_segment(
                 0xE1,
-                &[b"http://ns.adobe.com/xap/1.0/\0<x:xmpmeta>".as_slice(), &gps].concat(),
+                &[
+                    b"http://ns.adobe.com/xap/1.0/\0<x:xmpmeta>".as_slice(),
+                    &gps,
+                ]
+                .concat(),
             ),
-            (ImageKind::Jpeg, 2) => jpeg_segment(0xED, &[b"Photoshop 3.0\08BIM".as_slice(), &gps].concat()),
+            (ImageKind::Jpeg, 2) => {
+                jpeg_segment(0xED, &[b"Photoshop 3.0\08BIM".as_slice(), &gps].concat())
+            }
             (ImageKind::Jpeg, _) => jpeg_segment(0xFE, &gps),
             (ImageKind::Png, 0) => png_chunk(b"eXIf", &[b"MM\0*".as_slice(), &gps].concat()),
             (ImageKind::Png, 1) => png_chunk(
@@ -614,9 +622,13 @@ mod fuzz {
                 &[b"XML:com.adobe.xmp\0\0\0\0\0".as_slice(), &gps].concat(),
             ),
             (ImageKind::Png, 2) => png_chunk(b"tEXt", &[b"Comment\0".as_slice(), &gps].concat()),
-            (ImageKind::Png, _) => png_chunk(b"zTXt", &[b"Raw profile\0\0".as_slice(), &gps].concat()),
+            (ImageKind::Png, _) => {
+                png_chunk(b"zTXt", &[b"Raw profile\0\0".as_slice(), &gps].concat())
+            }
             (ImageKind::Webp, 0 | 2) => webp_chunk(b"EXIF", &[b"MM\0*".as_slice(), &gps].concat()),
-            (ImageKind::Webp, _) => webp_chunk(b"XMP ", &[b"<x:xmpmeta>".as_slice(), &gps].concat()),
+            (ImageKind::Webp, _) => {
+                webp_chunk(b"XMP ", &[b"<x:xmpmeta>".as_slice(), &gps].concat())
+            }
         }
     }
 
@@ -667,8 +679,7 @@ mod fuzz {
                     let len = u16::from_be_bytes([*b.get(i)?, *b.get(i + 1)?]) as usize;
                     i += len;
                     if m == 0xDA {
-                        while !(b.get(i)? == &0xFF
-                            && !matches!(b.get(i + 1)?, 0x00 | 0xD0..=0xD7))
+                        while !(b.get(i)? == &0xFF && !matches!(b.get(i + 1)?, 0x00 | 0xD0..=0xD7))
                         {
                             i += 1;
                         }
@@ -729,7 +740,12 @@ mod fuzz {
         let types = structure(kind, out);
         prop_assert!(types.is_some(), "output of kind {:?} does not walk", kind);
         for ty in types.unwrap() {
-            prop_assert!(!is_metadata(kind, &ty), "metadata {:?} left in {:?}", ty, kind);
+            prop_assert!(
+                !is_metadata(kind, &ty),
+                "metadata {:?} left in {:?}",
+                ty,
+                kind
+            );
         }
         // The output is a valid image of the same type, already clean.
         let again = sanitize(out);
