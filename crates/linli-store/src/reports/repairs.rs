@@ -94,7 +94,7 @@ impl Store {
         let mut out = Vec::with_capacity(people.len());
         for uid in people {
             let q = Sql::new(
-                "SELECT u.display_name, (SELECT COUNT(*) FROM reports x WHERE x.assignee_user_id = u.id AND x.status IN ('dispatched', 'in_progress')) AS n FROM users u WHERE u.id = ",
+                "SELECT u.display_name, (SELECT COUNT(*) FROM reports x WHERE x.assignee_user_id = u.id AND x.status IN ('dispatched', 'in_progress')) AS n FROM users u WHERE u.id = $1",
             )
             .arg(uid.as_str());
             if let Some(row) = q

@@ -1218,6 +1218,7 @@ impl Store {
                 after: Some(data),
             },
         )
-        .await
+        .await?;
+        Ok(())
     }
 }
