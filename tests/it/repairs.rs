@@ -176,6 +176,14 @@ async fn assign_reassign_my_tasks_with_events_audit_and_inbox() {
         "nothing changed"
     );
 
+    // The staff page offers the unit's people.
+    let html = app
+        .get(&property, &format!("/staff/reports/{id}"))
+        .await
+        .text();
+    assert!(html.contains("name=\"assignee_user_id\"") && html.contains("维修师傅（二）"));
+    assert!(!html.contains("id=\"act-grab\""), "not a grab job");
+
     // Assign, with a note; then reassign.
     let a = act(
         &app,
@@ -186,17 +194,23 @@ async fn assign_reassign_my_tasks_with_events_audit_and_inbox() {
     .await;
     assert_eq!(a["assignee_user_id"], r1.as_str());
     assert_eq!(a["assignee_name"], "维修师傅（一）");
-    assert_eq!(a["status"], "dispatched", "assignment does not move the status");
-    assert_eq!(notices(&app, "repair1", "notice-report-assigned", &id).await, 1);
-    let mine = app
-        .get(&repair1, "/api/v1/reports?assignee=me")
-        .await
-        .ok();
-    assert!(mine["items"].as_array().unwrap().iter().any(|r| r["id"] == id.as_str()));
-    let theirs = app
-        .get(&repair2, "/api/v1/reports?assignee=me")
-        .await
-        .ok();
+    assert_eq!(
+        a["status"], "dispatched",
+        "assignment does not move the status"
+    );
+    assert_eq!(
+        notices(&app, "repair1", "notice-report-assigned", &id).await,
+        1
+    );
+    let mine = app.get(&repair1, "/api/v1/reports?assignee=me").await.ok();
+    assert!(
+        mine["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["id"] == id.as_str())
+    );
+    let theirs = app.get(&repair2, "/api/v1/reports?assignee=me").await.ok();
     assert!(theirs["items"].as_array().unwrap().is_empty());
     let v = app
         .get(&repair2, "/api/v1/reports?assignee=someone")
@@ -222,8 +236,14 @@ async fn assign_reassign_my_tasks_with_events_audit_and_inbox() {
     )
     .await;
     assert_eq!(a["assignee_user_id"], r2.as_str());
-    assert_eq!(notices(&app, "repair2", "notice-report-assigned", &id).await, 1);
-    assert_eq!(notices(&app, "repair1", "notice-report-unassigned", &id).await, 1);
+    assert_eq!(
+        notices(&app, "repair2", "notice-report-assigned", &id).await,
+        1
+    );
+    assert_eq!(
+        notices(&app, "repair1", "notice-report-unassigned", &id).await,
+        1
+    );
     let view = report(&app, &committee, &id).await;
     let assigns: Vec<&Value> = view["events"]
         .as_array()
@@ -248,13 +268,24 @@ async fn assign_reassign_my_tasks_with_events_audit_and_inbox() {
     // The resident sees who comes, but not the internal note.
     let own = report(&app, &resident, &id).await;
     assert_eq!(own["report"]["assignee_name"], "维修师傅（二）");
-    assert!(own["events"].as_array().unwrap().iter().all(|e| e["internal_note"].is_null()));
+    assert!(
+        own["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["internal_note"].is_null())
+    );
 
     // Work it; once replied, the person can no longer change (409, nothing changed).
     act(&app, &repair2, &id, json!({ "action": "sign" })).await;
-    let v = act_resp(&app, &repair2, &id, json!({ "action": "quote", "amount_fen": 100, "public_note": "x" }))
-        .await
-        .expect(409);
+    let v = act_resp(
+        &app,
+        &repair2,
+        &id,
+        json!({ "action": "quote", "amount_fen": 100, "public_note": "x" }),
+    )
+    .await
+    .expect(409);
     assert_code(&v, "report.quote_not_needed");
     act(
         &app,
@@ -288,7 +319,12 @@ async fn assign_reassign_my_tasks_with_events_audit_and_inbox() {
 async fn other_company_tech(app: &TestApp, login: &str, community: &str) -> Session {
     let admin = app.login("admin").await;
     let district = one(app, "SELECT id FROM places WHERE kind = $1", "district").await;
-    let c = one(app, "SELECT id FROM places WHERE kind = 'community' AND name = $1", community).await;
+    let c = one(
+        app,
+        "SELECT id FROM places WHERE kind = 'community' AND name = $1",
+        community,
+    )
+    .await;
     let org = app
         .post(
             &admin,
@@ -327,21 +363,42 @@ async fn grab_first_wins_the_race_and_strangers_cannot_take_it() {
         assert_eq!(d["dispatch_mode"], "grab");
         assert!(d["assignee_user_id"].is_null());
         if round == 0 {
-            assert_eq!(notices(&app, "repair1", "notice-report-grab-open", &id).await, 1);
+            assert_eq!(
+                notices(&app, "repair1", "notice-report-grab-open", &id).await,
+                1
+            );
             // In the pool of the company's people only.
-            for (s, sees) in [(&repair1, true), (&repair2, true), (&same_area, false), (&elsewhere, false), (&committee, false)] {
+            for (s, sees) in [
+                (&repair1, true),
+                (&repair2, true),
+                (&same_area, false),
+                (&elsewhere, false),
+                (&committee, false),
+            ] {
                 let pool = app.get(s, "/api/v1/reports/grab-pool").await.ok();
-                let has = pool.as_array().unwrap().iter().any(|r| r["id"] == id.as_str());
+                let has = pool
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|r| r["id"] == id.as_str());
                 assert_eq!(has, sees, "{}", s.user["login"]);
             }
             let html = app.get(&repair1, "/staff/reports?tab=grab").await.text();
             assert!(html.contains(&format!("/staff/reports/{id}")));
             // Another company's technician: covering the place, may look but not take (403);
             // elsewhere, the report does not exist for them (404). Dispatchers do not grab.
-            act_resp(&app, &same_area, &id, json!({ "action": "grab" })).await.expect(403);
-            act_resp(&app, &elsewhere, &id, json!({ "action": "grab" })).await.expect(404);
-            app.get(&elsewhere, &format!("/api/v1/reports/{id}")).await.expect(404);
-            act_resp(&app, &committee, &id, json!({ "action": "grab" })).await.expect(403);
+            act_resp(&app, &same_area, &id, json!({ "action": "grab" }))
+                .await
+                .expect(403);
+            act_resp(&app, &elsewhere, &id, json!({ "action": "grab" }))
+                .await
+                .expect(404);
+            app.get(&elsewhere, &format!("/api/v1/reports/{id}"))
+                .await
+                .expect(404);
+            act_resp(&app, &committee, &id, json!({ "action": "grab" }))
+                .await
+                .expect(403);
         }
         let grab = json!({ "action": "grab" });
         let (a, b) = tokio::join!(
@@ -355,28 +412,48 @@ async fn grab_first_wins_the_race_and_strangers_cannot_take_it() {
             a.text(),
             b.text()
         );
-        let (winner, loser) = if a.status.as_u16() == 200 { (a, b) } else { (b, a) };
+        let (winner, loser) = if a.status.as_u16() == 200 {
+            (a, b)
+        } else {
+            (b, a)
+        };
         let won = winner.json();
         let lost = loser.json();
         assert_code(&lost, "report.already_taken");
         assert!(lost["message"].as_str().unwrap().contains("抢"), "{lost}");
         let stored = report(&app, &committee, &id).await;
-        assert_eq!(stored["report"]["assignee_user_id"], won["assignee_user_id"]);
         assert_eq!(
-            stored["events"].as_array().unwrap().iter().filter(|e| e["action"] == "grab").count(),
+            stored["report"]["assignee_user_id"],
+            won["assignee_user_id"]
+        );
+        assert_eq!(
+            stored["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["action"] == "grab")
+                .count(),
             1,
             "the loser changed nothing"
         );
         // Taken jobs leave the pool; a late grab is the same 409.
         let pool = app.get(&repair1, "/api/v1/reports/grab-pool").await.ok();
-        assert!(!pool.as_array().unwrap().iter().any(|r| r["id"] == id.as_str()));
+        assert!(
+            !pool
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["id"] == id.as_str())
+        );
         let v = act_resp(&app, &repair1, &id, grab).await.expect(409);
         assert_code(&v, "report.already_taken");
     }
 
     // A job not dispatched for grabbing cannot be grabbed.
     let (id, _) = dispatched(&app, "repair_common", "公共走廊墙皮脱落").await;
-    let v = act_resp(&app, &repair1, &id, json!({ "action": "grab" })).await.expect(409);
+    let v = act_resp(&app, &repair1, &id, json!({ "action": "grab" }))
+        .await
+        .expect(409);
     assert_code(&v, "report.not_grab_mode");
     app.close().await;
 }
@@ -415,7 +492,10 @@ async fn round_robin_is_fair_durable_skips_disabled_and_never_drops_a_report() {
         let (id, d) = dispatched(&app, "repair_door", &format!("单元门禁坏了 {i}")).await;
         assert_eq!(d["dispatch_mode"], "round_robin");
         let r = report(&app, &committee, &id).await;
-        let who = r["report"]["assignee_user_id"].as_str().unwrap().to_string();
+        let who = r["report"]["assignee_user_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let auto = r["events"]
             .as_array()
             .unwrap()
@@ -425,14 +505,28 @@ async fn round_robin_is_fair_durable_skips_disabled_and_never_drops_a_report() {
             .clone();
         assert_eq!(auto["data"]["mode"], "round_robin");
         assert_eq!(auto["data"]["auto"], true);
-        assert_eq!(notices(&app, &login_of(&app, &who).await, "notice-report-assigned", &id).await, 1);
+        assert_eq!(
+            notices(
+                &app,
+                &login_of(&app, &who).await,
+                "notice-report-assigned",
+                &id
+            )
+            .await,
+            1
+        );
         served.push(who);
     }
     // In id order, each person once per turn.
     let expected: Vec<String> = people.iter().chain(people.iter()).cloned().collect();
     assert_eq!(served, expected);
     assert_eq!(
-        one(&app, "SELECT last_user_id FROM dispatch_cursors WHERE unit_id = $1", &property1).await,
+        one(
+            &app,
+            "SELECT last_user_id FROM dispatch_cursors WHERE unit_id = $1",
+            &property1
+        )
+        .await,
         people[2]
     );
 
@@ -446,7 +540,11 @@ async fn round_robin_is_fair_durable_skips_disabled_and_never_drops_a_report() {
     let resident = app.login("resident").await;
     let room = resident_room(&app).await;
     let created = app
-        .post(&resident, "/api/v1/reports", json!({ "category": "repair_door", "description": "门禁刷卡没反应", "place_id": room }))
+        .post(
+            &resident,
+            "/api/v1/reports",
+            json!({ "category": "repair_door", "description": "门禁刷卡没反应", "place_id": room }),
+        )
         .await
         .expect(201);
     let id = created["report"]["id"].as_str().unwrap().to_string();
@@ -494,7 +592,10 @@ async fn round_robin_is_fair_durable_skips_disabled_and_never_drops_a_report() {
         .unwrap()
         .clone();
     assert_eq!(ev["data"]["round_robin"], "no_eligible_person");
-    assert_eq!(notices(&app, "street", "notice-report-no-assignee", &id).await, 1);
+    assert_eq!(
+        notices(&app, "street", "notice-report-no-assignee", &id).await,
+        1
+    );
     app.close().await;
 }
 
@@ -514,51 +615,115 @@ async fn paid_repairs_need_an_accepted_quote_before_the_reply() {
     act(&app, &repair1, &id, json!({ "action": "grab" })).await;
 
     // Before signing there is nothing to quote.
-    let v = act_resp(&app, &repair1, &id, json!({ "action": "quote", "amount_fen": 8000, "public_note": "更换水龙头" }))
-        .await
-        .expect(409);
+    let v = act_resp(
+        &app,
+        &repair1,
+        &id,
+        json!({ "action": "quote", "amount_fen": 8000, "public_note": "更换水龙头" }),
+    )
+    .await
+    .expect(409);
     assert_code(&v, "report.quote_not_in_progress");
     act(&app, &repair1, &id, json!({ "action": "sign" })).await;
 
     let reply = json!({ "action": "reply", "outcome": "solved", "public_note": "已更换" });
     let before = report(&app, &committee, &id).await["report"].clone();
-    let v = act_resp(&app, &repair1, &id, reply.clone()).await.expect(409);
+    let v = act_resp(&app, &repair1, &id, reply.clone())
+        .await
+        .expect(409);
     assert_code(&v, "report.quote_not_accepted");
-    let v = act_resp(&app, &resident, &id, json!({ "action": "quote_accept" })).await.expect(409);
+    let v = act_resp(&app, &resident, &id, json!({ "action": "quote_accept" }))
+        .await
+        .expect(409);
     assert_code(&v, "report.no_pending_quote");
-    for bad in [json!({ "action": "quote", "public_note": "x" }), json!({ "action": "quote", "amount_fen": 0, "public_note": "x" }), json!({ "action": "quote", "amount_fen": 100 })] {
+    for bad in [
+        json!({ "action": "quote", "public_note": "x" }),
+        json!({ "action": "quote", "amount_fen": 0, "public_note": "x" }),
+        json!({ "action": "quote", "amount_fen": 100 }),
+    ] {
         act_resp(&app, &repair1, &id, bad).await.expect(400);
     }
-    assert_eq!(report(&app, &committee, &id).await["report"], before, "nothing changed");
+    assert_eq!(
+        report(&app, &committee, &id).await["report"],
+        before,
+        "nothing changed"
+    );
 
     // The quote, then the resident's answer.
-    let q = act(&app, &repair1, &id, json!({ "action": "quote", "amount_fen": 8000, "public_note": "更换水龙头，材料费加人工" })).await;
+    let q = act(
+        &app,
+        &repair1,
+        &id,
+        json!({ "action": "quote", "amount_fen": 8000, "public_note": "更换水龙头，材料费加人工" }),
+    )
+    .await;
     assert_eq!(q["quote_status"], "pending");
     assert_eq!(q["quote_fen"], 8000);
-    assert_eq!(notices(&app, "resident", "notice-report-quote", &id).await, 1);
-    let v = act_resp(&app, &repair1, &id, reply.clone()).await.expect(409);
+    assert_eq!(
+        notices(&app, "resident", "notice-report-quote", &id).await,
+        1
+    );
+    let v = act_resp(&app, &repair1, &id, reply.clone())
+        .await
+        .expect(409);
     assert_code(&v, "report.quote_not_accepted");
     // The technician cannot accept for the resident.
-    act_resp(&app, &repair1, &id, json!({ "action": "quote_accept" })).await.expect(403);
+    act_resp(&app, &repair1, &id, json!({ "action": "quote_accept" }))
+        .await
+        .expect(403);
 
     // The resident's page shows the price and the buttons; accepting goes through the form.
-    let html = app.get(&resident, &format!("/me/reports/{id}")).await.text();
-    assert!(html.contains("¥80.00") && html.contains("id=\"quote-accept\""), "{html}");
+    let html = app
+        .get(&resident, &format!("/me/reports/{id}"))
+        .await
+        .text();
+    assert!(
+        html.contains("¥80.00") && html.contains("id=\"quote-accept\""),
+        "{html}"
+    );
     let body = format!("_csrf={}&decision=accept", resident.csrf);
     let no_csrf = app
-        .call("POST", &format!("/me/reports/{id}/quote"), None, Some(("application/x-www-form-urlencoded", b"decision=accept".to_vec())), &[("cookie", resident.cookie.as_str())])
+        .call(
+            "POST",
+            &format!("/me/reports/{id}/quote"),
+            None,
+            Some((
+                "application/x-www-form-urlencoded",
+                b"decision=accept".to_vec(),
+            )),
+            &[("cookie", resident.cookie.as_str())],
+        )
         .await;
     assert_eq!(no_csrf.status.as_u16(), 403);
     let ok = app
-        .call("POST", &format!("/me/reports/{id}/quote"), None, Some(("application/x-www-form-urlencoded", body.into_bytes())), &[("cookie", resident.cookie.as_str())])
+        .call(
+            "POST",
+            &format!("/me/reports/{id}/quote"),
+            None,
+            Some(("application/x-www-form-urlencoded", body.into_bytes())),
+            &[("cookie", resident.cookie.as_str())],
+        )
         .await;
     assert_eq!(ok.status.as_u16(), 303, "{}", ok.text());
     let r = report(&app, &committee, &id).await;
     assert_eq!(r["report"]["quote_status"], "accepted");
-    assert_eq!(notices(&app, "repair1", "notice-report-quote-accepted", &id).await, 1);
-    let v = act_resp(&app, &repair1, &id, json!({ "action": "quote", "amount_fen": 9000, "public_note": "加价" })).await.expect(409);
+    assert_eq!(
+        notices(&app, "repair1", "notice-report-quote-accepted", &id).await,
+        1
+    );
+    let v = act_resp(
+        &app,
+        &repair1,
+        &id,
+        json!({ "action": "quote", "amount_fen": 9000, "public_note": "加价" }),
+    )
+    .await
+    .expect(409);
     assert_code(&v, "report.quote_already_accepted");
-    let staff_html = app.get(&repair1, &format!("/staff/reports/{id}")).await.text();
+    let staff_html = app
+        .get(&repair1, &format!("/staff/reports/{id}"))
+        .await
+        .text();
     assert!(staff_html.contains("id=\"report-quote\""));
     let done = act(&app, &repair1, &id, reply.clone()).await;
     assert_eq!(done["status"], "replied");
@@ -567,16 +732,61 @@ async fn paid_repairs_need_an_accepted_quote_before_the_reply() {
     let (id2, _) = dispatched(&app, "repair_plumbing", "热水器不出热水").await;
     act(&app, &repair1, &id2, json!({ "action": "grab" })).await;
     act(&app, &repair1, &id2, json!({ "action": "sign" })).await;
-    act(&app, &repair1, &id2, json!({ "action": "quote", "amount_fen": 35000, "public_note": "更换加热管" })).await;
-    let closed = act(&app, &resident, &id2, json!({ "action": "quote_decline", "public_note": "太贵了，自己找人修" })).await;
+    // Staff quote through the page form, in yuan.
+    let staff_html = app
+        .get(&repair1, &format!("/staff/reports/{id2}"))
+        .await
+        .text();
+    assert!(staff_html.contains("id=\"act-quote\""));
+    let form = |amount: &str| {
+        format!(
+            "_csrf={}&action=quote&amount_yuan={amount}&public_note=%E6%9B%B4%E6%8D%A2%E5%8A%A0%E7%83%AD%E7%AE%A1",
+            repair1.csrf
+        )
+        .into_bytes()
+    };
+    let post = |body: Vec<u8>| {
+        let cookie = repair1.cookie.clone();
+        let uri = format!("/staff/reports/{id2}/act");
+        let app = &app;
+        async move {
+            app.call(
+                "POST",
+                &uri,
+                None,
+                Some(("application/x-www-form-urlencoded", body)),
+                &[("cookie", cookie.as_str())],
+            )
+            .await
+        }
+    };
+    assert_eq!(post(form("3.5.0")).await.status.as_u16(), 400);
+    assert!(report(&app, &committee, &id2).await["report"]["quote_fen"].is_null());
+    assert_eq!(post(form("350.00")).await.status.as_u16(), 303);
+    assert_eq!(
+        report(&app, &committee, &id2).await["report"]["quote_fen"],
+        35000
+    );
+    let closed = act(
+        &app,
+        &resident,
+        &id2,
+        json!({ "action": "quote_decline", "public_note": "太贵了，自己找人修" }),
+    )
+    .await;
     assert_eq!(closed["status"], "closed");
     assert_eq!(closed["outcome"], "declined");
     assert_eq!(closed["quote_status"], "declined");
     assert_eq!(closed["extended_status"], "CLOSED");
-    assert_eq!(notices(&app, "repair1", "notice-report-quote-declined", &id2).await, 1);
+    assert_eq!(
+        notices(&app, "repair1", "notice-report-quote-declined", &id2).await,
+        1
+    );
     let v = act_resp(&app, &repair1, &id2, reply).await.expect(409);
     assert_code(&v, "report.illegal_transition");
-    let v = act_resp(&app, &resident, &id2, json!({ "action": "quote_accept" })).await.expect(409);
+    let v = act_resp(&app, &resident, &id2, json!({ "action": "quote_accept" }))
+        .await
+        .expect(409);
     assert_code(&v, "report.quote_not_in_progress");
     let ev = report(&app, &resident, &id2).await["events"]
         .as_array()
@@ -616,12 +826,28 @@ async fn set_visit_policy(app: &TestApp, policy: &str, percent: i64) {
         .unwrap()
         .clone();
     let mut input = json!({});
-    for f in ["rule_key", "category", "area_id", "unit_id", "deadline_unit", "sign_by", "first_contact_by", "resolve_by", "notice_zh", "notice_en", "dispatch_mode", "paid"] {
+    for f in [
+        "rule_key",
+        "category",
+        "area_id",
+        "unit_id",
+        "deadline_unit",
+        "sign_by",
+        "first_contact_by",
+        "resolve_by",
+        "notice_zh",
+        "notice_en",
+        "dispatch_mode",
+        "paid",
+    ] {
         input[f] = rule[f].clone();
     }
     input["return_visit"] = json!(policy);
     input["visit_sample_percent"] = json!(percent);
-    let r = app.post(&admin, "/api/v1/routing-rules", input).await.expect(201);
+    let r = app
+        .post(&admin, "/api/v1/routing-rules", input)
+        .await
+        .expect(201);
     assert_eq!(r["return_visit"], policy);
 }
 
@@ -631,7 +857,13 @@ async fn reviewed(app: &TestApp, what: &str) -> (String, Value) {
     let committee = app.login("committee").await;
     let (id, _) = dispatched(app, "repair_common", what).await;
     act(app, &property, &id, json!({ "action": "sign" })).await;
-    act(app, &property, &id, json!({ "action": "reply", "outcome": "solved", "public_note": "已处理" })).await;
+    act(
+        app,
+        &property,
+        &id,
+        json!({ "action": "reply", "outcome": "solved", "public_note": "已处理" }),
+    )
+    .await;
     let r = act(app, &committee, &id, json!({ "action": "review_pass" })).await;
     (id, r)
 }
@@ -642,8 +874,12 @@ async fn return_visit_policy_always_none_and_a_reproducible_sample() {
     let committee = app.login("committee").await;
     let resident = app.login("resident").await;
 
-    let (_, r) = reviewed(&app, "always").await;
+    let (id, r) = reviewed(&app, "always").await;
     assert_eq!(r["status"], "awaiting_visit");
+    assert_eq!(
+        notices(&app, "resident", "notice-report-rate", &id).await,
+        1
+    );
 
     set_visit_policy(&app, "none", 30).await;
     let (id, r) = reviewed(&app, "none").await;
@@ -659,14 +895,37 @@ async fn return_visit_policy_always_none_and_a_reproducible_sample() {
         .clone();
     assert_eq!(ev["data"]["return_visit"], "none");
     assert_eq!(ev["data"]["visit"], false);
+    // Told it is done, not asked to rate.
+    assert_eq!(
+        notices(&app, "resident", "notice-report-rate", &id).await,
+        0
+    );
+    assert_eq!(
+        notices(&app, "resident", "notice-report-done", &id).await,
+        1
+    );
     // No visit means no rating afterwards either (visit is only from awaiting_visit).
-    let v = act_resp(&app, &resident, &id, json!({ "action": "visit", "rating": 5, "solved": true }))
-        .await
-        .expect(409);
+    let v = act_resp(
+        &app,
+        &resident,
+        &id,
+        json!({ "action": "visit", "rating": 5, "solved": true }),
+    )
+    .await
+    .expect(409);
     assert_eq!(v["code"], "report.illegal_transition");
     // Satisfaction counts rated reports only: none are rated yet.
-    let stats = app.get(&committee, "/api/v1/reports/stats?by=category").await.ok();
-    let row = stats.as_array().unwrap().iter().find(|r| r["key"] == "repair_common").unwrap().clone();
+    let stats = app
+        .get(&committee, "/api/v1/reports/stats?by=category")
+        .await
+        .ok();
+    let row = stats
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == "repair_common")
+        .unwrap()
+        .clone();
     assert_eq!(row["rated"], 0);
     assert!(row["satisfaction_rate"].is_null());
 
@@ -675,7 +934,11 @@ async fn return_visit_policy_always_none_and_a_reproducible_sample() {
     for i in 0..24 {
         let (id, r) = reviewed(&app, &format!("sample {i}")).await;
         let expect_visit = linli_core::reports::repairs::sample_bucket(&id) < 50;
-        let want = if expect_visit { "awaiting_visit" } else { "closed" };
+        let want = if expect_visit {
+            "awaiting_visit"
+        } else {
+            "closed"
+        };
         assert_eq!(r["status"], want, "{id}");
         let ev = report(&app, &committee, &id).await["events"]
             .as_array()
@@ -686,11 +949,18 @@ async fn return_visit_policy_always_none_and_a_reproducible_sample() {
             .clone();
         assert_eq!(ev["data"]["visit"], expect_visit);
         assert_eq!(ev["data"]["sample_percent"], 50);
-        if expect_visit { visited += 1 } else { closed += 1 }
+        if expect_visit {
+            visited += 1
+        } else {
+            closed += 1
+        }
         if visited > 0 && closed > 0 && i >= 3 {
             break;
         }
     }
-    assert!(visited > 0 && closed > 0, "both paths taken: {visited} / {closed}");
+    assert!(
+        visited > 0 && closed > 0,
+        "both paths taken: {visited} / {closed}"
+    );
     app.close().await;
 }

@@ -54,3 +54,4 @@ notice-report-unassigned = A job was reassigned to someone else: { $title }
 notice-report-quote = A repair price awaits your answer: { $title }
 notice-report-quote-accepted = The resident accepted the price; work can start: { $title }
 notice-report-quote-declined = The resident declined the price; the job is closed: { $title }
+notice-report-done = Your report is closed: { $title }

@@ -54,3 +54,4 @@ notice-report-unassigned = 工单已改派他人：{ $title }
 notice-report-quote = 维修报价待您确认：{ $title }
 notice-report-quote-accepted = 居民已接受报价，可以开工：{ $title }
 notice-report-quote-declined = 居民不接受报价，工单已关闭：{ $title }
+notice-report-done = 您的报事已办结：{ $title }

@@ -212,10 +212,7 @@ mod tests {
         assert!((500..700).contains(&visited), "{visited} of 2000");
         // The same id decides the same way every time.
         for id in &ids[..50] {
-            assert_eq!(
-                needs_return_visit("sample", 30, id),
-                sample_bucket(id) < 30
-            );
+            assert_eq!(needs_return_visit("sample", 30, id), sample_bucket(id) < 30);
         }
         // Fixed vectors (computed independently with Python's hashlib), so a change of the
         // documented rule is noticed.
@@ -231,7 +228,10 @@ mod tests {
         assert_eq!(quote_step(ip, true, Q::None, S::Quote), Ok(Q::Pending));
         assert_eq!(quote_step(ip, true, Q::Pending, S::Quote), Ok(Q::Pending));
         assert_eq!(quote_step(ip, true, Q::Pending, S::Accept), Ok(Q::Accepted));
-        assert_eq!(quote_step(ip, true, Q::Pending, S::Decline), Ok(Q::Declined));
+        assert_eq!(
+            quote_step(ip, true, Q::Pending, S::Decline),
+            Ok(Q::Declined)
+        );
         assert_eq!(quote_step(ip, true, Q::Declined, S::Quote), Ok(Q::Pending));
         assert_eq!(
             quote_step(ip, true, Q::None, S::Accept),

@@ -50,7 +50,9 @@ pub enum Outcome {
 #[serde(rename_all = "snake_case", tag = "action")]
 pub enum Transition {
     Accept,
-    Reject { reason: RejectReason },
+    Reject {
+        reason: RejectReason,
+    },
     Dispatch,
     Sign,
     Return,
@@ -58,7 +60,9 @@ pub enum Transition {
     Escalate,
     Whistle,
     Transfer,
-    Reply { outcome: Outcome },
+    Reply {
+        outcome: Outcome,
+    },
     ReviewFail,
     /// `visit`: whether a return visit follows (the category's return-visit policy); without
     /// one the report closes at once.
@@ -374,8 +378,18 @@ mod tests {
         );
         assert_eq!(next(InProgress, &Transition::DeclineQuote, &c), Ok(Closed));
         // Declining only makes sense while the work is open.
-        for from in [Submitted, Accepted, Dispatched, Replied, AwaitingVisit, Closed] {
-            assert!(next(from, &Transition::DeclineQuote, &c).is_err(), "{from:?}");
+        for from in [
+            Submitted,
+            Accepted,
+            Dispatched,
+            Replied,
+            AwaitingVisit,
+            Closed,
+        ] {
+            assert!(
+                next(from, &Transition::DeclineQuote, &c).is_err(),
+                "{from:?}"
+            );
         }
         let unpaid = Context {
             quote_unaccepted: true,

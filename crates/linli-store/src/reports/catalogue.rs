@@ -256,8 +256,9 @@ impl Store {
             return Err(AppError::bad_request("validation.bad_value").arg("field", "return_visit"));
         }
         if !(0..=100).contains(&input.visit_sample_percent) {
-            return Err(AppError::bad_request("validation.bad_value")
-                .arg("field", "visit_sample_percent"));
+            return Err(
+                AppError::bad_request("validation.bad_value").arg("field", "visit_sample_percent")
+            );
         }
         for (f, v) in [
             ("sign_by", input.sign_by),

@@ -187,10 +187,8 @@ impl Store {
                 q.push(" AND r.assignee_user_id = ").bind(v.user_id.clone());
             }
             Some(_) => {
-                return Err(
-                    linli_core::AppError::bad_request("validation.bad_value")
-                        .arg("field", "assignee"),
-                );
+                return Err(linli_core::AppError::bad_request("validation.bad_value")
+                    .arg("field", "assignee"));
             }
             None => {}
         }

@@ -196,13 +196,14 @@ impl Store {
 
 /// Whether the principal may be given (or take) work of `unit` at `path`.
 pub(crate) fn works_there(p: &Principal, unit: &Unit, path: &str) -> bool {
-    p.grant(Action::ReportHandle)
-        .is_ok_and(|g| g.covers(path))
+    p.grant(Action::ReportHandle).is_ok_and(|g| g.covers(path))
         && acts_for(p, &unit.id, &unit.kind, &unit.place_id, &unit.path)
 }
 
 /// Whether the principal may assign work of `unit` at `path`: a dispatcher of the place, or
 /// someone working for the unit (the unit's own 派单员; Linli has no separate role for it).
 pub(crate) fn may_assign(p: &Principal, unit: &Unit, path: &str) -> bool {
-    p.grant(Action::ReportDispatch).is_ok_and(|g| g.covers(path)) || works_there(p, unit, path)
+    p.grant(Action::ReportDispatch)
+        .is_ok_and(|g| g.covers(path))
+        || works_there(p, unit, path)
 }

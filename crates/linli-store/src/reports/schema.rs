@@ -200,9 +200,7 @@ pub const V8: &[Stmt] = &[
     Both("ALTER TABLE reports ADD COLUMN quoted_at BIGINT"),
     Both("CREATE INDEX reports_assignee ON reports (assignee_user_id, status)"),
     Both("CREATE INDEX reports_grab_pool ON reports (unit_id, dispatch_mode, assignee_user_id)"),
-    Both(
-        "ALTER TABLE routing_rules ADD COLUMN visit_sample_percent BIGINT NOT NULL DEFAULT 30",
-    ),
+    Both("ALTER TABLE routing_rules ADD COLUMN visit_sample_percent BIGINT NOT NULL DEFAULT 30"),
     Both(
         "CREATE TABLE dispatch_cursors (
             unit_id TEXT PRIMARY KEY REFERENCES orgs(id),

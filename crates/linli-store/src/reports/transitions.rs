@@ -739,7 +739,9 @@ impl Store {
             "quote" => {
                 need(can_handle)?;
                 self.quote_allowed(&r, from, QuoteStep::Quote)?;
-                let fen = a.amount_fen.ok_or_else(|| AppError::required("amount_fen"))?;
+                let fen = a
+                    .amount_fen
+                    .ok_or_else(|| AppError::required("amount_fen"))?;
                 if !(1..=MAX_QUOTE_FEN).contains(&fen) {
                     return Err(
                         AppError::bad_request("validation.bad_value").arg("field", "amount_fen")
@@ -1022,7 +1024,12 @@ impl Store {
             }
             "review_pass" => tells.push(Tell {
                 to: reporters,
-                key: "notice-report-rate",
+                // Asked to rate only when a return visit follows.
+                key: if to == Status::AwaitingVisit {
+                    "notice-report-rate"
+                } else {
+                    "notice-report-done"
+                },
             }),
             "visit" => {
                 if let Some(u) = &current_unit {
