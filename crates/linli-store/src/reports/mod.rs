@@ -15,6 +15,8 @@
 //! - [`Store::report_add_photo`] / [`Store::report_photo`]: validated, metadata-stripped images.
 //! - Catalogue: [`Store::report_categories`], [`Store::routing_rules`], [`Store::put_routing_rule`];
 //!   calendar: [`Store::work_calendar`], [`Store::put_calendar_year`].
+//! - Repairs (`repairs`): [`Store::report_assignees`] (who can be given the work),
+//!   [`Store::grab_pool`] (待抢单); assign / grab / quote actions go through `report_act`.
 //! - [`Store::reports_tick`]: the deadline job (reminders, 催办, escalation), idempotent.
 //! - [`Store::report_stats`]: metrics per unit / category / area / month.
 
