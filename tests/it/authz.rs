@@ -133,6 +133,16 @@ const MATRIX: &[(&str, &str, &str)] = &[
         "/api/v1/reports/{id}/actions",
         "not visible: 404, no right: 403",
     ),
+    (
+        "GET",
+        "/api/v1/reports/grab-pool",
+        "own units' grab jobs in own scope only (repairs.rs)",
+    ),
+    (
+        "GET",
+        "/api/v1/reports/{id}/assignees",
+        "not visible: 404, cannot assign: 403 (repairs.rs)",
+    ),
     ("POST", "/api/v1/reports/{id}/me-too", "not visible: 404"),
     ("POST", "/api/v1/reports/{id}/photos", "not visible: 404"),
     (

@@ -17,6 +17,7 @@ mod iot;
 mod notify;
 mod open311;
 mod registry;
+mod repairs;
 mod reports;
 mod reports_web;
 mod resident;

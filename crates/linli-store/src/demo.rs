@@ -315,6 +315,32 @@ impl Store {
                 None,
                 None,
             ),
+            // Two technicians of the same company, so grab (抢单) and round robin (轮派) have
+            // someone to choose between.
+            (
+                "repair1",
+                "维修师傅（一）",
+                spec(
+                    Role::PropertyStaff,
+                    None,
+                    org_ids.get("property1").cloned(),
+                    None,
+                ),
+                None,
+                None,
+            ),
+            (
+                "repair2",
+                "维修师傅（二）",
+                spec(
+                    Role::PropertyStaff,
+                    None,
+                    org_ids.get("property1").cloned(),
+                    None,
+                ),
+                None,
+                None,
+            ),
             (
                 "resident",
                 "居民",
@@ -446,6 +472,18 @@ fn demo_accounts_summary(data: &linli_core::demo::DemoData) -> Vec<DemoAccount> 
         DemoAccount {
             login: "property",
             display_name: "物业人员",
+            role: Role::PropertyStaff,
+            scope: "江城物业服务有限公司".into(),
+        },
+        DemoAccount {
+            login: "repair1",
+            display_name: "维修师傅（一）",
+            role: Role::PropertyStaff,
+            scope: "江城物业服务有限公司".into(),
+        },
+        DemoAccount {
+            login: "repair2",
+            display_name: "维修师傅（二）",
             role: Role::PropertyStaff,
             scope: "江城物业服务有限公司".into(),
         },

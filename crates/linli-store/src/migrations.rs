@@ -7,8 +7,9 @@
 //! Each capability keeps its own statements next to its code (e.g. `reports::schema::V2`) and
 //! adds one `Migration` here. Versions are reserved so modules built in parallel do not collide:
 //! 2 reports, 3 notifications (inbox, webhooks, e-mail), 4 IoT (devices, telemetry, alarms),
-//! 5 access (gates, vehicles, visitor passes), 6 jobs (durable background work), 8 repair
-//! dispatch, 9 report surface (Open311 contacts, geo, paging), 10 registry search indexes.
+//! 5 access (gates, vehicles, visitor passes), 6 jobs (durable background work), 8 repairs
+//! (assignee, dispatch modes, quotes), 9 report surface (Open311 contacts, geo, paging),
+//! 10 registry search indexes.
 
 use crate::db::{Migration, Stmt, Stmt::*};
 
@@ -42,6 +43,11 @@ pub static ALL: &[Migration] = &[
         version: 4,
         name: "IoT devices, telemetry, rules, alarms, SOS",
         statements: crate::iot::schema::V4,
+    },
+    Migration {
+        version: 8,
+        name: "repairs: assignee, dispatch settings, price quote, round-robin cursors",
+        statements: crate::reports::schema::V8,
     },
     Migration {
         version: 10,

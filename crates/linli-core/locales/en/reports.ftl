@@ -18,6 +18,16 @@ report-too_many_photos = A report can have at most { $max } photos.
 report-rule_not_found = This routing rule was not found.
 report-deadlines_out_of_order = Sign-by and first-contact deadlines cannot be later than resolve-by.
 
+report-assignee_not_eligible = Work can only go to an active member of the handling unit who covers this place.
+report-same_assignee = The work is already assigned to this person.
+report-not_grab_mode = This report was not dispatched for grabbing.
+report-already_taken = Too late: someone else has already taken this job.
+report-quote_not_needed = This repair is free; no price quote is needed.
+report-quote_not_in_progress = A price can only be quoted or answered after signing and before the reply.
+report-no_pending_quote = There is no price quote waiting for an answer.
+report-quote_already_accepted = The resident accepted the price; it can no longer be changed.
+report-quote_not_accepted = A paid repair needs a price quote accepted by the resident before the reply.
+
 ## Inbox notices
 notice-report-submitted = New report to accept: { $title }
 notice-report-accepted = Your report was accepted: { $title }
@@ -37,3 +47,11 @@ notice-report-rate = Please rate how your report was handled: { $title }
 notice-report-closed = A report was closed after the return visit: { $title }
 notice-report-reminder = A report is nearly due: { $title }
 notice-report-urged = Reminder: a report is due now: { $title }
+notice-report-grab-open = A new repair job is open for grabbing: { $title }
+notice-report-no-assignee = Round robin found nobody to assign in the unit; please assign by hand: { $title }
+notice-report-assigned = A job was assigned to you: { $title }
+notice-report-unassigned = A job was reassigned to someone else: { $title }
+notice-report-quote = A repair price awaits your answer: { $title }
+notice-report-quote-accepted = The resident accepted the price; work can start: { $title }
+notice-report-quote-declined = The resident declined the price; the job is closed: { $title }
+notice-report-done = Your report is closed: { $title }

@@ -18,6 +18,16 @@ report-too_many_photos = 每条报事最多 { $max } 张图片。
 report-rule_not_found = 没有找到这条派单规则。
 report-deadlines_out_of_order = 签收和首次联系的期限不能晚于办结期限。
 
+report-assignee_not_eligible = 只能派给承办单位中账号有效、负责该地点的工作人员。
+report-same_assignee = 这条工单已经派给这位工作人员了。
+report-not_grab_mode = 这条工单不是抢单方式派发的。
+report-already_taken = 手慢了，这条工单已被别人抢走。
+report-quote_not_needed = 这是免费维修，不需要报价。
+report-quote_not_in_progress = 只有签收后、答复前的工单才能报价或确认报价。
+report-no_pending_quote = 当前没有待确认的报价。
+report-quote_already_accepted = 居民已接受报价，不能再改价。
+report-quote_not_accepted = 有偿维修须先报价并经居民同意，才能答复办结。
+
 ## Inbox notices
 notice-report-submitted = 新的报事待受理：{ $title }
 notice-report-accepted = 您的报事已受理：{ $title }
@@ -37,3 +47,11 @@ notice-report-rate = 请对报事的办理结果进行评价：{ $title }
 notice-report-closed = 报事已回访办结：{ $title }
 notice-report-reminder = 报事即将到期，请抓紧办理：{ $title }
 notice-report-urged = 催办：报事已到期，请立即办理：{ $title }
+notice-report-grab-open = 有新的维修单可以抢单：{ $title }
+notice-report-no-assignee = 轮派失败：承办单位没有可派的维修人员，请人工派单：{ $title }
+notice-report-assigned = 有工单派给您：{ $title }
+notice-report-unassigned = 工单已改派他人：{ $title }
+notice-report-quote = 维修报价待您确认：{ $title }
+notice-report-quote-accepted = 居民已接受报价，可以开工：{ $title }
+notice-report-quote-declined = 居民不接受报价，工单已关闭：{ $title }
+notice-report-done = 您的报事已办结：{ $title }

@@ -2,4 +2,5 @@
 //! routes them and enforces deadlines builds on these (issue #4, in progress).
 
 pub mod calendar;
+pub mod repairs;
 pub mod state;

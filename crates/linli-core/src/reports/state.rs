@@ -6,6 +6,8 @@
 //! submitted ─reject→ closed                 dispatched ─return→ accepted
 //! in_progress ─extend | escalate | whistle→ in_progress   in_progress ─transfer→ dispatched
 //! in_progress ─reply→ replied ─review_fail→ in_progress   replied ─review_pass→ awaiting_visit
+//! replied ─review_pass (no return visit by policy)→ closed
+//! in_progress ─decline_quote (paid repair, resident declines the price)→ closed
 //! awaiting_visit ─visit→ closed             awaiting_visit | closed (in window) ─reopen→ in_progress
 //! ```
 
@@ -39,13 +41,18 @@ pub enum Outcome {
     Solved,
     Explained,
     Unsolvable,
+    /// A paid repair whose price the resident declined: closed without handling. Not a reply,
+    /// so it is left out of the solve rate.
+    Declined,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "action")]
 pub enum Transition {
     Accept,
-    Reject { reason: RejectReason },
+    Reject {
+        reason: RejectReason,
+    },
     Dispatch,
     Sign,
     Return,
@@ -53,11 +60,19 @@ pub enum Transition {
     Escalate,
     Whistle,
     Transfer,
-    Reply { outcome: Outcome },
+    Reply {
+        outcome: Outcome,
+    },
     ReviewFail,
-    ReviewPass,
+    /// `visit`: whether a return visit follows (the category's return-visit policy); without
+    /// one the report closes at once.
+    ReviewPass {
+        visit: bool,
+    },
     Visit,
     Reopen,
+    /// The resident declined the price quote of a paid repair.
+    DeclineQuote,
 }
 
 impl Transition {
@@ -74,9 +89,10 @@ impl Transition {
             Transition::Transfer => "transfer",
             Transition::Reply { .. } => "reply",
             Transition::ReviewFail => "review_fail",
-            Transition::ReviewPass => "review_pass",
+            Transition::ReviewPass { .. } => "review_pass",
             Transition::Visit => "visit",
             Transition::Reopen => "reopen",
+            Transition::DeclineQuote => "quote_decline",
         }
     }
 }
@@ -94,6 +110,8 @@ pub struct Context {
     pub reopen_window_ms: i64,
     /// Units summoned by 吹哨 that have not replied yet (事不完人不撤).
     pub open_summons: usize,
+    /// A paid repair whose price the resident has not accepted yet: no reply before that.
+    pub quote_unaccepted: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +124,8 @@ pub enum TransitionError {
     SummonsOutstanding(usize),
     /// Reopening a report closed longer ago than the window.
     ReopenWindowPassed,
+    /// A reply on a paid repair before the resident accepted the price.
+    QuoteNotAccepted,
 }
 
 impl TransitionError {
@@ -115,6 +135,7 @@ impl TransitionError {
             TransitionError::ExtensionAfterDue => "report.extension_after_due",
             TransitionError::SummonsOutstanding(_) => "report.summons_outstanding",
             TransitionError::ReopenWindowPassed => "report.reopen_window_passed",
+            TransitionError::QuoteNotAccepted => "report.quote_not_accepted",
         }
     }
 }
@@ -141,10 +162,15 @@ pub fn next(from: Status, t: &Transition, ctx: &Context) -> Result<Status, Trans
             if ctx.open_summons > 0 {
                 return Err(TransitionError::SummonsOutstanding(ctx.open_summons));
             }
+            if ctx.quote_unaccepted {
+                return Err(TransitionError::QuoteNotAccepted);
+            }
             Replied
         }
+        (InProgress, T::DeclineQuote) => Closed,
         (Replied, T::ReviewFail) => InProgress,
-        (Replied, T::ReviewPass) => AwaitingVisit,
+        (Replied, T::ReviewPass { visit: true }) => AwaitingVisit,
+        (Replied, T::ReviewPass { visit: false }) => Closed,
         (AwaitingVisit, T::Visit) => Closed,
         (AwaitingVisit, T::Reopen) => InProgress,
         (Closed, T::Reopen) => {
@@ -188,7 +214,7 @@ pub fn open311_extended_status(
         (Status::Closed, Some(RejectReason::Answered)) => "CLOSED",
         (Status::Closed, None) => match outcome {
             Some(Outcome::Unsolvable) => "UNABLE_TO_FIX",
-            Some(Outcome::Explained) => "CLOSED",
+            Some(Outcome::Explained | Outcome::Declined) => "CLOSED",
             _ => "FIXED",
         },
         (Status::Submitted, _) => "OPEN",
@@ -240,7 +266,7 @@ mod tests {
                 },
                 Replied,
             ),
-            (Transition::ReviewPass, AwaitingVisit),
+            (Transition::ReviewPass { visit: true }, AwaitingVisit),
             (Transition::Visit, Closed),
             (Transition::Reopen, InProgress),
         ];
@@ -336,6 +362,56 @@ mod tests {
         assert_eq!(
             next(Closed, &Transition::Reopen, &rejected_never_closed_at),
             Err(TransitionError::ReopenWindowPassed)
+        );
+    }
+
+    #[test]
+    fn return_visit_policy_and_declined_quotes_close_where_they_should() {
+        let c = ctx();
+        assert_eq!(
+            next(Replied, &Transition::ReviewPass { visit: false }, &c),
+            Ok(Closed)
+        );
+        assert_eq!(
+            next(Replied, &Transition::ReviewPass { visit: true }, &c),
+            Ok(AwaitingVisit)
+        );
+        assert_eq!(next(InProgress, &Transition::DeclineQuote, &c), Ok(Closed));
+        // Declining only makes sense while the work is open.
+        for from in [
+            Submitted,
+            Accepted,
+            Dispatched,
+            Replied,
+            AwaitingVisit,
+            Closed,
+        ] {
+            assert!(
+                next(from, &Transition::DeclineQuote, &c).is_err(),
+                "{from:?}"
+            );
+        }
+        let unpaid = Context {
+            quote_unaccepted: true,
+            ..ctx()
+        };
+        assert_eq!(
+            next(
+                InProgress,
+                &Transition::Reply {
+                    outcome: Outcome::Solved
+                },
+                &unpaid
+            ),
+            Err(TransitionError::QuoteNotAccepted)
+        );
+        assert_eq!(
+            TransitionError::QuoteNotAccepted.code(),
+            "report.quote_not_accepted"
+        );
+        assert_eq!(
+            open311_extended_status(Closed, None, Some(Outcome::Declined), false),
+            "CLOSED"
         );
     }
 

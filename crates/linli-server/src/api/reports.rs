@@ -24,6 +24,7 @@ use linli_store::reports::images::MAX_PHOTO_BYTES;
 use linli_store::reports::intake::{Duplicate, DuplicateQuery, NewReport};
 use linli_store::reports::metrics::{EXPORT_HEADERS, StatsQuery, StatsRow};
 use linli_store::reports::queries::{PhotoMeta, ReportPage, ReportQuery, ReportView};
+use linli_store::reports::repairs::Assignee;
 use linli_store::reports::transitions::ReportAction;
 
 use crate::AppState;
@@ -36,7 +37,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(duplicates))
         .routes(routes!(report_stats))
         .routes(routes!(report_stats_export))
+        .routes(routes!(grab_pool))
         .routes(routes!(get_report))
+        .routes(routes!(assignees))
         .routes(routes!(act))
         .routes(routes!(me_too))
         .routes(routes!(upload_photo).layer(DefaultBodyLimit::max(MAX_PHOTO_BYTES + 1024)))
@@ -78,7 +81,7 @@ pub async fn create_report(
 }
 
 /// Reports the caller may see, newest first (filters: status, kind, category, unit, place,
-/// overdue, mine, created range; paged).
+/// overdue, mine, `assignee=me` (我的工单), created range; paged).
 #[utoipa::path(get, path = "/api/v1/reports", tag = "reports", params(ReportQuery),
     responses((status = 200, body = ReportPage), (status = 400, body = ErrorBody)))]
 pub async fn list_reports(
@@ -116,7 +119,9 @@ pub async fn get_report(
 
 /// Move a report: accept, reject, dispatch, sign, return, extend_request, extend, transfer,
 /// escalate, whistle, summon_sign, summon_reply, contact, reply, review_pass, review_fail,
-/// visit, reopen, moderate. An action the status does not allow is a 409 and changes nothing.
+/// visit, reopen, moderate; repairs: assign (`assignee_user_id`), grab (抢单; a second grab is
+/// a 409 `report.already_taken`), quote (`amount_fen` + `public_note`), quote_accept,
+/// quote_decline. An action the status does not allow is a 409 and changes nothing.
 #[utoipa::path(post, path = "/api/v1/reports/{id}/actions", tag = "reports", params(("id" = String, Path)),
     request_body = ReportAction,
     responses((status = 200, body = Report), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
@@ -128,6 +133,25 @@ pub async fn act(
     ApiJson(a): ApiJson<ReportAction>,
 ) -> ApiResult<Json<Report>> {
     Ok(Json(s.store.report_act(&p, &id, a).await?))
+}
+
+/// 待抢单: unassigned reports in grab mode of the units the caller works for, oldest first.
+#[utoipa::path(get, path = "/api/v1/reports/grab-pool", tag = "reports",
+    responses((status = 200, body = Vec<Report>)))]
+pub async fn grab_pool(State(s): State<AppState>, Auth(p): Auth) -> ApiResult<Json<Vec<Report>>> {
+    Ok(Json(s.store.grab_pool(&p).await?))
+}
+
+/// The people of the report's unit it can be assigned to, with their open tasks; for those who
+/// may assign it (dispatchers of the place, people of the unit).
+#[utoipa::path(get, path = "/api/v1/reports/{id}/assignees", tag = "reports", params(("id" = String, Path)),
+    responses((status = 200, body = Vec<Assignee>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn assignees(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<Assignee>>> {
+    Ok(Json(s.store.report_assignees(&p, &id).await?))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

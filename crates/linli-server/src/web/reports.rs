@@ -21,6 +21,7 @@ use linli_store::reports::intake::{Duplicate, DuplicateQuery, NewReport};
 use linli_store::reports::metrics::{StatsQuery, StatsRow};
 use linli_store::reports::path_ids;
 use linli_store::reports::queries::{ReportQuery, ReportView};
+use linli_store::reports::repairs::Assignee;
 use linli_store::reports::transitions::ReportAction;
 
 use crate::AppState;
@@ -35,6 +36,7 @@ pub fn router() -> Router<AppState> {
         .route("/me/reports/{id}", get(my_report))
         .route("/me/reports/{id}/me-too", post(me_too))
         .route("/me/reports/{id}/rate", post(rate))
+        .route("/me/reports/{id}/quote", post(answer_quote))
         .route(
             "/reports/{id}/photos",
             post(upload_photo).layer(DefaultBodyLimit::max(MAX_PHOTO_BYTES + 64 * 1024)),
@@ -314,6 +316,8 @@ struct DetailTpl {
     actions: Vec<&'static str>,
     /// Staff: units to dispatch / transfer / summon to (id, name).
     units: Vec<(String, String)>,
+    /// Staff who may assign: the unit's eligible people.
+    assignees: Vec<Assignee>,
     flash: Option<String>,
 }
 
@@ -325,6 +329,38 @@ impl DetailTpl {
         t.map(|t| self.page.datetime(&t))
             .unwrap_or_else(|| "—".into())
     }
+    fn yuan(&self, fen: &Option<i64>) -> String {
+        fen.map(fen_to_yuan).unwrap_or_else(|| "—".into())
+    }
+    fn open_tasks(&self, a: &Assignee) -> String {
+        self.page
+            .t1("web-report-open-tasks", "count", &a.open_tasks.to_string())
+    }
+    /// Whether the resident is asked to answer a price quote.
+    fn quote_waiting(&self) -> bool {
+        let r = &self.v.report;
+        r.paid && r.status == "in_progress" && r.quote_status.as_deref() == Some("pending")
+    }
+}
+
+/// ¥12.50 from 1250 fen.
+fn fen_to_yuan(fen: i64) -> String {
+    format!("¥{}.{:02}", fen / 100, fen % 100)
+}
+
+/// Fen from a yuan amount typed in a form ("120", "120.5", "120.50"); `None` if it is not one.
+fn yuan_to_fen(s: &str) -> Option<i64> {
+    let s = s.trim().trim_start_matches('¥');
+    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    if whole.is_empty() || frac.len() > 2 || !whole.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    if !frac.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let whole: i64 = whole.parse().ok()?;
+    let frac: i64 = format!("{frac:0<2}").parse().ok()?;
+    whole.checked_mul(100)?.checked_add(frac)
 }
 
 #[derive(Deserialize)]
@@ -353,10 +389,18 @@ async fn detail(
     let cat = category_name(user.page.lang, &cats, &view.report.category);
     let mut actions = Vec::new();
     let mut units = Vec::new();
+    let mut assignees = Vec::new();
     if as_staff {
-        actions = actions_for(&view.report.status);
+        actions = actions_for(&view.report);
         if view.report.public_requested && !actions.contains(&"moderate") {
             actions.push("moderate");
+        }
+        if actions.contains(&"assign") {
+            // Only those who may assign get the list (others: the action is not offered).
+            match s.store.report_assignees(&user.principal, id).await {
+                Ok(list) => assignees = list,
+                Err(_) => actions.retain(|a| *a != "assign"),
+            }
         }
         if let Ok(g) = user.principal.grant(Action::OrgRead) {
             units = s
@@ -376,6 +420,7 @@ async fn detail(
         staff: as_staff,
         actions,
         units,
+        assignees,
         flash,
     }))
 }
@@ -439,6 +484,43 @@ async fn rate(
         rating: f.rating.parse().ok(),
         solved: Some(f.solved == "yes"),
         public_note: Some(f.public_note).filter(|n| !n.trim().is_empty()),
+        ..ReportAction::default()
+    };
+    act_and_redirect(&s, user, &id, a, &format!("/me/reports/{id}")).await
+}
+
+#[derive(Deserialize)]
+struct QuoteAnswerForm {
+    #[serde(default)]
+    _csrf: String,
+    /// `accept` or `decline`.
+    #[serde(default)]
+    decision: String,
+    #[serde(default)]
+    public_note: String,
+}
+
+/// The resident accepts or declines the price quote of a paid repair.
+async fn answer_quote(
+    State(s): State<AppState>,
+    user: WebUser,
+    Path(id): Path<String>,
+    axum::Form(f): axum::Form<QuoteAnswerForm>,
+) -> WebResult {
+    check_csrf(&user.page, &f._csrf)?;
+    let action = match f.decision.as_str() {
+        "accept" => "quote_accept",
+        "decline" => "quote_decline",
+        _ => {
+            return Err(error_page(
+                &user.page,
+                AppError::bad_request("validation.bad_value").arg("field", "decision"),
+            ));
+        }
+    };
+    let a = ReportAction {
+        action: action.into(),
+        public_note: some(&f.public_note),
         ..ReportAction::default()
     };
     act_and_redirect(&s, user, &id, a, &format!("/me/reports/{id}")).await
@@ -546,6 +628,9 @@ struct QueueQuery {
     category: String,
     #[serde(default)]
     overdue: String,
+    /// `mine` (我的工单), `grab` (待抢单) or empty (all).
+    #[serde(default)]
+    tab: String,
     #[serde(default)]
     offset: Option<i64>,
 }
@@ -578,7 +663,8 @@ impl QueueTpl {
 
 fn queue_link(q: &QueueQuery, offset: i64) -> String {
     format!(
-        "/staff/reports?status={}&category={}&overdue={}&offset={}",
+        "/staff/reports?tab={}&status={}&category={}&overdue={}&offset={}",
+        crate::web::urlencode(&q.tab),
         crate::web::urlencode(&q.status),
         crate::web::urlencode(&q.category),
         crate::web::urlencode(&q.overdue),
@@ -593,8 +679,25 @@ async fn staff_queue(
 ) -> WebResult {
     or_page(&user.page, staff(&user))?;
     let v = or_page(&user.page, s.store.report_viewer(&user.principal).await)?;
+    let cats = or_page(&user.page, s.store.report_categories().await)?;
+    let can_stats = user.principal.can(Action::ReportStats);
+    if q.tab == "grab" {
+        // The grab pool is short (unassigned jobs of one's units): one page, oldest first.
+        let reports = or_page(&user.page, s.store.grab_pool(&user.principal).await)?;
+        return Ok(render(&QueueTpl {
+            page: user.page,
+            reports,
+            cats,
+            statuses: &STATUSES,
+            q,
+            prev: None,
+            next: None,
+            can_stats,
+        }));
+    }
     let offset = q.offset.unwrap_or(0).clamp(0, 1_000_000);
     let rq = ReportQuery {
+        assignee: (q.tab == "mine").then(|| "me".to_string()),
         status: Some(q.status.clone()).filter(|x| STATUSES.contains(&x.as_str())),
         category: Some(q.category.clone()).filter(|x| !x.is_empty()),
         overdue: (q.overdue == "1").then_some(true),
@@ -603,10 +706,8 @@ async fn staff_queue(
         ..ReportQuery::default()
     };
     let page_ = or_page(&user.page, s.store.reports(&v, &rq).await)?;
-    let cats = or_page(&user.page, s.store.report_categories().await)?;
     let prev = (offset > 0).then(|| queue_link(&q, (offset - PAGE_SIZE).max(0)));
     let next = page_.next_offset.map(|n| queue_link(&q, n));
-    let can_stats = user.principal.can(Action::ReportStats);
     Ok(render(&QueueTpl {
         page: user.page,
         reports: page_.items,
@@ -619,9 +720,23 @@ async fn staff_queue(
     }))
 }
 
-/// The actions worth offering in a status (the store still decides; illegal ones come back as
+/// The actions worth offering for a report (the store still decides; illegal ones come back as
 /// the localized error).
-fn actions_for(status: &str) -> Vec<&'static str> {
+fn actions_for(r: &Report) -> Vec<&'static str> {
+    let mut out = status_actions(&r.status);
+    if matches!(r.status.as_str(), "dispatched" | "in_progress") && r.unit_id.is_some() {
+        if r.dispatch_mode.as_deref() == Some("grab") && r.assignee_user_id.is_none() {
+            out.insert(0, "grab");
+        }
+        out.insert(0, "assign");
+    }
+    if r.paid && r.status == "in_progress" && r.quote_status.as_deref() != Some("accepted") {
+        out.insert(0, "quote");
+    }
+    out
+}
+
+fn status_actions(status: &str) -> Vec<&'static str> {
     match status {
         "submitted" => vec!["accept", "reject"],
         "accepted" => vec!["dispatch", "reject"],
@@ -677,6 +792,11 @@ struct ActForm {
     #[serde(default)]
     public: String,
     #[serde(default)]
+    assignee_user_id: String,
+    /// quote: yuan, e.g. `120.50`.
+    #[serde(default)]
+    amount_yuan: String,
+    #[serde(default)]
     version: String,
 }
 
@@ -693,7 +813,18 @@ async fn staff_act(
     check_csrf(&user.page, &f._csrf)?;
     or_page(&user.page, staff(&user))?;
     let unit = some(&f.unit_id);
+    let amount_fen = match some(&f.amount_yuan) {
+        Some(y) => Some(yuan_to_fen(&y).ok_or_else(|| {
+            error_page(
+                &user.page,
+                AppError::bad_request("validation.bad_value").arg("field", "amount_yuan"),
+            )
+        })?),
+        None => None,
+    };
     let a = ReportAction {
+        assignee_user_id: some(&f.assignee_user_id),
+        amount_fen,
         action: f.action.clone(),
         public_note: some(&f.public_note),
         internal_note: some(&f.internal_note),
@@ -832,6 +963,8 @@ mod fuzz {
             "created_at": 1_764_000_000_000i64, "updated_at": 1_764_000_000_000i64,
             "resolve_by": 1_764_100_000_000i64, "rating": 4,
             "open311_status": "open", "extended_status": "IN_PROGRESS",
+            "assignee_user_id": "u9", "assignee_name": text, "dispatch_mode": "grab",
+            "paid": true, "quote_fen": 12_050, "quote_note": text, "quote_status": "pending",
         }))
         .expect("a report");
         ReportView {
@@ -862,13 +995,19 @@ mod fuzz {
     }
 
     fn render_detail(text: &str, staff: bool, lang: Lang) -> String {
+        let v = view(text);
         DetailTpl {
             page: page(lang, text),
-            v: view(text),
+            actions: actions_for(&v.report),
+            v,
             cat: text.into(),
             staff,
-            actions: actions_for("in_progress"),
             units: vec![("u1".into(), text.into())],
+            assignees: vec![Assignee {
+                user_id: "u9".into(),
+                display_name: text.into(),
+                open_tasks: 1,
+            }],
             flash: Some(text.into()),
         }
         .render()
@@ -889,5 +1028,21 @@ mod fuzz {
                 prop_assert!(!html.contains("<script>alert(1)"));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yuan_amounts_parse_to_fen() {
+        assert_eq!(yuan_to_fen("120"), Some(12_000));
+        assert_eq!(yuan_to_fen("120.5"), Some(12_050));
+        assert_eq!(yuan_to_fen("¥0.07"), Some(7));
+        for bad in ["", "1.234", "-3", "1e3", "abc", ".5", "1.x"] {
+            assert_eq!(yuan_to_fen(bad), None, "{bad}");
+        }
+        assert_eq!(fen_to_yuan(12_050), "¥120.50");
     }
 }

@@ -52,6 +52,9 @@ pub struct RoutingRule {
     pub paid: bool,
     /// `always`, `sample` or `none`.
     pub return_visit: String,
+    /// `sample`: the percentage of reports that get a return visit (0–100), chosen by a stable
+    /// hash of the report id.
+    pub visit_sample_percent: i64,
     pub created_by: String,
     pub created_at: i64,
 }
@@ -78,6 +81,13 @@ pub struct RoutingRuleInput {
     pub paid: bool,
     #[serde(default = "default_visit")]
     pub return_visit: String,
+    /// `sample`: the percentage visited (0–100, default 30).
+    #[serde(default = "default_sample")]
+    pub visit_sample_percent: i64,
+}
+
+fn default_sample() -> i64 {
+    linli_core::reports::repairs::DEFAULT_VISIT_SAMPLE_PERCENT
 }
 
 fn default_mode() -> String {
@@ -87,7 +97,7 @@ fn default_visit() -> String {
     "always".into()
 }
 
-const RULE_COLS: &str = "id, rule_key, version, current, category, area_id, area_path, unit_id, deadline_unit, sign_by, first_contact_by, resolve_by, notice_zh, notice_en, dispatch_mode, paid, return_visit, created_by, created_at";
+const RULE_COLS: &str = "id, rule_key, version, current, category, area_id, area_path, unit_id, deadline_unit, sign_by, first_contact_by, resolve_by, notice_zh, notice_en, dispatch_mode, paid, return_visit, visit_sample_percent, created_by, created_at";
 
 fn rule_from_row(r: &AnyRow) -> RoutingRule {
     RoutingRule {
@@ -108,6 +118,7 @@ fn rule_from_row(r: &AnyRow) -> RoutingRule {
         dispatch_mode: str_(r, "dispatch_mode"),
         paid: i64_(r, "paid") != 0,
         return_visit: str_(r, "return_visit"),
+        visit_sample_percent: i64_(r, "visit_sample_percent"),
         created_by: str_(r, "created_by"),
         created_at: i64_(r, "created_at"),
     }
@@ -244,6 +255,11 @@ impl Store {
         if !["always", "sample", "none"].contains(&input.return_visit.as_str()) {
             return Err(AppError::bad_request("validation.bad_value").arg("field", "return_visit"));
         }
+        if !(0..=100).contains(&input.visit_sample_percent) {
+            return Err(
+                AppError::bad_request("validation.bad_value").arg("field", "visit_sample_percent")
+            );
+        }
         for (f, v) in [
             ("sign_by", input.sign_by),
             ("first_contact_by", input.first_contact_by),
@@ -308,6 +324,7 @@ impl Store {
             dispatch_mode: input.dispatch_mode,
             paid: input.paid,
             return_visit: input.return_visit,
+            visit_sample_percent: input.visit_sample_percent,
             created_by: actor.id.clone(),
             created_at: self.now_ms(),
         };
@@ -673,6 +690,7 @@ impl Store {
                 dispatch_mode: mode.to_string(),
                 paid: *paid,
                 return_visit: "always".into(),
+                visit_sample_percent: default_sample(),
                 created_by: "system".into(),
                 created_at: now,
             };
@@ -702,7 +720,7 @@ async fn insert_rule(
     r: &RoutingRule,
 ) -> AppResult<()> {
     sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO routing_rules ({RULE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+        "INSERT INTO routing_rules ({RULE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
     )))
     .bind(r.id.clone())
     .bind(r.rule_key.clone())
@@ -721,6 +739,7 @@ async fn insert_rule(
     .bind(r.dispatch_mode.clone())
     .bind(i64::from(r.paid))
     .bind(r.return_visit.clone())
+    .bind(r.visit_sample_percent)
     .bind(r.created_by.clone())
     .bind(r.created_at)
     .execute(&mut **tx)

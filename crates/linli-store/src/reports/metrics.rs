@@ -176,7 +176,8 @@ impl Store {
                 g.signed_on_time += 1;
             }
             let outcome = opt_str(r, "outcome");
-            if outcome.is_some() {
+            // A declined price quote ends the work without a reply: not in the solve rate.
+            if outcome.is_some() && outcome.as_deref() != Some("declined") {
                 g.replied += 1;
             }
             if outcome.as_deref() == Some("solved") {

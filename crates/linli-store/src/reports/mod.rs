@@ -15,6 +15,8 @@
 //! - [`Store::report_add_photo`] / [`Store::report_photo`]: validated, metadata-stripped images.
 //! - Catalogue: [`Store::report_categories`], [`Store::routing_rules`], [`Store::put_routing_rule`];
 //!   calendar: [`Store::work_calendar`], [`Store::put_calendar_year`].
+//! - Repairs (`repairs`): [`Store::report_assignees`] (who can be given the work),
+//!   [`Store::grab_pool`] (待抢单); assign / grab / quote actions go through `report_act`.
 //! - [`Store::reports_tick`]: the deadline job (reminders, 催办, escalation), idempotent.
 //! - [`Store::report_stats`]: metrics per unit / category / area / month.
 
@@ -26,6 +28,7 @@ pub mod intake;
 pub mod metrics;
 pub mod open311;
 pub mod queries;
+pub mod repairs;
 pub mod schema;
 pub mod transitions;
 pub mod writer;
@@ -145,6 +148,24 @@ pub struct Report {
     pub solved: Option<bool>,
     /// "Me too" count.
     pub supporters: i64,
+    /// The person of the unit doing the work (派给谁), and their display name; hidden from
+    /// neighbours.
+    pub assignee_user_id: Option<String>,
+    pub assignee_name: Option<String>,
+    pub assigned_at: Option<i64>,
+    /// The repair settings the report was dispatched with: `assign`, `grab` or `round_robin`.
+    pub dispatch_mode: Option<String>,
+    /// A paid repair: a price must be quoted and accepted before the reply.
+    pub paid: bool,
+    /// `always`, `sample` or `none` (return visit after the review).
+    pub return_visit: Option<String>,
+    /// `sample`: the percentage of reports visited (see `linli_core::reports::repairs`).
+    pub visit_sample_percent: Option<i64>,
+    /// The price quote in fen, its note, and `pending` / `accepted` / `declined`.
+    pub quote_fen: Option<i64>,
+    pub quote_note: Option<String>,
+    pub quote_status: Option<String>,
+    pub quoted_at: Option<i64>,
     pub version: i64,
     pub created_at: i64,
     pub updated_at: i64,
@@ -153,9 +174,9 @@ pub struct Report {
     pub extended_status: String,
 }
 
-pub(crate) const REPORT_COLS: &str = "r.id, r.kind, r.category, r.title, r.description, r.place_id, r.path, r.community_path, r.lat_e6, r.lon_e6, r.plan_x, r.plan_y, r.channel, r.anonymous, r.reporter_user_id, r.household_id, r.status, r.unit_id, u.name AS unit_name, r.routing_rule_id, r.sign_by, r.first_contact_by, r.resolve_by, r.calendar_warning, r.accepted_at, r.dispatched_at, r.signed_at, r.first_contact_at, r.replied_at, r.closed_at, r.overdue_sign, r.overdue_resolve, r.outcome, r.reject_reason, r.duplicate_of, r.public_requested, r.public_approved, r.returned_count, r.reopened_count, r.extended_count, r.escalation_level, r.extension_days, r.rating, r.solved, r.supporters, r.version, r.created_at, r.updated_at";
+pub(crate) const REPORT_COLS: &str = "r.id, r.kind, r.category, r.title, r.description, r.place_id, r.path, r.community_path, r.lat_e6, r.lon_e6, r.plan_x, r.plan_y, r.channel, r.anonymous, r.reporter_user_id, r.household_id, r.status, r.unit_id, u.name AS unit_name, r.routing_rule_id, r.sign_by, r.first_contact_by, r.resolve_by, r.calendar_warning, r.accepted_at, r.dispatched_at, r.signed_at, r.first_contact_at, r.replied_at, r.closed_at, r.overdue_sign, r.overdue_resolve, r.outcome, r.reject_reason, r.duplicate_of, r.public_requested, r.public_approved, r.returned_count, r.reopened_count, r.extended_count, r.escalation_level, r.extension_days, r.rating, r.solved, r.supporters, r.assignee_user_id, au.display_name AS assignee_name, r.assigned_at, r.dispatch_mode, r.paid, r.return_visit, r.visit_sample_percent, r.quote_fen, r.quote_note, r.quote_status, r.quoted_at, r.version, r.created_at, r.updated_at";
 
-pub(crate) const REPORT_FROM: &str = "FROM reports r LEFT JOIN orgs u ON u.id = r.unit_id";
+pub(crate) const REPORT_FROM: &str = "FROM reports r LEFT JOIN orgs u ON u.id = r.unit_id LEFT JOIN users au ON au.id = r.assignee_user_id";
 
 pub fn parse_status(s: &str) -> Status {
     match s {
@@ -238,6 +259,17 @@ pub(crate) fn report_from_row<R: crate::db::Cols>(r: &R) -> Report {
         rating: r.col_opt_i64("rating"),
         solved: r.col_opt_i64("solved").map(|v| v != 0),
         supporters: r.col_i64("supporters"),
+        assignee_user_id: r.col_opt_str("assignee_user_id"),
+        assignee_name: r.col_opt_str("assignee_name"),
+        assigned_at: r.col_opt_i64("assigned_at"),
+        dispatch_mode: r.col_opt_str("dispatch_mode"),
+        paid: r.col_i64("paid") != 0,
+        return_visit: r.col_opt_str("return_visit"),
+        visit_sample_percent: r.col_opt_i64("visit_sample_percent"),
+        quote_fen: r.col_opt_i64("quote_fen"),
+        quote_note: r.col_opt_str("quote_note"),
+        quote_status: r.col_opt_str("quote_status"),
+        quoted_at: r.col_opt_i64("quoted_at"),
         version: r.col_i64("version"),
         created_at: r.col_i64("created_at"),
         updated_at: r.col_i64("updated_at"),
@@ -418,6 +450,10 @@ pub(crate) fn context_of(r: &Report, now: i64, open_summons: usize) -> Context {
         closed_at: r.closed_at,
         reopen_window_ms: REOPEN_WINDOW_MS,
         open_summons,
+        quote_unaccepted: linli_core::reports::repairs::reply_blocked_by_quote(
+            r.paid,
+            linli_core::reports::repairs::QuoteState::parse(r.quote_status.as_deref()),
+        ),
     }
 }
 

@@ -28,6 +28,8 @@ pub struct ReportQuery {
     pub overdue: Option<bool>,
     /// Only the caller's own (and their household's) reports.
     pub mine: Option<bool>,
+    /// `me`: only reports assigned to the caller (我的工单).
+    pub assignee: Option<String>,
     /// Created at or after (ms).
     pub from: Option<i64>,
     /// Created before (ms).
@@ -142,6 +144,10 @@ impl Store {
             r.reporter_user_id = None;
             r.household_id = None;
             r.rating = None;
+            r.assignee_user_id = None;
+            r.assignee_name = None;
+            r.quote_fen = None;
+            r.quote_note = None;
         }
         r
     }
@@ -175,6 +181,16 @@ impl Store {
         }
         if let Some(u) = f.unit_id.as_deref().filter(|s| !s.is_empty()) {
             q.push(" AND r.unit_id = ").bind(u);
+        }
+        match f.assignee.as_deref().filter(|s| !s.is_empty()) {
+            Some("me") => {
+                q.push(" AND r.assignee_user_id = ").bind(v.user_id.clone());
+            }
+            Some(_) => {
+                return Err(linli_core::AppError::bad_request("validation.bad_value")
+                    .arg("field", "assignee"));
+            }
+            None => {}
         }
         if let Some(pid) = f.place_id.as_deref().filter(|s| !s.is_empty()) {
             match self.place_unscoped(pid).await? {

@@ -183,3 +183,28 @@ pub const V2: &[Stmt] = &[
             PRIMARY KEY (report_id, stage, step, due_at))",
     ),
 ];
+
+/// Repairs (migration 8): a per-person assignee, the repair settings the report was dispatched
+/// with (so a later catalogue edit does not change work in flight), the price quote of paid
+/// repairs, the sampling rate of `sample` return visits, and the round-robin cursor per unit.
+pub const V8: &[Stmt] = &[
+    Both("ALTER TABLE reports ADD COLUMN assignee_user_id TEXT REFERENCES users(id)"),
+    Both("ALTER TABLE reports ADD COLUMN assigned_at BIGINT"),
+    Both("ALTER TABLE reports ADD COLUMN dispatch_mode TEXT"),
+    Both("ALTER TABLE reports ADD COLUMN paid BIGINT NOT NULL DEFAULT 0"),
+    Both("ALTER TABLE reports ADD COLUMN return_visit TEXT"),
+    Both("ALTER TABLE reports ADD COLUMN visit_sample_percent BIGINT"),
+    Both("ALTER TABLE reports ADD COLUMN quote_fen BIGINT"),
+    Both("ALTER TABLE reports ADD COLUMN quote_note TEXT"),
+    Both("ALTER TABLE reports ADD COLUMN quote_status TEXT"),
+    Both("ALTER TABLE reports ADD COLUMN quoted_at BIGINT"),
+    Both("CREATE INDEX reports_assignee ON reports (assignee_user_id, status)"),
+    Both("CREATE INDEX reports_grab_pool ON reports (unit_id, dispatch_mode, assignee_user_id)"),
+    Both("ALTER TABLE routing_rules ADD COLUMN visit_sample_percent BIGINT NOT NULL DEFAULT 30"),
+    Both(
+        "CREATE TABLE dispatch_cursors (
+            unit_id TEXT PRIMARY KEY REFERENCES orgs(id),
+            last_user_id TEXT NOT NULL,
+            updated_at BIGINT NOT NULL)",
+    ),
+];

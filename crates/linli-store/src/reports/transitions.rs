@@ -10,6 +10,9 @@ use serde_json::{Value, json};
 use sqlx::{Any, Transaction};
 
 use linli_core::auth::{Action, Principal};
+use linli_core::reports::repairs::{
+    self as repair_rules, DispatchMode, MAX_QUOTE_FEN, QuoteState, QuoteStep,
+};
 use linli_core::reports::state::{
     self, Outcome, RejectReason, Status, Transition, TransitionError,
 };
@@ -21,6 +24,7 @@ use crate::db::{Sql, Val, db_err, i64_, str_};
 use crate::notify::Notice;
 
 use super::catalogue::RoutingRule;
+use super::repairs::{may_assign, works_there};
 use super::{
     REPORT_COLS, REPORT_FROM, Report, Unit, context_of, not_found, parse_status, report_from_row,
     status_str,
@@ -28,7 +32,8 @@ use super::{
 
 /// One action on a report. `action` is one of: accept, reject, dispatch, sign, return,
 /// extend_request, extend, transfer, escalate, whistle, summon_sign, summon_reply, contact,
-/// reply, review_pass, review_fail, visit, reopen, moderate. Other fields as the action needs.
+/// reply, review_pass, review_fail, visit, reopen, moderate; repairs: assign, grab, quote,
+/// quote_accept, quote_decline. Other fields as the action needs.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 pub struct ReportAction {
     pub action: String,
@@ -66,6 +71,12 @@ pub struct ReportAction {
     /// moderate: show to neighbours or not.
     #[serde(default)]
     pub public: Option<bool>,
+    /// assign: the person of the unit who does the work.
+    #[serde(default)]
+    pub assignee_user_id: Option<String>,
+    /// quote: the price in fen (分), with the explanation in `public_note`.
+    #[serde(default)]
+    pub amount_fen: Option<i64>,
     /// The version the caller read; a mismatch is a 409.
     #[serde(default)]
     pub version: Option<i64>,
@@ -261,6 +272,7 @@ impl Store {
                     dispatch_mode: "assign".into(),
                     paid: false,
                     return_visit: "always".into(),
+                    visit_sample_percent: 0,
                     created_by: String::new(),
                     created_at: 0,
                 },
@@ -321,6 +333,11 @@ impl Store {
         let mut data = json!({});
         let mut new_unit: Option<Unit> = None;
         let mut summon_units: Vec<Unit> = Vec::new();
+        // Repairs: the mode a dispatch set, the unit's eligible people (grab / round robin),
+        // the person an assign or grab gives the work to.
+        let mut dispatch_mode: Option<DispatchMode> = None;
+        let mut people: Vec<String> = Vec::new();
+        let mut assignee: Option<String> = None;
         match action.as_str() {
             "accept" => {
                 need(can_dispatch)?;
@@ -398,7 +415,29 @@ impl Store {
                 if let Some(w) = &d.warning {
                     sets.push(("calendar_warning", w.clone().into()));
                 }
-                data = json!({ "unit_id": unit.id, "unit": unit.name, "sign_by": d.sign_by, "resolve_by": d.resolve_by, "routing_rule_id": rule_id, "calendar_warning": d.warning });
+                // The catalogue's repair settings hold for its own unit; another unit chosen by
+                // hand works the plain way (assign, free, always visited).
+                let (mode, paid, visit, pct) = match &rule_id {
+                    Some(_) => (
+                        DispatchMode::parse(&rule.dispatch_mode).unwrap_or(DispatchMode::Assign),
+                        rule.paid,
+                        rule.return_visit.clone(),
+                        rule.visit_sample_percent,
+                    ),
+                    None => (DispatchMode::Assign, false, "always".to_string(), 0),
+                };
+                sets.push(("dispatch_mode", mode.as_str().into()));
+                sets.push(("paid", i64::from(paid).into()));
+                sets.push(("return_visit", visit.clone().into()));
+                sets.push(("visit_sample_percent", pct.into()));
+                // A new unit starts afresh: nobody assigned, no price agreed.
+                clear_assignment(&mut sets);
+                clear_quote(&mut sets);
+                if mode != DispatchMode::Assign {
+                    people = self.eligible_people(&unit, &r.path).await?;
+                }
+                data = json!({ "unit_id": unit.id, "unit": unit.name, "sign_by": d.sign_by, "resolve_by": d.resolve_by, "routing_rule_id": rule_id, "calendar_warning": d.warning, "dispatch_mode": mode.as_str(), "paid": paid, "return_visit": visit });
+                dispatch_mode = Some(mode);
                 transition = Some(if action == "dispatch" {
                     Transition::Dispatch
                 } else {
@@ -422,6 +461,8 @@ impl Store {
                 sets.push(("unit_id", Val::NullText));
                 sets.push(("sign_by", Val::NullInt));
                 sets.push(("returned_count", (r.returned_count + 1).into()));
+                clear_assignment(&mut sets);
+                clear_quote(&mut sets);
                 if internal_note.is_none() {
                     internal_note = Some(reason.clone());
                 }
@@ -569,7 +610,23 @@ impl Store {
             }
             "review_pass" => {
                 need(can_dispatch)?;
-                transition = Some(Transition::ReviewPass);
+                let policy = r.return_visit.clone().unwrap_or_else(|| "always".into());
+                let pct = r
+                    .visit_sample_percent
+                    .unwrap_or(repair_rules::DEFAULT_VISIT_SAMPLE_PERCENT);
+                let visit = repair_rules::needs_return_visit(&policy, pct, &r.id);
+                if !visit {
+                    // Closed without a visit: the overdue flags freeze now, as at a visit.
+                    sets.push(("closed_at", now.into()));
+                    sets.push(("overdue_resolve", i64::from(late_at_close(&r)).into()));
+                }
+                let mut d = json!({ "return_visit": policy, "visit": visit });
+                if policy == "sample" {
+                    d["sample_percent"] = json!(pct);
+                    d["sample_bucket"] = json!(repair_rules::sample_bucket(&r.id));
+                }
+                data = d;
+                transition = Some(Transition::ReviewPass { visit });
             }
             "review_fail" => {
                 need(can_dispatch)?;
@@ -591,12 +648,7 @@ impl Store {
                 sets.push(("solved", i64::from(solved).into()));
                 sets.push(("closed_at", now.into()));
                 // Overdue flags freeze at close.
-                let late = r.overdue_resolve
-                    || match (r.replied_at, r.resolve_by) {
-                        (Some(rep), Some(due)) => rep > due,
-                        _ => false,
-                    };
-                sets.push(("overdue_resolve", i64::from(late).into()));
+                sets.push(("overdue_resolve", i64::from(late_at_close(&r)).into()));
                 data = json!({ "rating": rating, "solved": solved, "by": if is_reporter && !can_dispatch { "resident" } else { "staff" } });
             }
             "reopen" => {
@@ -627,6 +679,99 @@ impl Store {
                 sets.push(("solved", Val::NullInt));
                 // A late first round stays late: overdue flags are never cleared.
             }
+            "assign" => {
+                let unit = current_unit.as_ref().ok_or_else(|| {
+                    transition_error(TransitionError::Illegal {
+                        from,
+                        action: "assign",
+                    })
+                })?;
+                need(may_assign(p, unit, &r.path))?;
+                if !repair_rules::assignable(from) {
+                    return Err(transition_error(TransitionError::Illegal {
+                        from,
+                        action: "assign",
+                    }));
+                }
+                let to = a
+                    .assignee_user_id
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .ok_or_else(|| AppError::required("assignee_user_id"))?;
+                if !self.eligible_for(unit, &r.path, to).await? {
+                    return Err(AppError::bad_request("report.assignee_not_eligible"));
+                }
+                if r.assignee_user_id.as_deref() == Some(to) {
+                    return Err(AppError::bad_request("report.same_assignee"));
+                }
+                sets.push(("assignee_user_id", to.to_string().into()));
+                sets.push(("assigned_at", now.into()));
+                data = json!({ "assignee_user_id": to, "previous_assignee_user_id": r.assignee_user_id, "mode": r.dispatch_mode });
+                assignee = Some(to.to_string());
+            }
+            "grab" => {
+                let unit = current_unit.as_ref().ok_or_else(|| {
+                    transition_error(TransitionError::Illegal {
+                        from,
+                        action: "grab",
+                    })
+                })?;
+                // Only the unit's own people take work from the pool.
+                need(works_there(p, unit, &r.path))?;
+                if r.dispatch_mode.as_deref() != Some("grab") {
+                    return Err(AppError::conflict("report.not_grab_mode"));
+                }
+                if !repair_rules::assignable(from) {
+                    return Err(transition_error(TransitionError::Illegal {
+                        from,
+                        action: "grab",
+                    }));
+                }
+                if r.assignee_user_id.is_some() {
+                    return Err(AppError::conflict("report.already_taken"));
+                }
+                sets.push(("assignee_user_id", p.user_id.clone().into()));
+                sets.push(("assigned_at", now.into()));
+                data = json!({ "assignee_user_id": p.user_id, "mode": "grab" });
+                assignee = Some(p.user_id.clone());
+            }
+            "quote" => {
+                need(can_handle)?;
+                self.quote_allowed(&r, from, QuoteStep::Quote)?;
+                let fen = a
+                    .amount_fen
+                    .ok_or_else(|| AppError::required("amount_fen"))?;
+                if !(1..=MAX_QUOTE_FEN).contains(&fen) {
+                    return Err(
+                        AppError::bad_request("validation.bad_value").arg("field", "amount_fen")
+                    );
+                }
+                let explain = public_note
+                    .clone()
+                    .ok_or_else(|| AppError::required("public_note"))?;
+                sets.push(("quote_fen", fen.into()));
+                sets.push(("quote_note", explain.into()));
+                sets.push(("quote_status", "pending".into()));
+                sets.push(("quoted_at", now.into()));
+                data = json!({ "amount_fen": fen, "previous_status": r.quote_status });
+            }
+            "quote_accept" => {
+                need(is_reporter || can_dispatch)?;
+                self.quote_allowed(&r, from, QuoteStep::Accept)?;
+                sets.push(("quote_status", "accepted".into()));
+                data = json!({ "amount_fen": r.quote_fen, "by": if is_reporter { "resident" } else { "staff" } });
+            }
+            "quote_decline" => {
+                need(is_reporter || can_dispatch)?;
+                self.quote_allowed(&r, from, QuoteStep::Decline)?;
+                // The work ends here: closed, outcome `declined` (not counted as replied).
+                transition = Some(Transition::DeclineQuote);
+                sets.push(("quote_status", "declined".into()));
+                sets.push(("outcome", "declined".into()));
+                sets.push(("closed_at", now.into()));
+                data = json!({ "amount_fen": r.quote_fen, "by": if is_reporter { "resident" } else { "staff" } });
+            }
             "moderate" => {
                 need(can_dispatch)?;
                 let public = a.public.ok_or_else(|| AppError::required("public"))?;
@@ -649,7 +794,7 @@ impl Store {
             .await?
             .ok_or_else(not_found)?;
         if cur.version != r.version {
-            return Err(AppError::conflict("conflict"));
+            return Err(lost_race(&action));
         }
         let open = self.open_summons(&mut tx, id).await?;
         let to = match &transition {
@@ -668,6 +813,10 @@ impl Store {
             .bind(id)
             .push(" AND version = ")
             .bind(r.version);
+        if action == "grab" {
+            // 抢单: the first grab wins; a second one finds the seat taken and changes nothing.
+            q.push(" AND assignee_user_id IS NULL");
+        }
         let n = q
             .query()
             .execute(&mut *tx)
@@ -675,11 +824,12 @@ impl Store {
             .map_err(db_err)?
             .rows_affected();
         if n != 1 {
-            return Err(AppError::conflict("conflict"));
+            return Err(lost_race(&action));
         }
 
         // Side tables, and who must be told.
         let mut tells: Vec<Tell> = Vec::new();
+        let mut auto_assigned: Option<String> = None;
         let reporters = self.report_reporters(&mut tx, &r).await?;
         match action.as_str() {
             "accept" => tells.push(Tell {
@@ -732,8 +882,28 @@ impl Store {
                 if let Some(u) = &new_unit {
                     tells.push(Tell {
                         to: self.unit_members(&mut tx, u).await?,
-                        key: "notice-report-dispatched",
+                        key: if dispatch_mode == Some(DispatchMode::Grab) {
+                            "notice-report-grab-open"
+                        } else {
+                            "notice-report-dispatched"
+                        },
                     });
+                    if dispatch_mode == Some(DispatchMode::RoundRobin) {
+                        match self.rotate_in_tx(&mut tx, &u.id, &people, now).await? {
+                            Some(next) => {
+                                auto_assigned = Some(next);
+                            }
+                            None => {
+                                // Nobody to rotate to: the report waits unassigned and the
+                                // dispatchers are told, never dropped silently.
+                                data["round_robin"] = json!("no_eligible_person");
+                                tells.push(Tell {
+                                    to: self.report_dispatchers(&mut tx, &r.path).await?,
+                                    key: "notice-report-no-assignee",
+                                });
+                            }
+                        }
+                    }
                 }
                 if action == "dispatch" {
                     tells.push(Tell {
@@ -854,7 +1024,12 @@ impl Store {
             }
             "review_pass" => tells.push(Tell {
                 to: reporters,
-                key: "notice-report-rate",
+                // Asked to rate only when a return visit follows.
+                key: if to == Status::AwaitingVisit {
+                    "notice-report-rate"
+                } else {
+                    "notice-report-done"
+                },
             }),
             "visit" => {
                 if let Some(u) = &current_unit {
@@ -863,6 +1038,37 @@ impl Store {
                         key: "notice-report-closed",
                     });
                 }
+            }
+            "assign" | "grab" => {
+                tells.push(Tell {
+                    to: assignee.iter().cloned().collect(),
+                    key: "notice-report-assigned",
+                });
+                if let Some(prev) = &r.assignee_user_id {
+                    tells.push(Tell {
+                        to: vec![prev.clone()],
+                        key: "notice-report-unassigned",
+                    });
+                }
+            }
+            "quote" => tells.push(Tell {
+                to: reporters,
+                key: "notice-report-quote",
+            }),
+            "quote_accept" | "quote_decline" => {
+                let mut to: Vec<String> = r.assignee_user_id.iter().cloned().collect();
+                if let Some(u) = &current_unit {
+                    to.extend(self.unit_members(&mut tx, u).await?);
+                }
+                to.dedup();
+                tells.push(Tell {
+                    to,
+                    key: if action == "quote_accept" {
+                        "notice-report-quote-accepted"
+                    } else {
+                        "notice-report-quote-declined"
+                    },
+                });
             }
             _ => {}
         }
@@ -890,11 +1096,21 @@ impl Store {
                 entity_id: id,
                 path: Some(&r.path),
                 purpose: None,
-                before: Some(json!({ "status": status_str(from), "unit_id": r.unit_id })),
+                before: Some(
+                    json!({ "status": status_str(from), "unit_id": r.unit_id, "assignee_user_id": r.assignee_user_id }),
+                ),
                 after: Some(json!({ "status": status_str(to), "data": data })),
             },
         )
         .await?;
+        if let Some(next) = &auto_assigned {
+            self.record_auto_assign(&mut tx, &r, next, status_str(to), now)
+                .await?;
+            tells.push(Tell {
+                to: vec![next.clone()],
+                key: "notice-report-assigned",
+            });
+        }
         let link = format!("/reports/{id}");
         let kind = format!("report.{action}");
         for t in tells {
@@ -917,5 +1133,99 @@ impl Store {
         tx.commit().await.map_err(db_err)?;
         self.publish_report(&action, id, &r.path);
         self.report_unscoped(id).await?.ok_or_else(not_found)
+    }
+}
+
+/// The answer when the row changed under the caller: for a grab, the localized "someone else
+/// took it"; otherwise the generic version conflict.
+fn lost_race(action: &str) -> AppError {
+    if action == "grab" {
+        AppError::conflict("report.already_taken")
+    } else {
+        AppError::conflict("conflict")
+    }
+}
+
+/// Whether the resolve-by deadline was missed, frozen at close.
+fn late_at_close(r: &Report) -> bool {
+    r.overdue_resolve
+        || match (r.replied_at, r.resolve_by) {
+            (Some(rep), Some(due)) => rep > due,
+            _ => false,
+        }
+}
+
+fn clear_assignment(sets: &mut Vec<(&'static str, Val)>) {
+    sets.push(("assignee_user_id", Val::NullText));
+    sets.push(("assigned_at", Val::NullInt));
+}
+
+fn clear_quote(sets: &mut Vec<(&'static str, Val)>) {
+    sets.push(("quote_fen", Val::NullInt));
+    sets.push(("quote_note", Val::NullText));
+    sets.push(("quote_status", Val::NullText));
+    sets.push(("quoted_at", Val::NullInt));
+}
+
+impl Store {
+    /// A quote step the rules refuse is a 409 with the rule's code.
+    fn quote_allowed(&self, r: &Report, from: Status, step: QuoteStep) -> AppResult<()> {
+        repair_rules::quote_step(
+            from,
+            r.paid,
+            QuoteState::parse(r.quote_status.as_deref()),
+            step,
+        )
+        .map(|_| ())
+        .map_err(|e| AppError::conflict(e.code()))
+    }
+
+    /// Round robin picked `next` while dispatching: set the assignee and record it as its own
+    /// `assign` event (actor: the rotation) and audit entry, in the dispatch transaction.
+    async fn record_auto_assign(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        r: &Report,
+        next: &str,
+        status: &str,
+        now: i64,
+    ) -> AppResult<()> {
+        sqlx::query("UPDATE reports SET assignee_user_id = $1, assigned_at = $2 WHERE id = $3")
+            .bind(next.to_string())
+            .bind(now)
+            .bind(r.id.clone())
+            .execute(&mut **tx)
+            .await
+            .map_err(db_err)?;
+        let actor = Actor::system("round_robin");
+        let data = json!({ "assignee_user_id": next, "mode": "round_robin", "auto": true });
+        insert_event(
+            tx,
+            &r.id,
+            "assign",
+            Some(status),
+            status,
+            &actor,
+            now,
+            None,
+            None,
+            data.clone(),
+        )
+        .await?;
+        audit::append(
+            tx,
+            &actor,
+            Entry {
+                action: "report.assign",
+                entity: "report",
+                entity_id: &r.id,
+                path: Some(&r.path),
+                purpose: None,
+                before: Some(json!({ "assignee_user_id": null })),
+                after: Some(data),
+            },
+        )
+        .await?;
+        Ok(())
     }
 }
