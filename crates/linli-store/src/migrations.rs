@@ -7,7 +7,8 @@
 //! Each capability keeps its own statements next to its code (e.g. `reports::schema::V2`) and
 //! adds one `Migration` here. Versions are reserved so modules built in parallel do not collide:
 //! 2 reports, 3 notifications (inbox, webhooks, e-mail), 4 IoT (devices, telemetry, alarms),
-//! 5 access (gates, vehicles, visitor passes), 6 jobs (durable background work).
+//! 5 access (gates, vehicles, visitor passes), 6 jobs (durable background work), 9 report
+//! contacts, place map areas and the community list index.
 
 use crate::db::{Migration, Stmt, Stmt::*};
 
@@ -41,6 +42,11 @@ pub static ALL: &[Migration] = &[
         version: 4,
         name: "IoT devices, telemetry, rules, alarms, SOS",
         statements: crate::iot::schema::V4,
+    },
+    Migration {
+        version: 9,
+        name: "reports: Open311 contacts, map areas of places, community list keyset index",
+        statements: crate::reports::schema_v9::V9,
     },
 ];
 

@@ -88,6 +88,14 @@ fn staff(user: &WebUser) -> Result<(), AppError> {
     Ok(())
 }
 
+/// The banner staff report pages show while the working-day calendar lacks the current or the
+/// next year (deadlines into it are counted in clock days until an administrator adds it).
+async fn calendar_banner(s: &AppState, page: &Page) -> Option<String> {
+    let missing = s.store.calendar_missing_years().await.ok()?;
+    let years: Vec<String> = missing.iter().map(i32::to_string).collect();
+    (!years.is_empty()).then(|| page.t1("web-report-calendar-missing", "years", &years.join(", ")))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Resident
 
@@ -315,6 +323,8 @@ struct DetailTpl {
     /// Staff: units to dispatch / transfer / summon to (id, name).
     units: Vec<(String, String)>,
     flash: Option<String>,
+    /// Staff: the working-day calendar banner.
+    calendar_warning: Option<String>,
 }
 
 impl DetailTpl {
@@ -369,6 +379,11 @@ async fn detail(
                 .collect();
         }
     }
+    let calendar_warning = if as_staff {
+        calendar_banner(s, &user.page).await
+    } else {
+        None
+    };
     Ok(render(&DetailTpl {
         page: user.page,
         v: view,
@@ -377,6 +392,7 @@ async fn detail(
         actions,
         units,
         flash,
+        calendar_warning,
     }))
 }
 
@@ -548,6 +564,9 @@ struct QueueQuery {
     overdue: String,
     #[serde(default)]
     offset: Option<i64>,
+    /// Keyset paging: older than this (`created_at.id`, from the previous page's link).
+    #[serde(default)]
+    cursor: Option<String>,
 }
 
 #[derive(Template)]
@@ -561,6 +580,7 @@ struct QueueTpl {
     prev: Option<String>,
     next: Option<String>,
     can_stats: bool,
+    calendar_warning: Option<String>,
 }
 
 impl QueueTpl {
@@ -576,14 +596,19 @@ impl QueueTpl {
     }
 }
 
-fn queue_link(q: &QueueQuery, offset: i64) -> String {
-    format!(
-        "/staff/reports?status={}&category={}&overdue={}&offset={}",
+/// A link to the queue with the same filters, at a keyset position (`None`: the first page).
+fn queue_link(q: &QueueQuery, cursor: Option<&str>) -> String {
+    let mut link = format!(
+        "/staff/reports?status={}&category={}&overdue={}",
         crate::web::urlencode(&q.status),
         crate::web::urlencode(&q.category),
         crate::web::urlencode(&q.overdue),
-        offset
-    )
+    );
+    if let Some(c) = cursor {
+        link.push_str("&cursor=");
+        link.push_str(&crate::web::urlencode(c));
+    }
+    link
 }
 
 async fn staff_queue(
@@ -593,21 +618,30 @@ async fn staff_queue(
 ) -> WebResult {
     or_page(&user.page, staff(&user))?;
     let v = or_page(&user.page, s.store.report_viewer(&user.principal).await)?;
+    // Keyset paging (newest first); an old `offset` link still works.
     let offset = q.offset.unwrap_or(0).clamp(0, 1_000_000);
+    let cursor = q.cursor.clone().filter(|c| !c.is_empty());
     let rq = ReportQuery {
         status: Some(q.status.clone()).filter(|x| STATUSES.contains(&x.as_str())),
         category: Some(q.category.clone()).filter(|x| !x.is_empty()),
         overdue: (q.overdue == "1").then_some(true),
         limit: Some(PAGE_SIZE),
         offset: Some(offset),
+        cursor: cursor.clone(),
         ..ReportQuery::default()
     };
     let page_ = or_page(&user.page, s.store.reports(&v, &rq).await)?;
     let cats = or_page(&user.page, s.store.report_categories().await)?;
-    let prev = (offset > 0).then(|| queue_link(&q, (offset - PAGE_SIZE).max(0)));
-    let next = page_.next_offset.map(|n| queue_link(&q, n));
+    // Back to the newest page (keyset pages only go forward).
+    let prev = (offset > 0 || cursor.is_some()).then(|| queue_link(&q, None));
+    let next = page_
+        .next_cursor
+        .as_deref()
+        .map(|c| queue_link(&q, Some(c)));
     let can_stats = user.principal.can(Action::ReportStats);
+    let calendar_warning = calendar_banner(&s, &user.page).await;
     Ok(render(&QueueTpl {
+        calendar_warning,
         page: user.page,
         reports: page_.items,
         cats,
@@ -740,6 +774,7 @@ struct StatsTpl {
     rows: Vec<StatsRow>,
     bars: Vec<Bar>,
     chart_h: i64,
+    calendar_warning: Option<String>,
 }
 
 impl StatsTpl {
@@ -798,7 +833,9 @@ async fn stats(State(s): State<AppState>, user: WebUser, Query(q): Query<StatsFo
         })
         .collect();
     let chart_h = bars.len() as i64 * 24 + 8;
+    let calendar_warning = calendar_banner(&s, &user.page).await;
     Ok(render(&StatsTpl {
+        calendar_warning,
         page: user.page,
         by,
         rows,

@@ -18,7 +18,9 @@
 //! - [`Store::reports_tick`]: the deadline job (reminders, 催办, escalation), idempotent.
 //! - [`Store::report_stats`]: metrics per unit / category / area / month.
 
+pub mod calendar_check;
 pub mod catalogue;
+pub mod contacts;
 pub mod deadlines;
 pub mod from_alarm;
 pub mod images;
@@ -27,6 +29,7 @@ pub mod metrics;
 pub mod open311;
 pub mod queries;
 pub mod schema;
+pub mod schema_v9;
 pub mod transitions;
 pub mod writer;
 
