@@ -126,7 +126,7 @@ async fn residents_hear_their_own_reports_change_and_nobody_else_does() {
     .ok();
     let seen = read_until(&mut mine, "event: report\n", Duration::from_secs(5)).await;
     assert!(
-        seen.contains("event: report.accepted") && seen.contains(&id),
+        seen.contains("event: report.accept") && seen.contains(&id),
         "{seen:?}"
     );
     assert!(seen.contains("event: report\n"), "{seen:?}");
@@ -150,12 +150,23 @@ async fn residents_hear_their_own_reports_change_and_nobody_else_does() {
     )
     .await
     .ok();
-    let heard = read_until(&mut theirs, "report.dispatched", Duration::from_secs(5)).await;
+    let heard = read_until(&mut theirs, "report.dispatch", Duration::from_secs(5)).await;
     assert!(heard.contains(&id), "{heard:?}");
 
     // A resident of another community hears nothing of any of it.
-    let (_, room3) = app.a_room_in("新村社区").await;
-    let hh3 = one(&app, "SELECT id FROM households WHERE room_id = $1", &room3).await;
+    let c3 = app.place_id("community", "新村社区").await;
+    let c3_path = app.place_path(&c3).await;
+    let hh3 = one(
+        &app,
+        "SELECT id FROM households WHERE path >= $1 ORDER BY path LIMIT 1",
+        &c3_path,
+    )
+    .await;
+    assert!(
+        one(&app, "SELECT path FROM households WHERE id = $1", &hh3)
+            .await
+            .starts_with(&c3_path)
+    );
     let admin = app.login("admin").await;
     app.post(
         &admin,
