@@ -56,12 +56,19 @@ pub enum BenchWhat {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
-    /// Mixed load for N minutes: memory sampled, latency before/after, acknowledged writes checked.
+    /// Mixed API, HTML page and IoT (HTTP ingest and MQTT QoS 1) load for N minutes: memory
+    /// sampled, latency during and after the load, acknowledged writes checked.
     Soak {
         #[arg(long, default_value_t = 10.0)]
         minutes: f64,
         #[arg(long, default_value_t = 32)]
         clients: usize,
+        /// Devices publishing QoS 1 telemetry to the embedded broker.
+        #[arg(long, default_value_t = 4)]
+        iot_devices: usize,
+        /// MQTT messages a second offered in all (paced).
+        #[arg(long, default_value_t = 1000.0)]
+        iot_rate: f64,
     },
     /// Import N households from a generated CSV, against raw inserts of the same rows.
     Import {
@@ -101,9 +108,12 @@ pub async fn run(cfg: &Config, what: BenchWhat) -> anyhow::Result<()> {
         } => search(cfg, clients, requests, Duration::from_secs(max_seconds)).await,
         BenchWhat::Startup { idle_seconds } => startup(idle_seconds).await,
         BenchWhat::Import { households } => import(households).await,
-        BenchWhat::Soak { minutes, clients } => {
-            crate::bench_soak::soak(cfg, minutes, clients).await
-        }
+        BenchWhat::Soak {
+            minutes,
+            clients,
+            iot_devices,
+            iot_rate,
+        } => crate::bench_soak::soak(cfg, minutes, clients, iot_devices, iot_rate).await,
         BenchWhat::Crash {
             rounds,
             clients,
@@ -543,6 +553,7 @@ async fn search(
             json!((t.elapsed().as_secs_f64() * 1000.0 / n as f64 * 1000.0).round() / 1000.0),
         );
     }
+    let store_cpu = store_cpu_by_kind(store.clone(), mix.clone(), &kinds);
     let hh_uris: Arc<Vec<String>> = Arc::new(
         households
             .iter()
@@ -588,12 +599,70 @@ async fn search(
         json!({
             "bench": "search", "backend": format!("{:?}", store.backend()), "clients": clients,
             "http_person_search_saturated": http_res, "http_person_search_paced_20rps_per_client": paced,
-            "single_client_mean_ms_by_kind": per_kind, "html_household_and_search_pages_paced_10rps_per_client": pages, "http_household_page_saturated": hh_res,
+            "single_client_mean_ms_by_kind": per_kind, "store_cpu_ms_per_search_by_kind": store_cpu, "html_household_and_search_pages_paced_10rps_per_client": pages, "http_household_page_saturated": hh_res,
             "baseline_store_search_saturated": base, "throughput_ratio_http_vs_store": (ratio * 100.0).round() / 100.0,
             "target": "person search p99 < 10 ms at 50 clients",
         })
     );
     Ok(())
+}
+
+/// CPU time of each kind of search called on the store, measured on one thread of its own (a
+/// current-thread runtime), so other load on the machine does not count: the cost of the code.
+fn store_cpu_by_kind(
+    store: Store,
+    mix: Arc<Vec<PersonQuery>>,
+    kinds: &[&str],
+) -> serde_json::Value {
+    let kinds: Vec<String> = kinds.iter().map(|k| k.to_string()).collect();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let grant = Grant::system(Action::PersonRead);
+            let mut out = serde_json::Map::new();
+            for (k, kind) in kinds.iter().enumerate() {
+                let queries: Vec<&PersonQuery> = mix
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| i % kinds.len() == k)
+                    .map(|(_, q)| q)
+                    .collect();
+                let rounds = 1_500;
+                let cpu = thread_cpu_ms();
+                for i in 0..rounds {
+                    let _ = store
+                        .search_persons(&grant, None, queries[i % queries.len()])
+                        .await;
+                }
+                let ms = (thread_cpu_ms() - cpu) / rounds as f64;
+                out.insert(kind.clone(), json!((ms * 1000.0).round() / 1000.0));
+            }
+            serde_json::Value::Object(out)
+        })
+    })
+    .join()
+    .unwrap_or(serde_json::Value::Null)
+}
+
+/// CPU time of the calling thread (user + system), in milliseconds (10 ms resolution).
+fn thread_cpu_ms() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/thread-self/stat") else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) * 10.0
 }
 
 /// Run `requests` calls of `f(i)` from `clients` concurrent tasks, bounded by `max` wall time.
@@ -963,4 +1032,84 @@ async fn import(n: usize) -> anyhow::Result<()> {
     drop(store);
     std::fs::remove_dir_all(&dir).ok();
     Ok(())
+}
+
+/// A `linli serve --demo` child process started by a benchmark, with its HTTP port and the
+/// address its embedded MQTT broker announced on stdout.
+pub(crate) struct Server {
+    pub child: tokio::process::Child,
+    pub port: u16,
+    pub mqtt: std::net::SocketAddr,
+}
+
+/// Start the real server on free loopback ports (HTTP and the embedded MQTT broker — never the
+/// default 1884 or 1883, which another broker may hold) and wait until it is ready.
+pub(crate) async fn spawn_server(
+    exe: &Path,
+    dir: &Path,
+    database_url: Option<&str>,
+) -> anyhow::Result<Server> {
+    use tokio::io::AsyncBufReadExt;
+    let port = free_port()?;
+    let mqtt_port = free_port()?;
+    let mut cmd = tokio::process::Command::new(exe);
+    cmd.args(["serve", "--demo", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--mqtt-listen", &format!("127.0.0.1:{mqtt_port}")])
+        .arg("--data-dir")
+        .arg(dir)
+        .env("LINLI_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(url) = database_url {
+        cmd.arg("--database-url").arg(url);
+    }
+    let mut child = cmd.spawn()?;
+    // The broker may move to a neighbouring port when ours was taken in the meantime: take the
+    // address the server prints, and keep draining its output so it never blocks on a pipe.
+    let stdout = child.stdout.take().context("server stdout")?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut tx = Some(tx);
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(addr) = line.split("embedded MQTT broker at mqtt://").nth(1)
+                && let (Some(tx), Ok(a)) = (tx.take(), addr.trim().parse())
+            {
+                let _ = tx.send(a);
+            }
+        }
+    });
+    wait_ready(port, &mut child, Duration::from_secs(300)).await?;
+    let mqtt = tokio::time::timeout(Duration::from_secs(10), rx)
+        .await
+        .context("the server did not announce its MQTT broker")?
+        .context("the server did not announce its MQTT broker")?;
+    Ok(Server { child, port, mqtt })
+}
+
+/// Sign in over the API: (session cookie, CSRF token).
+pub(crate) async fn login(
+    http: &HttpClient,
+    base: &str,
+    login: &str,
+) -> anyhow::Result<(String, String)> {
+    let (status, headers, body) = request(
+        http,
+        "POST",
+        &format!("{base}/api/v1/auth/login"),
+        None,
+        Some(json!({"login": login, "password": "linli-demo"}).to_string()),
+    )
+    .await?;
+    if status != 200 {
+        bail!("login {login}: {status}");
+    }
+    let cookie = headers
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .context("no session cookie")?
+        .to_string();
+    let v: serde_json::Value = serde_json::from_slice(&body)?;
+    Ok((cookie, v["csrf_token"].as_str().unwrap_or("").to_string()))
 }

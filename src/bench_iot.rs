@@ -40,7 +40,11 @@ struct Load {
     received: AtomicU64,
 }
 
-async fn raw_connect(addr: SocketAddr, user: &str, pass: &str) -> anyhow::Result<TcpStream> {
+pub(crate) async fn raw_connect(
+    addr: SocketAddr,
+    user: &str,
+    pass: &str,
+) -> anyhow::Result<TcpStream> {
     let mut s = TcpStream::connect(addr).await?;
     s.set_nodelay(true)?;
     let mut c = Connect::new(format!("bench-{}", &linli_core::new_id()[24..]));

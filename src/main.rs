@@ -4,6 +4,7 @@
 mod bench;
 mod bench_crash;
 mod bench_iot;
+mod bench_mqtt;
 mod bench_reports;
 mod bench_soak;
 mod config;

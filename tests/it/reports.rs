@@ -1104,3 +1104,21 @@ async fn confirmed_reports_survive_kill_9() {
     assert!(!room.is_empty());
     app.close().await;
 }
+
+/// Regression (found by `linli bench crash` on PostgreSQL): the first requests that need the
+/// working-day calendar, arriving together, each found it missing and seeded it; the second
+/// insert of the year failed as a duplicate and a dispatch answered 409. Now it is seeded once.
+#[tokio::test]
+async fn concurrent_first_uses_of_the_calendar_seed_it_once() {
+    let app = TestApp::empty().await;
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let store = app.store.clone();
+        tasks.push(tokio::spawn(async move { store.work_calendar().await }));
+    }
+    for t in tasks {
+        t.await.unwrap().expect("every first use gets the calendar");
+    }
+    assert!(count(&app, "calendar_years").await >= 1);
+    app.close().await;
+}

@@ -266,7 +266,11 @@ fn query(
                 V::Null => FastVal::Null,
                 V::Integer(i) => FastVal::Int(i),
                 V::Real(f) => FastVal::Real(f),
-                V::Text(t) => FastVal::Text(String::from_utf8_lossy(t).into_owned()),
+                // Valid UTF-8 (always, as we write it) is checked by the fast path of `from_utf8`.
+                V::Text(t) => FastVal::Text(match std::str::from_utf8(t) {
+                    Ok(s) => s.to_owned(),
+                    Err(_) => String::from_utf8_lossy(t).into_owned(),
+                }),
                 V::Blob(b) => FastVal::Blob(b.to_vec()),
             });
         }

@@ -7,8 +7,8 @@
 //! Each capability keeps its own statements next to its code (e.g. `reports::schema::V2`) and
 //! adds one `Migration` here. Versions are reserved so modules built in parallel do not collide:
 //! 2 reports, 3 notifications (inbox, webhooks, e-mail), 4 IoT (devices, telemetry, alarms),
-//! 5 access (gates, vehicles, visitor passes), 6 jobs (durable background work), 9 report
-//! contacts, place map areas and the community list index.
+//! 5 access (gates, vehicles, visitor passes), 6 jobs (durable background work), 8 repair
+//! dispatch, 9 report surface (Open311 contacts, geo, paging), 10 registry search indexes.
 
 use crate::db::{Migration, Stmt, Stmt::*};
 
@@ -44,10 +44,34 @@ pub static ALL: &[Migration] = &[
         statements: crate::iot::schema::V4,
     },
     Migration {
+        version: 10,
+        name: "registry: covering indexes for person search",
+        statements: V10,
+    },
+    Migration {
         version: 9,
         name: "reports: Open311 contacts, map areas of places, community list keyset index",
         statements: crate::reports::schema_v9::V9,
     },
+];
+
+/// Person search by label or by place walks label holders → current residence → household (or
+/// households of a place → their current residents). Covering indexes answer each step from the
+/// index alone instead of one more lookup into the table per row; the old single-column indexes
+/// are prefixes of the new ones and go.
+const V10: &[Stmt] = &[
+    Both("CREATE INDEX person_labels_label_person ON person_labels (label_id, person_id)"),
+    Both("DROP INDEX person_labels_label"),
+    Both(
+        "CREATE INDEX residences_person_cover ON residences (person_id, end_date, household_id, relation)",
+    ),
+    Both(
+        "CREATE INDEX residences_household_cover ON residences (household_id, end_date, person_id)",
+    ),
+    Both("DROP INDEX residences_household"),
+    Both("CREATE INDEX households_path_id ON households (path, id)"),
+    Both("DROP INDEX households_path"),
+    Both("CREATE INDEX households_id_path ON households (id, path)"),
 ];
 
 const V1: &[Stmt] = &[

@@ -149,3 +149,150 @@ mod tests {
         assert_eq!(iso(utc), "2026-01-01T08:00:00+08:00");
     }
 }
+
+/// Property-based fuzzing of the Open311 form-body and query parser (`POST /open311/v2/
+/// requests.json` bodies, every GET query) and of the XML writer's escaping of the text those
+/// requests carry. 256 cases per property; `PROPTEST_CASES` for longer runs (`.ci/run`).
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+    use crate::open311::xml;
+
+    fn cases() -> ProptestConfig {
+        ProptestConfig {
+            cases: std::env::var("PROPTEST_CASES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(256),
+            ..ProptestConfig::default()
+        }
+    }
+
+    /// Bytes shaped like form bodies: pairs, percent escapes (valid, broken, of invalid
+    /// UTF-8), brackets, plus signs, and plain noise.
+    fn form_like() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            Just("&".to_string()),
+            Just("=".to_string()),
+            Just("+".to_string()),
+            Just("%".to_string()),
+            Just("%2".to_string()),
+            Just("%ZZ".to_string()),
+            Just("%FF%FE".to_string()),
+            Just("%E6%BC%8F".to_string()),
+            Just("attribute[".to_string()),
+            Just("attribute%5Btitle%5D".to_string()),
+            Just("]".to_string()),
+            Just("[]".to_string()),
+            Just("lat".to_string()),
+            Just("long".to_string()),
+            Just("start_date".to_string()),
+            "[a-z_]{1,12}",
+            "[\\PC]{0,8}",
+        ];
+        prop_oneof![
+            proptest::collection::vec(piece, 0..24).prop_map(|p| p.concat().into_bytes()),
+            proptest::collection::vec(any::<u8>(), 0..256),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(cases())]
+
+        #[test]
+        fn any_form_body_parses_without_panic(query in form_like(), body in form_like()) {
+            let p = Params::parse(&[&query, &body]);
+            for name in ["lat", "long", "service_code", "status", "start_date", "end_date"] {
+                if let Some(v) = p.get(name) {
+                    // Empty counts as absent, and values come trimmed.
+                    prop_assert!(!v.is_empty());
+                    prop_assert_eq!(v, v.trim());
+                }
+                for item in p.list(name) {
+                    prop_assert!(!item.is_empty() && !item.contains(','));
+                }
+            }
+            if let Ok(Some(x)) = p.float("lat", 90.0) {
+                prop_assert!(x.is_finite() && x.abs() <= 90.0);
+            }
+            let _ = p.date("start_date");
+            for (code, values) in &p.attributes {
+                prop_assert!(!code.ends_with("[]"));
+                prop_assert!(values.iter().all(|v| !v.trim().is_empty()));
+            }
+        }
+
+        #[test]
+        fn encoded_pairs_come_back_as_sent(
+            pairs in proptest::collection::btree_map("[a-z_]{1,10}", "[\\PC]{0,20}", 0..8),
+            attrs in proptest::collection::btree_map("[a-z_]{1,8}", "[\\PC]{1,12}", 0..4),
+        ) {
+            let mut s = form_urlencoded::Serializer::new(String::new());
+            for (k, v) in &pairs {
+                s.append_pair(k, v);
+            }
+            for (k, v) in &attrs {
+                s.append_pair(&format!("attribute[{k}]"), v);
+            }
+            let p = Params::parse(&[s.finish().as_bytes()]);
+            for (k, v) in &pairs {
+                let want = v.trim();
+                prop_assert_eq!(p.get(k), (!want.is_empty()).then_some(want));
+            }
+            for (k, v) in &attrs {
+                let want = v.trim();
+                if want.is_empty() {
+                    prop_assert!(!p.attributes.contains_key(k));
+                } else {
+                    prop_assert_eq!(p.attributes.get(k), Some(&vec![want.to_string()]));
+                }
+            }
+        }
+
+        #[test]
+        fn dates_parse_or_are_refused_and_round_trip(
+            s in "[0-9T:+Z. -]{0,30}|[\\PC]{0,30}",
+            ms in 0i64..7_000_000_000_000,
+        ) {
+            let _ = parse_date(&s);
+            // What Linli writes, it reads back (to the second).
+            let written = iso(ms);
+            prop_assert_eq!(parse_date(&written), Some(ms.div_euclid(1000) * 1000));
+        }
+
+        #[test]
+        fn user_text_in_xml_answers_is_escaped(text in "[\\PC<>&\"'\u{0}-\u{1f}\u{fffe}\u{ffff}]{0,40}") {
+            let doc = xml::document(
+                "service_requests",
+                &json!([{ "description": text, "address": text, "media_url": null }]),
+            );
+            let benign = xml::document(
+                "service_requests",
+                &json!([{ "description": "x", "address": "x", "media_url": null }]),
+            );
+            // The text adds no markup: the same number of tags and quotes as a benign answer.
+            for c in ['<', '>', '"', '\''] {
+                prop_assert_eq!(doc.matches(c).count(), benign.matches(c).count());
+            }
+            // And reads back as the text, minus what XML 1.0 cannot carry.
+            let kept: String = text
+                .chars()
+                .filter(|c| !((*c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r')) && *c != '\u{FFFE}' && *c != '\u{FFFF}')
+                .collect();
+            let mut escaped = String::new();
+            xml::escape(&kept, &mut escaped);
+            let back = escaped
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&quot;", "\"")
+                .replace("&apos;", "'")
+                .replace("&amp;", "&");
+            prop_assert_eq!(back, kept);
+            let description = format!("<description>{escaped}</description>");
+            prop_assert!(doc.contains(&description));
+        }
+    }
+}

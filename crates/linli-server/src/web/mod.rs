@@ -481,3 +481,72 @@ impl FieldErrors {
         FieldErrors(m)
     }
 }
+
+/// Shared pieces of the HTML rendering fuzz targets (`reports::fuzz`, `registry::fuzz`): user
+/// text rendered through the real templates must never add markup.
+#[cfg(test)]
+pub(crate) mod fuzz_support {
+    use proptest::prelude::*;
+
+    use super::{NavItem, Page};
+    use linli_core::i18n::Lang;
+
+    pub fn cases() -> ProptestConfig {
+        ProptestConfig {
+            cases: std::env::var("PROPTEST_CASES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(256),
+            ..ProptestConfig::default()
+        }
+    }
+
+    /// A signed-in staff page layout; `user_name` is user text too (shown in the header).
+    pub fn page(lang: Lang, user_name: &str) -> Page {
+        Page {
+            lang,
+            big: false,
+            staff: true,
+            user_name: user_name.to_string(),
+            signed_in: true,
+            csrf: "csrf-token".into(),
+            nav: vec![NavItem {
+                href: "/registry",
+                label: "登记".into(),
+                current: true,
+            }],
+            path: "/registry".into(),
+            unread: 1,
+        }
+    }
+
+    /// Hostile text: markup, attribute and element breakouts, entities, template syntax,
+    /// control and wide characters, mixed with arbitrary text. Never empty.
+    pub fn user_text() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just("<script>alert(1)</script>".to_string()),
+            Just("\"><img src=x onerror=alert(1)>".to_string()),
+            Just("' onmouseover='alert(1)".to_string()),
+            Just("\" autofocus onfocus=\"alert(1)".to_string()),
+            Just("</textarea><script>x</script>".to_string()),
+            Just("</title><svg onload=alert(1)>".to_string()),
+            Just("<!--".to_string()),
+            Just("]]>".to_string()),
+            Just("javascript:alert(1)".to_string()),
+            Just("&lt;script&gt;".to_string()),
+            Just("&#x3C;".to_string()),
+            Just("{{ page.csrf }}".to_string()),
+            Just("{% raw %}".to_string()),
+            Just("\u{0}\u{1b}\u{202e}".to_string()),
+            Just("楼道灯不亮".to_string()),
+            "[\\PC<>\"'&=/`]{1,12}",
+        ];
+        proptest::collection::vec(piece, 1..5).prop_map(|p| p.concat())
+    }
+
+    /// The characters that make markup. Escaped user text contributes none of them, so a
+    /// page rendered with hostile text must have exactly as many as with harmless text.
+    pub fn markup(html: &str) -> [usize; 4] {
+        ['<', '>', '"', '\''].map(|c| html.matches(c).count())
+    }
+}

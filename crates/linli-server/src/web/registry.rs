@@ -763,3 +763,75 @@ async fn export(user: WebUser) -> WebResult {
         page: user.page,
     }))
 }
+
+/// HTML rendering fuzz target: hostile search input echoed into the person search form and
+/// hostile person data (names, addresses, label names) in the result list, rendered through the
+/// real template, add no markup.
+#[cfg(test)]
+mod fuzz {
+    use askama::Template;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+    use crate::web::fuzz_support::{cases, markup, page, user_text};
+    use linli_core::i18n::Lang;
+
+    fn render_persons(text: &str) -> String {
+        let person: PersonSummary = serde_json::from_value(json!({
+            "id": "p1", "name": text, "gender": "female", "birth_year": 1950,
+            "id_number_masked": "420102********123X", "phone_masked": "138****5678",
+            "labels": [], "household_id": "h1", "relation": "head", "address": text,
+            "version": 1,
+        }))
+        .expect("a person");
+        PersonsTpl {
+            page: page(Lang::ZhCn, text),
+            q: PersonQuery {
+                name: Some(text.into()),
+                id_number: Some(text.into()),
+                phone: Some(text.into()),
+                label: Some(text.into()),
+                place_id: Some(text.into()),
+                limit: Some(30),
+                offset: Some(0),
+            },
+            labels: vec![Label {
+                id: "l1".into(),
+                parent_id: Some("l0".into()),
+                code: "elderly_alone".into(),
+                name_zh: text.into(),
+                name_en: text.into(),
+                sensitive: false,
+            }],
+            places: vec![("c1".into(), text.into())],
+            items: vec![person],
+            total_text: "1".into(),
+            error: Some(text.into()),
+            prev_link: Some(format!(
+                "/registry/persons?offset=0&name={}",
+                urlencode(text)
+            )),
+            next_link: Some(format!(
+                "/registry/persons?offset=60&name={}",
+                urlencode(text)
+            )),
+        }
+        .render()
+        .expect("the template renders")
+    }
+
+    proptest! {
+        #![proptest_config(cases())]
+
+        #[test]
+        fn search_input_and_person_data_add_no_markup(text in user_text()) {
+            let html = render_persons(&text);
+            prop_assert_eq!(markup(&html), markup(&render_persons("x")));
+            // The known payload never appears raw (the page's own markup may contain `<` alone).
+            if text.contains("<script>alert(1)") {
+                prop_assert!(!html.contains("<script>alert(1)"));
+            }
+        }
+    }
+}

@@ -488,12 +488,14 @@ impl Store {
             return Err(AppError::forbidden());
         }
         // A place filter narrows the area to (grant ∩ place): one range, which the planner uses.
+        let mut small_place = false;
         let prefixes = match f.place_id.as_deref().filter(|s| !s.is_empty()) {
             Some(pid) => {
                 let place = self
                     .place_unscoped(pid)
                     .await?
                     .ok_or(AppError::not_found("registry.place.not_found"))?;
+                small_place = matches!(place.kind.as_str(), "building" | "unit" | "room");
                 grant.narrowed_to(&place.path)
             }
             None => grant.prefixes().to_vec(),
@@ -516,7 +518,7 @@ impl Store {
         let mut lean = Sql::new("");
         // With a label, start from its few holders (CROSS JOIN fixes SQLite's join order;
         // PostgreSQL plans it as an ordinary join).
-        let (from, lean_from) = match label_id {
+        let (from, lean_from) = match label_id.clone() {
             Some(lid) => {
                 q.push(" WHERE pl.label_id = ").bind(lid.clone()).push(" AND p.id = pl.person_id AND r.person_id = p.id AND r.end_date IS NULL AND h.id = r.household_id AND ");
                 lean.push(" WHERE pl.label_id = ").bind(lid).push(
@@ -566,23 +568,62 @@ impl Store {
             q.push(" AND p.phone_bidx = ")
                 .bind(self.cipher.blind_index("phone", &norm));
         }
+        let limit = f.limit.unwrap_or(50).clamp(1, 500);
+        let offset = f.offset.unwrap_or(0).max(0);
+        // A label or a building (or smaller) matches a few hundred people: one pass over their
+        // keys gives the total and the page; more than COUNT_CAP falls through to the general way.
+        if !person_filter && (label_id.is_some() || small_place) {
+            let key = if label_id.is_some() {
+                "pl.person_id"
+            } else {
+                "r.person_id"
+            };
+            if let Some(page) = self
+                .search_narrow(key, lean_from, &lean, limit, offset, sensitive)
+                .await?
+            {
+                return Ok(page);
+            }
+        }
         let label_ids = self.label_ids_column();
-        let mut list = Sql {
-            text: format!("{SUMMARY_COLUMNS}{label_ids}{from}{}", q.text),
-            vals: q.vals.clone(),
-        };
         // Name searches list by name (the name index gives the order); everything else by address
         // (the household path index gives it), so the first page never sorts the whole area.
         let by_name = f.name.as_deref().is_some_and(|n| !n.trim().is_empty());
-        let limit = f.limit.unwrap_or(50).clamp(1, 500);
-        let offset = f.offset.unwrap_or(0).max(0);
-        list.push(if by_name {
-            " ORDER BY p.name, p.id LIMIT "
+        let list = if label_id.is_some() && !person_filter {
+            // Label holders are spread over the whole area, so they must be sorted by address:
+            // sort only the keys (from covering indexes), then read persons for the page alone.
+            let mut keys = Sql {
+                text: format!(
+                    "SELECT h.path AS kpath, pl.person_id AS kid{lean_from}{}",
+                    lean.text
+                ),
+                vals: lean.vals.clone(),
+            };
+            keys.push(" ORDER BY h.path, pl.person_id LIMIT ")
+                .bind(limit);
+            keys.push(" OFFSET ").bind(offset);
+            Sql {
+                text: format!(
+                    "{SUMMARY_COLUMNS}{label_ids} FROM ({}) k CROSS JOIN persons p CROSS JOIN residences r CROSS JOIN households h \
+                     WHERE p.id = k.kid AND r.person_id = k.kid AND r.end_date IS NULL AND h.id = r.household_id ORDER BY k.kpath, k.kid",
+                    keys.text
+                ),
+                vals: keys.vals,
+            }
         } else {
-            " ORDER BY h.path, p.id LIMIT "
-        })
-        .bind(limit);
-        list.push(" OFFSET ").bind(offset);
+            let mut list = Sql {
+                text: format!("{SUMMARY_COLUMNS}{label_ids}{from}{}", q.text),
+                vals: q.vals.clone(),
+            };
+            list.push(if by_name {
+                " ORDER BY p.name, p.id LIMIT "
+            } else {
+                " ORDER BY h.path, p.id LIMIT "
+            })
+            .bind(limit);
+            list.push(" OFFSET ").bind(offset);
+            list
+        };
         let rows = self.db.fetch_all_fast(&list).await?;
         // The first page tells the total when it is not full; otherwise count, up to COUNT_CAP
         // ("500+" is as useful as 8,213 and costs far less).
@@ -608,6 +649,71 @@ impl Store {
             total_is_capped: total >= COUNT_CAP,
             items: self.summaries(rows, sensitive).await?,
         })
+    }
+
+    /// Search of a narrow set (see `search_persons`): the keys `(household path, person id)` of
+    /// every match come from covering indexes in one pass and are sorted here (byte order, as
+    /// `ORDER BY h.path, p.id`); then only the page's persons are read. `None` when more than
+    /// `COUNT_CAP` match.
+    async fn search_narrow(
+        &self,
+        key: &str,
+        from: &str,
+        cond: &Sql,
+        limit: i64,
+        offset: i64,
+        sensitive: Option<&Grant>,
+    ) -> AppResult<Option<PersonPage>> {
+        let mut keys = Sql {
+            text: format!("SELECT h.path AS kpath, {key} AS kid{from}{}", cond.text),
+            vals: cond.vals.clone(),
+        };
+        keys.push(" LIMIT ").bind(COUNT_CAP + 1);
+        let rows = self.db.fetch_all_fast(&keys).await?;
+        if rows.len() as i64 > COUNT_CAP {
+            return Ok(None);
+        }
+        let mut keys: Vec<(String, String)> = rows
+            .into_iter()
+            .map(|mut r| {
+                (
+                    r.take_str("kpath").unwrap_or_default(),
+                    r.take_str("kid").unwrap_or_default(),
+                )
+            })
+            .collect();
+        keys.sort_unstable();
+        let total = keys.len() as i64;
+        let page: Vec<String> = keys
+            .into_iter()
+            .skip(offset as usize)
+            .take(limit as usize)
+            .map(|(_, id)| id)
+            .collect();
+        let mut items = Vec::new();
+        if !page.is_empty() {
+            let mut q = Sql::new(&format!(
+                "{SUMMARY_COLUMNS}{} FROM persons p CROSS JOIN residences r CROSS JOIN households h \
+                 WHERE r.person_id = p.id AND r.end_date IS NULL AND h.id = r.household_id AND p.id IN (",
+                self.label_ids_column()
+            ));
+            for (i, id) in page.iter().enumerate() {
+                if i > 0 {
+                    q.push(", ");
+                }
+                q.bind(id.clone());
+            }
+            q.push(")");
+            let mut rows = self.db.fetch_all_fast(&q).await?;
+            // Back into the page's order.
+            rows.sort_by_key(|r| page.iter().position(|id| r.opt_str_ref("id") == Some(id)));
+            items = self.summaries(rows, sensitive).await?;
+        }
+        Ok(Some(PersonPage {
+            total,
+            total_is_capped: total >= COUNT_CAP,
+            items,
+        }))
     }
 
     /// The household path a person belongs to (current residence, else the latest one).

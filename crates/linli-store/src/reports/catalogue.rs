@@ -373,6 +373,16 @@ impl Store {
 
     async fn seed_official_calendar(&self) -> AppResult<()> {
         let mut tx = self.db.begin_write().await.map_err(db_err)?;
+        // Requests that find the calendar missing at the same time seed it once: on PostgreSQL
+        // the second waits here and then sees the first one's years (SQLite's write lock does
+        // the same). Without it both inserted 2026 and one answered 409 — found by the crash
+        // harness's concurrent first dispatches.
+        if self.backend() == crate::Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(424243)")
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
         for y in OFFICIAL {
             let done = sqlx::query("SELECT 1 AS x FROM calendar_years WHERE year = $1")
                 .bind(i64::from(y.year))

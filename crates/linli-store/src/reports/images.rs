@@ -509,3 +509,365 @@ pub mod tests {
         assert!(sanitize(&vec![0u8; MAX_PHOTO_BYTES + 1]).is_err());
     }
 }
+
+/// Property-based fuzzing of the photo sanitizer: arbitrary bytes, mutated valid images and
+/// valid images with metadata spliced in. Whatever comes in, `sanitize` answers without
+/// panicking; whatever it accepts comes out as the same type, structurally free of EXIF, XMP,
+/// IPTC and text metadata (checked by an independent walker below), and sanitizing it again
+/// changes nothing. Cases: 256 per property, `PROPTEST_CASES` for longer runs (`.ci/run`).
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn cases() -> ProptestConfig {
+        ProptestConfig {
+            cases: std::env::var("PROPTEST_CASES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(256),
+            ..ProptestConfig::default()
+        }
+    }
+
+    fn jpeg_segment(marker: u8, data: &[u8]) -> Vec<u8> {
+        let mut s = vec![0xFF, marker];
+        s.extend_from_slice(&((data.len() + 2) as u16).to_be_bytes());
+        s.extend_from_slice(data);
+        s
+    }
+
+    fn png_chunk(ty: &[u8], data: &[u8]) -> Vec<u8> {
+        let mut c = (data.len() as u32).to_be_bytes().to_vec();
+        c.extend_from_slice(ty);
+        c.extend_from_slice(data);
+        let mut crc_in = ty.to_vec();
+        crc_in.extend_from_slice(data);
+        c.extend_from_slice(&crc32(&crc_in).to_be_bytes());
+        c
+    }
+
+    fn webp_chunk(ty: &[u8], data: &[u8]) -> Vec<u8> {
+        let mut c = ty.to_vec();
+        c.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        c.extend_from_slice(data);
+        if data.len() % 2 == 1 {
+            c.push(0);
+        }
+        c
+    }
+
+    /// A clean image as its parts (the first part is the file header or first chunk; metadata
+    /// may be spliced in between any two parts after it), of each kind.
+    fn clean_parts(kind: ImageKind) -> Vec<Vec<u8>> {
+        match kind {
+            ImageKind::Jpeg => vec![
+                vec![0xFF, 0xD8],
+                jpeg_segment(0xE0, b"JFIF\0\x01\x01\0\0\x01\0\x01\0\0"),
+                jpeg_segment(0xDB, &[0; 65]),
+                jpeg_segment(0xC2, &[8, 0, 1, 0, 1, 1, 1, 0x11, 0]),
+                // First scan, a restart marker inside, stuffed 0xFF 0x00.
+                [
+                    jpeg_segment(0xDA, &[1, 1, 0, 0, 0, 0]),
+                    vec![0x12, 0xFF, 0x00, 0x34, 0xFF, 0xD0, 0x56],
+                ]
+                .concat(),
+                jpeg_segment(0xC4, &[0x10; 17]),
+                [jpeg_segment(0xDA, &[1, 1, 0, 1, 0x3F, 0]), vec![0x78, 0x9A]].concat(),
+                vec![0xFF, 0xD9],
+            ],
+            ImageKind::Png => vec![
+                b"\x89PNG\r\n\x1a\n".to_vec(),
+                png_chunk(b"IHDR", &[0, 0, 0, 1, 0, 0, 0, 1, 8, 0, 0, 0, 0]),
+                png_chunk(b"gAMA", &[0, 0, 0xB1, 0x8F]),
+                png_chunk(b"IDAT", &[0x78, 0x9C, 0x63, 0, 0]),
+                png_chunk(b"IDAT", &[0, 1, 0, 1]),
+                png_chunk(b"IEND", &[]),
+            ],
+            ImageKind::Webp => vec![
+                webp_chunk(b"VP8X", &[0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+                webp_chunk(b"ALPH", &[0, 1, 2]),
+                webp_chunk(b"VP8L", &[0x2F, 0, 0, 0, 0, 0]),
+            ],
+        }
+    }
+
+    /// Metadata of each kind carrying a position, as the parts a camera or editor writes.
+    fn metadata(kind: ImageKind, which: u8, payload: &[u8]) -> Vec<u8> {
+        let gps = [
+            b"GPSLatitude=30.5928;GPSLongitude=114.3055;".as_slice(),
+            payload,
+        ]
+        .concat();
+        match (kind, which % 4) {
+            (ImageKind::Jpeg, 0) => {
+                jpeg_segment(0xE1, &[b"Exif\0\0MM\0*".as_slice(), &gps].concat())
+            }
+            (ImageKind::Jpeg, 1) => jpeg_segment(
+                0xE1,
+                &[
+                    b"http://ns.adobe.com/xap/1.0/\0<x:xmpmeta>".as_slice(),
+                    &gps,
+                ]
+                .concat(),
+            ),
+            (ImageKind::Jpeg, 2) => {
+                jpeg_segment(0xED, &[b"Photoshop 3.0\08BIM".as_slice(), &gps].concat())
+            }
+            (ImageKind::Jpeg, _) => jpeg_segment(0xFE, &gps),
+            (ImageKind::Png, 0) => png_chunk(b"eXIf", &[b"MM\0*".as_slice(), &gps].concat()),
+            (ImageKind::Png, 1) => png_chunk(
+                b"iTXt",
+                &[b"XML:com.adobe.xmp\0\0\0\0\0".as_slice(), &gps].concat(),
+            ),
+            (ImageKind::Png, 2) => png_chunk(b"tEXt", &[b"Comment\0".as_slice(), &gps].concat()),
+            (ImageKind::Png, _) => {
+                png_chunk(b"zTXt", &[b"Raw profile\0\0".as_slice(), &gps].concat())
+            }
+            (ImageKind::Webp, 0 | 2) => webp_chunk(b"EXIF", &[b"MM\0*".as_slice(), &gps].concat()),
+            (ImageKind::Webp, _) => {
+                webp_chunk(b"XMP ", &[b"<x:xmpmeta>".as_slice(), &gps].concat())
+            }
+        }
+    }
+
+    /// Where metadata may go: after the header part (PNG: also after IHDR, which must be first),
+    /// before the last part (JPEG EOI, PNG IEND, WebP image data).
+    fn splice_at(kind: ImageKind, parts: &[Vec<u8>], at: usize) -> usize {
+        let first = if kind == ImageKind::Png { 2 } else { 1 };
+        first + at % (parts.len() - first)
+    }
+
+    /// Put parts together into a file (WebP: inside the RIFF header).
+    fn assemble(kind: ImageKind, parts: &[Vec<u8>]) -> Vec<u8> {
+        let body = parts.concat();
+        match kind {
+            ImageKind::Webp => {
+                let mut v = b"RIFF".to_vec();
+                v.extend_from_slice(&((body.len() + 4) as u32).to_le_bytes());
+                v.extend_from_slice(b"WEBP");
+                v.extend(body);
+                v
+            }
+            _ => body,
+        }
+    }
+
+    /// The segment / chunk types of an image, walked independently of the sanitizer; `None`
+    /// when the structure does not hold together.
+    fn structure(kind: ImageKind, b: &[u8]) -> Option<Vec<Vec<u8>>> {
+        let mut types = Vec::new();
+        match kind {
+            ImageKind::Jpeg => {
+                let mut i = 2;
+                loop {
+                    while *b.get(i)? == 0xFF && *b.get(i + 1)? == 0xFF {
+                        i += 1;
+                    }
+                    if *b.get(i)? != 0xFF {
+                        return None;
+                    }
+                    let m = *b.get(i + 1)?;
+                    i += 2;
+                    types.push(vec![m]);
+                    match m {
+                        0xD9 => return (i == b.len()).then_some(types),
+                        0x01 | 0xD0..=0xD7 => continue,
+                        _ => {}
+                    }
+                    let len = u16::from_be_bytes([*b.get(i)?, *b.get(i + 1)?]) as usize;
+                    i += len;
+                    if m == 0xDA {
+                        while !(b.get(i)? == &0xFF && !matches!(b.get(i + 1)?, 0x00 | 0xD0..=0xD7))
+                        {
+                            i += 1;
+                        }
+                    }
+                }
+            }
+            ImageKind::Png => {
+                let mut i = 8;
+                while i < b.len() {
+                    let len = u32::from_be_bytes(b.get(i..i + 4)?.try_into().ok()?) as usize;
+                    types.push(b.get(i + 4..i + 8)?.to_vec());
+                    i = i.checked_add(12 + len)?;
+                }
+                (i == b.len() && types.last()? == b"IEND").then_some(types)
+            }
+            ImageKind::Webp => {
+                let riff = u32::from_le_bytes(b.get(4..8)?.try_into().ok()?) as usize;
+                if riff + 8 != b.len() || b.get(8..12)? != b"WEBP" {
+                    return None;
+                }
+                let mut i = 12;
+                while i < b.len() {
+                    let ty = b.get(i..i + 4)?;
+                    let len = u32::from_le_bytes(b.get(i + 4..i + 8)?.try_into().ok()?) as usize;
+                    if ty == b"VP8X" {
+                        // The EXIF and XMP flags must not promise chunks that are gone.
+                        types.push([ty, &[b.get(i + 8)? & 0x0C]].concat());
+                    } else {
+                        types.push(ty.to_vec());
+                    }
+                    i += 8 + len + (len & 1);
+                }
+                (i == b.len()).then_some(types)
+            }
+        }
+    }
+
+    fn is_metadata(kind: ImageKind, ty: &[u8]) -> bool {
+        match kind {
+            ImageKind::Jpeg => matches!(ty, [0xE1] | [0xED] | [0xFE]),
+            ImageKind::Png => matches!(ty, b"eXIf" | b"tEXt" | b"zTXt" | b"iTXt" | b"tIME"),
+            ImageKind::Webp => {
+                ty == b"EXIF" || ty == b"XMP " || (ty.starts_with(b"VP8X") && ty[4] != 0)
+            }
+        }
+    }
+
+    /// What must hold for anything `sanitize` accepts.
+    fn check_output(input: &[u8], kind: ImageKind, out: &[u8]) -> Result<(), TestCaseError> {
+        let magic_kind = if input.starts_with(&[0xFF, 0xD8, 0xFF]) {
+            ImageKind::Jpeg
+        } else if input.starts_with(b"\x89PNG") {
+            ImageKind::Png
+        } else {
+            ImageKind::Webp
+        };
+        prop_assert_eq!(kind, magic_kind);
+        let types = structure(kind, out);
+        prop_assert!(types.is_some(), "output of kind {:?} does not walk", kind);
+        for ty in types.unwrap() {
+            prop_assert!(
+                !is_metadata(kind, &ty),
+                "metadata {:?} left in {:?}",
+                ty,
+                kind
+            );
+        }
+        // The output is a valid image of the same type, already clean.
+        let again = sanitize(out);
+        prop_assert!(again.is_ok(), "output refused on a second pass");
+        let (k2, out2) = again.unwrap();
+        prop_assert_eq!(k2, kind);
+        prop_assert_eq!(out2, out.to_vec());
+        Ok(())
+    }
+
+    fn any_kind() -> impl Strategy<Value = ImageKind> {
+        prop_oneof![
+            Just(ImageKind::Jpeg),
+            Just(ImageKind::Png),
+            Just(ImageKind::Webp)
+        ]
+    }
+
+    /// Changes to a file: flip a byte, insert bytes, delete a run, truncate.
+    #[derive(Debug, Clone)]
+    enum Mutation {
+        Set(usize, u8),
+        Insert(usize, Vec<u8>),
+        Delete(usize, usize),
+        Truncate(usize),
+    }
+
+    fn mutation() -> impl Strategy<Value = Mutation> {
+        prop_oneof![
+            4 => (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Mutation::Set(i, b)),
+            2 => (any::<usize>(), proptest::collection::vec(
+                prop_oneof![Just(0xFFu8), Just(0x00), Just(0xD9), Just(0xDA), Just(0xE1), any::<u8>()], 1..8))
+                .prop_map(|(i, v)| Mutation::Insert(i, v)),
+            2 => (any::<usize>(), 1usize..16).prop_map(|(i, n)| Mutation::Delete(i, n)),
+            1 => any::<usize>().prop_map(Mutation::Truncate),
+        ]
+    }
+
+    fn apply(mut b: Vec<u8>, ms: &[Mutation]) -> Vec<u8> {
+        for m in ms {
+            let n = b.len().max(1);
+            match m {
+                Mutation::Set(i, v) => {
+                    if !b.is_empty() {
+                        b[i % n] = *v;
+                    }
+                }
+                Mutation::Insert(i, v) => {
+                    let at = i % (b.len() + 1);
+                    b.splice(at..at, v.iter().copied());
+                }
+                Mutation::Delete(i, k) => {
+                    let at = i % n;
+                    let end = (at + k).min(b.len());
+                    if at < end {
+                        b.drain(at..end);
+                    }
+                }
+                Mutation::Truncate(i) => b.truncate(i % n),
+            }
+        }
+        b
+    }
+
+    proptest! {
+        #![proptest_config(cases())]
+
+        #[test]
+        fn arbitrary_bytes_are_refused_or_come_out_clean(
+            prefix in prop_oneof![
+                Just(vec![0xFF, 0xD8, 0xFF]),
+                Just(b"\x89PNG\r\n\x1a\n".to_vec()),
+                Just(b"RIFF\x20\0\0\0WEBPVP8X".to_vec()),
+                Just(Vec::new()),
+            ],
+            rest in proptest::collection::vec(any::<u8>(), 0..1024),
+        ) {
+            let input = [prefix, rest].concat();
+            if let Ok((kind, out)) = sanitize(&input) {
+                check_output(&input, kind, &out)?;
+            }
+        }
+
+        #[test]
+        fn mutated_images_are_refused_or_come_out_clean(
+            kind in any_kind(),
+            meta in proptest::collection::vec((any::<u8>(), any::<usize>(), proptest::collection::vec(any::<u8>(), 0..40)), 0..4),
+            ms in proptest::collection::vec(mutation(), 1..6),
+        ) {
+            let mut parts = clean_parts(kind);
+            for (which, at, payload) in &meta {
+                let at = splice_at(kind, &parts, *at);
+                parts.insert(at, metadata(kind, *which, payload));
+            }
+            let input = apply(assemble(kind, &parts), &ms);
+            if let Ok((k, out)) = sanitize(&input) {
+                check_output(&input, k, &out)?;
+            }
+        }
+
+        #[test]
+        fn spliced_metadata_is_removed_exactly(
+            kind in any_kind(),
+            meta in proptest::collection::vec((any::<u8>(), any::<usize>(), proptest::collection::vec(any::<u8>(), 0..200)), 1..5),
+        ) {
+            let clean = assemble(kind, &clean_parts(kind));
+            let mut parts = clean_parts(kind);
+            for (which, at, payload) in &meta {
+                let at = splice_at(kind, &parts, *at);
+                parts.insert(at, metadata(kind, *which, payload));
+            }
+            if kind == ImageKind::Webp {
+                // The extended header announces the EXIF and XMP chunks.
+                parts[0][8] |= 0x0C;
+            }
+            let with_meta = assemble(kind, &parts);
+            let (k, out) = sanitize(&with_meta).expect("a valid image with metadata is accepted");
+            check_output(&with_meta, k, &out)?;
+            // Exactly the metadata is gone: the result is the clean image, byte for byte.
+            let (_, from_clean) = sanitize(&clean).expect("the clean image is accepted");
+            prop_assert_eq!(&out, &from_clean);
+            prop_assert_eq!(out, clean);
+        }
+    }
+}
