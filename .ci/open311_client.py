@@ -2,12 +2,11 @@
 
 Glue (standard library only): sign in as the demo committee, create an API token limited to its
 community with report_create, and later publish the posted report (moderation), as staff do.
-Clients: `georeport` (imported here, Python 3) and `three` (run under Python 2.7).
+Clients (imported as installed from PyPI): `civicbot` (POST and reads) and `georeport` (reads).
 """
 
 import json
 import os
-import subprocess
 import sys
 import urllib.request
 
@@ -58,55 +57,61 @@ token = staff.call(
     {"name": "open311 client", "actions": ["report_create"], "place_id": community["id"], "expires_in_days": 1},
 )["token"]
 
-# --- three (Python 2.7): list services, POST, read back by id and by token --------------------
-THREE = r"""
-import json, sys
-from three import Three
-endpoint, key = sys.argv[1], sys.argv[2]
-t = Three(endpoint, api_key=key)
-out = {}
-out['services'] = t.services()
-out['definition'] = t.services('repair_elevator')
-created = t.post('repair_elevator', lat='30.5801', long='114.2734',
-                 description='3号楼电梯停在二楼，门打不开 (posted by three)',
-                 **{'attribute[public]': 'yes', 'attribute[title]': '电梯困人隐患'})
-out['created'] = created
-out['status_code'] = t.post_response.status_code
-rid = created[0]['service_request_id']
-out['read'] = t.request(rid, api_key=key)
-out['token'] = t.token(rid)
-t.configure(format='xml')
-out['read_xml'] = t.request(rid, api_key=key)
-print(json.dumps(out))
-"""
-env = dict(os.environ, PYTHONPATH=os.environ["PY2PATH"])
-proc = subprocess.run(
-    [os.environ["PY2"], "-c", THREE, ENDPOINT, token], capture_output=True, text=True, env=env
+# --- civicbot (Python 3): list services, definition, POST ----------------------------------
+from civicbot.open311 import CONFIRM_TOKEN, Open311Client  # noqa: E402
+from civicbot.registry import Endpoint  # noqa: E402
+
+endpoint = Endpoint(id="linli-ci", name="Linli CI", base_url=ENDPOINT, write=True)
+client = Open311Client(endpoint)
+codes = [s["service_code"] for s in client.list_services()]
+check("repair_elevator" in codes and len(codes) >= 10, "civicbot: services listed (%d)" % len(codes))
+definition = client.get_service_definition("repair_elevator")
+attrs = [a["code"] for a in definition["attributes"]]
+check("public" in attrs, "civicbot: service definition has attributes %s" % attrs)
+sent = client.create_request(
+    "repair_elevator",
+    dry_run=False,
+    confirm=CONFIRM_TOKEN,
+    api_key=token,
+    validate_remote=True,
+    lat=30.5801,
+    lng=114.2734,
+    description="3号楼电梯停在二楼，门打不开 (posted by civicbot)",
+    attributes={"public": "yes", "title": "电梯困人隐患"},
+    first_name="小明",
+    last_name="王",
+    email="wang.xm@example.org",
+    phone="13800001234",
+    account_id="ci-account",
 )
-if proc.returncode != 0:
-    fail("three failed: " + proc.stderr)
-out = json.loads(proc.stdout)
-codes = [s["service_code"] for s in out["services"]]
-check("repair_elevator" in codes and len(codes) >= 10, "three: services listed (%d)" % len(codes))
-attrs = [a["code"] for a in out["definition"]["attributes"]]
-check("public" in attrs, "three: service definition has attributes %s" % attrs)
-check(out["status_code"] == 200, "three: POST requests.json answered 200")
-rid = out["created"][0]["service_request_id"]
-check(isinstance(rid, str) and len(rid) > 10, "three: posted, service_request_id %s" % rid)
-read = out["read"][0]
-check(read["service_request_id"] == rid and read["status"] == "open", "three: read back by id")
-check(read["service_code"] == "repair_elevator", "three: same service_code")
-check("posted by three" in read["description"], "three: same description")
-check(abs(float(read["lat"]) - 30.5801) < 1e-6, "three: same location")
-check(out["token"][0]["service_request_id"] == rid, "three: token resolves to the request")
-xml_req = out["read_xml"]
-check(json.dumps(xml_req).find(rid) >= 0, "three: read back in XML")
+created = sent.response
+rid = created[0]["service_request_id"]
+check(isinstance(rid, str) and len(rid) > 10, "civicbot: posted, service_request_id %s" % rid)
+
+# Staff see it placed by its point, with the contact masked.
+report = staff.call("GET", "/api/v1/reports/%s" % rid)
+check(report["report"]["place_id"] == community["id"], "the point was placed in the committee's community")
+check(report["contact"]["phone"] == "138****1234", "staff see the phone masked")
+check(report["contact"]["email"] == "w***@example.org", "staff see the e-mail masked")
 
 # --- staff publish it (moderation), as Linli requires before anonymous readers see it ----------
 staff.call("POST", "/api/v1/reports/%s/actions" % rid, {"action": "accept", "public_note": "已受理"})
 staff.call("POST", "/api/v1/reports/%s/actions" % rid, {"action": "moderate", "public": True})
 
-# --- georeport (Python 3, maintained): services, definition, read back -------------------------
+# --- civicbot reads it back ---------------------------------------------------------------------
+read = client.get_request(rid)
+check(read["service_request_id"] == rid and read["status"] == "open", "civicbot: read back by id")
+check(read["service_code"] == "repair_elevator", "civicbot: same service_code")
+check("posted by civicbot" in read["description"], "civicbot: same description")
+check(abs(float(read["lat"]) - 30.5801) < 1e-6, "civicbot: same location")
+check(read["status_notes"] == "已受理", "civicbot: public note")
+text = json.dumps(read, ensure_ascii=False)
+check("1234" not in text and "wang.xm" not in text, "civicbot: no contact fields in the public answer")
+listed = client.list_requests(service_request_ids=[rid])
+check([r["service_request_id"] for r in listed] == [rid], "civicbot: found by service_request_id")
+check(client.get_token(rid)[0]["service_request_id"] == rid, "civicbot: token resolves to the request")
+
+# --- georeport (Python 3): services, definition, read back --------------------------------------
 from georeport import GeoReport  # noqa: E402
 
 for fmt in ("json", "xml"):

@@ -306,6 +306,19 @@ async fn run() -> anyhow::Result<()> {
     }
 }
 
+/// Say loudly at start when the working-day calendar lacks the current or the next year: their
+/// deadlines fall back to clock days until an administrator adds the official arrangement.
+async fn warn_if_calendar_incomplete(store: &linli_store::Store) {
+    match store.calendar_missing_years().await {
+        Ok(missing) if !missing.is_empty() => tracing::warn!(
+            years = ?missing,
+            "working-day calendar lacks {missing:?}: deadlines into those years are counted in clock days; add the State Council arrangement with POST /api/v1/work-calendar"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not check the working-day calendar"),
+    }
+}
+
 async fn serve(cfg: Config) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let store = open_store(&cfg).await?;
@@ -325,6 +338,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
             );
         }
     }
+    warn_if_calendar_incomplete(&store).await;
     let smtp = if cfg.smtp.host.trim().is_empty() {
         None
     } else {

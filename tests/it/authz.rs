@@ -27,6 +27,16 @@ const MATRIX: &[(&str, &str, &str)] = &[
     ("POST", "/api/v1/places", "parent outside scope: 404"),
     ("GET", "/api/v1/places/{id}", "outside scope: 404"),
     ("PATCH", "/api/v1/places/{id}", "outside scope: 404"),
+    (
+        "GET",
+        "/api/v1/places/{id}/geo",
+        "outside scope: 404 (places_geo.rs)",
+    ),
+    (
+        "PUT",
+        "/api/v1/places/{id}/geo",
+        "outside scope: 404 (places_geo.rs)",
+    ),
     ("GET", "/api/v1/orgs", "list filtered by scope"),
     ("POST", "/api/v1/orgs", "place outside scope: 403/404"),
     ("GET", "/api/v1/orgs/{id}", "outside scope: 404"),
@@ -78,6 +88,11 @@ const MATRIX: &[(&str, &str, &str)] = &[
     ("PATCH", "/api/v1/webhooks/{id}", "outside scope: 404"),
     ("DELETE", "/api/v1/webhooks/{id}", "outside scope: 404"),
     ("POST", "/api/v1/webhooks/{id}/ping", "outside scope: 404"),
+    (
+        "POST",
+        "/api/v1/webhooks/{id}/deliveries/{delivery_id}/retry",
+        "outside scope: 404 (webhooks_web.rs)",
+    ),
     (
         "GET",
         "/api/v1/webhooks/{id}/deliveries",

@@ -8,7 +8,8 @@ async fn health_ready_metrics_and_docs() {
     let r = app.call("GET", "/healthz", None, None, &[]).await;
     assert_eq!(r.status, 200);
     let r = app.call("GET", "/readyz", None, None, &[]).await;
-    assert_eq!(r.text(), "ready");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["status"], "ready");
     app.call("GET", "/api/v1/nowhere", None, None, &[]).await;
     let r = app.call("GET", "/metrics", None, None, &[]).await;
     assert_eq!(r.status, 200);
@@ -23,6 +24,76 @@ async fn health_ready_metrics_and_docs() {
         r.text().contains("swagger"),
         "docs page served from the binary"
     );
+    app.close().await;
+}
+
+/// A working-day calendar without the current or the next year is said loudly: `/readyz` lists
+/// it under `warnings` (still 200), `/metrics` counts it, staff report pages show a banner; once
+/// an administrator adds the years, all of them are quiet.
+#[tokio::test]
+async fn a_missing_calendar_year_is_reported_by_readyz_metrics_and_staff_pages() {
+    let app = TestApp::demo().await;
+    let admin = app.login("admin").await;
+    let committee = app.login("committee").await;
+    let resident = app.login("resident").await;
+    let year = linli_store::reports::calendar_check::china_year(app.store.now_ms());
+    // Linli ships 2026 only (2027's arrangement is not published yet).
+    let missing: Vec<i32> = [year, year + 1]
+        .into_iter()
+        .filter(|y| *y != 2026)
+        .collect();
+    assert!(!missing.is_empty());
+
+    let r = app.call("GET", "/readyz", None, None, &[]).await;
+    assert_eq!(r.status, 200, "warnings do not make the instance unready");
+    let v = r.json();
+    assert_eq!(v["status"], "ready");
+    let years: Vec<i64> = v["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            assert_eq!(w["code"], "calendar_missing_year");
+            w["year"].as_i64().unwrap()
+        })
+        .collect();
+    assert_eq!(
+        years,
+        missing.iter().map(|y| i64::from(*y)).collect::<Vec<_>>()
+    );
+    let m = app.call("GET", "/metrics", None, None, &[]).await.text();
+    assert!(
+        m.contains(&format!(
+            "linli_work_calendar_missing_years {}",
+            missing.len()
+        )),
+        "{m}"
+    );
+    let queue = app.get(&committee, "/staff/reports").await.text();
+    assert!(queue.contains("id=\"calendar-warning\""), "{queue}");
+    assert!(queue.contains(&missing[0].to_string()));
+    assert!(queue.contains("工作日日历缺少"));
+    let mine = app.get(&resident, "/me/reports").await.text();
+    assert!(
+        !mine.contains("calendar-warning"),
+        "residents are not bothered"
+    );
+
+    for y in &missing {
+        app.post(
+            &admin,
+            "/api/v1/work-calendar",
+            serde_json::json!({ "year": y, "source": "test arrangement" }),
+        )
+        .await
+        .ok();
+    }
+    let v = app.call("GET", "/readyz", None, None, &[]).await.json();
+    assert_eq!(v["warnings"], serde_json::json!([]));
+    let m = app.call("GET", "/metrics", None, None, &[]).await.text();
+    assert!(m.contains("linli_work_calendar_missing_years 0"), "{m}");
+    let queue = app.get(&committee, "/staff/reports").await.text();
+    assert!(!queue.contains("calendar-warning"));
     app.close().await;
 }
 

@@ -143,6 +143,52 @@ const COMMUNITIES: [CommunitySpec; 3] = [
     },
 ];
 
+/// The map area of a demo community: centre, radius and boundary polygon (WGS-84), plausible
+/// places in Wuhan's 江岸区 near the Hankou riverside (made up for the demo, not surveyed).
+pub struct CommunityArea {
+    /// The community's division code (as in [`COMMUNITIES`]).
+    pub code: &'static str,
+    pub centre: (f64, f64),
+    pub radius_m: i64,
+    pub boundary: &'static [(f64, f64)],
+}
+
+pub const COMMUNITY_AREAS: [CommunityArea; 3] = [
+    CommunityArea {
+        code: "420102003001", // 幸福里社区
+        centre: (30.5800, 114.2730),
+        radius_m: 600,
+        boundary: &[
+            (30.5760, 114.2680),
+            (30.5760, 114.2780),
+            (30.5840, 114.2780),
+            (30.5840, 114.2680),
+        ],
+    },
+    CommunityArea {
+        code: "420102003002", // 江滩社区
+        centre: (30.5900, 114.2950),
+        radius_m: 600,
+        boundary: &[
+            (30.5860, 114.2900),
+            (30.5860, 114.3000),
+            (30.5940, 114.3000),
+            (30.5940, 114.2900),
+        ],
+    },
+    CommunityArea {
+        code: "420102004001", // 新村社区
+        centre: (30.6020, 114.3100),
+        radius_m: 600,
+        boundary: &[
+            (30.5980, 114.3050),
+            (30.5980, 114.3150),
+            (30.6060, 114.3150),
+            (30.6060, 114.3050),
+        ],
+    },
+];
+
 const GRID_NAMES: [&str; 4] = ["第一网格", "第二网格", "第三网格", "第四网格"];
 
 fn reference() -> NaiveDate {

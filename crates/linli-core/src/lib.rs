@@ -8,6 +8,7 @@ pub mod division;
 pub mod error;
 #[cfg(test)]
 mod fuzz;
+pub mod geo;
 pub mod i18n;
 pub mod idcard;
 pub mod iot;

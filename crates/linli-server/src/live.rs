@@ -1,7 +1,8 @@
 //! Live updates for pages, over server-sent events (`GET /events`). Events come from the store's
 //! bounded bus (`linli_store::bus`): a slow browser misses events (and is told to resync) instead
 //! of making the server buffer without limit. Each subscriber only receives events about places
-//! its grants cover, or events addressed to it.
+//! its grants cover, or events addressed to it; residents also hear `report.*` events of the
+//! reports they may see (their own, their household's, published ones of their community).
 //! On PostgreSQL, `linli_store::bus_pg` bridges the buses of several instances with
 //! LISTEN/NOTIFY, so an event reaches browsers connected to any instance.
 
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use futures_util::stream::{self, Stream};
+use futures_util::stream::{self, Stream, StreamExt};
 use tokio::sync::broadcast;
 
 use linli_core::auth::Action;
@@ -55,6 +56,46 @@ pub async fn publish_correction(s: &AppState, c: &linli_store::registry::correct
     }
 }
 
+/// What a resident may hear about reports: their viewer (own and household reports, moderated
+/// public reports of their communities), checked in the store for each `report.*` event of one
+/// of their communities that their grants do not already cover.
+struct ResidentView {
+    store: linli_store::Store,
+    viewer: linli_store::reports::Viewer,
+}
+
+impl ResidentView {
+    async fn sees(&self, e: &BusEvent) -> bool {
+        // Cheap first: only events inside the resident's own communities can be theirs.
+        if !e.kind.starts_with("report.")
+            || !e.users.is_empty()
+            || !self
+                .viewer
+                .communities
+                .iter()
+                .any(|c| e.path.starts_with(c.as_str()))
+        {
+            return false;
+        }
+        self.store
+            .report_visible_id(&self.viewer, &e.id)
+            .await
+            .unwrap_or(false)
+    }
+}
+
+/// The SSE frames of one delivered event: the event under its own kind, and for reports also a
+/// generic `report` frame, so a page follows every report change with one listener.
+fn frames(e: &BusEvent) -> Vec<Result<Event, Infallible>> {
+    let mut out = vec![Ok(Event::default()
+        .event(e.kind.clone())
+        .data(e.id.clone()))];
+    if e.kind.starts_with("report.") {
+        out.push(Ok(Event::default().event("report").data(e.id.clone())));
+    }
+    out
+}
+
 /// The event stream of the signed-in user.
 pub async fn events(
     State(s): State<AppState>,
@@ -62,24 +103,40 @@ pub async fn events(
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let rx = s.store.bus.subscribe();
     let principal = user.principal;
-    let stream = stream::unfold((rx, principal), |(mut rx, principal)| async move {
+    let resident = if principal.own_households().is_empty() {
+        None
+    } else {
+        s.store
+            .report_viewer(&principal)
+            .await
+            .ok()
+            .map(|viewer| ResidentView {
+                store: s.store.clone(),
+                viewer,
+            })
+    };
+    let state = (rx, principal, resident);
+    let stream = stream::unfold(state, |(mut rx, principal, resident)| async move {
         loop {
             match rx.recv().await {
                 Ok(e) => {
-                    if visible_to(&e, &principal) {
-                        let ev = Event::default().event(e.kind.clone()).data(e.id.clone());
-                        return Some((Ok(ev), (rx, principal)));
+                    let told = visible_to(&e, &principal)
+                        || match &resident {
+                            Some(r) => r.sees(&e).await,
+                            None => false,
+                        };
+                    if told {
+                        return Some((stream::iter(frames(&e)), (rx, principal, resident)));
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
-                    return Some((
-                        Ok(Event::default().event("resync").data("")),
-                        (rx, principal),
-                    ));
+                    let resync = vec![Ok(Event::default().event("resync").data(""))];
+                    return Some((stream::iter(resync), (rx, principal, resident)));
                 }
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
         }
-    });
+    })
+    .flatten();
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }

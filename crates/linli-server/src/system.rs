@@ -38,13 +38,35 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-/// The database answers.
+/// The database answers. The answer is JSON: `{"status": "ready", "warnings": [...]}`. Warnings
+/// (such as a working-day calendar lacking the current or next year) do not make the instance
+/// unready — it serves correctly, with deadlines in clock days — so the status stays 200 and
+/// load balancers keep sending traffic, while monitoring and people can read what is wrong.
 async fn readyz(State(s): State<AppState>) -> Response {
-    match sqlx::query("SELECT 1").fetch_one(&s.store.db.read).await {
-        Ok(_) => "ready".into_response(),
+    match s.store.calendar_missing_years().await {
+        Ok(missing) => {
+            let warnings: Vec<serde_json::Value> = missing
+                .iter()
+                .map(|y| {
+                    serde_json::json!({
+                        "code": "calendar_missing_year",
+                        "year": y,
+                        "message": format!("working-day calendar lacks {y}: deadlines into it are counted in clock days; add it with POST /api/v1/work-calendar"),
+                    })
+                })
+                .collect();
+            axum::Json(serde_json::json!({ "status": "ready", "warnings": warnings }))
+                .into_response()
+        }
         Err(e) => {
-            tracing::warn!(error = %e, "not ready");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+            tracing::warn!(error = %e.code, "not ready");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(
+                    serde_json::json!({ "status": "unavailable", "error": "database unavailable" }),
+                ),
+            )
+                .into_response()
         }
     }
 }
@@ -53,6 +75,9 @@ async fn metrics_text(State(s): State<AppState>) -> Response {
     metrics::gauge!("linli_uptime_seconds").set(s.started.elapsed().as_secs_f64());
     metrics::gauge!("linli_db_read_pool_connections").set(f64::from(s.store.db.read.size()));
     metrics::gauge!("linli_db_read_pool_idle").set(s.store.db.read.num_idle() as f64);
+    if let Ok(missing) = s.store.calendar_missing_years().await {
+        metrics::gauge!("linli_work_calendar_missing_years").set(missing.len() as f64);
+    }
     let mut resp = s.metrics.render().into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -51,14 +51,16 @@
   }
 })();
 
-// Safety live view: a region marked data-live-events="<event> <event> …" (the staff safety page
-// listens for alarm.*) is refreshed in place from the server whenever one of those events arrives.
+// Live regions: a region marked data-live-events="<event> <event> …" (the staff safety page
+// listens for alarm.*, report pages for `report`) is refreshed in place from the server whenever
+// one of those events arrives; with data-live-id="<id>" only events about that record count.
 (function () {
   "use strict";
-  var region = document.querySelector("[data-live-events]");
-  if (!region || !window.EventSource || !window.fetch || !window.DOMParser) { return; }
+  var regions = document.querySelectorAll("[data-live-events]");
+  if (!regions.length || !window.EventSource || !window.fetch || !window.DOMParser) { return; }
   var source = new EventSource("/events");
   var pending = null;
+  // One fetch of the page refreshes every live region in it.
   var refresh = function () {
     if (pending) { return; }
     pending = window.setTimeout(function () {
@@ -67,17 +69,28 @@
         .then(function (r) { return r.text(); })
         .then(function (html) {
           var doc = new DOMParser().parseFromString(html, "text/html");
-          var fresh = doc.getElementById(region.id);
-          if (fresh) {
-            region.innerHTML = fresh.innerHTML;
-            var status = document.getElementById("live-status");
-            if (status) { status.textContent = region.getAttribute("data-live-message") || ""; }
-          }
+          var message = "";
+          Array.prototype.forEach.call(regions, function (region) {
+            var fresh = doc.getElementById(region.id);
+            if (fresh) {
+              region.innerHTML = fresh.innerHTML;
+              message = message || region.getAttribute("data-live-message") || "";
+            }
+          });
+          var status = document.getElementById("live-status");
+          if (status) { status.textContent = message; }
         });
     }, 300);
   };
-  region.getAttribute("data-live-events").split(/\s+/).forEach(function (name) {
-    if (name) { source.addEventListener(name, refresh); }
+  Array.prototype.forEach.call(regions, function (region) {
+    var only = region.getAttribute("data-live-id");
+    region.getAttribute("data-live-events").split(/\s+/).forEach(function (name) {
+      if (!name) { return; }
+      source.addEventListener(name, function (e) {
+        if (only && e.data !== only) { return; }
+        refresh();
+      });
+    });
   });
   source.addEventListener("resync", refresh);
 })();

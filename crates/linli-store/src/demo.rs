@@ -41,6 +41,7 @@ impl Store {
         if self.demo_seeded().await? {
             // A demo seeded before the reports engine existed gets its catalogue now.
             self.seed_demo_catalogue().await?;
+            self.seed_demo_geo().await?;
             return Ok(demo_accounts_summary(&data));
         }
         let now = now_ms();
@@ -401,6 +402,7 @@ impl Store {
         tx.commit().await.map_err(db_err)?;
         self.forget_place_names();
         self.seed_demo_catalogue().await?;
+        self.seed_demo_geo().await?;
         accounts.extend(demo_accounts_summary(&data));
         Ok(accounts)
     }

@@ -54,6 +54,11 @@ pub static ALL: &[Migration] = &[
         name: "registry: covering indexes for person search",
         statements: V10,
     },
+    Migration {
+        version: 9,
+        name: "reports: Open311 contacts, map areas of places, community list keyset index",
+        statements: crate::reports::schema_v9::V9,
+    },
 ];
 
 /// Person search by label or by place walks label holders → current residence → household (or

@@ -26,6 +26,7 @@ validation-bad_value = The value of "{ $field }" is not valid.
 validation-purpose_required = Revealing full details needs a stated purpose.
 registry-place-not_found = The place does not exist or is outside your area.
 registry-place-bad_parent = Wrong parent: a { $kind } cannot be placed under a { $parent }.
+place-geo-invalid = Invalid map area ({ $field }): the centre must be a WGS-84 point, the radius 1–5000 m, the boundary 3–500 points.
 registry-org-not_found = The organisation does not exist or is outside your area.
 registry-household-not_found = The household does not exist or is outside your area.
 registry-person-not_found = The person does not exist or is outside your area.

@@ -8,6 +8,7 @@ notify-kind_invalid = The event kind "{ $kind }" is not valid (e.g. report.dispa
 notify-webhook-not_found = The webhook does not exist or is outside your area.
 notify-webhook-url_invalid = The webhook URL is not valid: a full address starting with https:// or http:// is needed.
 notify-webhook-name_too_long = The name is too long (at most 100 characters).
+notify-delivery-not_dead = Only a dead delivery (all attempts failed) can be retried.
 notify-delivery-not_found = The delivery does not exist.
 notify-email-subject = [Linli] { $text }
 notify-email-footer = Sent automatically by Linli; e-mail notices can be turned off in the notification settings of the Messages page.

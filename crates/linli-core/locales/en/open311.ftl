@@ -15,6 +15,11 @@ open311-bad_status = Unknown status "{ $value }": use open or closed.
 open311-unknown_attribute = Unknown attribute "{ $code }" for this service.
 open311-bad_attribute_value = Invalid value for attribute "{ $code }".
 open311-form_required = Send the request as application/x-www-form-urlencoded.
+open311-point_in_no_community = The point lat={ $lat }, long={ $long } lies in no community's area: check the coordinates, or give address_id (a Linli place id) or an address_string.
+open311-point_outside_area = The point lies in { $community }, outside this api_key's area: give a location inside it.
+open311-email_invalid = Invalid email address.
+open311-phone_invalid = Invalid phone: a mainland mobile number (11 digits, 1[3-9]…) is expected.
+open311-contact_too_long = { $field } is too long (at most { $max } characters).
 
 ## Open311: service descriptions
 open311-contact = The community committee or street office that runs this Linli installation.

@@ -26,6 +26,7 @@ validation-bad_value = 「{ $field }」的取值无效。
 validation-purpose_required = 查看完整信息需要填写用途。
 registry-place-not_found = 地点不存在或不在您的管辖范围内。
 registry-place-bad_parent = 上级地点类型不匹配：{ $kind } 不能建在 { $parent } 之下。
+place-geo-invalid = 地图范围无效（{ $field }）：中心须为 WGS-84 坐标，半径 1–5000 米，边界 3–500 个点。
 registry-org-not_found = 组织不存在或不在您的管辖范围内。
 registry-household-not_found = 户不存在或不在您的管辖范围内。
 registry-person-not_found = 人员不存在或不在您的管辖范围内。

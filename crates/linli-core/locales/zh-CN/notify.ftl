@@ -8,6 +8,7 @@ notify-kind_invalid = 事件类型“{ $kind }”无效（示例：report.dispat
 notify-webhook-not_found = Webhook 不存在，或不在您的管辖范围内。
 notify-webhook-url_invalid = Webhook 地址无效：需要 https:// 或 http:// 开头的完整地址。
 notify-webhook-name_too_long = 名称过长（最多 100 个字符）。
+notify-delivery-not_dead = 只有已失败（重试次数用尽）的投递才能重新发送。
 notify-delivery-not_found = 投递记录不存在。
 notify-email-subject = 【邻里】{ $text }
 notify-email-footer = 此邮件由邻里平台自动发送；可在“消息”页面的通知设置中关闭邮件通知。

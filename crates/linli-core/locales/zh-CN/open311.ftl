@@ -15,6 +15,11 @@ open311-bad_status = 未知状态“{ $value }”：请使用 open 或 closed。
 open311-unknown_attribute = 此服务没有属性“{ $code }”。
 open311-bad_attribute_value = 属性“{ $code }”的取值无效。
 open311-form_required = 请以 application/x-www-form-urlencoded 格式提交。
+open311-point_in_no_community = 坐标 lat={ $lat }, long={ $long } 不在任何社区的范围内：请核对坐标，或提供 address_id（邻里的地点编号）或 address_string。
+open311-point_outside_area = 该坐标位于{ $community }，不在此 api_key 的管辖范围内：请提供范围内的位置。
+open311-email_invalid = 电子邮箱地址无效。
+open311-phone_invalid = 电话号码无效：请填写大陆手机号（11 位，1[3-9] 开头）。
+open311-contact_too_long = { $field } 过长（最多 { $max } 个字符）。
 
 ## Open311：服务说明
 open311-contact = 运营本邻里平台的社区居委会或街道办事处。

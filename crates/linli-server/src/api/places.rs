@@ -9,6 +9,7 @@ use utoipa_axum::routes;
 
 use linli_core::auth::Action;
 use linli_store::audit::Actor;
+use linli_store::registry::geo::PlaceGeo;
 use linli_store::registry::places::{NewPlace, Place, PlacePatch};
 
 use crate::AppState;
@@ -19,6 +20,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_places, create_place))
         .routes(routes!(get_place, update_place))
+        .routes(routes!(get_place_geo, put_place_geo))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -87,6 +89,36 @@ pub async fn update_place(
     Ok(Json(
         s.store
             .update_place(&g, &Actor::from(&p), &id, patch)
+            .await?,
+    ))
+}
+
+/// The map area of a place (centre, radius, boundary polygon); `null` when it has none.
+#[utoipa::path(get, path = "/api/v1/places/{id}/geo", tag = "registry", params(("id" = String, Path)),
+    responses((status = 200, body = Option<PlaceGeo>), (status = 404, body = ErrorBody)))]
+pub async fn get_place_geo(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Option<PlaceGeo>>> {
+    let g = p.grant(Action::PlaceRead)?;
+    Ok(Json(s.store.place_geo(&g, &id).await?))
+}
+
+/// Set the map area of a place (communities: where Open311 points are placed). Audited.
+#[utoipa::path(put, path = "/api/v1/places/{id}/geo", tag = "registry", params(("id" = String, Path)),
+    request_body = PlaceGeo,
+    responses((status = 200, body = PlaceGeo), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn put_place_geo(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    ApiJson(geo): ApiJson<PlaceGeo>,
+) -> ApiResult<Json<PlaceGeo>> {
+    let g = p.grant(Action::PlaceWrite)?;
+    Ok(Json(
+        s.store
+            .set_place_geo(&g, &Actor::from(&p), &id, geo)
             .await?,
     ))
 }

@@ -23,6 +23,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_webhook, update_webhook, delete_webhook))
         .routes(routes!(ping_webhook))
         .routes(routes!(deliveries))
+        .routes(routes!(retry_delivery))
 }
 
 /// Webhooks in the caller's area.
@@ -126,6 +127,23 @@ pub async fn deliveries(
     Ok(Json(
         s.store
             .webhook_deliveries(&g, &id, q.limit.unwrap_or(100))
+            .await?,
+    ))
+}
+
+/// Send a dead delivery again, now (same delivery id, a fresh retry schedule).
+#[utoipa::path(post, path = "/api/v1/webhooks/{id}/deliveries/{delivery_id}/retry", tag = "notifications",
+    params(("id" = String, Path), ("delivery_id" = String, Path)),
+    responses((status = 200, body = Delivery), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn retry_delivery(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path((id, delivery_id)): Path<(String, String)>,
+) -> ApiResult<Json<Delivery>> {
+    let g = p.grant(Action::WebhookAdmin)?;
+    Ok(Json(
+        s.store
+            .retry_delivery(&g, &Actor::from(&p), &id, &delivery_id)
             .await?,
     ))
 }

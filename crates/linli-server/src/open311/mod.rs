@@ -9,9 +9,11 @@
 //!   key (published reports only); a key adds the token's `report_read` area and what its
 //!   account filed.
 //! - Location: `address_id` is a Linli place id (community, building, entrance or flat). Without
-//!   it, `lat`/`long` or `address_string` are stored with the report and the report is placed
-//!   at the place the api_key is limited to, when that is a community or below; otherwise the
-//!   request is refused (400) asking for `address_id`.
+//!   it, an `address_string` naming places, else `lat`/`long` inside a community's map area
+//!   (400 when the point is in no community), else the place the api_key is limited to (a
+//!   community or below); otherwise the request is refused (400) asking for `address_id`.
+//! - Contact fields (`email`, `first_name`, `last_name`, `phone`, `device_id`, `account_id`) are
+//!   validated and stored sealed with the report (staff see them masked, Open311 readers never).
 //! - Errors are a list of `{code, description}` with HTTP 400, 403, 404 (500 for internal).
 //! - Cross-origin GET and POST are allowed here (browser clients on other sites): no cookies are
 //!   read on these routes, the key travels as a parameter.
@@ -28,10 +30,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 
-use linli_core::auth::{Action, Principal};
+use linli_core::auth::{Action, Grant, Principal};
 use linli_core::i18n::{Lang, t};
 use linli_core::{AppError, ErrorKind};
 use linli_store::reports::catalogue::Category;
+use linli_store::reports::contacts::NewContact;
 use linli_store::reports::intake::NewReport;
 use linli_store::reports::open311::{MAX_ROWS, Open311Filter, Open311Request, Open311Update};
 use linli_store::reports::path_ids;
@@ -501,6 +504,29 @@ async fn updates(s: &AppState, fmt: Format, p: &Params) -> Answer {
     )
 }
 
+/// The community a posted point lies in (see `linli_store::registry::geo`), when it must be
+/// inside the key's `report_create` area. A point in no community is a 400 — unless no
+/// community of the key's area has a map area yet, when the caller falls back to the key's own
+/// place (installations that have not entered map areas keep working as before).
+async fn point_community(
+    s: &AppState,
+    grant: &Grant,
+    (lat, lon): (f64, f64),
+) -> Result<Option<String>, AppError> {
+    match s.store.community_at(lat, lon).await? {
+        Some(hit) if grant.covers(&hit.path) => Ok(Some(hit.place_id)),
+        Some(hit) => {
+            Err(AppError::bad_request("open311.point_outside_area").arg("community", hit.name))
+        }
+        None if s.store.communities_have_geo(grant.prefixes()).await? => {
+            Err(AppError::bad_request("open311.point_in_no_community")
+                .arg("lat", lat.to_string())
+                .arg("long", lon.to_string()))
+        }
+        None => Ok(None),
+    }
+}
+
 /// `POST requests`: create a report through the api_key's account (channel `open311`).
 async fn post_request(
     State(s): State<AppState>,
@@ -586,8 +612,8 @@ async fn post_request(
             return Err(fail(AppError::bad_request("open311.location_required")));
         }
         None => {
-            // The place the address names, else the place the key is limited to when that is
-            // a community or below.
+            // The place the address names, else the community the point lies in, else the
+            // place the key is limited to when that is a community or below.
             let named = match address_string {
                 Some(a) => s
                     .store
@@ -596,13 +622,25 @@ async fn post_request(
                     .map_err(fail)?,
                 None => None,
             };
+            let located = match (&named, lat.zip(lon)) {
+                (None, Some(point)) => point_community(&s, &grant, point).await.map_err(fail)?,
+                _ => None,
+            };
             let limit = principal.token.as_ref().map(|t| path_ids(&t.prefix));
-            match (named, limit) {
+            match (named.or(located), limit) {
                 (Some(id), _) => id,
                 (None, Some(ids)) if ids.len() >= 4 => ids.last().cloned().unwrap_or_default(),
                 _ => return Err(fail(AppError::bad_request("open311.address_id_required"))),
             }
         }
+    };
+    let contact = NewContact {
+        first_name: p.get("first_name").map(str::to_string),
+        last_name: p.get("last_name").map(str::to_string),
+        email: p.get("email").map(str::to_string),
+        phone: p.get("phone").map(str::to_string),
+        device_id: p.get("device_id").map(str::to_string),
+        account_id: p.get("account_id").map(str::to_string),
     };
 
     // The description, with the address as given and the photo link, if any.
@@ -630,7 +668,7 @@ async fn post_request(
 
     let created = s
         .store
-        .create_report(
+        .create_report_with_contact(
             &principal,
             NewReport {
                 category: cat.code.clone(),
@@ -644,6 +682,7 @@ async fn post_request(
                 channel: Some("open311".into()),
                 ..Default::default()
             },
+            Some(&contact),
         )
         .await
         .map_err(fail)?;

@@ -14,6 +14,7 @@ pub mod registry;
 pub mod reports;
 pub mod safety;
 pub mod safety_live;
+pub mod webhooks;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -51,6 +52,7 @@ pub fn router() -> Router<AppState> {
         .merge(access::router())
         .merge(safety_live::router())
         .merge(reports::router())
+        .merge(webhooks::router())
 }
 
 async fn css() -> Response {
@@ -207,6 +209,11 @@ fn nav_for(p: &Principal, lang: Lang, path: &str) -> Vec<NavItem> {
         ),
         ("/admin/users", "web-nav-users", p.can(Action::UserAdmin)),
         ("/admin/audit", "web-nav-audit", p.can(Action::AuditRead)),
+        (
+            "/admin/webhooks",
+            "web-nav-webhooks",
+            p.can(Action::WebhookAdmin),
+        ),
         ("/inbox", "inbox-title", true),
         ("/staff/access", "web-nav-access", p.can(Action::AccessRead)),
         ("/staff/safety", "web-nav-safety", p.can(Action::AlarmRead)),

@@ -90,6 +90,14 @@ fn staff(user: &WebUser) -> Result<(), AppError> {
     Ok(())
 }
 
+/// The banner staff report pages show while the working-day calendar lacks the current or the
+/// next year (deadlines into it are counted in clock days until an administrator adds it).
+async fn calendar_banner(s: &AppState, page: &Page) -> Option<String> {
+    let missing = s.store.calendar_missing_years().await.ok()?;
+    let years: Vec<String> = missing.iter().map(i32::to_string).collect();
+    (!years.is_empty()).then(|| page.t1("web-report-calendar-missing", "years", &years.join(", ")))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Resident
 
@@ -319,6 +327,8 @@ struct DetailTpl {
     /// Staff who may assign: the unit's eligible people.
     assignees: Vec<Assignee>,
     flash: Option<String>,
+    /// Staff: the working-day calendar banner.
+    calendar_warning: Option<String>,
 }
 
 impl DetailTpl {
@@ -413,6 +423,11 @@ async fn detail(
                 .collect();
         }
     }
+    let calendar_warning = if as_staff {
+        calendar_banner(s, &user.page).await
+    } else {
+        None
+    };
     Ok(render(&DetailTpl {
         page: user.page,
         v: view,
@@ -422,6 +437,7 @@ async fn detail(
         units,
         assignees,
         flash,
+        calendar_warning,
     }))
 }
 
@@ -633,6 +649,9 @@ struct QueueQuery {
     tab: String,
     #[serde(default)]
     offset: Option<i64>,
+    /// Keyset paging: older than this (`created_at.id`, from the previous page's link).
+    #[serde(default)]
+    cursor: Option<String>,
 }
 
 #[derive(Template)]
@@ -646,6 +665,7 @@ struct QueueTpl {
     prev: Option<String>,
     next: Option<String>,
     can_stats: bool,
+    calendar_warning: Option<String>,
 }
 
 impl QueueTpl {
@@ -661,15 +681,21 @@ impl QueueTpl {
     }
 }
 
-fn queue_link(q: &QueueQuery, offset: i64) -> String {
-    format!(
-        "/staff/reports?tab={}&status={}&category={}&overdue={}&offset={}",
+/// A link to the queue with the same tab and filters, at a keyset position (`None`: the first
+/// page).
+fn queue_link(q: &QueueQuery, cursor: Option<&str>) -> String {
+    let mut link = format!(
+        "/staff/reports?tab={}&status={}&category={}&overdue={}",
         crate::web::urlencode(&q.tab),
         crate::web::urlencode(&q.status),
         crate::web::urlencode(&q.category),
         crate::web::urlencode(&q.overdue),
-        offset
-    )
+    );
+    if let Some(c) = cursor {
+        link.push_str("&cursor=");
+        link.push_str(&crate::web::urlencode(c));
+    }
+    link
 }
 
 async fn staff_queue(
@@ -681,10 +707,12 @@ async fn staff_queue(
     let v = or_page(&user.page, s.store.report_viewer(&user.principal).await)?;
     let cats = or_page(&user.page, s.store.report_categories().await)?;
     let can_stats = user.principal.can(Action::ReportStats);
+    let calendar_warning = calendar_banner(&s, &user.page).await;
     if q.tab == "grab" {
         // The grab pool is short (unassigned jobs of one's units): one page, oldest first.
         let reports = or_page(&user.page, s.store.grab_pool(&user.principal).await)?;
         return Ok(render(&QueueTpl {
+            calendar_warning,
             page: user.page,
             reports,
             cats,
@@ -695,7 +723,9 @@ async fn staff_queue(
             can_stats,
         }));
     }
+    // Keyset paging (newest first); an old `offset` link still works.
     let offset = q.offset.unwrap_or(0).clamp(0, 1_000_000);
+    let cursor = q.cursor.clone().filter(|c| !c.is_empty());
     let rq = ReportQuery {
         assignee: (q.tab == "mine").then(|| "me".to_string()),
         status: Some(q.status.clone()).filter(|x| STATUSES.contains(&x.as_str())),
@@ -703,12 +733,18 @@ async fn staff_queue(
         overdue: (q.overdue == "1").then_some(true),
         limit: Some(PAGE_SIZE),
         offset: Some(offset),
+        cursor: cursor.clone(),
         ..ReportQuery::default()
     };
     let page_ = or_page(&user.page, s.store.reports(&v, &rq).await)?;
-    let prev = (offset > 0).then(|| queue_link(&q, (offset - PAGE_SIZE).max(0)));
-    let next = page_.next_offset.map(|n| queue_link(&q, n));
+    // Back to the newest page (keyset pages only go forward).
+    let prev = (offset > 0 || cursor.is_some()).then(|| queue_link(&q, None));
+    let next = page_
+        .next_cursor
+        .as_deref()
+        .map(|c| queue_link(&q, Some(c)));
     Ok(render(&QueueTpl {
+        calendar_warning,
         page: user.page,
         reports: page_.items,
         cats,
@@ -871,6 +907,7 @@ struct StatsTpl {
     rows: Vec<StatsRow>,
     bars: Vec<Bar>,
     chart_h: i64,
+    calendar_warning: Option<String>,
 }
 
 impl StatsTpl {
@@ -929,7 +966,9 @@ async fn stats(State(s): State<AppState>, user: WebUser, Query(q): Query<StatsFo
         })
         .collect();
     let chart_h = bars.len() as i64 * 24 + 8;
+    let calendar_warning = calendar_banner(&s, &user.page).await;
     Ok(render(&StatsTpl {
+        calendar_warning,
         page: user.page,
         by,
         rows,

@@ -366,6 +366,55 @@ impl Store {
         Ok(rows.iter().map(super::outbox::delivery_from_row).collect())
     }
 
+    /// Send a dead delivery again (the receiver is fixed): it becomes pending, due now, with a
+    /// fresh retry schedule; the same delivery id (receivers dedupe on it). Only dead
+    /// deliveries of a webhook in the grant's area: others answer 404 / 409. Audited.
+    pub async fn retry_delivery(
+        &self,
+        grant: &Grant,
+        actor: &Actor,
+        webhook_id: &str,
+        delivery_id: &str,
+    ) -> AppResult<Delivery> {
+        let w = self.webhook(grant, webhook_id).await?;
+        let now = self.now_ms();
+        let mut tx = self.db.begin_write().await.map_err(db_err)?;
+        let row = sqlx::query("SELECT status FROM outbox WHERE id = $1 AND webhook_id = $2")
+            .bind(delivery_id.to_string())
+            .bind(webhook_id.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| AppError::not_found("notify.delivery.not_found"))?;
+        if str_(&row, "status") != "dead" {
+            return Err(AppError::conflict("notify.delivery.not_dead"));
+        }
+        sqlx::query(
+            "UPDATE outbox SET status = 'pending', attempts = 0, next_at = $1 WHERE id = $2 AND status = 'dead'",
+        )
+        .bind(now)
+        .bind(delivery_id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        audit::append(
+            &mut tx,
+            actor,
+            Entry {
+                action: "webhook.retry",
+                entity: "webhook",
+                entity_id: webhook_id,
+                path: Some(&w.path),
+                purpose: None,
+                before: Some(json!({ "delivery_id": delivery_id, "status": "dead" })),
+                after: Some(json!({ "delivery_id": delivery_id, "status": "pending" })),
+            },
+        )
+        .await?;
+        tx.commit().await.map_err(db_err)?;
+        self.delivery(delivery_id).await
+    }
+
     /// Queue one delivery per active webhook whose subtree covers the notice's place and whose
     /// kinds match (inside the notifying transaction).
     pub(crate) async fn enqueue_webhooks(

@@ -2,6 +2,7 @@
 
 pub mod corrections;
 pub mod export;
+pub mod geo;
 pub mod households;
 pub mod import;
 pub mod labels;

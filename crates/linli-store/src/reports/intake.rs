@@ -12,6 +12,7 @@ use crate::Store;
 use crate::audit::{self, Actor, Entry};
 use crate::db::{Sql, Val, db_err, i64_, opt_i64, str_};
 
+use super::contacts::NewContact;
 use super::writer::NewRow;
 use super::{CHANNELS, Report, community_prefix, not_found, path_ids};
 
@@ -107,6 +108,20 @@ impl Store {
     /// `ReportCreate` report anywhere in their area (代客 / phone / patrol), integrations with a
     /// token. The category must exist and a place is required. Answers after commit.
     pub async fn create_report(&self, p: &Principal, new: NewReport) -> AppResult<Created> {
+        self.create_report_with_contact(p, new, None).await
+    }
+
+    /// [`Store::create_report`] with the contact details the caller gave (Open311): validated
+    /// and sealed (see `contacts`), stored in the same transaction as the report. When the phone
+    /// belongs to a registered resident of the report's community (and the caller's area covers
+    /// their household), the report is filed for that household.
+    pub async fn create_report_with_contact(
+        &self,
+        p: &Principal,
+        new: NewReport,
+        contact: Option<&NewContact>,
+    ) -> AppResult<Created> {
+        let mut new = new;
         let cat = self.report_category(new.category.trim()).await?;
         let description = new.description.trim().to_string();
         if description.is_empty() {
@@ -151,6 +166,20 @@ impl Store {
             .await?
             .filter(|pl| !["city", "district", "street"].contains(&pl.kind.as_str()))
             .ok_or_else(|| AppError::bad_request("report.location_required"))?;
+        let contact = match contact.filter(|c| !c.is_empty()) {
+            Some(c) => {
+                let (sealed, household) = self.seal_contact(c, &place.path).await?;
+                let covered =
+                    |path: &str| p.grant(Action::ReportCreate).is_ok_and(|g| g.covers(path));
+                if new.household_id.is_none()
+                    && let Some((h, _)) = household.filter(|(_, path)| covered(path))
+                {
+                    new.household_id = Some(h);
+                }
+                Some(sealed)
+            }
+            None => None,
+        };
 
         // Who reports, for whom, through which channel.
         let staff = p.grant(Action::ReportCreate).ok();
@@ -322,8 +351,9 @@ impl Store {
             at: now,
             actor,
             event_data: serde_json::json!({ "channel": channel, "category": cat.code }),
-            audit_after: serde_json::json!({ "category": cat.code, "channel": channel, "place_id": place.id, "household_id": household_id }),
+            audit_after: serde_json::json!({ "category": cat.code, "channel": channel, "place_id": place.id, "household_id": household_id, "contact": contact.is_some(), "contact_user_id": contact.as_ref().and_then(|c| c.user_id.clone()) }),
             notify: to,
+            contact,
         })
         .await?;
         Ok(Created {

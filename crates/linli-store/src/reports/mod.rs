@@ -20,7 +20,9 @@
 //! - [`Store::reports_tick`]: the deadline job (reminders, 催办, escalation), idempotent.
 //! - [`Store::report_stats`]: metrics per unit / category / area / month.
 
+pub mod calendar_check;
 pub mod catalogue;
+pub mod contacts;
 pub mod deadlines;
 pub mod from_alarm;
 pub mod images;
@@ -30,6 +32,7 @@ pub mod open311;
 pub mod queries;
 pub mod repairs;
 pub mod schema;
+pub mod schema_v9;
 pub mod transitions;
 pub mod writer;
 

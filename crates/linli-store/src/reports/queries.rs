@@ -36,14 +36,47 @@ pub struct ReportQuery {
     pub to: Option<i64>,
     /// Page size (1–200, default 50).
     pub limit: Option<i64>,
+    /// Skip this many (older paging; prefer `cursor`, which stays fast on deep pages).
     pub offset: Option<i64>,
+    /// Keyset paging: the `next_cursor` of the previous page (reports older than it).
+    pub cursor: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ReportPage {
     pub items: Vec<Report>,
-    /// Offset of the next page, if there is one.
+    /// Offset of the next page, if there is one (offset paging).
     pub next_offset: Option<i64>,
+    /// Cursor of the next page (`created_at.id` of the last item), if there is one.
+    pub next_cursor: Option<String>,
+}
+
+/// A keyset position: (created_at, id) of the last report shown.
+fn parse_cursor(c: &str) -> AppResult<(i64, String)> {
+    let bad = || linli_core::AppError::bad_request("validation.bad_value").arg("field", "cursor");
+    let (at, id) = c.split_once('.').ok_or_else(bad)?;
+    let at: i64 = at.parse().map_err(|_| bad())?;
+    if id.is_empty()
+        || id.len() > 64
+        || !id.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-')
+    {
+        return Err(bad());
+    }
+    Ok((at, id.to_string()))
+}
+
+/// The community paths a staff viewer's list can be read by through the
+/// `(community_path, created_at, id)` index: a viewer with no household (so nothing of theirs
+/// outside their grant but their own filings) whose grant is exactly whole communities.
+fn whole_communities(v: &Viewer) -> Option<Vec<String>> {
+    let g = v.grant.as_ref()?;
+    if !v.households.is_empty() || g.prefixes().is_empty() {
+        return None;
+    }
+    g.prefixes()
+        .iter()
+        .all(|p| super::community_prefix(p).as_deref() == Some(p.as_str()))
+        .then(|| g.prefixes().to_vec())
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -91,6 +124,9 @@ pub struct ReportView {
     pub events: Vec<ReportEvent>,
     pub summons: Vec<Summons>,
     pub photos: Vec<PhotoMeta>,
+    /// Staff only: the contact details it was filed with (Open311), masked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contact: Option<super::contacts::ReportContact>,
 }
 
 /// `(visible to the viewer)` as SQL on alias `r`.
@@ -134,6 +170,15 @@ impl Store {
                 && v.communities.iter().any(|c| r.path.starts_with(c.as_str())))
     }
 
+    /// Whether the viewer may see the report with this id (false when it does not exist). Used
+    /// by the live stream to tell residents about their own reports' changes.
+    pub async fn report_visible_id(&self, v: &Viewer, id: &str) -> AppResult<bool> {
+        Ok(self
+            .report_unscoped(id)
+            .await?
+            .is_some_and(|r| self.report_visible(v, &r)))
+    }
+
     /// Hide what a non-staff viewer may not see of someone else's report.
     fn redact(&self, v: &Viewer, mut r: Report) -> Report {
         let own = r.reporter_user_id.as_deref() == Some(v.user_id.as_str())
@@ -152,10 +197,82 @@ impl Store {
         r
     }
 
-    /// Reports the viewer may see, newest first, filtered and paged.
+    /// Reports the viewer may see, newest first, filtered and paged (by `cursor`, or `offset`).
     pub async fn reports(&self, v: &Viewer, f: &ReportQuery) -> AppResult<ReportPage> {
-        let mut q = Sql::new(&format!("SELECT {REPORT_COLS} {REPORT_FROM} WHERE "));
-        if f.mine == Some(true) {
+        let limit = f.limit.unwrap_or(50).clamp(1, 200);
+        let (q, offset) = self
+            .report_list_sql(v, f, &format!("SELECT {REPORT_COLS}"))
+            .await?;
+        // The hot read of the reports list: the native SQLite read path (sqlx on PostgreSQL).
+        let rows = self.db.fetch_all_fast(&q).await?;
+        let more = rows.len() as i64 > limit;
+        let items: Vec<Report> = rows
+            .iter()
+            .take(limit as usize)
+            .map(|r| self.redact(v, report_from_row(r)))
+            .collect();
+        let next_cursor = more
+            .then(|| items.last().map(|r| format!("{}.{}", r.created_at, r.id)))
+            .flatten();
+        Ok(ReportPage {
+            items,
+            next_offset: (more && f.cursor.is_none()).then_some(offset.saturating_add(limit)),
+            next_cursor,
+        })
+    }
+
+    /// The database's plan for the list query (`EXPLAIN QUERY PLAN` on SQLite, `EXPLAIN` on
+    /// PostgreSQL), one line per step: lets tests and operators check the list walks an index.
+    pub async fn reports_plan(&self, v: &Viewer, f: &ReportQuery) -> AppResult<Vec<String>> {
+        let explain = match self.db.backend {
+            crate::Backend::Sqlite => "EXPLAIN QUERY PLAN SELECT r.id",
+            crate::Backend::Postgres => "EXPLAIN SELECT r.id",
+        };
+        let (q, _) = self.report_list_sql(v, f, explain).await?;
+        let rows = q
+            .query()
+            .fetch_all(&self.db.read)
+            .await
+            .map_err(crate::db::db_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                use sqlx::Row;
+                (0..r.len())
+                    .filter_map(|i| {
+                        r.try_get::<String, _>(i)
+                            .ok()
+                            .or_else(|| r.try_get::<i64, _>(i).ok().map(|n| n.to_string()))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect())
+    }
+
+    /// The list query (with `select` as its head) and the offset it skips.
+    async fn report_list_sql(
+        &self,
+        v: &Viewer,
+        f: &ReportQuery,
+        select: &str,
+    ) -> AppResult<(Sql, i64)> {
+        let mut q = Sql::new(&format!("{select} {REPORT_FROM} WHERE "));
+        let communities = (f.mine != Some(true))
+            .then(|| whole_communities(v))
+            .flatten();
+        if let Some(cs) = communities {
+            // Whole communities: an equality on the indexed community path, so the newest
+            // reports are read off the index in order instead of sorting the whole area.
+            q.push("r.community_path IN (");
+            for (i, c) in cs.iter().enumerate() {
+                if i > 0 {
+                    q.push(", ");
+                }
+                q.bind(c.clone());
+            }
+            q.push(")");
+        } else if f.mine == Some(true) {
             q.push("(r.reporter_user_id = ").bind(v.user_id.clone());
             for h in &v.households {
                 q.push(" OR r.household_id = ").bind(h.clone());
@@ -218,23 +335,24 @@ impl Store {
             q.push(" AND r.created_at < ").bind(to);
         }
         let limit = f.limit.unwrap_or(50).clamp(1, 200);
-        let offset = f.offset.unwrap_or(0).clamp(0, 1_000_000);
+        let mut offset = f.offset.unwrap_or(0).clamp(0, 1_000_000);
+        if let Some(c) = f.cursor.as_deref().filter(|c| !c.is_empty()) {
+            // Strictly older than the last report shown, in (created_at, id) order.
+            let (at, id) = parse_cursor(c)?;
+            q.push(" AND r.created_at <= ")
+                .bind(at)
+                .push(" AND (r.created_at < ")
+                .bind(at)
+                .push(" OR r.id < ")
+                .bind(id)
+                .push(")");
+            offset = 0;
+        }
         q.push(" ORDER BY r.created_at DESC, r.id DESC LIMIT ")
             .bind(limit + 1)
             .push(" OFFSET ")
             .bind(offset);
-        // The hot read of the reports list: the native SQLite read path (sqlx on PostgreSQL).
-        let rows = self.db.fetch_all_fast(&q).await?;
-        let more = rows.len() as i64 > limit;
-        let items = rows
-            .iter()
-            .take(limit as usize)
-            .map(|r| self.redact(v, report_from_row(r)))
-            .collect();
-        Ok(ReportPage {
-            items,
-            next_offset: more.then_some(offset.saturating_add(limit)),
-        })
+        Ok((q, offset))
     }
 
     /// One report with its events, summons and photos; not found outside the viewer's view.
@@ -299,7 +417,9 @@ impl Store {
             })
             .collect();
         let photos = photos?;
+        let contact = self.report_contact(v, &r.path, id).await?;
         Ok(ReportView {
+            contact,
             report: self.redact(v, r),
             staff_view: staff,
             events,

@@ -58,6 +58,38 @@ const EVENT_COLS: [&str; 11] = [
     "data",
 ];
 
+const CONTACT_COLS: [&str; 12] = [
+    "report_id",
+    "first_name",
+    "last_name",
+    "email_enc",
+    "email_masked",
+    "phone_enc",
+    "phone_bidx",
+    "phone_masked",
+    "device_id",
+    "account_id",
+    "user_id",
+    "created_at",
+];
+
+fn contact_values(id: &str, at: i64, c: &super::contacts::SealedContact) -> Vec<Val> {
+    vec![
+        Val::from(id.to_string()),
+        c.first_name.clone().into(),
+        c.last_name.clone().into(),
+        c.email_enc.clone().into(),
+        c.email_masked.clone().into(),
+        c.phone_enc.clone().into(),
+        c.phone_bidx.clone().into(),
+        c.phone_masked.clone().into(),
+        c.device_id.clone().into(),
+        c.account_id.clone().into(),
+        c.user_id.clone().into(),
+        Val::Int(at),
+    ]
+}
+
 /// One prepared submission.
 #[derive(Debug, Clone)]
 pub(crate) struct NewRow {
@@ -71,6 +103,8 @@ pub(crate) struct NewRow {
     pub event_data: Value,
     pub audit_after: Value,
     pub notify: Vec<String>,
+    /// Contact details given with it (Open311), sealed.
+    pub contact: Option<super::contacts::SealedContact>,
 }
 
 pub(crate) struct Job {
@@ -136,6 +170,13 @@ impl Store {
         cols.push("updated_at");
         insert_many(&mut tx, "reports", &cols, reports).await?;
         insert_many(&mut tx, "report_events", &EVENT_COLS, events).await?;
+        let contacts: Vec<Vec<Val>> = rows
+            .iter()
+            .filter_map(|r| r.contact.as_ref().map(|c| contact_values(&r.id, r.at, c)))
+            .collect();
+        if !contacts.is_empty() {
+            insert_many(&mut tx, "report_contacts", &CONTACT_COLS, contacts).await?;
+        }
         audit::append_many(&mut tx, entries).await?;
         for r in rows {
             let link = format!("/reports/{}", r.id);
