@@ -1030,12 +1030,23 @@ mod fuzz {
                 reply: Some(text.into()),
             }],
             photos: Vec::new(),
+            contact: Some(linli_store::reports::contacts::ReportContact {
+                first_name: Some(text.into()),
+                last_name: Some(text.into()),
+                email: Some(text.into()),
+                phone: Some(text.into()),
+                device_id: Some(text.into()),
+                account_id: Some(text.into()),
+                user_id: Some("u8".into()),
+                user_name: Some(text.into()),
+            }),
         }
     }
 
     fn render_detail(text: &str, staff: bool, lang: Lang) -> String {
         let v = view(text);
         DetailTpl {
+            calendar_warning: Some(text.into()),
             page: page(lang, text),
             actions: actions_for(&v.report),
             v,
