@@ -8,11 +8,14 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import { createHmac } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
+import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import net from "node:net";
-import { chromium } from "playwright-core";
+import { deflateSync } from "node:zlib";
+import { chromium, request } from "playwright-core";
 
 const BIN = process.env.LINLI_BIN || "/var/tmp/linli-target/debug/linli";
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
@@ -246,4 +249,357 @@ test("wrong password shows a clear error; unknown pages get the site's 404", asy
   assert.equal(r.status(), 404);
   assert.match(await page.locator("h1").textContent(), /找不到页面/);
   await page.context().close();
+});
+
+// ---------------------------------------------------------------------------------------------
+// Reports (报事 / 报修): the resident's form and live page, the staff queue and action forms,
+// the repair grab pool and paid quote, and the webhook console.
+
+// A signed-in API session (its own cookie jar) for acting as staff while a page stays open.
+async function apiSession(user) {
+  const api = await request.newContext({ baseURL: base });
+  const r = await api.post("/api/v1/auth/login", { data: { login: user, password: "linli-demo" } });
+  assert.equal(r.status(), 200, `${user} signs in over the API`);
+  const csrf = (await r.json()).csrf_token;
+  const post = async (path, data) => {
+    const resp = await api.post(path, { data, headers: { "x-csrf-token": csrf } });
+    assert.ok(resp.ok(), `${user} POST ${path} ${JSON.stringify(data)}: ${resp.status()} ${await resp.text()}`);
+    return resp.json();
+  };
+  const get = async (path) => {
+    const resp = await api.get(path);
+    assert.ok(resp.ok(), `${user} GET ${path}: ${resp.status()}`);
+    return resp.json();
+  };
+  return { api, post, get, act: (id, data) => post(`/api/v1/reports/${id}/actions`, data) };
+}
+
+// A small valid PNG (RGB, 8×8, a gradient), built chunk by chunk with real CRCs.
+function tinyPng() {
+  const table = Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  const crc = (buf) => {
+    let c = 0xffffffff;
+    for (const b of buf) c = table[(c ^ b) & 0xff] ^ (c >>> 8);
+    return (c ^ 0xffffffff) >>> 0;
+  };
+  const chunk = (type, data) => {
+    const len = Buffer.alloc(4); len.writeUInt32BE(data.length);
+    const body = Buffer.concat([Buffer.from(type, "ascii"), data]);
+    const sum = Buffer.alloc(4); sum.writeUInt32BE(crc(body));
+    return Buffer.concat([len, body, sum]);
+  };
+  const size = 8;
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(size, 0); ihdr.writeUInt32BE(size, 4);
+  ihdr[8] = 8; ihdr[9] = 2; // 8-bit RGB; compression, filter, interlace stay 0
+  const rows = [];
+  for (let y = 0; y < size; y++) {
+    rows.push(0); // filter: none
+    for (let x = 0; x < size; x++) rows.push(x * 32, y * 32, 128);
+  }
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk("IHDR", ihdr), chunk("IDAT", deflateSync(Buffer.from(rows))), chunk("IEND", Buffer.alloc(0)),
+  ]);
+}
+
+// Opens a report page and waits until its live connection (/events) is answered, so an event
+// sent afterwards reaches it.
+async function openLive(page, url) {
+  const connected = page.waitForResponse((r) => new URL(r.url()).pathname === "/events", { timeout: 10_000 });
+  await page.goto(url);
+  await connected;
+  // Marks this document: a reload would lose the mark, an in-place refresh keeps it.
+  await page.evaluate(() => { window.__sameDocument = true; });
+}
+
+const LIVE_MS = 10_000;
+
+test("a resident files a report with a photo; staff accept it and the open page updates live", async () => {
+  const page = await newPage({ width: 390, height: 844 });
+  await login(page, "resident");
+  // An open report of the same category at the resident's building, filed by staff (phone),
+  // so the similar-reports check has something to show.
+  const committee = await apiSession("committee");
+  await page.goto(base + "/me/reports/new");
+  const places = await page.locator("#place_id option").evaluateAll((os) => os.map((o) => [o.value, o.textContent]));
+  assert.match(places[0][1], /^我家/, "the resident's home is the first place offered");
+  const building = places.find(([, name]) => /栋$/.test(name.trim()));
+  assert.ok(building, `the home's building is offered: ${JSON.stringify(places)}`);
+  await committee.post("/api/v1/reports", {
+    category: "environment", description: "楼道里堆放的纸箱挡住了消防通道", place_id: building[0], channel: "phone",
+  });
+
+  assert.deepEqual(await lowContrast(page), [], "WCAG AA contrast on the resident report form");
+  await shot(page, "resident-report-new-390x844.png");
+  // The similar-reports check (a GET form) lists the open report at the building.
+  await page.selectOption("#chk-category", "environment");
+  await page.selectOption("#chk-place", places[0][0]);
+  await Promise.all([page.waitForLoadState("load"), page.locator("#report-check button[type=submit]").click()]);
+  assert.ok((await page.locator(".similar").count()) >= 1, "the similar open report is shown");
+  assert.match(await page.locator(".similar").first().textContent(), /环境卫生.*待受理/s);
+  assert.equal(await page.locator("#no-similar").count(), 0);
+  assert.deepEqual(await lowContrast(page), [], "WCAG AA contrast with the similar reports shown");
+
+  // An empty description is refused beside the field, and the choices are kept.
+  await page.selectOption("#category", "environment");
+  await page.fill("#description", "   ");
+  const refused = await Promise.all([page.waitForResponse((r) => r.request().method() === "POST"), page.click("#submit-report")]);
+  assert.equal(refused[0].status(), 400);
+  await page.waitForLoadState("load");
+  assert.equal(await page.locator("#description").getAttribute("aria-invalid"), "true");
+  assert.ok((await page.locator("#description-error").textContent()).trim().length > 0);
+  assert.equal(await page.locator("#category").inputValue(), "environment");
+
+  // File the report itself.
+  const description = "单元门口的垃圾桶满了三天没人清运";
+  await page.selectOption("#category", "environment");
+  await page.fill("#description", description);
+  await page.selectOption("#place_id", places[0][0]);
+  await Promise.all([page.waitForURL(/\/me\/reports\/[0-9a-f-]{36}$/), page.click("#submit-report")]);
+  const id = page.url().split("/").pop();
+  assert.equal((await page.locator("#report-status").textContent()).trim(), "待受理");
+  assert.equal((await page.locator("h1").textContent()).trim(), description);
+
+  // A photo: a real PNG through the page's upload form.
+  const png = join(dataDir, "report-photo.png");
+  writeFileSync(png, tinyPng());
+  await page.setInputFiles("#photo", png);
+  await Promise.all([page.waitForURL(/\?done=1$/), page.click("#upload-photo")]);
+  await page.locator(".report-photos img").first().waitFor();
+  assert.equal(await page.locator(".report-photos img").count(), 1);
+  const photoOk = await page.locator(".report-photos img").first().evaluate((img) => img.complete && img.naturalWidth === 8);
+  assert.ok(photoOk, "the stored photo is served back as an 8 px wide image");
+
+  // It is in "my reports".
+  await page.goto(base + "/me/reports");
+  const mine = page.locator(`#my-reports a[href="/me/reports/${id}"]`);
+  assert.equal((await mine.textContent()).trim(), description);
+  await shot(page, "resident-reports-390x844.png");
+
+  // Open it, keep it open; staff accept it over the API; the page follows without reload.
+  await Promise.all([page.waitForURL(new RegExp(`/me/reports/${id}$`)), mine.click()]);
+  await openLive(page, page.url());
+  await committee.act(id, { action: "accept", public_note: "已收到，今天安排保洁清运" });
+  await page.locator("#report-status", { hasText: "已受理" }).waitFor({ timeout: LIVE_MS });
+  await page.locator("#report-timeline li", { hasText: "今天安排保洁清运" }).waitFor({ timeout: LIVE_MS });
+  assert.equal((await page.locator("#live-status").textContent()).trim(), "报事有新进展，页面已更新。");
+  assert.equal(await page.evaluate(() => window.__sameDocument), true, "updated in place, not reloaded");
+  assert.deepEqual(await lowContrast(page), [], "WCAG AA contrast on the resident report page");
+  await shot(page, "resident-report-detail-390x844.png");
+  await committee.api.dispose();
+  await page.context().close();
+});
+
+test("staff work a report from the queue through the page's forms; forged posts are refused", async () => {
+  const resident = await apiSession("resident");
+  const description = "小区东门路灯不亮，晚上很黑";
+  const created = await resident.post("/api/v1/reports", { category: "public_facility", description, place_id: await homePlace(resident) });
+  const id = created.report.id;
+  await resident.api.dispose();
+
+  const page = await newPage();
+  await login(page, "committee");
+  await page.goto(base + "/staff/reports");
+  const row = page.locator("#report-queue tbody tr", { hasText: description });
+  assert.equal(await row.count(), 1, "the new report is in the committee's queue");
+  assert.match(await row.textContent(), /公共设施.*待受理/s);
+  assert.deepEqual(await lowContrast(page), [], "WCAG AA contrast on the staff queue");
+  await shot(page, "staff-report-queue-1366x768.png");
+  await Promise.all([page.waitForURL(new RegExp(`/staff/reports/${id}$`)), row.locator("a").click()]);
+  assert.equal((await page.locator("#report-status").textContent()).trim(), "待受理");
+
+  // Accept, then dispatch to the committee's own unit, through the action forms.
+  await page.fill("#accept-public-note", "已受理，安排物业电工查看");
+  await Promise.all([page.waitForURL(/\?done=1$/), page.click("#act-accept")]);
+  assert.equal((await page.locator("#report-status").textContent()).trim(), "已受理");
+  const unit = await page.locator("#dispatch-unit option", { hasText: "江城物业服务有限公司" }).getAttribute("value");
+  await page.selectOption("#dispatch-unit", unit);
+  await page.fill("#dispatch-internal-note", "东门第三根灯杆");
+  await Promise.all([page.waitForURL(/\?done=1$/), page.click("#act-dispatch")]);
+  assert.equal((await page.locator("#report-status").textContent()).trim(), "已派单");
+  const dispatched = page.locator("#report-timeline li", { hasText: "派单" });
+  assert.equal(await dispatched.count(), 1, "the dispatch is in the timeline");
+  assert.match(await dispatched.textContent(), /东门第三根灯杆/, "staff see the internal note");
+  assert.match(await page.locator("#report-timeline").textContent(), /受理.*已受理，安排物业电工查看/s);
+  assert.match(await page.locator("dd", { hasText: "江城物业" }).first().textContent(), /江城物业服务有限公司/);
+  assert.deepEqual(await lowContrast(page), [], "WCAG AA contrast on the staff report page");
+  await shot(page, "staff-report-detail-1366x768.png");
+
+  // Forged posts with the staff session's cookie are refused and change nothing: one without the
+  // form's CSRF token, and one from another site even with the right token (Origin check).
+  const version = await page.locator("input[name=version]").first().inputValue();
+  const token = await page.locator("input[name=_csrf]").first().inputValue();
+  const noToken = await page.request.post(`${base}/staff/reports/${id}/act`, { form: { action: "return", reason: "forged", version } });
+  assert.equal(noToken.status(), 403);
+  const crossSite = await page.request.post(`${base}/staff/reports/${id}/act`, {
+    form: { _csrf: token, action: "return", reason: "forged", version },
+    headers: { origin: "http://evil.example", "sec-fetch-site": "cross-site" },
+  });
+  assert.equal(crossSite.status(), 403);
+  const after = await (await page.request.get(`${base}/api/v1/reports/${id}`)).json();
+  assert.equal(after.report.status, "dispatched");
+  assert.ok(!after.events.some((e) => e.action === "return"), "no return event was recorded");
+  await page.context().close();
+});
+
+// The resident's home (a room): the first place the report form offers.
+async function homePlace(session) {
+  const html = await (await session.api.get("/me/reports/new")).text();
+  const m = html.match(/<select id="place_id" name="place_id"><option value="([0-9a-f-]{36})"/);
+  assert.ok(m, "the report form offers the home");
+  return m[1];
+}
+
+test("repairs: a grab job is taken from the pool, quoted, and the resident accepts the price", async (t) => {
+  const resident = await newPage({ width: 390, height: 844 });
+  await login(resident, "resident");
+  const description = "卫生间水龙头一直滴水，关不紧";
+  await resident.goto(base + "/me/reports/new");
+  await resident.selectOption("#category", "repair_plumbing");
+  await resident.fill("#description", description);
+  await Promise.all([resident.waitForURL(/\/me\/reports\/[0-9a-f-]{36}$/), resident.click("#submit-report")]);
+  const id = resident.url().split("/").pop();
+
+  // The committee accepts and dispatches by the catalogue: the property company, grab, paid.
+  const committee = await apiSession("committee");
+  await committee.act(id, { action: "accept" });
+  const d = await committee.act(id, { action: "dispatch" });
+  assert.equal(d.dispatch_mode, "grab");
+  assert.equal(d.paid, true);
+  await committee.api.dispose();
+
+  const repair1 = await newPage();
+  await login(repair1, "repair1");
+  const repair2 = await newPage();
+  await login(repair2, "repair2");
+  const inPool = async (page) => {
+    await page.goto(base + "/staff/reports?tab=grab");
+    assert.equal(await page.locator("#tab-grab").getAttribute("aria-current"), "page");
+    return page.locator(`#report-queue a[href="/staff/reports/${id}"]`).count();
+  };
+  assert.equal(await inPool(repair2), 1, "repair2 sees the job in the pool before it is taken");
+  // repair2 opens the job too, and is a moment slower below.
+  await Promise.all([repair2.waitForURL(new RegExp(`/staff/reports/${id}$`)),
+    repair2.locator(`#report-queue a[href="/staff/reports/${id}"]`).click()]);
+  assert.equal(await repair2.locator("#act-grab").count(), 1);
+  assert.equal(await inPool(repair1), 1, "repair1 sees the job in the 待抢单 tab");
+  await shot(repair1, "staff-grab-pool-1366x768.png");
+  await Promise.all([repair1.waitForURL(new RegExp(`/staff/reports/${id}$`)),
+    repair1.locator(`#report-queue a[href="/staff/reports/${id}"]`).click()]);
+  assert.match(await repair1.locator("#report-mode").textContent(), /抢单.*有偿服务/s);
+  await Promise.all([repair1.waitForURL(/\?done=1$/), repair1.click("#act-grab")]);
+  assert.equal((await repair1.locator("#report-assignee").textContent()).trim(), "维修师傅（一）");
+  assert.equal(await repair1.locator("#act-grab").count(), 0, "no grab button once taken");
+  // The slower technician's grab from the open page is refused (409, a message on the page);
+  // nothing changes.
+  const late = await Promise.all([repair2.waitForResponse((r) => r.request().method() === "POST"), repair2.click("#act-grab")]);
+  assert.equal(late[0].status(), 409);
+  const lateMessage = (await repair2.locator("#report-flash").textContent()).trim();
+  assert.ok(lateMessage.length > 0, "the refusal is said on the page");
+  assert.equal((await repair2.locator("#report-assignee").textContent()).trim(), "维修师傅（一）");
+  // KNOWN BUG (left for the Rust side, see the helper report): the page form always posts the
+  // `version` it rendered, and `report_act` checks that version before the grab rules, so the
+  // loser of a grab race on the web gets the generic "该记录已被修改…" (`conflict`) instead of the
+  // documented `report.already_taken` 「手慢了，这条工单已被别人抢走。」 (docs/reports.md, Repairs;
+  // `lost_race` in transitions.rs already maps a lost grab race to it). Only this step is TODO.
+  await t.test("the late grab says 手慢了 (report.already_taken)", {
+    todo: "BUG: a stale-version grab from the page answers the generic conflict message",
+  }, () => {
+    assert.equal(lateMessage, "手慢了，这条工单已被别人抢走。");
+  });
+  assert.equal(await inPool(repair2), 0, "gone from repair2's pool");
+  await repair2.context().close();
+
+  // repair1 signs and quotes through the page; the resident's open page shows the price live.
+  await openLive(resident, `${base}/me/reports/${id}`);
+  await Promise.all([repair1.waitForURL(/\?done=1$/), repair1.click("#act-sign")]);
+  assert.equal((await repair1.locator("#report-status").textContent()).trim(), "办理中");
+  await repair1.fill("#quote-amount", "120.50");
+  await repair1.fill("#quote-public-note", "更换水龙头阀芯，含材料");
+  await Promise.all([repair1.waitForURL(/\?done=1$/), repair1.click("#act-quote")]);
+  assert.match(await repair1.locator("#report-quote").textContent(), /¥120\.50.*待居民确认/s);
+
+  const answer = resident.locator("#quote-answer");
+  await answer.waitFor({ timeout: LIVE_MS });
+  assert.equal(await resident.evaluate(() => window.__sameDocument), true, "the quote arrived without reload");
+  assert.match(await answer.textContent(), /¥120\.50.*更换水龙头阀芯，含材料/s);
+  assert.deepEqual(await lowContrast(resident), [], "WCAG AA contrast with the quote shown");
+  await shot(resident, "resident-repair-quote-390x844.png");
+  await Promise.all([resident.waitForURL(/\?done=1$/), resident.click("#quote-accept")]);
+  assert.match(await resident.locator("#report-quote").textContent(), /¥120\.50.*居民已接受/s);
+  assert.equal(await resident.locator("#quote-answer").count(), 0, "no second answer offered");
+
+  // The technician's page now offers the reply (the quote is settled).
+  await repair1.goto(`${base}/staff/reports/${id}`);
+  assert.match(await repair1.locator("#report-quote").textContent(), /居民已接受/);
+  assert.equal(await repair1.locator("#act-quote").count(), 0);
+  await repair1.context().close();
+  await resident.context().close();
+});
+
+test("webhook console: register a loopback webhook, the secret is shown once, a ping arrives signed", async () => {
+  // A receiver on loopback that records what it is sent.
+  const received = [];
+  const receiver = http.createServer((req, res) => {
+    const chunks = [];
+    req.on("data", (c) => chunks.push(c));
+    req.on("end", () => { received.push({ headers: req.headers, body: Buffer.concat(chunks) }); res.end("ok"); });
+  });
+  await new Promise((r) => receiver.listen(0, "127.0.0.1", r));
+  const url = `http://127.0.0.1:${receiver.address().port}/linli-hook`;
+  try {
+    const page = await newPage();
+    await login(page, "admin");
+    await page.goto(base + "/admin/webhooks");
+    assert.equal((await page.locator("h1").textContent()).trim(), "Webhook 推送");
+    const name = "网格平台对接";
+    await page.fill("#wh-name", name);
+    await page.fill("#wh-url", url);
+    const place = await page.locator("#wh-place option", { hasText: "幸福里社区" }).first().getAttribute("value");
+    await page.selectOption("#wh-place", place);
+    await page.fill("#wh-kinds", "report.*");
+    await Promise.all([page.waitForLoadState("load"), page.click("#webhook-create")]);
+    assert.match(await page.locator("#webhook-created").textContent(), new RegExp(`已登记 Webhook“${name}”`));
+    const secret = (await page.locator("#webhook-secret").textContent()).trim();
+    assert.ok(secret.length >= 32, `a long secret is shown: ${secret.length} chars`);
+    const row = page.locator("tr[data-webhook]", { hasText: name });
+    assert.equal(await row.count(), 1, "the list shows the new webhook");
+    assert.match(await row.textContent(), /127\.0\.0\.1.*report\.\*.*启用中/s);
+    assert.deepEqual(await lowContrast(page), [], "WCAG AA contrast on the webhook console");
+    await shot(page, "admin-webhooks-1366x768.png");
+
+    // Never again: the list page no longer carries the secret.
+    await page.goto(base + "/admin/webhooks");
+    assert.equal(await page.locator("#webhook-secret").count(), 0);
+    assert.ok(!(await page.content()).includes(secret), "the secret is not on the page any more");
+    // Ping it from its page; the receiver gets a delivery signed with that secret.
+    await Promise.all([page.waitForURL(/\/admin\/webhooks\/[0-9a-f-]{36}$/),
+      page.locator("tr[data-webhook]", { hasText: name }).locator("a").click()]);
+    assert.ok(!(await page.content()).includes(secret), "nor on the webhook's page");
+    await Promise.all([page.waitForLoadState("load"), page.click("#webhook-ping")]);
+    const end = Date.now() + 20_000;
+    let ping;
+    while (!(ping = received.find((r) => r.headers["x-linli-event"] === "ping")) && Date.now() < end) {
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.ok(ping, "the ping reached the loopback receiver");
+    const mac = createHmac("sha256", secret).update(ping.headers["x-linli-timestamp"] + ".").update(ping.body).digest("hex");
+    assert.equal(ping.headers["x-linli-signature"], "sha256=" + mac, "signed with the secret shown once");
+    // The delivery log says so.
+    let delivered = 0;
+    for (let i = 0; i < 20 && !delivered; i++) {
+      await page.reload();
+      delivered = await page.locator('tr[data-delivery][data-status="delivered"]').count();
+      if (!delivered) await new Promise((r) => setTimeout(r, 500));
+    }
+    assert.equal(delivered, 1, "the delivery log shows the ping delivered");
+    await page.context().close();
+  } finally {
+    receiver.close();
+  }
 });
