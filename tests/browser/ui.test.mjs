@@ -502,16 +502,8 @@ test("repairs: a grab job is taken from the pool, quoted, and the resident accep
   const lateMessage = (await repair2.locator("#report-flash").textContent()).trim();
   assert.ok(lateMessage.length > 0, "the refusal is said on the page");
   assert.equal((await repair2.locator("#report-assignee").textContent()).trim(), "维修师傅（一）");
-  // KNOWN BUG (left for the Rust side, see the helper report): the page form always posts the
-  // `version` it rendered, and `report_act` checks that version before the grab rules, so the
-  // loser of a grab race on the web gets the generic "该记录已被修改…" (`conflict`) instead of the
-  // documented `report.already_taken` 「手慢了，这条工单已被别人抢走。」 (docs/reports.md, Repairs;
-  // `lost_race` in transitions.rs already maps a lost grab race to it). Only this step is TODO.
-  await t.test("the late grab says 手慢了 (report.already_taken)", {
-    todo: "BUG: a stale-version grab from the page answers the generic conflict message",
-  }, () => {
-    assert.equal(lateMessage, "手慢了，这条工单已被别人抢走。");
-  });
+  // The page posts the version it showed; a grab that lost the race says so plainly.
+  assert.equal(lateMessage, "手慢了，这条工单已被别人抢走。");
   assert.equal(await inPool(repair2), 0, "gone from repair2's pool");
   await repair2.context().close();
 

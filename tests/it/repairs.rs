@@ -447,6 +447,10 @@ async fn grab_first_wins_the_race_and_strangers_cannot_take_it() {
         );
         let v = act_resp(&app, &repair1, &id, grab).await.expect(409);
         assert_code(&v, "report.already_taken");
+        // So is a late grab from a page that still shows the version it was opened at.
+        let stale = json!({ "action": "grab", "version": stored["report"]["version"].as_i64().unwrap() - 1 });
+        let v = act_resp(&app, &repair2, &id, stale).await.expect(409);
+        assert_code(&v, "report.already_taken");
     }
 
     // A job not dispatched for grabbing cannot be grabbed.

@@ -319,7 +319,8 @@ impl Store {
         if let Some(v) = a.version
             && v != r.version
         {
-            return Err(AppError::conflict("conflict"));
+            // A page posts the version it showed; for a grab the news is that someone was faster.
+            return Err(lost_race(a.action.trim()));
         }
         let public_note = note(&a.public_note, "public_note")?;
         let mut internal_note = note(&a.internal_note, "internal_note")?;
