@@ -149,6 +149,53 @@ async fn import_reports_bad_rows_commits_good_ones_and_is_idempotent() {
         .await
         .ok();
     assert_eq!(view, view2);
+
+    // A later file adds a member to that household: the newcomer is found by label and by
+    // building (searches that read the household path copied onto the residence).
+    let more = format!(
+        "户号,社区,楼栋,单元,房号,居住类型,姓名,与户主关系,身份证号,手机号,标签,入住日期\n\
+         A1,幸福里社区,{b},{u},{r},业主,孙一,户主,{id1},13700000001,独居老人,2019-05-01\n\
+         A1,幸福里社区,{b},{u},{r},业主,孙四,子女,{id9},,独居老人,2019-05-01\n",
+        id1 = fresh_id(20),
+        id9 = fresh_id(29),
+    );
+    let added = app
+        .call(
+            "POST",
+            url,
+            Some(&committee),
+            Some(("text/csv", more.into_bytes())),
+            &[],
+        )
+        .await
+        .ok();
+    assert_eq!(added["persons_created"], 1, "{added}");
+    let by_label = app
+        .get(&committee, "/api/v1/persons?label=elderly_alone&limit=500")
+        .await
+        .ok();
+    assert!(
+        by_label["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "孙四"),
+        "{by_label}"
+    );
+    let mismatched = app
+        .store
+        .db
+        .fetch_one_fast(&linli_store::db::Sql::new(
+            "SELECT COUNT(*) AS n FROM residences r JOIN households h ON h.id = r.household_id \
+             WHERE r.hpath IS NULL OR r.hpath <> h.path",
+        ))
+        .await
+        .unwrap()
+        .i64("n");
+    assert_eq!(
+        mismatched, 0,
+        "every residence carries its household's path"
+    );
     app.close().await;
 }
 

@@ -132,6 +132,7 @@ impl Store {
                     p.relation.into(),
                     moved_in.clone().into(),
                     now.into(),
+                    path.clone().into(),
                 ]);
                 for l in &p.labels {
                     if let Some(lid) = labels.get(*l) {

@@ -434,6 +434,12 @@ impl Store {
                     p.relation.into(),
                     start.into(),
                     now.into(),
+                    // A new household's path is known; an existing one's is copied after insert.
+                    if plan.new_household {
+                        Val::from(plan.path.clone())
+                    } else {
+                        Val::NullText
+                    },
                 ]);
             }
             if plan.new_household {
@@ -526,6 +532,16 @@ impl Store {
                 e
             }
         })?;
+        if plans.iter().any(|p| !p.new_household) {
+            // Newcomers to households that already existed: copy the household's path.
+            sqlx::query(
+                "UPDATE residences SET hpath = (SELECT h.path FROM households h WHERE h.id = residences.household_id) \
+                 WHERE end_date IS NULL AND hpath IS NULL",
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
         insert_many(
             &mut tx,
             "person_labels",

@@ -158,13 +158,15 @@ pub(crate) const PERSON_COLUMNS: [&str; 13] = [
 ];
 
 /// Columns of a `residences` row.
-pub(crate) const RESIDENCE_COLUMNS: [&str; 6] = [
+/// (`hpath` is the household's path, copied so that searches by place need not join households.)
+pub(crate) const RESIDENCE_COLUMNS: [&str; 7] = [
     "id",
     "household_id",
     "person_id",
     "relation",
     "start_date",
     "created_at",
+    "hpath",
 ];
 
 impl SealedPerson {
@@ -290,7 +292,8 @@ pub(crate) async fn insert_residence(
     start_date: &str,
 ) -> AppResult<()> {
     sqlx::query(
-        "INSERT INTO residences (id, household_id, person_id, relation, start_date, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO residences (id, household_id, person_id, relation, start_date, created_at, hpath) \
+         VALUES ($1, $2, $3, $4, $5, $6, (SELECT path FROM households WHERE id = $2))",
     )
     .bind(new_id())
     .bind(household_id.to_string())
@@ -521,25 +524,27 @@ impl Store {
         let (from, lean_from) = match label_id.clone() {
             Some(lid) => {
                 q.push(" WHERE pl.label_id = ").bind(lid.clone()).push(" AND p.id = pl.person_id AND r.person_id = p.id AND r.end_date IS NULL AND h.id = r.household_id AND ");
-                lean.push(" WHERE pl.label_id = ").bind(lid).push(
-                    " AND r.person_id = pl.person_id AND r.end_date IS NULL AND h.id = r.household_id AND ",
-                );
+                lean.push(" WHERE pl.label_id = ")
+                    .bind(lid)
+                    .push(" AND r.person_id = pl.person_id AND r.end_date IS NULL AND ");
                 (
                     " FROM person_labels pl CROSS JOIN persons p CROSS JOIN residences r CROSS JOIN households h",
-                    " FROM person_labels pl CROSS JOIN residences r CROSS JOIN households h",
+                    " FROM person_labels pl CROSS JOIN residences r",
                 )
             }
             None => {
                 q.push(" WHERE ");
-                lean.push(" WHERE ");
+                lean.push(" WHERE r.end_date IS NULL AND ");
                 (
                     " FROM persons p JOIN residences r ON r.person_id = p.id AND r.end_date IS NULL JOIN households h ON h.id = r.household_id",
-                    " FROM households h JOIN residences r ON r.household_id = h.id AND r.end_date IS NULL",
+                    " FROM residences r",
                 )
             }
         };
         q.scope("h.path", &prefixes);
-        lean.scope("h.path", &prefixes);
+        // A current residence carries its household's path (`hpath`): the lean conditions need
+        // neither `persons` nor `households`.
+        lean.scope("r.hpath", &prefixes);
         let person_filter = [&f.name, &f.id_number, &f.phone]
             .iter()
             .any(|v| v.as_deref().is_some_and(|s| !s.trim().is_empty()));
@@ -573,13 +578,8 @@ impl Store {
         // A label or a building (or smaller) matches a few hundred people: one pass over their
         // keys gives the total and the page; more than COUNT_CAP falls through to the general way.
         if !person_filter && (label_id.is_some() || small_place) {
-            let key = if label_id.is_some() {
-                "pl.person_id"
-            } else {
-                "r.person_id"
-            };
             if let Some(page) = self
-                .search_narrow(key, lean_from, &lean, limit, offset, sensitive)
+                .search_narrow(lean_from, &lean, limit, offset, sensitive)
                 .await?
             {
                 return Ok(page);
@@ -594,12 +594,12 @@ impl Store {
             // sort only the keys (from covering indexes), then read persons for the page alone.
             let mut keys = Sql {
                 text: format!(
-                    "SELECT h.path AS kpath, pl.person_id AS kid{lean_from}{}",
+                    "SELECT r.hpath AS kpath, r.person_id AS kid{lean_from}{}",
                     lean.text
                 ),
                 vals: lean.vals.clone(),
             };
-            keys.push(" ORDER BY h.path, pl.person_id LIMIT ")
+            keys.push(" ORDER BY r.hpath, r.person_id LIMIT ")
                 .bind(limit);
             keys.push(" OFFSET ").bind(offset);
             Sql {
@@ -657,7 +657,6 @@ impl Store {
     /// `COUNT_CAP` match.
     async fn search_narrow(
         &self,
-        key: &str,
         from: &str,
         cond: &Sql,
         limit: i64,
@@ -665,7 +664,10 @@ impl Store {
         sensitive: Option<&Grant>,
     ) -> AppResult<Option<PersonPage>> {
         let mut keys = Sql {
-            text: format!("SELECT h.path AS kpath, {key} AS kid{from}{}", cond.text),
+            text: format!(
+                "SELECT r.hpath AS kpath, r.person_id AS kid{from}{}",
+                cond.text
+            ),
             vals: cond.vals.clone(),
         };
         keys.push(" LIMIT ").bind(COUNT_CAP + 1);
