@@ -72,7 +72,9 @@ const V10: &[Stmt] = &[
     Both(
         "UPDATE residences SET hpath = (SELECT h.path FROM households h WHERE h.id = residences.household_id)",
     ),
-    Both("CREATE INDEX residences_current_by_path ON residences (end_date, hpath, person_id)"),
+    // `end_date` last: as a first column, `end_date IS NULL` would look like a selective equality to
+    // SQLite's planner and lure every residence join onto this index.
+    Both("CREATE INDEX residences_current_by_path ON residences (hpath, person_id, end_date)"),
     Both("CREATE INDEX residences_person_path ON residences (person_id, end_date, hpath)"),
 ];
 
