@@ -361,3 +361,402 @@ async fn nul_characters_are_refused_the_same_on_both_databases() {
     assert_eq!(r["report"]["description"], "路径 C:\\u0000 不是空字符");
     app.close().await;
 }
+
+/// A JPEG whose application segments and tail carry what a photo should not: a C2PA/JUMBF
+/// manifest with a position (APP11), maker data with markup (APP15), and an HTML page after the
+/// end of the image (a polyglot).
+fn jpeg_polyglot() -> Vec<u8> {
+    let mut v = vec![0xFF, 0xD8];
+    for (marker, payload) in [
+        (0xE0u8, &b"JFIF\0\x01\x02\0\0\x01\0\x01\0\0"[..]),
+        (0xEB, b"JP\0\0c2pa GPSLatitude=30.59"),
+        (0xEF, b"maker <script>alert(1)</script>"),
+    ] {
+        v.extend_from_slice(&[0xFF, marker]);
+        v.extend_from_slice(&((payload.len() + 2) as u16).to_be_bytes());
+        v.extend_from_slice(payload);
+    }
+    v.extend_from_slice(&[0xFF, 0xC0, 0x00, 0x0B, 8, 0, 1, 0, 1, 1, 1, 0x11, 0]);
+    v.extend_from_slice(&[0xFF, 0xDA, 0x00, 0x08, 1, 1, 0, 0, 0x3F, 0]);
+    v.extend_from_slice(&[0x12, 0x34, 0xFF, 0x00, 0x56, 0xFF, 0xD9]);
+    v.extend_from_slice(b"<html><script>alert(2)</script></html>");
+    v
+}
+
+/// Finding 6: the photo cleaner removed EXIF, XMP, IPTC, text chunks and comments by name and
+/// kept every other segment, so a C2PA manifest (which phones fill with the position) or any
+/// private chunk reached other viewers. Only what draws the picture is kept now. A lying
+/// content type changes nothing: the type comes from the bytes, and pages are never served.
+#[tokio::test]
+async fn photos_keep_only_what_draws_the_picture() {
+    let app = TestApp::demo().await;
+    let resident = app.login("resident").await;
+    let room = app.get(&resident, "/api/v1/me/household").await.ok()["room_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let report = app
+        .post(
+            &resident,
+            "/api/v1/reports",
+            json!({"category": "repair_common", "description": "楼道灯坏了", "place_id": room}),
+        )
+        .await
+        .expect(201)["report"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let photo = app
+        .call(
+            "POST",
+            &format!("/api/v1/reports/{report}/photos"),
+            Some(&resident),
+            Some(("text/html", jpeg_polyglot())),
+            &[],
+        )
+        .await
+        .expect(201);
+    assert_eq!(photo["mime"], "image/jpeg");
+    let r = app
+        .get(
+            &resident,
+            &format!(
+                "/api/v1/reports/{report}/photos/{}",
+                photo["id"].as_str().unwrap()
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.headers["content-type"], "image/jpeg");
+    assert_eq!(r.headers["x-content-type-options"], "nosniff");
+    for gone in [&b"c2pa"[..], b"GPS", b"script", b"<html"] {
+        assert!(
+            !r.bytes.windows(gone.len()).any(|w| w == gone),
+            "{} kept",
+            String::from_utf8_lossy(gone)
+        );
+    }
+    assert!(r.bytes.windows(4).any(|w| w == b"JFIF"));
+    assert!(r.bytes.ends_with(&[0xFF, 0xD9]));
+    app.close().await;
+}
+
+/// Finding 7: a webhook admin of one community could point a webhook at the cloud metadata
+/// service (169.254.169.254) or other link-local addresses and read the delivery log's status
+/// and errors: a probe of the server's own surroundings. Such hosts are refused; receivers on
+/// private networks stay allowed.
+#[tokio::test]
+async fn webhooks_cannot_point_at_the_metadata_service() {
+    let app = TestApp::demo().await;
+    let committee = app.login("committee").await;
+    let c1 = app.place_id("community", "幸福里社区").await;
+    let before = app.store.audit_verify().await.unwrap().entries;
+    for url in [
+        "http://169.254.169.254/latest/meta-data/iam/",
+        "http://[fe80::1]:8080/",
+        "http://0.0.0.0:5432/",
+    ] {
+        let r = app
+            .post(
+                &committee,
+                "/api/v1/webhooks",
+                json!({"name": "探测", "url": url, "kinds": ["report.created"], "place_id": c1}),
+            )
+            .await
+            .expect(400);
+        assert_eq!(r["code"], "notify.webhook.url_not_allowed", "{url}");
+    }
+    assert_eq!(app.store.audit_verify().await.unwrap().entries, before);
+    let hook = app
+        .post(
+            &committee,
+            "/api/v1/webhooks",
+            json!({"name": "内网接收", "url": "http://10.0.0.5:8080/in", "kinds": ["report.created"], "place_id": c1}),
+        )
+        .await
+        .expect(201);
+    let id = hook["id"].as_str().unwrap();
+    let r = app
+        .patch(
+            &committee,
+            &format!("/api/v1/webhooks/{id}"),
+            json!({"url": "http://169.254.169.254/"}),
+        )
+        .await
+        .expect(400);
+    assert_eq!(r["code"], "notify.webhook.url_not_allowed");
+    let kept = app
+        .get(&committee, &format!("/api/v1/webhooks/{id}"))
+        .await
+        .ok();
+    assert_eq!(kept["url"], "http://10.0.0.5:8080/in");
+    app.close().await;
+}
+
+// ---- Attacks that held, kept so they stay held ----
+
+/// A resident of another household and staff of another community see nothing of a private
+/// complaint or its photo, also through another report's id (nested IDOR), path tricks in the
+/// photo id, or the actions of the state machine; nothing changes.
+#[tokio::test]
+async fn held_reports_and_photos_stay_inside_their_visibility() {
+    let app = TestApp::demo().await;
+    let admin = app.login("admin").await;
+    let resident = app.login("resident").await;
+    let committee = app.login("committee").await;
+    let other_staff = app.login("committee3").await;
+    let own = resident.user["households"][0].as_str().unwrap().to_string();
+    let neighbour_home = app.get(&committee, "/api/v1/households?limit=5").await.ok()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap().to_string())
+        .find(|id| *id != own)
+        .unwrap();
+    app.post(
+        &admin,
+        "/api/v1/users",
+        json!({"login": "neighbour", "display_name": "邻居", "password": PASSWORD,
+               "bindings": [{"role": "resident", "household_id": neighbour_home}]}),
+    )
+    .await
+    .expect(201);
+    let neighbour = app.login("neighbour").await;
+    let room = app.get(&resident, "/api/v1/me/household").await.ok()["room_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mine = app
+        .post(
+            &resident,
+            "/api/v1/reports",
+            json!({"category": "complaint_property", "description": "物业乱收费，我的电话 13800000000", "place_id": room}),
+        )
+        .await
+        .expect(201)["report"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let photo = app
+        .call(
+            "POST",
+            &format!("/api/v1/reports/{mine}/photos"),
+            Some(&resident),
+            Some(("image/jpeg", jpeg_polyglot())),
+            &[],
+        )
+        .await
+        .expect(201)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let neighbour_room = app.get(&neighbour, "/api/v1/me/household").await.ok()["room_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let theirs = app
+        .post(
+            &neighbour,
+            "/api/v1/reports",
+            json!({"category": "repair_common", "description": "楼道灯", "place_id": neighbour_room}),
+        )
+        .await
+        .expect(201)["report"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let before = app.store.audit_verify().await.unwrap().entries;
+    for s in [&neighbour, &other_staff] {
+        for uri in [
+            format!("/api/v1/reports/{mine}"),
+            format!("/api/v1/reports/{mine}/photos/{photo}"),
+        ] {
+            assert_eq!(app.get(s, &uri).await.status, 404, "{uri}");
+        }
+        for (uri, body) in [
+            (format!("/api/v1/reports/{mine}/me-too"), json!({})),
+            (
+                format!("/api/v1/reports/{mine}/actions"),
+                json!({"action": "visit", "rating": 1}),
+            ),
+            (
+                format!("/api/v1/reports/{mine}/actions"),
+                json!({"action": "accept"}),
+            ),
+        ] {
+            assert_eq!(app.post(s, &uri, body).await.status, 404, "{uri}");
+        }
+    }
+    // The neighbour's own report with the other report's photo id.
+    let r = app
+        .get(
+            &neighbour,
+            &format!("/api/v1/reports/{theirs}/photos/{photo}"),
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json()["code"], "report.photo_not_found");
+    for trick in [
+        "..%2F..%2Fmaster.key",
+        "%2e%2e%2fmaster.key",
+        "..%5Cmaster.key",
+    ] {
+        let r = app
+            .get(&resident, &format!("/api/v1/reports/{mine}/photos/{trick}"))
+            .await;
+        assert_eq!(r.status, 404, "{trick}");
+    }
+    let text = app
+        .get(&neighbour, "/api/v1/reports?limit=200")
+        .await
+        .text();
+    assert!(!text.contains(&mine), "listed to the neighbour");
+    assert_eq!(app.store.audit_verify().await.unwrap().entries, before);
+    app.close().await;
+}
+
+/// Staff of another community get "not found" for devices, telemetry, alarms, gates, visitor
+/// passes and webhooks whose ids they took from elsewhere, and change nothing.
+#[tokio::test]
+async fn held_ids_from_another_community_are_not_found_on_every_module() {
+    let app = TestApp::demo().await;
+    let committee = app.login("committee").await;
+    let resident = app.login("resident").await;
+    let other = app.login("committee3").await;
+    let c1 = app.place_id("community", "幸福里社区").await;
+    let property = app.login("property").await;
+    let device = app
+        .post(
+            &property,
+            "/api/v1/iot/devices",
+            json!({"kind": "smoke", "name": "1栋烟感", "place_id": c1}),
+        )
+        .await
+        .expect(201)["device"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let gate = app
+        .post(
+            &property,
+            "/api/v1/access/gates",
+            json!({"name": "东门人脸", "place_id": c1, "kind": "face", "device_id": "dev-east"}),
+        )
+        .await
+        .expect(201)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let alarm = app
+        .post(&resident, "/api/v1/me/sos", json!({}))
+        .await
+        .expect(201)["alarm_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let now = chrono::Utc::now().timestamp_millis();
+    let pass = app
+        .post(
+            &resident,
+            "/api/v1/access/passes",
+            json!({"visitor_name": "张三", "phone": "13912345678", "valid_from": now, "valid_until": now + 3_600_000, "multi_use": false}),
+        )
+        .await
+        .expect(201)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let hook = app
+        .post(
+            &committee,
+            "/api/v1/webhooks",
+            json!({"name": "社区平台", "url": "https://hooks.example.org/in", "kinds": ["report.created"], "place_id": c1}),
+        )
+        .await
+        .expect(201)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let before = app.store.audit_verify().await.unwrap().entries;
+    for uri in [
+        format!("/api/v1/iot/devices/{device}"),
+        format!("/api/v1/iot/devices/{device}/telemetry"),
+        format!("/api/v1/alarms/{alarm}"),
+        format!("/api/v1/access/gates/{gate}"),
+        format!("/api/v1/access/passes/{pass}"),
+        format!("/api/v1/access/passes/{pass}/qr.svg"),
+        format!("/api/v1/webhooks/{hook}"),
+        format!("/api/v1/webhooks/{hook}/deliveries"),
+    ] {
+        assert_eq!(app.get(&other, &uri).await.status, 404, "GET {uri}");
+    }
+    for (uri, body) in [
+        (format!("/api/v1/alarms/{alarm}/ack"), json!({})),
+        (
+            format!("/api/v1/alarms/{alarm}/comment"),
+            json!({"text": "x"}),
+        ),
+        (format!("/api/v1/access/passes/{pass}/revoke"), json!({})),
+        (format!("/api/v1/webhooks/{hook}/ping"), json!({})),
+        (
+            "/api/v1/follows".to_string(),
+            json!({"entity": "alarm", "entity_id": alarm}),
+        ),
+    ] {
+        let r = app.post(&other, &uri, body).await;
+        assert_eq!(r.status, 404, "POST {uri}: {}", r.text());
+    }
+    let r = app
+        .patch(
+            &other,
+            &format!("/api/v1/webhooks/{hook}"),
+            json!({"url": "https://evil.example/"}),
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(app.store.audit_verify().await.unwrap().entries, before);
+    app.close().await;
+}
+
+/// A form posted with the CSRF token of another session is refused like one without; a
+/// cookie API write with another session's `X-CSRF-Token` likewise. Nothing changes.
+#[tokio::test]
+async fn held_csrf_tokens_of_another_session_are_refused() {
+    let app = TestApp::demo().await;
+    let resident = app.login("resident").await;
+    let committee = app.login("committee").await;
+    let unread = |v: Value| v["count"].as_i64().unwrap();
+    let room = app.get(&resident, "/api/v1/me/household").await.ok()["room_id"].clone();
+    app.post(
+        &resident,
+        "/api/v1/reports",
+        json!({"category": "suggestion", "description": "建议加装路灯", "place_id": room}),
+    )
+    .await
+    .expect(201);
+    let before = unread(app.get(&committee, "/api/v1/inbox/unread-count").await.ok());
+    let form = format!("_csrf={}", resident.csrf);
+    let r = app
+        .call(
+            "POST",
+            "/inbox/read-all",
+            Some(&committee),
+            Some(("application/x-www-form-urlencoded", form.into_bytes())),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    let mixed = Session {
+        csrf: resident.csrf.clone(),
+        ..committee.clone()
+    };
+    let r = app.post(&mixed, "/api/v1/inbox/read-all", json!({})).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.json()["details"]["reason"], "auth.csrf");
+    assert_eq!(
+        unread(app.get(&committee, "/api/v1/inbox/unread-count").await.ok()),
+        before
+    );
+    assert!(before > 0, "the report reached the committee's inbox");
+    app.close().await;
+}
