@@ -325,6 +325,22 @@ async fn nul_characters_are_refused_the_same_on_both_databases() {
         before,
         "nothing was written"
     );
+    // The layer reads JSON bodies up to axum's 2 MB limit; beyond, a localized 413.
+    let big = format!(
+        r#"{{"category":"suggestion","description":"{}","place_id":"{room}"}}"#,
+        "长".repeat(1_100_000)
+    );
+    let r = app
+        .call(
+            "POST",
+            "/api/v1/reports",
+            Some(&resident),
+            Some(("application/json", big.into_bytes())),
+            &[],
+        )
+        .await
+        .expect(413);
+    assert_eq!(r["code"], "payload_too_large");
     // A spreadsheet with a NUL is not text: refused as a whole (held before this round).
     let (building, unit, room_name) = app.room_names("幸福里社区").await;
     let csv = format!(
@@ -758,5 +774,99 @@ async fn held_csrf_tokens_of_another_session_are_refused() {
         before
     );
     assert!(before > 0, "the report reached the committee's inbox");
+    app.close().await;
+}
+
+/// Finding 8: a live-update stream (`GET /events`) opened before signing out kept telling the
+/// signed-out browser what happened in the area (event kinds and ids). The stream now ends with
+/// the session.
+#[tokio::test]
+async fn the_live_stream_ends_with_the_session() {
+    use axum::body::Body;
+    use http_body_util::BodyExt;
+    use std::time::Duration;
+    use tower::ServiceExt;
+
+    let app = TestApp::demo().await;
+    let committee = app.login("committee").await;
+    let resident = app.login("resident").await;
+    let room = app.get(&resident, "/api/v1/me/household").await.ok()["room_id"].clone();
+    let open = || async {
+        let req = axum::http::Request::get("/events")
+            .header("cookie", &committee.cookie)
+            .body(Body::empty())
+            .unwrap();
+        let resp = app.router.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.into_body()
+    };
+    let next = |mut body: Body| async move {
+        let frame = tokio::time::timeout(Duration::from_secs(3), body.frame()).await;
+        let text = match frame {
+            Ok(Some(Ok(f))) => f
+                .into_data()
+                .ok()
+                .map(|b| String::from_utf8_lossy(&b).to_string()),
+            _ => None,
+        };
+        (text, body)
+    };
+    let report = |text: &'static str| {
+        let room = room.clone();
+        let resident = resident.clone();
+        let app = &app;
+        async move {
+            app.post(
+                &resident,
+                "/api/v1/reports",
+                json!({"category": "suggestion", "description": text, "place_id": room}),
+            )
+            .await
+            .expect(201);
+        }
+    };
+    // Signed in: told.
+    let body = open().await;
+    report("路灯不亮").await;
+    let (ev, body) = next(body).await;
+    assert!(
+        ev.is_some_and(|e| e.contains("report.")),
+        "the live page is told"
+    );
+    // Signed out: the same stream tells nothing more and ends.
+    app.post(&committee, "/api/v1/auth/logout", json!({}))
+        .await
+        .expect(204);
+    report("垃圾桶满了").await;
+    let (ev, _) = next(body).await;
+    assert_eq!(ev, None, "a signed-out stream was told: {ev:?}");
+    app.close().await;
+}
+
+/// Finding 9: a visitor pass starting ~292 million years ago overflowed the window check
+/// (`until - from`): a panic answered 500 in debug builds, and release builds wrapped around and
+/// stored the pass. Refused as a bad window now.
+#[tokio::test]
+async fn a_pass_window_cannot_overflow() {
+    let app = TestApp::demo().await;
+    let resident = app.login("resident").await;
+    let now = chrono::Utc::now().timestamp_millis();
+    let before = app.store.audit_verify().await.unwrap().entries;
+    for (from, until) in [
+        (now - 9_223_372_036_854_775_000, now + 1_000_000),
+        (i64::MIN, i64::MAX),
+        (now, i64::MAX),
+    ] {
+        let r = app
+            .post(
+                &resident,
+                "/api/v1/access/passes",
+                json!({"visitor_name": "张三", "phone": "13912345678", "valid_from": from, "valid_until": until, "multi_use": true}),
+            )
+            .await;
+        assert_eq!(r.status, 400, "{from}..{until}: {}", r.text());
+        assert_eq!(r.json()["code"], "access.pass.bad_window");
+    }
+    assert_eq!(app.store.audit_verify().await.unwrap().entries, before);
     app.close().await;
 }

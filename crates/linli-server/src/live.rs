@@ -55,26 +55,51 @@ pub async fn publish_correction(s: &AppState, c: &linli_store::registry::correct
     }
 }
 
+/// Whether the session a stream was opened with is still signed in. Sign-out, a password change
+/// and expiry end a session; its open stream then ends instead of telling a signed-out browser
+/// more (the cache keeps this to one lookup per session every few seconds).
+async fn still_signed_in(s: &AppState, session: &str) -> bool {
+    use crate::auth_cache::session_key;
+    if s.auth_cache.get(&session_key(session)).is_some() {
+        return true;
+    }
+    match s.store.session(session).await {
+        Ok(Some((p, csrf))) => {
+            s.auth_cache.put(&session_key(session), &p, Some(csrf));
+            true
+        }
+        _ => false,
+    }
+}
+
 /// The event stream of the signed-in user.
 pub async fn events(
     State(s): State<AppState>,
     user: WebUser,
+    parts: axum::http::request::Parts,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let rx = s.store.bus.subscribe();
     let principal = user.principal;
-    let stream = stream::unfold((rx, principal), |(mut rx, principal)| async move {
+    let session = crate::extract::cookie(&parts, crate::extract::SESSION_COOKIE)
+        .unwrap_or_default()
+        .to_string();
+    let state = (rx, principal, s, session);
+    let stream = stream::unfold(state, |(mut rx, principal, s, session)| async move {
         loop {
             match rx.recv().await {
                 Ok(e) => {
                     if visible_to(&e, &principal) {
+                        if !still_signed_in(&s, &session).await {
+                            return None;
+                        }
                         let ev = Event::default().event(e.kind.clone()).data(e.id.clone());
-                        return Some((Ok(ev), (rx, principal)));
+                        return Some((Ok(ev), (rx, principal, s, session)));
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     return Some((
                         Ok(Event::default().event("resync").data("")),
-                        (rx, principal),
+                        (rx, principal, s, session),
                     ));
                 }
                 Err(broadcast::error::RecvError::Closed) => return None,
