@@ -6,6 +6,7 @@ mod common;
 
 mod access;
 mod accounts;
+mod attacks;
 mod audit;
 mod authz;
 mod backup;

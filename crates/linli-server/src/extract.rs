@@ -126,6 +126,31 @@ where
     }
 }
 
+/// A signed-in person (session cookie), never an integration token. The caller's own inbox,
+/// notification channels, follows and tokens belong to the person: a token made for one action
+/// in one area must not read its creator's notices, send them to another address or manage the
+/// creator's tokens (these endpoints check no action a token could be limited by).
+#[derive(Debug, Clone)]
+pub struct Person(pub Principal);
+
+impl<S> FromRequestParts<S> for Person
+where
+    S: Send + Sync,
+    AppState: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Auth(principal) = Auth::from_request_parts(parts, state).await?;
+        if principal.token.is_some() {
+            return Err(
+                AppError::new(linli_core::ErrorKind::Forbidden, "auth.token_not_allowed").into(),
+            );
+        }
+        Ok(Person(principal))
+    }
+}
+
 /// JSON body with localized rejection.
 pub struct ApiJson<T>(pub T);
 

@@ -10,6 +10,7 @@ pub mod error;
 pub mod extract;
 pub mod limiter;
 pub mod live;
+pub mod nul;
 pub mod open311;
 pub mod system;
 pub mod web;
@@ -144,6 +145,7 @@ pub fn app(state: AppState) -> Router {
         .merge(web::router())
         .fallback(system::not_found)
         .with_state(state)
+        .layer(middleware::from_fn(nul::refuse_nul))
         .layer(middleware::from_fn(same_origin_writes))
         .layer(middleware::from_fn(metrics_layer))
         .layer(middleware::from_fn(security_headers))

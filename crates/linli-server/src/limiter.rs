@@ -28,6 +28,16 @@ pub const IP_POLICY: Policy = Policy {
     max_lock: Duration::from_secs(900),
 };
 
+/// The key an account is locked under: the account itself when the typed login (name or mobile
+/// number) names one, so failures under one of them lock every way into it; otherwise the typed
+/// login, so unknown logins lock (and answer) exactly like known ones.
+pub fn account_key(typed_login: &str, user_id: Option<&str>) -> String {
+    match user_id {
+        Some(id) => format!("user:{id}"),
+        None => format!("login:{}", typed_login.trim().to_lowercase()),
+    }
+}
+
 #[derive(Debug)]
 struct Entry {
     failures: u32,

@@ -96,10 +96,28 @@ fn frames(e: &BusEvent) -> Vec<Result<Event, Infallible>> {
     out
 }
 
+/// Whether the session a stream was opened with is still signed in. Sign-out, a password change
+/// and expiry end a session; its open stream then ends instead of telling a signed-out browser
+/// more (the cache keeps this to one lookup per session every few seconds).
+async fn still_signed_in(s: &AppState, session: &str) -> bool {
+    use crate::auth_cache::session_key;
+    if s.auth_cache.get(&session_key(session)).is_some() {
+        return true;
+    }
+    match s.store.session(session).await {
+        Ok(Some((p, csrf))) => {
+            s.auth_cache.put(&session_key(session), &p, Some(csrf));
+            true
+        }
+        _ => false,
+    }
+}
+
 /// The event stream of the signed-in user.
 pub async fn events(
     State(s): State<AppState>,
     user: WebUser,
+    parts: axum::http::request::Parts,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let rx = s.store.bus.subscribe();
     let principal = user.principal;
@@ -115,28 +133,40 @@ pub async fn events(
                 viewer,
             })
     };
-    let state = (rx, principal, resident);
-    let stream = stream::unfold(state, |(mut rx, principal, resident)| async move {
-        loop {
-            match rx.recv().await {
-                Ok(e) => {
-                    let told = visible_to(&e, &principal)
-                        || match &resident {
-                            Some(r) => r.sees(&e).await,
-                            None => false,
-                        };
-                    if told {
-                        return Some((stream::iter(frames(&e)), (rx, principal, resident)));
+    let session = crate::extract::cookie(&parts, crate::extract::SESSION_COOKIE)
+        .unwrap_or_default()
+        .to_string();
+    let state = (rx, principal, resident, s, session);
+    let stream = stream::unfold(
+        state,
+        |(mut rx, principal, resident, s, session)| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(e) => {
+                        let told = visible_to(&e, &principal)
+                            || match &resident {
+                                Some(r) => r.sees(&e).await,
+                                None => false,
+                            };
+                        if told {
+                            if !still_signed_in(&s, &session).await {
+                                return None;
+                            }
+                            return Some((
+                                stream::iter(frames(&e)),
+                                (rx, principal, resident, s, session),
+                            ));
+                        }
                     }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        let resync = vec![Ok(Event::default().event("resync").data(""))];
+                        return Some((stream::iter(resync), (rx, principal, resident, s, session)));
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
                 }
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    let resync = vec![Ok(Event::default().event("resync").data(""))];
-                    return Some((stream::iter(resync), (rx, principal, resident)));
-                }
-                Err(broadcast::error::RecvError::Closed) => return None,
             }
-        }
-    })
+        },
+    )
     .flatten();
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }

@@ -7,6 +7,7 @@ notify-email_required = E-mail notices need an e-mail address.
 notify-kind_invalid = The event kind "{ $kind }" is not valid (e.g. report.dispatched or report.*).
 notify-webhook-not_found = The webhook does not exist or is outside your area.
 notify-webhook-url_invalid = The webhook URL is not valid: a full address starting with https:// or http:// is needed.
+notify-webhook-url_not_allowed = This address cannot receive webhooks (a link-local address such as the cloud metadata service 169.254.169.254, an unspecified or a multicast address).
 notify-webhook-name_too_long = The name is too long (at most 100 characters).
 notify-delivery-not_dead = Only a dead delivery (all attempts failed) can be retried.
 notify-delivery-not_found = The delivery does not exist.

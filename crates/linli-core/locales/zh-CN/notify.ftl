@@ -7,6 +7,7 @@ notify-email_required = 开启邮件通知需要填写邮箱地址。
 notify-kind_invalid = 事件类型“{ $kind }”无效（示例：report.dispatched 或 report.*）。
 notify-webhook-not_found = Webhook 不存在，或不在您的管辖范围内。
 notify-webhook-url_invalid = Webhook 地址无效：需要 https:// 或 http:// 开头的完整地址。
+notify-webhook-url_not_allowed = 该地址不能作为 Webhook 接收地址（链路本地地址如云平台元数据服务 169.254.169.254、未指定地址或组播地址）。
 notify-webhook-name_too_long = 名称过长（最多 100 个字符）。
 notify-delivery-not_dead = 只有已失败（重试次数用尽）的投递才能重新发送。
 notify-delivery-not_found = 投递记录不存在。

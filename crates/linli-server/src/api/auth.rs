@@ -14,7 +14,8 @@ use linli_store::accounts::tokens::{CreatedToken, NewToken, TokenInfo};
 
 use crate::AppState;
 use crate::error::{ApiResult, ErrorBody};
-use crate::extract::{ApiJson, Auth, SESSION_COOKIE, client_ip, cookie};
+use crate::extract::{ApiJson, Auth, Person, SESSION_COOKIE, client_ip, cookie};
+use crate::limiter::account_key;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -83,12 +84,13 @@ pub async fn login(
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Response> {
     let ip = client_ip(&parts);
-    let account_key = req.login.trim().to_lowercase();
     if let Err(secs) = s.ip_limiter.check(&ip) {
         return Err(AppError::new(ErrorKind::TooManyRequests, "rate_limited")
             .arg("seconds", secs.to_string())
             .into());
     }
+    let creds = s.store.credentials(&req.login).await?;
+    let account_key = account_key(&req.login, creds.as_ref().map(|c| c.user_id.as_str()));
     if let Err(secs) = s.account_limiter.check(&account_key) {
         return Err(
             AppError::new(ErrorKind::TooManyRequests, "auth.login_locked")
@@ -96,7 +98,6 @@ pub async fn login(
                 .into(),
         );
     }
-    let creds = s.store.credentials(&req.login).await?;
     // Verify against a dummy hash when the account is unknown, so timing does not reveal it.
     let ok = match &creds {
         Some(c) => password::verify(&req.password, &c.password_hash) && !c.disabled,
@@ -200,20 +201,20 @@ pub async fn create_token(
 }
 
 /// The caller's own tokens.
-#[utoipa::path(get, path = "/api/v1/auth/tokens", tag = "auth", responses((status = 200, body = Vec<TokenInfo>)))]
+#[utoipa::path(get, path = "/api/v1/auth/tokens", tag = "auth", responses((status = 200, body = Vec<TokenInfo>), (status = 403, body = ErrorBody)))]
 pub async fn list_tokens(
     State(s): State<AppState>,
-    Auth(p): Auth,
+    Person(p): Person,
 ) -> ApiResult<Json<Vec<TokenInfo>>> {
     Ok(Json(s.store.tokens(&p).await?))
 }
 
 /// Revoke one of the caller's tokens.
 #[utoipa::path(delete, path = "/api/v1/auth/tokens/{id}", tag = "auth", params(("id" = String, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody)))]
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn revoke_token(
     State(s): State<AppState>,
-    Auth(p): Auth,
+    Person(p): Person,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     s.store.revoke_token(&p, &id).await?;

@@ -13,7 +13,7 @@ use linli_store::notify::{InboxItem, render};
 
 use crate::AppState;
 use crate::error::{ApiResult, ErrorBody, current_lang};
-use crate::extract::{ApiJson, ApiQuery, Auth};
+use crate::extract::{ApiJson, ApiQuery, Person};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -64,10 +64,10 @@ pub struct Updated {
 
 /// The caller's notices, newest first.
 #[utoipa::path(get, path = "/api/v1/inbox", tag = "notifications", params(InboxQuery),
-    responses((status = 200, body = InboxPage), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = InboxPage), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn inbox(
     State(s): State<AppState>,
-    Auth(p): Auth,
+    Person(p): Person,
     ApiQuery(q): ApiQuery<InboxQuery>,
 ) -> ApiResult<Json<InboxPage>> {
     let limit = q.limit.unwrap_or(50).clamp(1, 200);
@@ -97,8 +97,8 @@ pub async fn inbox(
 
 /// How many unread notices the caller has.
 #[utoipa::path(get, path = "/api/v1/inbox/unread-count", tag = "notifications",
-    responses((status = 200, body = Count), (status = 401, body = ErrorBody)))]
-pub async fn unread_count(State(s): State<AppState>, Auth(p): Auth) -> ApiResult<Json<Count>> {
+    responses((status = 200, body = Count), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn unread_count(State(s): State<AppState>, Person(p): Person) -> ApiResult<Json<Count>> {
     Ok(Json(Count {
         count: s.store.inbox_unread(&p.user_id).await?,
     }))
@@ -106,10 +106,10 @@ pub async fn unread_count(State(s): State<AppState>, Auth(p): Auth) -> ApiResult
 
 /// Mark one of the caller's notices read.
 #[utoipa::path(post, path = "/api/v1/inbox/{id}/read", tag = "notifications", params(("id" = String, Path)),
-    responses((status = 200, body = Updated), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Updated), (status = 404, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn mark_read(
     State(s): State<AppState>,
-    Auth(p): Auth,
+    Person(p): Person,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Updated>> {
     Ok(Json(Updated {
@@ -119,8 +119,11 @@ pub async fn mark_read(
 
 /// Mark all of the caller's notices read.
 #[utoipa::path(post, path = "/api/v1/inbox/read-all", tag = "notifications",
-    responses((status = 200, body = Updated), (status = 401, body = ErrorBody)))]
-pub async fn mark_all_read(State(s): State<AppState>, Auth(p): Auth) -> ApiResult<Json<Updated>> {
+    responses((status = 200, body = Updated), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn mark_all_read(
+    State(s): State<AppState>,
+    Person(p): Person,
+) -> ApiResult<Json<Updated>> {
     Ok(Json(Updated {
         updated: s.store.inbox_mark_read(&p.user_id, None).await?,
     }))
@@ -128,17 +131,20 @@ pub async fn mark_all_read(State(s): State<AppState>, Auth(p): Auth) -> ApiResul
 
 /// The caller's delivery channels.
 #[utoipa::path(get, path = "/api/v1/me/channels", tag = "notifications",
-    responses((status = 200, body = Channels), (status = 401, body = ErrorBody)))]
-pub async fn get_channels(State(s): State<AppState>, Auth(p): Auth) -> ApiResult<Json<Channels>> {
+    responses((status = 200, body = Channels), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn get_channels(
+    State(s): State<AppState>,
+    Person(p): Person,
+) -> ApiResult<Json<Channels>> {
     Ok(Json(s.store.channels(&p.user_id).await?))
 }
 
 /// Set the caller's e-mail address, e-mail on/off and muted kinds.
 #[utoipa::path(put, path = "/api/v1/me/channels", tag = "notifications", request_body = Channels,
-    responses((status = 200, body = Channels), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = Channels), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn put_channels(
     State(s): State<AppState>,
-    Auth(p): Auth,
+    Person(p): Person,
     ApiJson(c): ApiJson<Channels>,
 ) -> ApiResult<Json<Channels>> {
     Ok(Json(s.store.set_channels(&p, c).await?))
@@ -154,10 +160,10 @@ pub struct FollowTarget {
 
 /// What the caller follows.
 #[utoipa::path(get, path = "/api/v1/follows", tag = "notifications",
-    responses((status = 200, body = Vec<Follow>), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = Vec<Follow>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn list_follows(
     State(s): State<AppState>,
-    Auth(p): Auth,
+    Person(p): Person,
 ) -> ApiResult<Json<Vec<Follow>>> {
     Ok(Json(s.store.follows(&p.user_id).await?))
 }
@@ -165,10 +171,10 @@ pub async fn list_follows(
 /// Follow something the caller may see: its state changes reach the caller's inbox (and
 /// e-mail, when enabled).
 #[utoipa::path(post, path = "/api/v1/follows", tag = "notifications", request_body = FollowTarget,
-    responses((status = 201, body = Follow), (status = 404, body = ErrorBody)))]
+    responses((status = 201, body = Follow), (status = 404, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn follow(
     State(s): State<AppState>,
-    Auth(p): Auth,
+    Person(p): Person,
     ApiJson(t): ApiJson<FollowTarget>,
 ) -> ApiResult<(StatusCode, Json<Follow>)> {
     Ok((
@@ -179,10 +185,10 @@ pub async fn follow(
 
 /// Stop following.
 #[utoipa::path(delete, path = "/api/v1/follows", tag = "notifications", params(FollowTarget),
-    responses((status = 204), (status = 404, body = ErrorBody)))]
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn unfollow(
     State(s): State<AppState>,
-    Auth(p): Auth,
+    Person(p): Person,
     ApiQuery(t): ApiQuery<FollowTarget>,
 ) -> ApiResult<StatusCode> {
     s.store.unfollow(&p, &t.entity, &t.entity_id).await?;

@@ -39,10 +39,19 @@ struct NextQuery {
     next: Option<String>,
 }
 
-/// Only local paths may be redirect targets (no open redirect).
+/// Only local paths may be redirect targets (no open redirect). Browsers drop tabs and newlines
+/// from a URL (`/<TAB>/evil.example` becomes `//evil.example`), so no control character or
+/// whitespace is allowed anywhere.
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && !n.chars().any(|c| c.is_control() || c.is_whitespace()) =>
+        {
+            n.to_string()
+        }
         _ => "/".to_string(),
     }
 }
@@ -82,17 +91,17 @@ async fn login_submit(
         })
     };
     let ip = client_ip(&parts);
-    let key = f.login.trim().to_lowercase();
     if let Err(secs) = s.ip_limiter.check(&ip) {
         return again(page.t1("rate_limited", "seconds", &secs.to_string()));
-    }
-    if let Err(secs) = s.account_limiter.check(&key) {
-        return again(page.t1("auth-login_locked", "seconds", &secs.to_string()));
     }
     let creds = match s.store.credentials(&f.login).await {
         Ok(c) => c,
         Err(e) => return error_page(&page, e),
     };
+    let key = crate::limiter::account_key(&f.login, creds.as_ref().map(|c| c.user_id.as_str()));
+    if let Err(secs) = s.account_limiter.check(&key) {
+        return again(page.t1("auth-login_locked", "seconds", &secs.to_string()));
+    }
     let ok = match &creds {
         Some(c) => password::verify(&f.password, &c.password_hash) && !c.disabled,
         None => {

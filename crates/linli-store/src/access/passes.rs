@@ -215,7 +215,10 @@ impl Store {
         let now = self.now_ms();
         let from = new.valid_from.unwrap_or(now);
         let until = new.valid_until;
-        if until <= from || until <= now || until - from > MAX_WINDOW_MS || from > now + MAX_LEAD_MS
+        if until <= from
+            || until <= now
+            || until.saturating_sub(from) > MAX_WINDOW_MS
+            || from > now.saturating_add(MAX_LEAD_MS)
         {
             return Err(AppError::bad_request("access.pass.bad_window"));
         }

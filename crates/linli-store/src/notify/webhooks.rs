@@ -87,7 +87,43 @@ pub fn validate_url(url: &str) -> AppResult<String> {
     if !ok {
         return Err(AppError::bad_request("notify.webhook.url_invalid"));
     }
+    let host = url
+        .parse::<hyper::Uri>()
+        .ok()
+        .and_then(|u| u.host().map(str::to_owned));
+    if host.as_deref().is_some_and(never_a_receiver) {
+        return Err(AppError::bad_request("notify.webhook.url_not_allowed"));
+    }
     Ok(url.to_string())
+}
+
+/// Hosts no webhook receiver lives at, whose answers (status, error) would only tell a webhook
+/// admin about the server's own surroundings: link-local addresses (the cloud metadata service
+/// at 169.254.169.254, `fe80::/10`), unspecified, broadcast and multicast addresses. Private
+/// networks (10/8, 192.168/16, loopback) stay allowed: receivers on a trusted network are
+/// supported. A name that resolves to such an address is not caught here (docs/attacks.md).
+fn never_a_receiver(host: &str) -> bool {
+    use std::net::IpAddr;
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if bare.eq_ignore_ascii_case("metadata.google.internal") {
+        return true;
+    }
+    let ip = match bare.parse::<IpAddr>() {
+        Ok(IpAddr::V6(v6)) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        Ok(ip) => ip,
+        Err(_) => return false,
+    };
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_link_local() || v4.is_unspecified() || v4.is_broadcast() || v4.is_multicast()
+        }
+        IpAddr::V6(v6) => {
+            (v6.segments()[0] & 0xffc0) == 0xfe80 || v6.is_unspecified() || v6.is_multicast()
+        }
+    }
 }
 
 fn validate_name(name: &str) -> AppResult<String> {
@@ -474,6 +510,20 @@ mod tests {
         assert!(validate_url("ftp://example.org/").is_err());
         assert!(validate_url("example.org/hook").is_err());
         assert!(validate_url("http:///nohost").is_err());
+        for metadata in [
+            "http://169.254.169.254/latest/meta-data/",
+            "http://[fe80::1]/",
+            "http://[::ffff:169.254.169.254]/",
+            "http://0.0.0.0:8080/",
+            "http://metadata.google.internal/computeMetadata/v1/",
+        ] {
+            assert_eq!(
+                validate_url(metadata).unwrap_err().code,
+                "notify.webhook.url_not_allowed",
+                "{metadata}"
+            );
+        }
+        assert!(validate_url("http://127.0.0.1:9000/in").is_ok());
         assert!(
             validate_kinds(&["report.*".into(), " alarm.sos ".into()])
                 .is_ok_and(|k| k == "report.*,alarm.sos")

@@ -108,8 +108,12 @@ fn jpeg(b: &[u8]) -> AppResult<Vec<u8>> {
         let seg = &b[i - 2..i + len];
         i += len;
         match m {
-            // APP1 (EXIF/XMP), APP13 (IPTC), comments: dropped.
-            0xE1 | 0xED | 0xFE => {}
+            // Application segments are kept only when they are about drawing the picture: JFIF
+            // (APP0), an ICC profile (APP2) and Adobe's colour transform (APP14). EXIF/XMP (APP1),
+            // C2PA/JUMBF manifests (APP11, may hold the location), IPTC (APP13), maker data and
+            // comments are dropped.
+            0xE0 | 0xE2 | 0xEE if jpeg_app_kept(m, seg) => out.extend_from_slice(seg),
+            0xE0..=0xEF | 0xFE => {}
             0xC0..=0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => {
                 if len < 8 {
                     return Err(bad());
@@ -153,6 +157,28 @@ fn crc32(data: &[u8]) -> u32 {
     !crc
 }
 
+/// PNG chunks that draw the picture (critical chunks, transparency, colour, animation).
+const PNG_KEPT: [&[u8]; 18] = [
+    b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"cHRM", b"gAMA", b"iCCP", b"sBIT", b"sRGB",
+    b"cICP", b"mDCV", b"cLLI", b"bKGD", b"pHYs", b"acTL", b"fcTL", b"fdAT",
+];
+
+/// WebP chunks that draw the picture.
+const WEBP_KEPT: [&[u8]; 7] = [
+    b"VP8X", b"VP8 ", b"VP8L", b"ALPH", b"ANIM", b"ANMF", b"ICCP",
+];
+
+/// Whether a JPEG application segment (`seg` starts at the marker) only says how to draw.
+fn jpeg_app_kept(marker: u8, seg: &[u8]) -> bool {
+    let payload = seg.get(4..).unwrap_or_default();
+    match marker {
+        0xE0 => payload.starts_with(b"JFIF\0") || payload.starts_with(b"JFXX\0"),
+        0xE2 => payload.starts_with(b"ICC_PROFILE\0"),
+        0xEE => payload.starts_with(b"Adobe"),
+        _ => false,
+    }
+}
+
 fn png(b: &[u8]) -> AppResult<Vec<u8>> {
     let mut out = Vec::with_capacity(b.len());
     out.extend_from_slice(&b[..8]);
@@ -179,7 +205,9 @@ fn png(b: &[u8]) -> AppResult<Vec<u8>> {
         }
         first = false;
         match ty {
-            b"eXIf" | b"tEXt" | b"zTXt" | b"iTXt" | b"tIME" => {}
+            // Anything that is not needed to draw the picture (EXIF, text, time, C2PA `caBX`,
+            // private chunks that may carry anything) is dropped.
+            _ if !PNG_KEPT.contains(&ty) => {}
             b"IDAT" => {
                 idat = true;
                 out.extend_from_slice(&b[i..end]);
@@ -223,7 +251,8 @@ fn webp(b: &[u8]) -> AppResult<Vec<u8>> {
         }
         first = false;
         match fourcc {
-            b"EXIF" | b"XMP " => {}
+            // EXIF, XMP and unknown chunks are dropped; only what draws the picture stays.
+            _ if !WEBP_KEPT.contains(&fourcc) => {}
             b"VP8X" => {
                 if len < 10 {
                     return Err(bad());
@@ -462,6 +491,41 @@ pub mod tests {
         cut.truncate(cut.len() - 2);
         assert!(sanitize(&cut).is_err());
         assert!(sanitize(b"\xFF\xD8\xFFnot really a jpeg").is_err());
+    }
+
+    #[test]
+    fn only_segments_and_chunks_that_draw_the_picture_are_kept() {
+        // PNG: a C2PA manifest (may hold the location) and a private chunk go; sRGB stays.
+        let mut v = b"\x89PNG\r\n\x1a\n".to_vec();
+        v.extend(chunk(b"IHDR", &[0, 0, 0, 1, 0, 0, 0, 1, 8, 0, 0, 0, 0]));
+        v.extend(chunk(b"sRGB", &[0]));
+        v.extend(chunk(b"caBX", b"c2pa GPSLatitude"));
+        v.extend(chunk(b"prVt", b"<html><script>alert(1)</script>"));
+        v.extend(chunk(b"IDAT", &[0x78, 0x9C, 0x63, 0, 0, 0, 1, 0, 1]));
+        v.extend(chunk(b"IEND", &[]));
+        let (_, clean) = sanitize(&v).unwrap();
+        assert!(clean.windows(4).any(|w| w == b"sRGB"));
+        for gone in [&b"caBX"[..], b"prVt", b"GPS", b"script"] {
+            assert!(!clean.windows(gone.len()).any(|w| w == gone));
+        }
+        // JPEG: APP11 (JUMBF/C2PA) and APP15 go; JFIF (APP0) stays.
+        let src = jpeg_with_exif();
+        let mut j = src[..2].to_vec();
+        for (marker, payload) in [
+            (0xE0u8, &b"JFIF\0\x01\x02\0\0\x01\0\x01\0\0"[..]),
+            (0xEB, b"JP\0\0c2pa GPSLatitude"),
+            (0xEF, b"maker <script>"),
+        ] {
+            j.extend_from_slice(&[0xFF, marker]);
+            j.extend_from_slice(&((payload.len() + 2) as u16).to_be_bytes());
+            j.extend_from_slice(payload);
+        }
+        j.extend_from_slice(&src[2..]);
+        let (_, clean) = sanitize(&j).unwrap();
+        assert!(clean.windows(4).any(|w| w == b"JFIF"));
+        for gone in [&b"c2pa"[..], b"GPS", b"script", b"Exif"] {
+            assert!(!clean.windows(gone.len()).any(|w| w == gone));
+        }
     }
 
     #[test]
