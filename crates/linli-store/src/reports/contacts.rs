@@ -15,7 +15,7 @@ use linli_core::crypto::FieldCipher;
 use linli_core::{AppError, AppResult, phone};
 
 use crate::Store;
-use crate::db::{db_err, opt_str, str_};
+use crate::db::{db_err, str_};
 
 use super::{Viewer, community_prefix};
 
@@ -210,22 +210,21 @@ impl Store {
         if !v.is_staff_for(report_path) {
             return Ok(None);
         }
-        let row = sqlx::query(
+        // On every staff view of a report: the native read path (sqlx on PostgreSQL).
+        let q = crate::db::Sql::new(
             "SELECT c.first_name, c.last_name, c.email_masked, c.phone_masked, c.device_id, c.account_id, c.user_id, u.display_name FROM report_contacts c LEFT JOIN users u ON u.id = c.user_id WHERE c.report_id = $1",
         )
-        .bind(id.to_string())
-        .fetch_optional(&self.db.read)
-        .await
-        .map_err(db_err)?;
+        .arg(id.to_string());
+        let row = self.db.fetch_optional_fast(&q).await?;
         Ok(row.map(|r| ReportContact {
-            first_name: opt_str(&r, "first_name"),
-            last_name: opt_str(&r, "last_name"),
-            email: opt_str(&r, "email_masked"),
-            phone: opt_str(&r, "phone_masked"),
-            device_id: opt_str(&r, "device_id"),
-            account_id: opt_str(&r, "account_id"),
-            user_id: opt_str(&r, "user_id"),
-            user_name: opt_str(&r, "display_name"),
+            first_name: r.opt_str("first_name"),
+            last_name: r.opt_str("last_name"),
+            email: r.opt_str("email_masked"),
+            phone: r.opt_str("phone_masked"),
+            device_id: r.opt_str("device_id"),
+            account_id: r.opt_str("account_id"),
+            user_id: r.opt_str("user_id"),
+            user_name: r.opt_str("display_name"),
         }))
     }
 }
