@@ -240,6 +240,45 @@ fn sqlite_path(url: &str) -> Option<String> {
     Some(path.to_string())
 }
 
+/// `sql` with every `$n` placeholder written `?n`, when that is safe: no bare `?` and no `$` that
+/// is not a placeholder (outside quoted literals and identifiers). `None`: bind by name instead.
+fn numbered_params(sql: &str) -> Option<String> {
+    let b = sql.as_bytes();
+    let mut out = String::with_capacity(sql.len());
+    let mut quote: Option<u8> = None;
+    let mut i = 0;
+    let mut start = 0;
+    let mut any = false;
+    while i < b.len() {
+        let c = b[i];
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None => match c {
+                b'\'' | b'"' => quote = Some(c),
+                b'?' => return None,
+                b'$' => {
+                    let digits = b[i + 1..].iter().take_while(|d| d.is_ascii_digit()).count();
+                    if digits == 0 {
+                        return None;
+                    }
+                    out.push_str(&sql[start..i]);
+                    out.push('?');
+                    start = i + 1;
+                    any = true;
+                }
+                _ => {}
+            },
+        }
+        i += 1;
+    }
+    if !any {
+        return None;
+    }
+    out.push_str(&sql[start..]);
+    Some(out)
+}
+
 /// The value index (0-based) for SQLite parameter `i` (1-based): by its `$n` name, else position.
 fn value_index(name: Option<&str>, i: usize) -> Option<usize> {
     match name {
@@ -257,10 +296,18 @@ fn query(
     sql: &Sql,
     max_rows: usize,
 ) -> rusqlite::Result<Vec<FastRow>> {
-    let mut stmt = conn.prepare_cached(&sql.text)?;
+    // `$n` as SQLite's numbered `?n`: parameter n is value n, no lookup of names per bind (that
+    // lookup walks a list in SQLite and was 2 % of the CPU of a report read).
+    let numbered = numbered_params(&sql.text);
+    let mut stmt = conn.prepare_cached(numbered.as_deref().unwrap_or(&sql.text))?;
     let params = stmt.parameter_count();
     for i in 1..=params {
-        let v = value_index(stmt.parameter_name(i), i)
+        let k = if numbered.is_some() {
+            Some(i - 1)
+        } else {
+            value_index(stmt.parameter_name(i), i)
+        };
+        let v = k
             .and_then(|k| sql.vals.get(k))
             .ok_or(rusqlite::Error::InvalidParameterCount(
                 params,
@@ -405,6 +452,14 @@ mod tests {
 
     #[test]
     fn parameters_bind_by_name() {
+        assert_eq!(
+            numbered_params("SELECT a FROM t WHERE x = $1 AND y = '$2' AND z IN ($12, $1)")
+                .as_deref(),
+            Some("SELECT a FROM t WHERE x = ?1 AND y = '$2' AND z IN (?12, ?1)")
+        );
+        assert_eq!(numbered_params("SELECT 1"), None);
+        assert_eq!(numbered_params("SELECT ? WHERE x = $1"), None);
+        assert_eq!(numbered_params("SELECT $a"), None);
         assert_eq!(value_index(Some("$1"), 1), Some(0));
         assert_eq!(value_index(Some("$12"), 1), Some(11));
         assert_eq!(value_index(None, 3), Some(2));
