@@ -318,7 +318,12 @@ pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// CPU time used by this process so far (all threads: server, database, load generator), in ms.
 /// On a shared machine the wall-clock rate depends on what else runs; CPU per request does not.
 fn process_cpu_ms() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+    cpu_ms_of("/proc/self/stat")
+}
+
+/// User + system CPU time in a `/proc/…/stat` file, in milliseconds.
+fn cpu_ms_of(stat_file: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(stat_file) else {
         return 0.0;
     };
     let fields: Vec<&str> = stat
@@ -649,20 +654,7 @@ fn store_cpu_by_kind(
 
 /// CPU time of the calling thread (user + system), in milliseconds (10 ms resolution).
 fn thread_cpu_ms() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/thread-self/stat") else {
-        return 0.0;
-    };
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) * 10.0
+    cpu_ms_of("/proc/thread-self/stat")
 }
 
 /// Run `requests` calls of `f(i)` from `clients` concurrent tasks, bounded by `max` wall time.

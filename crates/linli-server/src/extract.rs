@@ -13,6 +13,7 @@ use linli_core::AppError;
 use linli_core::auth::Principal;
 
 use crate::AppState;
+use crate::auth_cache::session_key;
 use crate::error::ApiError;
 
 pub const SESSION_COOKIE: &str = "linli_session";
@@ -54,7 +55,7 @@ pub async fn authenticate(
     parts: &Parts,
     state: &AppState,
 ) -> Result<Option<(Principal, Via)>, ApiError> {
-    use crate::auth_cache::{session_key, token_key};
+    use crate::auth_cache::token_key;
     if let Some(h) = parts.headers.get(header::AUTHORIZATION) {
         let v = h.to_str().unwrap_or("");
         let invalid = || AppError::new(linli_core::ErrorKind::Unauthorized, "auth.token_invalid");
@@ -72,30 +73,36 @@ pub async fn authenticate(
             None => Err(invalid().into()),
         };
     }
-    if let Some(token) = cookie(parts, SESSION_COOKIE) {
-        if let Some((p, Some(csrf))) = state.auth_cache.get(&session_key(token)) {
-            return Ok(Some((
-                p,
-                Via::Session {
-                    token: token.to_string(),
-                    csrf,
-                },
-            )));
-        }
-        if let Some((p, csrf)) = state.store.session(token).await? {
-            state
-                .auth_cache
-                .put(&session_key(token), &p, Some(csrf.clone()));
-            return Ok(Some((
-                p,
-                Via::Session {
-                    token: token.to_string(),
-                    csrf,
-                },
-            )));
-        }
+    if let Some(token) = cookie(parts, SESSION_COOKIE)
+        && let Some((p, csrf)) = session_principal(state, token).await?
+    {
+        return Ok(Some((
+            p,
+            Via::Session {
+                token: token.to_string(),
+                csrf,
+            },
+        )));
     }
     Ok(None)
+}
+
+/// The principal and CSRF token of a signed-in session (cached for a few seconds); `None` once
+/// the session has ended (sign-out, password change, expiry).
+pub(crate) async fn session_principal(
+    state: &AppState,
+    token: &str,
+) -> Result<Option<(Principal, String)>, AppError> {
+    if let Some((p, Some(csrf))) = state.auth_cache.get(&session_key(token)) {
+        return Ok(Some((p, csrf)));
+    }
+    let found = state.store.session(token).await?;
+    if let Some((p, csrf)) = &found {
+        state
+            .auth_cache
+            .put(&session_key(token), p, Some(csrf.clone()));
+    }
+    Ok(found)
 }
 
 impl<S> FromRequestParts<S> for Auth

@@ -100,17 +100,10 @@ fn frames(e: &BusEvent) -> Vec<Result<Event, Infallible>> {
 /// and expiry end a session; its open stream then ends instead of telling a signed-out browser
 /// more (the cache keeps this to one lookup per session every few seconds).
 async fn still_signed_in(s: &AppState, session: &str) -> bool {
-    use crate::auth_cache::session_key;
-    if s.auth_cache.get(&session_key(session)).is_some() {
-        return true;
-    }
-    match s.store.session(session).await {
-        Ok(Some((p, csrf))) => {
-            s.auth_cache.put(&session_key(session), &p, Some(csrf));
-            true
-        }
-        _ => false,
-    }
+    matches!(
+        crate::extract::session_principal(s, session).await,
+        Ok(Some(_))
+    )
 }
 
 /// The event stream of the signed-in user.

@@ -18,7 +18,9 @@ use crate::error::ApiError;
 const TEXT_BODY_LIMIT: usize = 2 * 1024 * 1024;
 
 pub async fn refuse_nul(req: Request, next: Next) -> Response {
-    if req.uri().to_string().contains("%00") {
+    // Path and query as received (no allocation on every request).
+    let uri = req.uri();
+    if uri.path().contains("%00") || uri.query().is_some_and(|q| q.contains("%00")) {
         return refused();
     }
     let kind = body_kind(&req);
