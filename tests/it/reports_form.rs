@@ -456,7 +456,7 @@ async fn the_form_places_a_report_by_point_or_by_a_spot_on_the_site_plan() {
     let html = bad.text();
     assert!(field_error(&html, "plan_x").unwrap().contains("0 到 1000"));
     // The spot typed is drawn on the plan again.
-    assert!(html.contains("id=\"plan-mark\" class=\"plan-mark\" cx=\"5000\" cy=\"10\" r=\"14\">"));
+    assert!(html.contains("id=\"plan-mark\" class=\"plan-mark\" cx=\"5000\" cy=\"10\" r=\"16\">"));
     let half = file("", vec![("plan_x", "10".into())]).await;
     assert_eq!(half.status.as_u16(), 400);
     assert!(field_error(&half.text(), "plan_y").is_some());

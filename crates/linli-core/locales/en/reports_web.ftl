@@ -127,8 +127,8 @@ web-report-first-page = Newest
 
 # Report form: photos and position
 web-report-place-choose = Choose a place
-web-report-place-by-point = By the position below (coordinates or a point on the site plan)
-web-report-place-hint = With a place chosen, the coordinates and the point on the plan are kept as extra detail; with "by the position below", the coordinates decide the community, or the point on the plan the building.
+web-report-place-by-point = By the position below
+web-report-place-hint = With a place chosen, the coordinates and the point on the plan are kept as extra detail; with "By the position below", the coordinates decide the community, or the point on the plan the building.
 web-report-point = Position
 web-report-lat = Latitude
 web-report-lon = Longitude

@@ -127,7 +127,7 @@ web-report-first-page = 最新一页
 
 # 报事表单：照片与位置
 web-report-place-choose = 选择地点
-web-report-place-by-point = 按下方的位置（坐标或平面图上的点）
+web-report-place-by-point = 按下方的位置
 web-report-place-hint = 选了具体地点时，坐标和平面图上的点作为补充；选“按下方的位置”时，由坐标确定所在社区，或由平面图上的点确定楼栋。
 web-report-point = 位置
 web-report-lat = 纬度
