@@ -517,7 +517,7 @@ fn read_position(page: &Page, f: &NewForm, errors: &mut FieldErrors) -> Position
 }
 
 /// The field a store error on the filing form belongs beside, with the message shown there.
-fn new_form_errors(page: &Page, e: &AppError, f: &NewForm, uploads: &[Upload]) -> FieldErrors {
+fn new_form_errors(page: &Page, e: &AppError, f: &NewForm, names: &[String]) -> FieldErrors {
     let by_point = f.place_id.trim().is_empty() && !f.lat.trim().is_empty();
     let field = match e.code {
         "report.unknown_category" => "category",
@@ -531,9 +531,9 @@ fn new_form_errors(page: &Page, e: &AppError, f: &NewForm, uploads: &[Upload]) -
     let arg = |k: &str| e.args.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
     // A bad photo is named; a number out of range gets the field's own wording.
     if let Some(i) = arg("photo").and_then(|i| i.parse::<usize>().ok()) {
-        let name = uploads
+        let name = names
             .get(i.wrapping_sub(1))
-            .map(|u| u.name.clone())
+            .cloned()
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| format!("#{i}"));
         let text = i18n::t_args(
@@ -613,7 +613,8 @@ async fn create_report(State(s): State<AppState>, user: WebUser, req: Request) -
         public: f.public.is_some(),
         ..NewReport::default()
     };
-    let photos: Vec<Vec<u8>> = uploads.iter().map(|u| u.bytes.clone()).collect();
+    let (names, photos): (Vec<String>, Vec<Vec<u8>>) =
+        uploads.into_iter().map(|u| (u.name, u.bytes)).unzip();
     match s
         .store
         .create_report_with_photos(&user.principal, &s.config.data_dir, new, &photos)
@@ -629,7 +630,7 @@ async fn create_report(State(s): State<AppState>, user: WebUser, req: Request) -
         }
         Err(e) if matches!(e.kind, ErrorKind::BadRequest | ErrorKind::PayloadTooLarge) => {
             let status = StatusCode::from_u16(e.kind.status()).unwrap_or(StatusCode::BAD_REQUEST);
-            let errors = new_form_errors(&user.page, &e, &f, &uploads);
+            let errors = new_form_errors(&user.page, &e, &f, &names);
             back(&s, user, f, errors, status).await
         }
         Err(e) => {
