@@ -395,6 +395,61 @@ test("a resident files a report with a photo; staff accept it and the open page 
   await page.context().close();
 });
 
+test("a resident files from the form with a photo and a typed position; the plan and 'use my location' fill the fields", async () => {
+  const context = await browser.newContext({
+    viewport: { width: 390, height: 844 }, locale: "zh-CN",
+    geolocation: { latitude: 30.5802, longitude: 114.2734, accuracy: 20 }, permissions: ["geolocation"],
+  });
+  const page = await context.newPage();
+  await login(page, "resident");
+  await page.goto(base + "/me/reports/new");
+  assert.equal(await page.locator("form#report-new").getAttribute("enctype"), "multipart/form-data");
+
+  // "Use my location" (shown only with JS) fills latitude and longitude from the browser and
+  // switches the place to "by the position below".
+  await page.locator("#locate").click();
+  await page.waitForFunction(() => document.getElementById("lat").value !== "");
+  assert.equal(await page.locator("#lat").inputValue(), "30.580200");
+  assert.equal(await page.locator("#lon").inputValue(), "114.273400");
+  assert.equal(await page.locator("#place_id").inputValue(), "");
+  // A tap on the site plan fills the plan coordinates and marks the spot.
+  await page.locator("#plan-pick").click({ position: { x: 5, y: 5 } });
+  assert.match(await page.locator("#plan_x").inputValue(), /^\d+$/);
+  assert.equal(await page.locator("#plan-mark").getAttribute("hidden"), null);
+  assert.deepEqual(await lowContrast(page), [], "WCAG AA contrast on the report form with its position fields");
+  await page.locator("#lat").scrollIntoViewIfNeeded();
+  await page.evaluate(() => document.getElementById("lat").closest("fieldset").scrollIntoView());
+  await shot(page, "resident-report-position-390x844.png");
+  await page.fill("#plan_x", "");
+  await page.fill("#plan_y", "");
+
+  // The resident types the point instead, adds a photo and files.
+  const description = "东门外的消防栓漏水，地面结冰";
+  await page.selectOption("#category", "repair_common");
+  await page.fill("#description", description);
+  await page.fill("#lat", "30.5801");
+  await page.fill("#lon", "114.2733");
+  const png = join(dataDir, "form-photo.png");
+  writeFileSync(png, tinyPng());
+  await page.setInputFiles("#photos", png);
+  await Promise.all([page.waitForURL(/\/me\/reports\/[0-9a-f-]{36}$/), page.click("#submit-report")]);
+  const id = page.url().split("/").pop();
+  assert.equal((await page.locator("h1").textContent()).trim(), description);
+  assert.equal((await page.locator("#report-status").textContent()).trim(), "待受理");
+  // Its photo is on the page, served back as the 8 px image it was.
+  await page.locator(".report-photos img").first().waitFor();
+  assert.equal(await page.locator(".report-photos img").count(), 1);
+  const photoOk = await page.locator(".report-photos img").first().evaluate((img) => img.complete && img.naturalWidth === 8);
+  assert.ok(photoOk, "the photo filed with the form is shown");
+  // The report sits at the typed point, in the resident's community.
+  const v = await (await page.request.get(`${base}/api/v1/reports/${id}`)).json();
+  assert.equal(v.report.lat, 30.5801);
+  assert.equal(v.report.lon, 114.2733);
+  assert.equal(v.photos.length, 1);
+  assert.equal(v.photos[0].stage, "intake");
+  await context.close();
+});
+
 test("staff work a report from the queue through the page's forms; forged posts are refused", async () => {
   const resident = await apiSession("resident");
   const description = "小区东门路灯不亮，晚上很黑";
@@ -450,7 +505,7 @@ test("staff work a report from the queue through the page's forms; forged posts 
 // The resident's home (a room): the first place the report form offers.
 async function homePlace(session) {
   const html = await (await session.api.get("/me/reports/new")).text();
-  const m = html.match(/<select id="place_id" name="place_id"><option value="([0-9a-f-]{36})"/);
+  const m = html.match(/<select id="place_id" name="place_id"[^>]*><option value="([0-9a-f-]{36})"/);
   assert.ok(m, "the report form offers the home");
   return m[1];
 }

@@ -21,6 +21,7 @@ mod open311_contact;
 mod registry;
 mod repairs;
 mod reports;
+mod reports_form;
 mod reports_live;
 mod reports_paging;
 mod reports_web;

@@ -15,6 +15,7 @@ report-public_not_requested = The reporter did not agree to publish this report.
 report-photo_invalid = The image is not usable: only complete JPEG, PNG or WebP images are accepted.
 report-photo_not_found = This photo was not found.
 report-too_many_photos = A report can have at most { $max } photos.
+report-point_in_no_community = The position (latitude { $lat }, longitude { $lon }) is not inside any community: check the coordinates, or choose a place instead.
 report-rule_not_found = This routing rule was not found.
 report-deadlines_out_of_order = Sign-by and first-contact deadlines cannot be later than resolve-by.
 

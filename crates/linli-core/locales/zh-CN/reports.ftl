@@ -15,6 +15,7 @@ report-public_not_requested = 报事人没有同意公开，不能公开展示�
 report-photo_invalid = 图片无法识别：只接受完整的 JPEG、PNG 或 WebP 图片。
 report-photo_not_found = 没有找到这张图片。
 report-too_many_photos = 每条报事最多 { $max } 张图片。
+report-point_in_no_community = 该位置（纬度 { $lat }，经度 { $lon }）不在任何社区的范围内：请核对坐标，或改选具体地点。
 report-rule_not_found = 没有找到这条派单规则。
 report-deadlines_out_of_order = 签收和首次联系的期限不能晚于办结期限。
 

@@ -41,6 +41,7 @@ pub fn router() -> Router<AppState> {
         .route("/", get(home))
         .route("/static/linli.css", get(css))
         .route("/static/linli.js", get(js))
+        .route("/static/report-form.js", get(report_form_js))
         .route("/events", get(crate::live::events))
         .merge(account::router())
         .merge(me::router())
@@ -65,6 +66,13 @@ async fn css() -> Response {
 async fn js() -> Response {
     static_file(
         include_str!("../../static/linli.js"),
+        "text/javascript; charset=utf-8",
+    )
+}
+
+async fn report_form_js() -> Response {
+    static_file(
+        include_str!("../../static/report-form.js"),
         "text/javascript; charset=utf-8",
     )
 }

@@ -73,21 +73,32 @@ pub(crate) async fn site_plan(
     Ok(buildings
         .into_iter()
         .filter(|b| b.path.starts_with(&community.path))
-        .filter_map(|b| {
-            let [x, y, w, h] = b.plan?;
-            Some(PlanBuilding {
-                id: b.id,
-                name: b.name,
-                path: b.path,
-                x,
-                y,
-                w,
-                h,
-                tx: x + w / 2,
-                ty: y + h / 2 + 6,
-            })
-        })
+        .filter_map(PlanBuilding::from_place)
         .collect())
+}
+
+impl PlanBuilding {
+    /// A building with a footprint, drawn on the plan (`None` without one).
+    pub(crate) fn from_place(b: Place) -> Option<PlanBuilding> {
+        let [x, y, w, h] = b.plan?;
+        Some(PlanBuilding {
+            id: b.id,
+            name: b.name,
+            path: b.path,
+            x,
+            y,
+            w,
+            h,
+            tx: x + w / 2,
+            ty: y + h / 2 + 6,
+        })
+    }
+
+    /// Whether a plan point lies on this building's footprint.
+    pub(crate) fn holds(&self, x: i64, y: i64) -> bool {
+        let (x0, y0) = (i64::from(self.x), i64::from(self.y));
+        (x0..=x0 + i64::from(self.w)).contains(&x) && (y0..=y0 + i64::from(self.h)).contains(&y)
+    }
 }
 
 #[derive(Template)]

@@ -5,26 +5,28 @@
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
-use axum::http::StatusCode;
+use axum::extract::multipart::MultipartError;
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Query, Request, State};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
 use linli_core::auth::Action;
-use linli_core::i18n::Lang;
+use linli_core::i18n::{self, Lang};
 use linli_core::{AppError, ErrorKind};
 use linli_store::reports::Report;
 use linli_store::reports::catalogue::Category;
-use linli_store::reports::images::MAX_PHOTO_BYTES;
+use linli_store::reports::images::{MAX_PHOTO_BYTES, MAX_PHOTOS};
 use linli_store::reports::intake::{Duplicate, DuplicateQuery, NewReport};
 use linli_store::reports::metrics::{StatsQuery, StatsRow};
-use linli_store::reports::path_ids;
 use linli_store::reports::queries::{ReportQuery, ReportView};
 use linli_store::reports::repairs::Assignee;
 use linli_store::reports::transitions::ReportAction;
+use linli_store::reports::{community_prefix, path_ids};
 
 use crate::AppState;
+use crate::web::registry::PlanBuilding;
 use crate::web::{
     FieldErrors, FormOnce, Once, Page, WebResult, WebUser, check_csrf, error_page, or_page, render,
 };
@@ -32,7 +34,12 @@ use crate::web::{
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/me/reports", get(my_reports))
-        .route("/me/reports/new", get(new_report).post(create_report))
+        .route(
+            "/me/reports/new",
+            get(new_report)
+                .post(create_report)
+                .layer(DefaultBodyLimit::max(NEW_FORM_LIMIT)),
+        )
         .route("/me/reports/{id}", get(my_report))
         .route("/me/reports/{id}/me-too", post(me_too))
         .route("/me/reports/{id}/rate", post(rate))
@@ -132,6 +139,7 @@ async fn my_reports(State(s): State<AppState>, user: WebUser) -> WebResult {
     }))
 }
 
+/// The filing form as typed (kept when it comes back with an error).
 #[derive(Debug, Clone, Default, Deserialize)]
 struct NewForm {
     #[serde(default)]
@@ -142,13 +150,51 @@ struct NewForm {
     category: String,
     #[serde(default)]
     description: String,
+    /// Empty: "by the position below" (the point or the spot on the site plan).
     #[serde(default)]
     place_id: String,
+    #[serde(default)]
+    lat: String,
+    #[serde(default)]
+    lon: String,
+    #[serde(default)]
+    plan_x: String,
+    #[serde(default)]
+    plan_y: String,
     #[serde(default)]
     anonymous: Option<String>,
     #[serde(default)]
     public: Option<String>,
 }
+
+impl NewForm {
+    /// One text part of the multipart form.
+    fn set(&mut self, name: &str, value: String) {
+        match name {
+            "_csrf" => self._csrf = value,
+            "_once" => self._once = value,
+            "category" => self.category = value,
+            "description" => self.description = value,
+            "place_id" => self.place_id = value,
+            "lat" => self.lat = value,
+            "lon" => self.lon = value,
+            "plan_x" => self.plan_x = value,
+            "plan_y" => self.plan_y = value,
+            "anonymous" => self.anonymous = Some(value),
+            "public" => self.public = Some(value),
+            _ => {}
+        }
+    }
+}
+
+/// A photo as sent with the form: its file name (to name it in an error) and its bytes.
+struct Upload {
+    name: String,
+    bytes: Vec<u8>,
+}
+
+/// The largest filing form: every photo the store accepts at its size limit, plus the text.
+const NEW_FORM_LIMIT: usize = MAX_PHOTOS as usize * (MAX_PHOTO_BYTES + 64 * 1024) + 256 * 1024;
 
 #[derive(Template)]
 #[template(path = "reports_new.html")]
@@ -161,6 +207,12 @@ struct NewTpl {
     checked: bool,
     once: String,
     errors: FieldErrors,
+    /// The site plan of the resident's community (buildings with a footprint), if it has one.
+    plan: Vec<PlanBuilding>,
+    /// The spot typed or tapped on the plan, when it is a pair of numbers.
+    mark: Option<(i64, i64)>,
+    /// Photos were sent with a form that came back: they must be chosen again.
+    photos_again: bool,
 }
 
 impl NewTpl {
@@ -169,6 +221,22 @@ impl NewTpl {
     }
     fn cat_label(&self, c: &Category) -> String {
         category_name(self.page.lang, std::slice::from_ref(c), &c.code)
+    }
+    fn photos_hint(&self) -> String {
+        i18n::t_args(
+            self.page.lang,
+            "web-report-photos-hint",
+            &[
+                ("max", MAX_PHOTOS.to_string()),
+                ("mb", (MAX_PHOTO_BYTES / 1_048_576).to_string()),
+            ],
+        )
+    }
+    fn mark_x(&self) -> i64 {
+        self.mark.map_or(0, |m| m.0)
+    }
+    fn mark_y(&self) -> i64 {
+        self.mark.map_or(0, |m| m.1)
     }
 }
 
@@ -203,22 +271,42 @@ async fn resident_places(s: &AppState, user: &WebUser) -> Result<Vec<(String, St
         .collect())
 }
 
+/// The community of the resident's home (first household) and the buildings drawn on its site
+/// plan: the plan offered on the form, and what a spot on it is resolved against.
+async fn home_plan(
+    s: &AppState,
+    user: &WebUser,
+) -> Result<Option<(String, Vec<PlanBuilding>)>, AppError> {
+    for h in user.principal.own_households() {
+        if let Some(path) = s.store.household_path(&h).await?
+            && let Some(community) = community_prefix(&path)
+            && let Some(id) = path_ids(&community).pop()
+        {
+            let buildings = s.store.plan_buildings(&community).await?;
+            let plan = buildings
+                .into_iter()
+                .filter_map(PlanBuilding::from_place)
+                .collect();
+            return Ok(Some((id, plan)));
+        }
+    }
+    Ok(None)
+}
+
 async fn new_form_page(
     s: &AppState,
     user: WebUser,
     form: NewForm,
     errors: FieldErrors,
     check: bool,
+    photos_again: bool,
 ) -> Result<NewTpl, axum::response::Response> {
     let cats = or_page(&user.page, s.store.report_categories().await)?;
     let places = or_page(&user.page, resident_places(s, &user).await)?;
-    let mut form = form;
-    if form.place_id.is_empty()
-        && let Some(p) = places.first()
-    {
-        form.place_id = p.0.clone();
-    }
-    let checked = check && !form.category.is_empty();
+    let plan = or_page(&user.page, home_plan(s, &user).await)?
+        .map(|(_, plan)| plan)
+        .unwrap_or_default();
+    let checked = check && !form.category.is_empty() && !form.place_id.is_empty();
     let mut similar = Vec::new();
     if checked {
         let q = DuplicateQuery {
@@ -233,6 +321,12 @@ async fn new_form_page(
             .await
             .unwrap_or_default();
     }
+    let mark = form
+        .plan_x
+        .trim()
+        .parse()
+        .ok()
+        .zip(form.plan_y.trim().parse().ok());
     Ok(NewTpl {
         page: user.page,
         cats,
@@ -242,6 +336,9 @@ async fn new_form_page(
         checked,
         once: FormOnce::new_token(),
         errors,
+        plan,
+        mark,
+        photos_again,
     })
 }
 
@@ -261,50 +358,280 @@ async fn new_report(
     Query(q): Query<NewQuery>,
 ) -> WebResult {
     or_page(&user.page, resident(&user))?;
-    let form = NewForm {
+    let mut form = NewForm {
         category: q.category,
         place_id: q.place_id,
         description: q.description,
         ..NewForm::default()
     };
-    let tpl = new_form_page(&s, user, form, FieldErrors::default(), true).await?;
+    // Home is the default place.
+    if form.place_id.is_empty()
+        && let Some(p) = or_page(&user.page, resident_places(&s, &user).await)?.first()
+    {
+        form.place_id = p.0.clone();
+    }
+    let tpl = new_form_page(&s, user, form, FieldErrors::default(), true, false).await?;
     Ok(render(&tpl))
 }
 
-async fn create_report(
-    State(s): State<AppState>,
-    user: WebUser,
-    axum::Form(f): axum::Form<NewForm>,
-) -> WebResult {
+/// Read the filing form: multipart with photos (the page's form), or a plain form without. A
+/// photo is read only to just past the store's size limit (the store then refuses it by size,
+/// naming it) and the rest of it is skipped, so the fields after it still arrive. A body cut
+/// off by the route's limit, or malformed, comes back as the error beside what was read.
+async fn read_new_form(s: &AppState, req: Request) -> (NewForm, Vec<Upload>, Option<AppError>) {
+    let mut form = NewForm::default();
+    let mut uploads = Vec::new();
+    let stream_error = |e: MultipartError| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            AppError::new(ErrorKind::PayloadTooLarge, "payload_too_large")
+                .arg("limit", format!("{} MB", MAX_PHOTO_BYTES / 1_048_576))
+        } else {
+            AppError::bad_request("bad_request").arg("detail", e.body_text())
+        }
+    };
+    let multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("multipart/form-data"));
+    if !multipart {
+        return match axum::Form::<NewForm>::from_request(req, s).await {
+            Ok(axum::Form(f)) => (f, uploads, None),
+            Err(e) => (
+                form,
+                uploads,
+                Some(AppError::bad_request("bad_request").arg("detail", e.body_text())),
+            ),
+        };
+    }
+    let mut mp = match Multipart::from_request(req, s).await {
+        Ok(mp) => mp,
+        Err(e) => {
+            return (
+                form,
+                uploads,
+                Some(AppError::bad_request("bad_request").arg("detail", e.body_text())),
+            );
+        }
+    };
+    loop {
+        let mut field = match mp.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => return (form, uploads, Some(stream_error(e))),
+        };
+        let Some(name) = field.name().map(str::to_string) else {
+            continue;
+        };
+        if name == "photos" {
+            let file_name = field.file_name().unwrap_or_default().to_string();
+            let mut bytes = Vec::new();
+            loop {
+                match field.chunk().await {
+                    Ok(Some(c)) => {
+                        let room = (MAX_PHOTO_BYTES + 1).saturating_sub(bytes.len());
+                        bytes.extend_from_slice(&c[..c.len().min(room)]);
+                    }
+                    Ok(None) => break,
+                    Err(e) => return (form, uploads, Some(stream_error(e))),
+                }
+            }
+            // A file input left empty still sends a part, without a name or content.
+            if !(file_name.is_empty() && bytes.is_empty()) {
+                uploads.push(Upload {
+                    name: file_name,
+                    bytes,
+                });
+            }
+            continue;
+        }
+        match field.text().await {
+            Ok(v) => form.set(&name, v),
+            Err(e) => return (form, uploads, Some(stream_error(e))),
+        }
+    }
+    (form, uploads, None)
+}
+
+/// The numbers of the position fields; what is not a number, or half of a pair, is a field
+/// error (ranges and placement are the store's).
+struct Position {
+    lat: Option<f64>,
+    lon: Option<f64>,
+    plan: Option<(i64, i64)>,
+}
+
+fn read_position(page: &Page, f: &NewForm, errors: &mut FieldErrors) -> Position {
+    let mut number = |field: &str, text: &str, bad: &str| -> Option<f64> {
+        let t = text.trim();
+        if t.is_empty() {
+            return None;
+        }
+        match t.replace(',', ".").parse::<f64>() {
+            Ok(v) => Some(v),
+            Err(_) => {
+                errors.0.insert(field.to_string(), page.t(bad));
+                None
+            }
+        }
+    };
+    let lat = number("lat", &f.lat, "web-report-lat-invalid");
+    let lon = number("lon", &f.lon, "web-report-lon-invalid");
+    let px = number("plan_x", &f.plan_x, "web-report-plan-invalid");
+    let py = number("plan_y", &f.plan_y, "web-report-plan-invalid");
+    for (a, b, field_a, field_b, msg) in [
+        (&f.lat, &f.lon, "lat", "lon", "web-report-point-pair"),
+        (
+            &f.plan_x,
+            &f.plan_y,
+            "plan_x",
+            "plan_y",
+            "web-report-plan-pair",
+        ),
+    ] {
+        let (a, b) = (a.trim().is_empty(), b.trim().is_empty());
+        if a != b {
+            let missing = if a { field_a } else { field_b };
+            errors.0.entry(missing.to_string()).or_insert(page.t(msg));
+        }
+    }
+    // Plan coordinates are whole units; the store checks their range.
+    let whole = |v: f64| (v.is_finite() && v.fract() == 0.0 && v.abs() < 1e9).then_some(v as i64);
+    let plan = match (px, py) {
+        (Some(x), Some(y)) => match (whole(x), whole(y)) {
+            (Some(x), Some(y)) => Some((x, y)),
+            _ => {
+                errors
+                    .0
+                    .insert("plan_x".into(), page.t("web-report-plan-invalid"));
+                None
+            }
+        },
+        _ => None,
+    };
+    Position {
+        lat: lat.filter(|_| lon.is_some()),
+        lon: lon.filter(|_| lat.is_some()),
+        plan,
+    }
+}
+
+/// The field a store error on the filing form belongs beside, with the message shown there.
+fn new_form_errors(page: &Page, e: &AppError, f: &NewForm, names: &[String]) -> FieldErrors {
+    let by_point = f.place_id.trim().is_empty() && !f.lat.trim().is_empty();
+    let field = match e.code {
+        "report.unknown_category" => "category",
+        "report.photo_invalid" | "payload_too_large" | "report.too_many_photos" => "photos",
+        "report.point_in_no_community" => "lat",
+        "report.location_required" | "report.place_outside_community" if by_point => "lat",
+        "report.location_required" | "report.place_outside_community" => "place_id",
+        _ => "description",
+    };
+    let mut errors = FieldErrors::from_app(page, e, field);
+    let arg = |k: &str| e.args.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
+    // A bad photo is named; a number out of range gets the field's own wording.
+    if let Some(i) = arg("photo").and_then(|i| i.parse::<usize>().ok()) {
+        let name = names
+            .get(i.wrapping_sub(1))
+            .cloned()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| format!("#{i}"));
+        let text = i18n::t_args(
+            page.lang,
+            "web-report-photo-which",
+            &[("name", name), ("error", e.message(page.lang))],
+        );
+        errors.0.insert("photos".into(), text);
+    } else if e.code == "validation.bad_value"
+        && let Some(field) = arg("field")
+    {
+        let key = match field.as_str() {
+            "lat" => Some("web-report-lat-invalid"),
+            "lon" => Some("web-report-lon-invalid"),
+            "plan_x" | "plan_y" => Some("web-report-plan-invalid"),
+            _ => None,
+        };
+        if let Some(key) = key {
+            errors.0.insert(field, page.t(key));
+        }
+    }
+    errors
+}
+
+/// File a report from the phone page: the fields, the position (a place, a point, a spot on the
+/// site plan) and up to [`MAX_PHOTOS`] photos, created all or nothing by the store. A bad field
+/// or photo brings the form back with the typed values and the error beside the field.
+async fn create_report(State(s): State<AppState>, user: WebUser, req: Request) -> WebResult {
+    let (f, uploads, read_error) = read_new_form(&s, req).await;
     check_csrf(&user.page, &f._csrf)?;
     or_page(&user.page, resident(&user))?;
     if let Once::Repeat(loc) = s.form_once.claim(&f._once) {
         return Ok(Redirect::to(loc.as_deref().unwrap_or("/me/reports")).into_response());
     }
+    let photos_sent = !uploads.is_empty();
+    let back =
+        |s: &AppState, user: WebUser, f: NewForm, errors: FieldErrors, status: StatusCode| {
+            let s = s.clone();
+            async move {
+                s.form_once.release(&f._once);
+                let tpl = new_form_page(&s, user, f, errors, false, photos_sent).await?;
+                Ok::<_, axum::response::Response>((status, render(&tpl)).into_response())
+            }
+        };
+    if let Some(e) = read_error {
+        let status = StatusCode::from_u16(e.kind.status()).unwrap_or(StatusCode::BAD_REQUEST);
+        let errors = FieldErrors::from_app(&user.page, &e, "photos");
+        return back(&s, user, f, errors, status).await;
+    }
+    let mut errors = FieldErrors::default();
+    let pos = read_position(&user.page, &f, &mut errors);
+    if !errors.is_empty() {
+        return back(&s, user, f, errors, StatusCode::BAD_REQUEST).await;
+    }
+    // "By the position below" with a spot on the site plan: the building drawn there, else the
+    // plan's community unless a point decides it.
+    let mut place_id = Some(f.place_id.trim().to_string()).filter(|p| !p.is_empty());
+    if place_id.is_none()
+        && let Some((x, y)) = pos.plan
+        && let Some((community, plan)) = or_page(&user.page, home_plan(&s, &user).await)?
+    {
+        place_id = plan
+            .iter()
+            .find(|b| b.holds(x, y))
+            .map(|b| b.id.clone())
+            .or_else(|| pos.lat.is_none().then_some(community));
+    }
     let new = NewReport {
         category: f.category.clone(),
         description: f.description.clone(),
-        place_id: Some(f.place_id.clone()).filter(|p| !p.is_empty()),
+        place_id,
+        lat: pos.lat,
+        lon: pos.lon,
+        plan_x: pos.plan.map(|p| p.0),
+        plan_y: pos.plan.map(|p| p.1),
         anonymous: f.anonymous.is_some(),
         public: f.public.is_some(),
         ..NewReport::default()
     };
-    match s.store.create_report(&user.principal, new).await {
+    let (names, photos): (Vec<String>, Vec<Vec<u8>>) =
+        uploads.into_iter().map(|u| (u.name, u.bytes)).unzip();
+    match s
+        .store
+        .create_report_with_photos(&user.principal, &s.config.data_dir, new, &photos)
+        .await
+    {
         Ok(c) => {
-            let loc = format!("/me/reports/{}", c.report.id);
+            let mut loc = format!("/me/reports/{}", c.created.report.id);
+            if c.failed > 0 {
+                loc.push_str(&format!("?photos_failed={}", c.failed));
+            }
             s.form_once.finish(&f._once, &loc);
             Ok(Redirect::to(&loc).into_response())
         }
-        Err(e) if e.kind == ErrorKind::BadRequest => {
-            s.form_once.release(&f._once);
-            let field = match e.code {
-                "report.unknown_category" => "category",
-                "report.location_required" | "report.place_outside_community" => "place_id",
-                _ => "description",
-            };
-            let errors = FieldErrors::from_app(&user.page, &e, field);
-            let tpl = new_form_page(&s, user, f, errors, false).await?;
-            Ok((StatusCode::BAD_REQUEST, render(&tpl)).into_response())
+        Err(e) if matches!(e.kind, ErrorKind::BadRequest | ErrorKind::PayloadTooLarge) => {
+            let status = StatusCode::from_u16(e.kind.status()).unwrap_or(StatusCode::BAD_REQUEST);
+            let errors = new_form_errors(&user.page, &e, &f, &names);
+            back(&s, user, f, errors, status).await
         }
         Err(e) => {
             s.form_once.release(&f._once);
@@ -376,9 +703,14 @@ fn yuan_to_fen(s: &str) -> Option<i64> {
 #[derive(Deserialize)]
 struct Flash {
     done: Option<String>,
+    /// Filed, but this many photos could not be written (see `create_report_with_photos`).
+    photos_failed: Option<usize>,
 }
 
 fn flash_text(page: &Page, f: &Flash) -> Option<String> {
+    if let Some(n) = f.photos_failed.filter(|n| *n > 0) {
+        return Some(page.t1("web-report-photos-failed", "count", &n.to_string()));
+    }
     f.done.as_ref().map(|_| page.t("web-saved"))
 }
 

@@ -167,6 +167,23 @@ impl Store {
         }))
     }
 
+    /// The buildings under a community (path prefix) that have a footprint on its site plan,
+    /// for the resident's report form. Not scoped: the caller passes a community it may show
+    /// (the resident's own); only names and footprints are used.
+    pub async fn plan_buildings(&self, community_path: &str) -> AppResult<Vec<Place>> {
+        let mut q = Sql::new(&format!(
+            "SELECT {COLS} FROM places WHERE kind = 'building' AND plan IS NOT NULL AND "
+        ));
+        q.scope("path", &[community_path.to_string()]);
+        q.push(" ORDER BY sort_key, name LIMIT 500");
+        let rows = q.query().fetch_all(&self.db.read).await.map_err(db_err)?;
+        Ok(rows
+            .iter()
+            .map(from_row)
+            .filter(|p| p.plan.is_some())
+            .collect())
+    }
+
     /// The top of the caller's area (no parent given) or the children of a place in it.
     pub async fn places(
         &self,

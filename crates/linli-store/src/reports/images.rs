@@ -13,6 +13,7 @@ use crate::Store;
 use crate::audit::{self, Actor, Entry};
 use crate::db::{db_err, i64_, str_};
 
+use super::intake::{Created, NewReport};
 use super::queries::PhotoMeta;
 use super::{Viewer, not_found};
 
@@ -20,6 +21,15 @@ use super::{Viewer, not_found};
 pub const MAX_PHOTO_BYTES: usize = 8 * 1024 * 1024;
 /// Photos per report.
 pub const MAX_PHOTOS: i64 = 9;
+
+/// A report created with its photos ([`Store::create_report_with_photos`]).
+#[derive(Debug, Clone)]
+pub struct WithPhotos {
+    pub created: Created,
+    pub photos: Vec<PhotoMeta>,
+    /// Photos that passed the checks but could not be written after the report committed.
+    pub failed: usize,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImageKind {
@@ -344,6 +354,68 @@ impl Store {
                 AppError::bad_request("report.too_many_photos").arg("max", MAX_PHOTOS.to_string())
             );
         }
+        let stage = if own && !staff { "intake" } else { "handling" };
+        self.store_photo(p, data_dir, id, &r.path, stage, kind, clean)
+            .await
+    }
+
+    /// A report with the photos taken for it, all or nothing for the reporter: every photo is
+    /// checked and cleaned ([`sanitize`]) and their number limited ([`MAX_PHOTOS`]) before the
+    /// report is written, so a bad one (its 1-based position in the `photo` argument of the
+    /// error) refuses the whole submission and nothing is stored. The cleaned photos are then
+    /// attached at the `intake` stage. A photo that cannot be written after the report committed
+    /// (disk or database failure) is logged and counted in `failed`; the report stands.
+    pub async fn create_report_with_photos(
+        &self,
+        p: &Principal,
+        data_dir: &Path,
+        new: NewReport,
+        photos: &[Vec<u8>],
+    ) -> AppResult<WithPhotos> {
+        if photos.len() as i64 > MAX_PHOTOS {
+            return Err(
+                AppError::bad_request("report.too_many_photos").arg("max", MAX_PHOTOS.to_string())
+            );
+        }
+        let mut clean = Vec::with_capacity(photos.len());
+        for (i, bytes) in photos.iter().enumerate() {
+            clean.push(sanitize(bytes).map_err(|e| e.arg("photo", (i + 1).to_string()))?);
+        }
+        let created = self.create_report(p, new).await?;
+        let mut metas = Vec::with_capacity(clean.len());
+        let mut failed = 0;
+        for (kind, bytes) in clean {
+            let r = &created.report;
+            match self
+                .store_photo(p, data_dir, &r.id, &r.path, "intake", kind, bytes)
+                .await
+            {
+                Ok(m) => metas.push(m),
+                Err(e) => {
+                    tracing::error!(report = %r.id, code = e.code, "attaching an intake photo");
+                    failed += 1;
+                }
+            }
+        }
+        Ok(WithPhotos {
+            created,
+            photos: metas,
+            failed,
+        })
+    }
+
+    /// Write a cleaned photo and its row (audited), then tell the report's listeners.
+    #[allow(clippy::too_many_arguments)]
+    async fn store_photo(
+        &self,
+        p: &Principal,
+        data_dir: &Path,
+        id: &str,
+        report_path: &str,
+        stage: &str,
+        kind: ImageKind,
+        clean: Vec<u8>,
+    ) -> AppResult<PhotoMeta> {
         let photo_id = new_id();
         let file_name = format!("{photo_id}.{}", kind.ext());
         let dir = photo_dir(data_dir);
@@ -358,14 +430,13 @@ impl Store {
                 tracing::error!(error = %e, "writing report photo");
                 AppError::internal()
             })?;
-        let stage = if own && !staff { "intake" } else { "handling" };
         let now = self.now_ms();
         let result: AppResult<()> = async {
             let mut tx = self.db.begin_write().await.map_err(db_err)?;
             sqlx::query("INSERT INTO report_photos (id, report_id, stage, file_name, mime, bytes, sha256, uploaded_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
                 .bind(photo_id.clone())
                 .bind(id.to_string())
-                .bind(stage)
+                .bind(stage.to_string())
                 .bind(file_name.clone())
                 .bind(kind.mime())
                 .bind(clean_len as i64)
@@ -382,7 +453,7 @@ impl Store {
                     action: "report.photo_add",
                     entity: "report",
                     entity_id: id,
-                    path: Some(&r.path),
+                    path: Some(report_path),
                     purpose: None,
                     before: None,
                     after: Some(serde_json::json!({ "photo_id": photo_id, "mime": kind.mime(), "bytes": clean_len, "sha256": sha })),
@@ -396,7 +467,7 @@ impl Store {
             let _ = std::fs::remove_file(&path);
             return Err(e);
         }
-        self.publish_report("photo", id, &r.path);
+        self.publish_report("photo", id, report_path);
         Ok(PhotoMeta {
             id: photo_id,
             stage: stage.into(),

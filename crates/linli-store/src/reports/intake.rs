@@ -22,7 +22,8 @@ pub struct NewReport {
     #[serde(default)]
     pub title: Option<String>,
     pub description: String,
-    /// The community, building, unit or room; required.
+    /// The community, building, unit or room; required unless `lat`/`lon` are given, when the
+    /// report is placed in the community whose map area holds the point.
     #[serde(default)]
     pub place_id: Option<String>,
     #[serde(default)]
@@ -106,7 +107,8 @@ pub fn distance_m(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
 impl Store {
     /// Submit a report. Residents report in their own community for their household; staff with
     /// `ReportCreate` report anywhere in their area (代客 / phone / patrol), integrations with a
-    /// token. The category must exist and a place is required. Answers after commit.
+    /// token. The category must exist and a place is required (or a point inside a community's
+    /// map area). Answers after commit.
     pub async fn create_report(&self, p: &Principal, new: NewReport) -> AppResult<Created> {
         self.create_report_with_contact(p, new, None).await
     }
@@ -142,17 +144,26 @@ impl Store {
             Some(t) => t.to_string(),
             None => description.chars().take(40).collect(),
         };
-        let place_id = new
-            .place_id
-            .as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| AppError::bad_request("report.location_required"))?;
         let lat = e6(new.lat, "lat", 90.0)?;
         let lon = e6(new.lon, "lon", 180.0)?;
         if lat.is_some() != lon.is_some() {
             return Err(AppError::bad_request("validation.bad_value").arg("field", "lon"));
         }
+        // The place given wins (the point is kept beside it); a bare point is placed in the
+        // community whose map area holds it.
+        let place_id = match new
+            .place_id
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            Some(id) => id.to_string(),
+            None => match new.lat.zip(new.lon) {
+                Some((la, lo)) => self.community_for_point(la, lo).await?,
+                None => return Err(AppError::bad_request("report.location_required")),
+            },
+        };
+        let place_id = place_id.as_str();
         for (f, v) in [("plan_x", new.plan_x), ("plan_y", new.plan_y)] {
             if v.is_some_and(|v| !(0..=1000).contains(&v)) {
                 return Err(AppError::bad_request("validation.bad_value").arg("field", f));
@@ -361,6 +372,21 @@ impl Store {
             notice_zh: rule.as_ref().map(|r| r.notice_zh.clone()),
             notice_en: rule.as_ref().map(|r| r.notice_en.clone()),
         })
+    }
+
+    /// The community a bare report point lies in ([`Store::community_at`]). A point in no
+    /// community is `report.point_in_no_community` while any community has a map area, else
+    /// `report.location_required` (installations without map areas ask for a place as before).
+    async fn community_for_point(&self, lat: f64, lon: f64) -> AppResult<String> {
+        match self.community_at(lat, lon).await? {
+            Some(hit) => Ok(hit.place_id),
+            None if self.communities_have_geo(&["/".to_string()]).await? => {
+                Err(AppError::bad_request("report.point_in_no_community")
+                    .arg("lat", lat.to_string())
+                    .arg("lon", lon.to_string()))
+            }
+            None => Err(AppError::bad_request("report.location_required")),
+        }
     }
 
     /// Open reports of the same category, recent, at the same building (or the same place when
