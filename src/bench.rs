@@ -201,7 +201,7 @@ pub(crate) type LoadFuture =
 /// prepared request and reads the response by its Content-Length, nothing more (no pool task,
 /// no header map, no body stream). One connection per request in flight, reused.
 #[derive(Clone)]
-struct RawClient {
+pub(crate) struct RawClient {
     addr: std::net::SocketAddr,
     idle: Arc<std::sync::Mutex<Vec<RawConn>>>,
 }
@@ -212,7 +212,7 @@ struct RawConn {
 }
 
 impl RawClient {
-    fn new(addr: std::net::SocketAddr) -> RawClient {
+    pub(crate) fn new(addr: std::net::SocketAddr) -> RawClient {
         RawClient {
             addr,
             idle: Arc::default(),
@@ -288,7 +288,7 @@ impl RawClient {
 }
 
 /// A load step: GET `uris[i * stride]` with the session cookie and insist on 200.
-fn get_all_ok(
+pub(crate) fn get_all_ok(
     raw: RawClient,
     cookie: Arc<String>,
     uris: Arc<Vec<String>>,

@@ -146,20 +146,15 @@ pub async fn run(
         ));
     }
     let uris = Arc::new(uris);
-    let read = run_load(clients, reads, max, {
-        let (http, cookie, uris) = (http.clone(), cookie.clone(), uris.clone());
-        move |i| -> LoadFuture {
-            let (http, cookie, uris) = (http.clone(), cookie.clone(), uris.clone());
-            Box::pin(async move {
-                let (status, _, _) =
-                    request(&http, "GET", &uris[i % uris.len()], Some(&cookie), None).await?;
-                if status != 200 {
-                    bail!("read: status {status}");
-                }
-                Ok(())
-            })
-        }
-    })
+    // The same minimal HTTP/1.1 client as the search benchmark: the load generator shares the two
+    // cores with the server, so it should take as little of them as it can.
+    let raw = crate::bench::RawClient::new(addr);
+    let read = run_load(
+        clients,
+        reads,
+        max,
+        crate::bench::get_all_ok(raw, Arc::new(cookie.to_string()), uris, 1),
+    )
     .await?;
 
     // Baseline: the same rows (report, event, audit-sized row), one transaction each, same

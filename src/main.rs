@@ -221,18 +221,20 @@ fn redact(url: &str) -> String {
     }
 }
 
-/// The runtime gets more worker threads than cores: SQLite reads on the fast path run
-/// synchronously on the worker that serves the request (short B-tree work, no hand-off), so
-/// while one worker is inside SQLite the others keep accepting and answering. Measured on the
-/// 2-core machine (docs/benchmarks.md): 2 workers got ~0.5 core under load, 8 workers ~1.2.
-/// `TOKIO_WORKER_THREADS` overrides.
+/// The runtime gets one worker thread more than there are cores: SQLite reads on the fast path
+/// run synchronously on the worker that serves the request (short B-tree work, no hand-off), so
+/// the spare worker keeps accepting and answering while the others are inside SQLite, and there
+/// are too few threads for the OS to preempt a request half-way (which is what made the slowest
+/// 1 % slow). Measured on the 2-core machine (docs/benchmarks.md, 2026-11-25): person search
+/// p99 9.7–10.8 ms with 3 workers against 11.9–12.2 ms with 8 at the same throughput; report
+/// reads the same (8,305 against 8,420/s); 2 workers left CPU idle. `TOKIO_WORKER_THREADS` overrides.
 fn main() -> anyhow::Result<()> {
     let threads = std::env::var("TOKIO_WORKER_THREADS")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
         .unwrap_or_else(|| {
             let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-            (cores * 4).clamp(4, 32)
+            (cores + 1).clamp(3, 33)
         });
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)

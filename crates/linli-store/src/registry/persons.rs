@@ -663,40 +663,81 @@ impl Store {
         offset: i64,
         sensitive: Option<&Grant>,
     ) -> AppResult<Option<PersonPage>> {
-        let mut keys = Sql {
-            text: format!(
-                "SELECT r.hpath AS kpath, r.person_id AS kid{from}{}",
-                cond.text
-            ),
-            vals: cond.vals.clone(),
+        let (total, page) = if from.contains("person_labels") {
+            // Label holders are spread over the area: their keys, sorted here.
+            let mut keys = Sql {
+                text: format!(
+                    "SELECT r.hpath AS kpath, r.person_id AS kid{from}{}",
+                    cond.text
+                ),
+                vals: cond.vals.clone(),
+            };
+            keys.push(" LIMIT ").bind(COUNT_CAP + 1);
+            let rows = self.db.fetch_all_fast(&keys).await?;
+            if rows.len() as i64 > COUNT_CAP {
+                return Ok(None);
+            }
+            let mut keys: Vec<(String, String)> = rows
+                .into_iter()
+                .map(|mut r| {
+                    (
+                        r.take_str("kpath").unwrap_or_default(),
+                        r.take_str("kid").unwrap_or_default(),
+                    )
+                })
+                .collect();
+            keys.sort_unstable();
+            let total = keys.len() as i64;
+            let page: Vec<String> = keys
+                .into_iter()
+                .skip(offset as usize)
+                .take(limit as usize)
+                .map(|(_, id)| id)
+                .collect();
+            (total, page)
+        } else {
+            // A building or smaller is one range of the `(hpath, person_id)` index, already in
+            // the list's order: count it, then read just the page's ids (nothing sorted, no
+            // paths copied out).
+            let count = Sql {
+                text: format!(
+                    "SELECT COUNT(*) AS n FROM (SELECT 1 AS x{from}{} LIMIT {}) capped",
+                    cond.text,
+                    COUNT_CAP + 1
+                ),
+                vals: cond.vals.clone(),
+            };
+            let total = self.db.fetch_one_fast(&count).await?.i64("n");
+            if total > COUNT_CAP {
+                return Ok(None);
+            }
+            let mut ids = Sql {
+                text: format!("SELECT r.person_id AS kid{from}{}", cond.text),
+                vals: cond.vals.clone(),
+            };
+            ids.push(" ORDER BY r.hpath, r.person_id LIMIT ")
+                .bind(limit)
+                .push(" OFFSET ")
+                .bind(offset);
+            let page = if offset < total {
+                self.db
+                    .fetch_all_fast(&ids)
+                    .await?
+                    .into_iter()
+                    .map(|mut r| r.take_str("kid").unwrap_or_default())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            (total, page)
         };
-        keys.push(" LIMIT ").bind(COUNT_CAP + 1);
-        let rows = self.db.fetch_all_fast(&keys).await?;
-        if rows.len() as i64 > COUNT_CAP {
-            return Ok(None);
-        }
-        let mut keys: Vec<(String, String)> = rows
-            .into_iter()
-            .map(|mut r| {
-                (
-                    r.take_str("kpath").unwrap_or_default(),
-                    r.take_str("kid").unwrap_or_default(),
-                )
-            })
-            .collect();
-        keys.sort_unstable();
-        let total = keys.len() as i64;
-        let page: Vec<String> = keys
-            .into_iter()
-            .skip(offset as usize)
-            .take(limit as usize)
-            .map(|(_, id)| id)
-            .collect();
         let mut items = Vec::new();
         if !page.is_empty() {
+            // The residence carries the household id and path: no need to read `households`.
             let mut q = Sql::new(&format!(
-                "{SUMMARY_COLUMNS}{} FROM persons p CROSS JOIN residences r CROSS JOIN households h \
-                 WHERE r.person_id = p.id AND r.end_date IS NULL AND h.id = r.household_id AND p.id IN (",
+                "SELECT p.id, p.name, p.gender, p.birth_year, p.id_masked, p.phone_masked, p.version, \
+                 r.relation, r.household_id AS household_id, r.hpath AS hpath{} FROM persons p CROSS JOIN residences r \
+                 WHERE r.person_id = p.id AND r.end_date IS NULL AND p.id IN (",
                 self.label_ids_column()
             ));
             for (i, id) in page.iter().enumerate() {
