@@ -22,6 +22,12 @@ use linli_store::{DbConfig, Store};
 
 use crate::config::{Config, Overrides};
 
+/// mimalloc instead of the system allocator: a request allocates hundreds of small strings and
+/// buffers across the runtime's threads, and glibc's arenas (locks, consolidation) were ~15 % of
+/// the CPU of a person search or a report read (perf, `docs/benchmarks.md`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "linli",
