@@ -475,6 +475,42 @@ mod tests {
         assert_eq!(value_index(Some(":name"), 1), None);
     }
 
+    /// A cached statement is planned once: a new LIMIT or OFFSET value must not make SQLite
+    /// re-parse it (it did, before the readers asked for the planner stability guarantee).
+    #[test]
+    fn new_limit_values_do_not_re_prepare() {
+        let dir = std::env::temp_dir().join(format!("linli-qpsg-{}", linli_core::new_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("t.db");
+        {
+            let c = rusqlite::Connection::open(&file).unwrap();
+            c.execute_batch(
+                "CREATE TABLE t (id TEXT PRIMARY KEY, n BIGINT); INSERT INTO t VALUES ('a', 1), ('b', 2), ('c', 3);",
+            )
+            .unwrap();
+        }
+        let readers =
+            SqliteReaders::for_url(&format!("sqlite://{}", file.display()), 2).expect("a file");
+        let conn = readers.open().unwrap();
+        for limit in 1..=3i64 {
+            let mut q = Sql::new("SELECT id FROM t ORDER BY id LIMIT ");
+            q.bind(limit).push(" OFFSET ").bind(3 - limit);
+            let rows = query(&conn, &q, usize::MAX).unwrap();
+            assert_eq!(rows.len() as i64, limit);
+        }
+        let stmt = conn
+            .prepare_cached("SELECT id FROM t ORDER BY id LIMIT ?1 OFFSET ?2")
+            .unwrap();
+        assert_eq!(
+            stmt.get_status(rusqlite::StatementStatus::RePrepare),
+            0,
+            "re-prepared on new LIMIT values"
+        );
+        drop(stmt);
+        drop(conn);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     fn mem() -> rusqlite::Connection {
         let c = rusqlite::Connection::open_in_memory().unwrap();
         c.execute_batch(
