@@ -100,6 +100,76 @@ impl Store {
         Ok(ids)
     }
 
+    /// [`Store::notify`] for many notices at once (report intake's group commit): the inbox
+    /// rows of all of them in multi-row inserts and the webhooks read once, instead of a round
+    /// trip per recipient and per notice inside the writer's transaction.
+    pub async fn notify_many(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        items: &[(&[String], Notice<'_>)],
+    ) -> AppResult<()> {
+        let now = self.now_ms();
+        let mut rows = Vec::new();
+        let mut unique_per_item = Vec::with_capacity(items.len());
+        for (recipients, n) in items {
+            let mut unique: Vec<String> = Vec::with_capacity(recipients.len());
+            for r in recipients.iter() {
+                if !unique.contains(r) {
+                    unique.push(r.clone());
+                }
+            }
+            let args = n.args.to_string();
+            for r in &unique {
+                rows.push(vec![
+                    crate::db::Val::from(linli_core::new_id()),
+                    r.clone().into(),
+                    n.kind.into(),
+                    n.key.into(),
+                    args.clone().into(),
+                    n.entity.into(),
+                    n.entity_id.into(),
+                    n.path.map(str::to_string).into(),
+                    n.link.map(str::to_string).into(),
+                    now.into(),
+                ]);
+            }
+            unique_per_item.push(unique);
+        }
+        crate::db::insert_many(
+            tx,
+            "notifications",
+            &[
+                "id",
+                "user_id",
+                "kind",
+                "msg_key",
+                "args",
+                "entity",
+                "entity_id",
+                "path",
+                "link",
+                "created_at",
+            ],
+            rows,
+        )
+        .await?;
+        for ((_, n), unique) in items.iter().zip(&unique_per_item) {
+            self.enqueue_emails(tx, unique, n).await?;
+        }
+        if items
+            .iter()
+            .any(|(_, n)| n.path.is_some_and(|p| !p.is_empty()))
+        {
+            let hooks = self.active_webhooks(tx).await?;
+            if !hooks.is_empty() {
+                for (_, n) in items {
+                    self.enqueue_webhooks_to(tx, n, &hooks).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Tell everyone who follows `entity`/`entity_id` (inbox, and e-mail where enabled), and the
     /// webhooks whose scope covers the notice, inside the caller's transaction.
     pub async fn notify_followers(

@@ -462,21 +462,42 @@ impl Store {
             return Ok(0);
         };
         let rows = sqlx::query(
-            "SELECT id, url, kinds FROM webhooks
+            "SELECT id, url, kinds, path FROM webhooks
              WHERE active = 1 AND deleted_at IS NULL AND substr($1, 1, length(path)) = path",
         )
         .bind(path.to_string())
         .fetch_all(&mut **tx)
         .await
         .map_err(db_err)?;
-        let targets: Vec<(String, String)> = rows
-            .iter()
-            .filter(|r| {
-                let kinds = split_list(&str_(r, "kinds"));
-                kinds.is_empty() || kinds.iter().any(|k| kind_matches(k, n.kind))
-            })
-            .map(|r| (str_(r, "id"), str_(r, "url")))
-            .collect();
+        let hooks: Vec<HookTarget> = rows.iter().map(HookTarget::from_row).collect();
+        self.enqueue_webhooks_to(tx, n, &hooks).await
+    }
+
+    /// Every active webhook: read once for a batch of notices (there are a handful).
+    pub(crate) async fn active_webhooks(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+    ) -> AppResult<Vec<HookTarget>> {
+        let rows = sqlx::query(
+            "SELECT id, url, kinds, path FROM webhooks WHERE active = 1 AND deleted_at IS NULL",
+        )
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(db_err)?;
+        Ok(rows.iter().map(HookTarget::from_row).collect())
+    }
+
+    /// Queue the notice for those of `hooks` that cover its place and want its kind.
+    pub(crate) async fn enqueue_webhooks_to(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        n: &Notice<'_>,
+        hooks: &[HookTarget],
+    ) -> AppResult<usize> {
+        let Some(path) = n.path.filter(|p| !p.is_empty()) else {
+            return Ok(0);
+        };
+        let targets: Vec<&HookTarget> = hooks.iter().filter(|h| h.wants(path, n.kind)).collect();
         if targets.is_empty() {
             return Ok(0);
         }
@@ -491,17 +512,66 @@ impl Store {
             "text_en": render(Lang::En, n.key, &n.args),
             "link": n.link,
         });
-        for (id, url) in &targets {
-            self.enqueue_delivery(tx, "webhook", Some(id), None, url, n.kind, &body)
+        for h in &targets {
+            self.enqueue_delivery(tx, "webhook", Some(&h.id), None, &h.url, n.kind, &body)
                 .await?;
         }
         Ok(targets.len())
     }
 }
 
+/// An active webhook as the notifier needs it.
+#[derive(Debug, Clone)]
+pub(crate) struct HookTarget {
+    id: String,
+    url: String,
+    kinds: Vec<String>,
+    path: String,
+}
+
+impl HookTarget {
+    fn from_row(r: &AnyRow) -> HookTarget {
+        HookTarget {
+            id: str_(r, "id"),
+            url: str_(r, "url"),
+            kinds: split_list(&str_(r, "kinds")),
+            path: str_(r, "path"),
+        }
+    }
+
+    /// Whether a notice of `kind` at `path` goes to this webhook: its subtree covers the place
+    /// and it lists the kind (or no kinds, meaning all).
+    fn wants(&self, path: &str, kind: &str) -> bool {
+        path.starts_with(self.path.as_str())
+            && (self.kinds.is_empty() || self.kinds.iter().any(|k| kind_matches(k, kind)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_webhook_gets_the_notices_of_its_subtree_and_kinds() {
+        let hook = |path: &str, kinds: &str| HookTarget {
+            id: "w".into(),
+            url: "http://127.0.0.1/".into(),
+            kinds: split_list(kinds),
+            path: path.into(),
+        };
+        let all = hook("/c/d/", "");
+        assert!(all.wants("/c/d/s/x/", "report.submitted"));
+        assert!(all.wants("/c/d/", "alarm.raised"));
+        assert!(
+            !all.wants("/c/e/s/", "report.submitted"),
+            "another district"
+        );
+        assert!(!all.wants("/c/", "report.submitted"), "above its subtree");
+        let reports = hook("/c/", "report.*, alarm.sos");
+        assert!(reports.wants("/c/d/", "report.dispatched"));
+        assert!(reports.wants("/c/d/", "alarm.sos"));
+        assert!(!reports.wants("/c/d/", "alarm.raised"));
+    }
 
     #[test]
     fn webhook_urls() {

@@ -8,7 +8,6 @@
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
-use sqlx::any::AnyRow;
 
 use linli_core::auth::{Action, Grant};
 use linli_core::reports::calendar::{DayKind, OFFICIAL, WorkCalendar};
@@ -99,28 +98,28 @@ fn default_visit() -> String {
 
 const RULE_COLS: &str = "id, rule_key, version, current, category, area_id, area_path, unit_id, deadline_unit, sign_by, first_contact_by, resolve_by, notice_zh, notice_en, dispatch_mode, paid, return_visit, visit_sample_percent, created_by, created_at";
 
-fn rule_from_row(r: &AnyRow) -> RoutingRule {
+fn rule_from_row<R: crate::db::Cols>(r: &R) -> RoutingRule {
     RoutingRule {
-        id: str_(r, "id"),
-        rule_key: str_(r, "rule_key"),
-        version: i64_(r, "version"),
-        current: i64_(r, "current") != 0,
-        category: str_(r, "category"),
-        area_id: str_(r, "area_id"),
-        area_path: str_(r, "area_path"),
-        unit_id: str_(r, "unit_id"),
-        deadline_unit: str_(r, "deadline_unit"),
-        sign_by: i64_(r, "sign_by"),
-        first_contact_by: i64_(r, "first_contact_by"),
-        resolve_by: i64_(r, "resolve_by"),
-        notice_zh: str_(r, "notice_zh"),
-        notice_en: str_(r, "notice_en"),
-        dispatch_mode: str_(r, "dispatch_mode"),
-        paid: i64_(r, "paid") != 0,
-        return_visit: str_(r, "return_visit"),
-        visit_sample_percent: i64_(r, "visit_sample_percent"),
-        created_by: str_(r, "created_by"),
-        created_at: i64_(r, "created_at"),
+        id: r.col_str("id"),
+        rule_key: r.col_str("rule_key"),
+        version: r.col_i64("version"),
+        current: r.col_i64("current") != 0,
+        category: r.col_str("category"),
+        area_id: r.col_str("area_id"),
+        area_path: r.col_str("area_path"),
+        unit_id: r.col_str("unit_id"),
+        deadline_unit: r.col_str("deadline_unit"),
+        sign_by: r.col_i64("sign_by"),
+        first_contact_by: r.col_i64("first_contact_by"),
+        resolve_by: r.col_i64("resolve_by"),
+        notice_zh: r.col_str("notice_zh"),
+        notice_en: r.col_str("notice_en"),
+        dispatch_mode: r.col_str("dispatch_mode"),
+        paid: r.col_i64("paid") != 0,
+        return_visit: r.col_str("return_visit"),
+        visit_sample_percent: r.col_i64("visit_sample_percent"),
+        created_by: r.col_str("created_by"),
+        created_at: r.col_i64("created_at"),
     }
 }
 
@@ -176,18 +175,16 @@ impl Store {
     }
 
     pub async fn report_category(&self, code: &str) -> AppResult<Category> {
-        let r = sqlx::query(
-            "SELECT code, kind, name_zh, name_en FROM report_categories WHERE code = $1",
-        )
-        .bind(code.to_string())
-        .fetch_optional(&self.db.read)
-        .await
-        .map_err(db_err)?;
+        // Read on every intake: the fast path.
+        let q =
+            Sql::new("SELECT code, kind, name_zh, name_en FROM report_categories WHERE code = $1")
+                .arg(code);
+        let r = self.db.fetch_optional_fast(&q).await?;
         r.map(|r| Category {
-            code: str_(&r, "code"),
-            kind: str_(&r, "kind"),
-            name_zh: str_(&r, "name_zh"),
-            name_en: str_(&r, "name_en"),
+            code: r.str("code"),
+            kind: r.str("kind"),
+            name_zh: r.str("name_zh"),
+            name_en: r.str("name_en"),
         })
         .ok_or_else(|| AppError::bad_request("report.unknown_category").arg("code", code))
     }
@@ -221,13 +218,12 @@ impl Store {
 
     /// The current rule for a category at a place: the one with the most specific area.
     pub async fn route(&self, category: &str, path: &str) -> AppResult<Option<RoutingRule>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        // Read on every intake: the fast path.
+        let q = Sql::new(&format!(
             "SELECT {RULE_COLS} FROM routing_rules WHERE category = $1 AND current = 1"
-        )))
-        .bind(category.to_string())
-        .fetch_all(&self.db.read)
-        .await
-        .map_err(db_err)?;
+        ))
+        .arg(category);
+        let rows = self.db.fetch_all_fast(&q).await?;
         Ok(rows
             .iter()
             .map(rule_from_row)

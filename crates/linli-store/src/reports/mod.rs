@@ -381,12 +381,11 @@ impl Store {
 
     /// [`Store::report_dispatchers`] outside a transaction.
     pub(crate) async fn report_dispatchers_now(&self, path: &str) -> AppResult<Vec<String>> {
-        let rows = dispatchers_sql(path)
-            .query()
-            .fetch_all(&self.db.read)
-            .await
-            .map_err(db_err)?;
-        Ok(rows.iter().map(|r| str_(r, "user_id")).collect())
+        let rows = self.db.fetch_all_fast(&dispatchers_sql(path)).await?;
+        Ok(rows
+            .into_iter()
+            .map(|mut r| r.take_str("user_id").unwrap_or_default())
+            .collect())
     }
 
     /// Officers `level` levels above the report's community (1 = the street, 2 = the district,

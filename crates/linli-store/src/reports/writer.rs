@@ -178,23 +178,26 @@ impl Store {
             insert_many(&mut tx, "report_contacts", &CONTACT_COLS, contacts).await?;
         }
         audit::append_many(&mut tx, entries).await?;
-        for r in rows {
-            let link = format!("/reports/{}", r.id);
-            self.notify(
-                &mut tx,
-                &r.notify,
-                &Notice {
-                    kind: "report.submitted",
-                    key: "notice-report-submitted",
-                    args: serde_json::json!({ "title": r.title }),
-                    entity: "report",
-                    entity_id: &r.id,
-                    path: Some(&r.path),
-                    link: Some(&link),
-                },
-            )
-            .await?;
-        }
+        let links: Vec<String> = rows.iter().map(|r| format!("/reports/{}", r.id)).collect();
+        let notices: Vec<(&[String], Notice<'_>)> = rows
+            .iter()
+            .zip(&links)
+            .map(|(r, link)| {
+                (
+                    r.notify.as_slice(),
+                    Notice {
+                        kind: "report.submitted",
+                        key: "notice-report-submitted",
+                        args: serde_json::json!({ "title": r.title }),
+                        entity: "report",
+                        entity_id: &r.id,
+                        path: Some(&r.path),
+                        link: Some(link),
+                    },
+                )
+            })
+            .collect();
+        self.notify_many(&mut tx, &notices).await?;
         tx.commit().await.map_err(db_err)?;
         for r in rows {
             self.publish_report("submitted", &r.id, &r.path);
