@@ -385,11 +385,15 @@ async fn grab_first_wins_the_race_and_strangers_cannot_take_it() {
             }
             let html = app.get(&repair1, "/staff/reports?tab=grab").await.text();
             assert!(html.contains(&format!("/staff/reports/{id}")));
-            // Another company's technician: covering the place, may look but not take (403);
-            // elsewhere, the report does not exist for them (404). Dispatchers do not grab.
+            // Another company's technician, though the company serves the same community: the
+            // report is not their unit's, so for them it does not exist (404), as elsewhere.
+            // Dispatchers do not grab.
             act_resp(&app, &same_area, &id, json!({ "action": "grab" }))
                 .await
-                .expect(403);
+                .expect(404);
+            app.get(&same_area, &format!("/api/v1/reports/{id}"))
+                .await
+                .expect(404);
             act_resp(&app, &elsewhere, &id, json!({ "action": "grab" }))
                 .await
                 .expect(404);

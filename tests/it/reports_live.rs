@@ -209,3 +209,61 @@ async fn residents_hear_their_own_reports_change_and_nobody_else_does() {
     assert!(html.contains("已受理"));
     app.close().await;
 }
+
+/// A property company's staff hear about the reports their company handles, not about every
+/// report of the communities it serves: a complaint about the company is silent for them until
+/// the committee dispatches it there.
+#[tokio::test]
+async fn unit_staff_hear_only_their_units_reports() {
+    let app = TestApp::demo().await;
+    let resident = app.login("resident").await;
+    let committee = app.login("committee").await;
+    let property = app.login("property").await;
+    let hh = one(
+        &app,
+        "SELECT rb.household_id FROM role_bindings rb JOIN users u ON u.id = rb.user_id WHERE u.login = $1",
+        "resident",
+    )
+    .await;
+    let room = one(&app, "SELECT room_id FROM households WHERE id = $1", &hh).await;
+    let mut company = open_stream(&app, &property).await;
+    let mut desk = open_stream(&app, &committee).await;
+
+    let id = app
+        .post(
+            &resident,
+            "/api/v1/reports",
+            json!({ "category": "complaint_property", "description": "物业维修拖延，实时测试", "place_id": room }),
+        )
+        .await
+        .expect(201)["report"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let act = |action: &'static str| {
+        let (app, committee, id) = (&app, &committee, id.clone());
+        async move {
+            app.post(
+                committee,
+                &format!("/api/v1/reports/{id}/actions"),
+                json!({ "action": action }),
+            )
+            .await
+            .ok();
+        }
+    };
+    act("accept").await;
+    // The committee hears the filing and the acceptance; the company nothing.
+    let seen = read_until(&mut desk, "report.accept", Duration::from_secs(5)).await;
+    assert!(
+        seen.contains("report.submitted") && seen.contains(&id),
+        "{seen:?}"
+    );
+    let heard = read_until(&mut company, "report", Duration::from_millis(400)).await;
+    assert!(!heard.contains("report"), "the company was told: {heard:?}");
+    // Dispatched to the company (the catalogue's unit for it): from now on it is theirs.
+    act("dispatch").await;
+    let heard = read_until(&mut company, "report.dispatch", Duration::from_secs(5)).await;
+    assert!(heard.contains(&id), "{heard:?}");
+    app.close().await;
+}

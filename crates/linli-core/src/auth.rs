@@ -52,6 +52,15 @@ impl Role {
         Role::ALL.into_iter().find(|r| r.as_str() == s)
     }
 
+    /// Staff of an organisation that works what reaches it — a property company, a department —
+    /// as opposed to the staff who govern an area (committee, grid, street, district, city). Their
+    /// area says where their unit may work, not that they may read everything filed there: of
+    /// the reports in it they see the ones their unit handles or was summoned to (a complaint
+    /// about the property company is not the company's to read).
+    pub fn works_by_unit(self) -> bool {
+        matches!(self, Role::PropertyStaff | Role::DepartmentOfficer)
+    }
+
     /// The capabilities this role carries inside its subtree.
     pub fn actions(self) -> &'static [Action] {
         use Action::*;
@@ -337,6 +346,16 @@ impl Principal {
 
     /// The caller's grant for `action`, or `Forbidden` when no binding carries it.
     pub fn grant(&self, action: Action) -> Result<Grant, Forbidden> {
+        self.grant_where(action, |_| true)
+    }
+
+    /// The grant for `action` that the caller's bindings of the roles `keep` selects carry (e.g.
+    /// a report reader's area bindings apart from their unit bindings).
+    pub fn grant_where(
+        &self,
+        action: Action,
+        keep: impl Fn(Role) -> bool,
+    ) -> Result<Grant, Forbidden> {
         if let Some(limit) = &self.token
             && !limit.actions.contains(&action)
         {
@@ -346,7 +365,7 @@ impl Principal {
         for b in self
             .bindings
             .iter()
-            .filter(|b| b.role.actions().contains(&action))
+            .filter(|b| keep(b.role) && b.role.actions().contains(&action))
         {
             for p in &b.prefixes {
                 let effective = match &self.token {
@@ -394,6 +413,25 @@ impl Principal {
             .iter()
             .filter_map(|b| b.household_id.clone())
             .collect()
+    }
+
+    /// The organisations the caller works for through unit roles ([`Role::works_by_unit`]) that
+    /// carry `action`.
+    pub fn units(&self, action: Action) -> Vec<String> {
+        if self.grant(action).is_err() {
+            return Vec::new();
+        }
+        let mut out: Vec<String> = Vec::new();
+        for b in &self.bindings {
+            if b.role.works_by_unit()
+                && b.role.actions().contains(&action)
+                && !b.node_id.is_empty()
+                && !out.contains(&b.node_id)
+            {
+                out.push(b.node_id.clone());
+            }
+        }
+        out
     }
 
     pub fn roles(&self) -> Vec<Role> {
@@ -449,6 +487,42 @@ mod tests {
         );
         assert_eq!(
             principal(Role::Resident, "/x/").grant(Action::PersonRead),
+            Err(Forbidden)
+        );
+    }
+
+    #[test]
+    fn unit_roles_are_told_apart_from_area_roles() {
+        let mut p = principal(Role::CommitteeStaff, "/c/d/s/a/");
+        p.bindings.push(Binding {
+            role: Role::PropertyStaff,
+            node_id: "company".into(),
+            prefixes: vec!["/c/d/s/a/".into(), "/c/d/s/b/".into()],
+            household_id: None,
+        });
+        assert!(Role::PropertyStaff.works_by_unit() && Role::DepartmentOfficer.works_by_unit());
+        assert!(!Role::CommitteeStaff.works_by_unit() && !Role::StreetOfficer.works_by_unit());
+        let all = p.grant(Action::ReportRead).unwrap();
+        assert!(all.covers("/c/d/s/b/x/"));
+        let area = p
+            .grant_where(Action::ReportRead, |r| !r.works_by_unit())
+            .unwrap();
+        assert_eq!(area.prefixes(), &["/c/d/s/a/".to_string()]);
+        let unit = p
+            .grant_where(Action::ReportRead, |r| r.works_by_unit())
+            .unwrap();
+        assert!(unit.covers("/c/d/s/b/x/"));
+        assert_eq!(p.units(Action::ReportRead), vec!["company".to_string()]);
+        // A role that lacks the action brings no unit; an area-only caller has none.
+        assert!(p.units(Action::RegistryImport).is_empty());
+        assert!(
+            principal(Role::StreetOfficer, "/c/d/s/")
+                .units(Action::ReportRead)
+                .is_empty()
+        );
+        assert_eq!(
+            principal(Role::PropertyStaff, "/x/")
+                .grant_where(Action::ReportRead, |r| !r.works_by_unit()),
             Err(Forbidden)
         );
     }

@@ -2,7 +2,8 @@
 //! bounded bus (`linli_store::bus`): a slow browser misses events (and is told to resync) instead
 //! of making the server buffer without limit. Each subscriber only receives events about places
 //! its grants cover, or events addressed to it; residents also hear `report.*` events of the
-//! reports they may see (their own, their household's, published ones of their community).
+//! reports they may see (their own, their household's, published ones of their community), and a
+//! unit's staff those of the reports their unit handles or was summoned to.
 //! On PostgreSQL, `linli_store::bus_pg` bridges the buses of several instances with
 //! LISTEN/NOTIFY, so an event reaches browsers connected to any instance.
 
@@ -39,9 +40,15 @@ pub fn visible_to(e: &BusEvent, principal: &linli_core::auth::Principal) -> bool
     if !e.users.is_empty() {
         return e.users.iter().any(|u| *u == principal.user_id);
     }
-    principal
-        .grant(needs(&e.kind))
-        .is_ok_and(|g| g.covers(&e.path))
+    // A unit's staff (property company, department) are not told every report of their area:
+    // only the ones their unit handles or was summoned to, checked per event (`ReportView`).
+    let action = needs(&e.kind);
+    let grant = if action == Action::ReportRead {
+        principal.grant_where(action, |r| !r.works_by_unit())
+    } else {
+        principal.grant(action)
+    };
+    grant.is_ok_and(|g| g.covers(&e.path))
 }
 
 /// Tell reviewers' open pages that a correction request arrived.
@@ -56,24 +63,27 @@ pub async fn publish_correction(s: &AppState, c: &linli_store::registry::correct
     }
 }
 
-/// What a resident may hear about reports: their viewer (own and household reports, moderated
-/// public reports of their communities), checked in the store for each `report.*` event of one
-/// of their communities that their grants do not already cover.
-struct ResidentView {
+/// What a resident or a unit's staff may hear about reports: their viewer (own and household
+/// reports, moderated public reports of their communities; the reports their unit handles or
+/// was summoned to), checked in the store for each `report.*` event of one of their communities
+/// or their unit's area that their area grants do not already cover.
+struct ReportView {
     store: linli_store::Store,
     viewer: linli_store::reports::Viewer,
 }
 
-impl ResidentView {
+impl ReportView {
     async fn sees(&self, e: &BusEvent) -> bool {
-        // Cheap first: only events inside the resident's own communities can be theirs.
+        // Cheap first: only events inside the resident's own communities, or the unit's area,
+        // can be theirs.
         if !e.kind.starts_with("report.")
             || !e.users.is_empty()
-            || !self
+            || !(self
                 .viewer
                 .communities
                 .iter()
                 .any(|c| e.path.starts_with(c.as_str()))
+                || self.viewer.works_in(&e.path))
         {
             return false;
         }
@@ -114,14 +124,16 @@ pub async fn events(
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let rx = s.store.bus.subscribe();
     let principal = user.principal;
-    let resident = if principal.own_households().is_empty() {
+    let resident = if principal.own_households().is_empty()
+        && principal.units(Action::ReportRead).is_empty()
+    {
         None
     } else {
         s.store
             .report_viewer(&principal)
             .await
             .ok()
-            .map(|viewer| ResidentView {
+            .map(|viewer| ReportView {
                 store: s.store.clone(),
                 viewer,
             })

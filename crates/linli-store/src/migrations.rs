@@ -9,7 +9,8 @@
 //! 2 reports, 3 notifications (inbox, webhooks, e-mail), 4 IoT (devices, telemetry, alarms),
 //! 5 access (gates, vehicles, visitor passes), 6 jobs (durable background work), 8 repairs
 //! (assignee, dispatch modes, quotes), 9 report surface (Open311 contacts, geo, paging),
-//! 10 registry search (household path on residences, covering indexes).
+//! 10 registry search (household path on residences, covering indexes), 11 unit visibility of
+//! reports (summons by unit).
 
 use crate::db::{Migration, Stmt, Stmt::*};
 
@@ -58,6 +59,11 @@ pub static ALL: &[Migration] = &[
         version: 9,
         name: "reports: Open311 contacts, map areas of places, community list keyset index",
         statements: crate::reports::schema_v9::V9,
+    },
+    Migration {
+        version: 11,
+        name: "reports: summoned units looked up by unit (unit staff visibility)",
+        statements: crate::reports::schema::V11,
     },
 ];
 

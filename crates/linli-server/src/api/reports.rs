@@ -22,7 +22,7 @@ use linli_store::reports::catalogue::{
 };
 use linli_store::reports::images::MAX_PHOTO_BYTES;
 use linli_store::reports::intake::{Duplicate, DuplicateQuery, NewReport};
-use linli_store::reports::metrics::{EXPORT_HEADERS, StatsQuery, StatsRow};
+use linli_store::reports::metrics::{EXPORT_HEADERS, StatsQuery, StatsRow, StatsScope};
 use linli_store::reports::queries::{PhotoMeta, ReportPage, ReportQuery, ReportView};
 use linli_store::reports::repairs::Assignee;
 use linli_store::reports::transitions::ReportAction;
@@ -305,8 +305,8 @@ pub async fn report_stats(
     Auth(p): Auth,
     ApiQuery(q): ApiQuery<StatsQuery>,
 ) -> ApiResult<Json<Vec<StatsRow>>> {
-    let g = p.grant(Action::ReportStats)?;
-    Ok(Json(s.store.report_stats(&g, &q).await?))
+    let scope = StatsScope::of(&p)?;
+    Ok(Json(s.store.report_stats(&scope, &q).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -329,11 +329,11 @@ pub async fn report_stats_export(
     Auth(p): Auth,
     ApiQuery(q): ApiQuery<StatsExportQuery>,
 ) -> ApiResult<Response> {
-    let g = p.grant(Action::ReportStats)?;
+    let scope = StatsScope::of(&p)?;
     let rows = s
         .store
         .report_stats(
-            &g,
+            &scope,
             &StatsQuery {
                 by: q.by,
                 place_id: q.place_id,

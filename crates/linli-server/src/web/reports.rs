@@ -19,7 +19,7 @@ use linli_store::reports::Report;
 use linli_store::reports::catalogue::Category;
 use linli_store::reports::images::{MAX_PHOTO_BYTES, MAX_PHOTOS};
 use linli_store::reports::intake::{Duplicate, DuplicateQuery, NewReport};
-use linli_store::reports::metrics::{StatsQuery, StatsRow};
+use linli_store::reports::metrics::{StatsQuery, StatsRow, StatsScope};
 use linli_store::reports::queries::{ReportQuery, ReportView};
 use linli_store::reports::repairs::Assignee;
 use linli_store::reports::transitions::ReportAction;
@@ -1250,11 +1250,9 @@ impl StatsTpl {
 }
 
 async fn stats(State(s): State<AppState>, user: WebUser, Query(q): Query<StatsForm>) -> WebResult {
-    let g = or_page(
+    let scope = or_page(
         &user.page,
-        user.principal
-            .grant(Action::ReportStats)
-            .map_err(AppError::from),
+        StatsScope::of(&user.principal).map_err(AppError::from),
     )?;
     if !user.page.staff {
         return Err(error_page(
@@ -1270,7 +1268,7 @@ async fn stats(State(s): State<AppState>, user: WebUser, Query(q): Query<StatsFo
         &user.page,
         s.store
             .report_stats(
-                &g,
+                &scope,
                 &StatsQuery {
                     by: Some(by.clone()),
                     place_id: None,

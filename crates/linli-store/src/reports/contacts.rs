@@ -17,7 +17,7 @@ use linli_core::{AppError, AppResult, phone};
 use crate::Store;
 use crate::db::{db_err, str_};
 
-use super::{Viewer, community_prefix};
+use super::community_prefix;
 
 /// Longest name, device or account id kept.
 pub const MAX_FIELD: usize = 100;
@@ -199,15 +199,10 @@ impl Store {
             .map(|r| (str_(r, "id"), str_(r, "path"))))
     }
 
-    /// The contact a report came with, masked, for staff who see the report; `None` for
-    /// everyone else and for reports without one.
-    pub async fn report_contact(
-        &self,
-        v: &Viewer,
-        report_path: &str,
-        id: &str,
-    ) -> AppResult<Option<ReportContact>> {
-        if !v.is_staff_for(report_path) {
+    /// The contact a report came with, masked, for staff who see the report (`staff`, see
+    /// [`super::Viewer::is_staff_on`]); `None` for everyone else and for reports without one.
+    pub async fn report_contact(&self, staff: bool, id: &str) -> AppResult<Option<ReportContact>> {
+        if !staff {
             return Ok(None);
         }
         // On every staff view of a report: the native read path (sqlx on PostgreSQL).

@@ -13,9 +13,9 @@ use crate::Store;
 use crate::audit::{self, Actor, Entry};
 use crate::db::{db_err, i64_, str_};
 
+use super::Viewer;
 use super::intake::{Created, NewReport};
 use super::queries::PhotoMeta;
-use super::{Viewer, not_found};
 
 /// Largest accepted image.
 pub const MAX_PHOTO_BYTES: usize = 8 * 1024 * 1024;
@@ -323,11 +323,7 @@ impl Store {
         bytes: &[u8],
     ) -> AppResult<PhotoMeta> {
         let viewer = self.report_viewer(p).await?;
-        let r = self
-            .report_unscoped(id)
-            .await?
-            .filter(|r| self.report_visible(&viewer, r))
-            .ok_or_else(not_found)?;
+        let r = self.visible_report(&viewer, id).await?;
         let staff = p
             .grant(Action::ReportHandle)
             .is_ok_and(|g| g.covers(&r.path))
@@ -485,10 +481,7 @@ impl Store {
         id: &str,
         photo_id: &str,
     ) -> AppResult<(String, Vec<u8>)> {
-        self.report_unscoped(id)
-            .await?
-            .filter(|r| self.report_visible(v, r))
-            .ok_or_else(not_found)?;
+        self.visible_report(v, id).await?;
         let row = sqlx::query(
             "SELECT file_name, mime FROM report_photos WHERE id = $1 AND report_id = $2",
         )

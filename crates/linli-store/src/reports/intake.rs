@@ -403,7 +403,7 @@ impl Store {
             .place_unscoped(&q.place_id)
             .await?
             .ok_or_else(|| AppError::bad_request("report.location_required"))?;
-        let staff = viewer.is_staff_for(&place.path);
+        let staff = viewer.works_in(&place.path);
         let in_own_community = viewer
             .communities
             .iter()
@@ -421,7 +421,7 @@ impl Store {
         let lat = e6(q.lat, "lat", 90.0)?;
         let lon = e6(q.lon, "lon", 180.0)?;
         let mut s = Sql::new(
-            "SELECT id, category, title, place_id, path, status, supporters, created_at, lat_e6, lon_e6, public_approved, household_id, kind FROM reports WHERE category = ",
+            "SELECT id, category, title, place_id, path, status, supporters, created_at, lat_e6, lon_e6, public_approved, household_id, kind, unit_id FROM reports WHERE category = ",
         );
         s.bind(q.category.clone());
         s.push(" AND status <> 'closed' AND created_at >= ")
@@ -450,7 +450,10 @@ impl Store {
             let path = str_(r, "path");
             let own = crate::db::opt_str(r, "household_id")
                 .is_some_and(|h| viewer.households.contains(&h));
-            let is_staff = viewer.is_staff_for(&path);
+            // Staff of the area, or of the unit handling it (summons are not looked up here).
+            let is_staff = viewer.is_staff_for(&path)
+                || (viewer.works_in(&path)
+                    && crate::db::opt_str(r, "unit_id").is_some_and(|u| viewer.units.contains(&u)));
             if !is_staff && str_(r, "kind") == "complaint" {
                 continue;
             }
@@ -497,7 +500,7 @@ impl Store {
     pub async fn report_me_too(&self, p: &Principal, id: &str) -> AppResult<i64> {
         let viewer = self.report_viewer(p).await?;
         let r = self.report_unscoped(id).await?.ok_or_else(not_found)?;
-        let staff = viewer.is_staff_for(&r.path);
+        let staff = self.report_staff_view(&viewer, &r).await?;
         let neighbour = r.kind != "complaint"
             && viewer
                 .communities

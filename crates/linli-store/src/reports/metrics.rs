@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use linli_core::auth::{Action, Grant};
+use linli_core::auth::{Action, Forbidden, Grant, Principal};
 use linli_core::{AppError, AppResult};
 
 use crate::Store;
@@ -122,9 +122,44 @@ impl StatsRow {
     }
 }
 
+/// Whose reports the statistics count: every report of the caller's area (area staff), and the
+/// reports their units handle inside their units' area (a property company's or department's
+/// staff; see [`linli_core::auth::Role::works_by_unit`]).
+#[derive(Debug, Clone)]
+pub struct StatsScope {
+    all: Grant,
+    area: Option<Grant>,
+    unit: Option<Grant>,
+    units: Vec<String>,
+}
+
+impl StatsScope {
+    pub fn of(p: &Principal) -> Result<StatsScope, Forbidden> {
+        let all = p.grant(Action::ReportStats)?;
+        let units = p.units(Action::ReportStats);
+        Ok(StatsScope {
+            all,
+            area: p
+                .grant_where(Action::ReportStats, |r| !r.works_by_unit())
+                .ok(),
+            unit: if units.is_empty() {
+                None
+            } else {
+                p.grant_where(Action::ReportStats, |r| r.works_by_unit())
+                    .ok()
+            },
+            units,
+        })
+    }
+}
+
 impl Store {
-    pub async fn report_stats(&self, grant: &Grant, q: &StatsQuery) -> AppResult<Vec<StatsRow>> {
-        if grant.action() != Action::ReportStats {
+    pub async fn report_stats(
+        &self,
+        scope: &StatsScope,
+        q: &StatsQuery,
+    ) -> AppResult<Vec<StatsRow>> {
+        if scope.all.action() != Action::ReportStats {
             return Err(AppError::forbidden());
         }
         let by = q.by.as_deref().filter(|s| !s.is_empty()).unwrap_or("unit");
@@ -135,14 +170,40 @@ impl Store {
             "SELECT r.unit_id, u.name AS unit_name, r.category, c.name_zh AS category_name, r.community_path, r.created_at, r.accepted_at, r.dispatched_at, r.signed_at, r.replied_at, r.closed_at, r.overdue_sign, r.overdue_resolve, r.outcome, r.rating, r.returned_count, r.reopened_count, r.extended_count, r.status
              FROM reports r LEFT JOIN orgs u ON u.id = r.unit_id JOIN report_categories c ON c.code = r.category WHERE ",
         );
-        let prefixes = match q.place_id.as_deref().filter(|s| !s.is_empty()) {
-            Some(pid) => {
-                let pl = self.place(grant, pid).await?;
-                vec![pl.path]
-            }
-            None => grant.prefixes().to_vec(),
+        let place = match q.place_id.as_deref().filter(|s| !s.is_empty()) {
+            Some(pid) => Some(self.place(&scope.all, pid).await?.path),
+            None => None,
         };
-        s.scope("r.path", &prefixes);
+        let narrow = |g: &Grant| match &place {
+            Some(path) => g.narrowed_to(path),
+            None => g.prefixes().to_vec(),
+        };
+        let mut parts = 0;
+        s.push("(");
+        if let Some(px) = scope.area.as_ref().map(narrow).filter(|px| !px.is_empty()) {
+            s.scope("r.path", &px);
+            parts += 1;
+        }
+        if let Some(px) = scope.unit.as_ref().map(narrow).filter(|px| !px.is_empty()) {
+            if parts > 0 {
+                s.push(" OR ");
+            }
+            s.push("(");
+            s.scope("r.path", &px);
+            s.push(" AND r.unit_id IN (");
+            for (i, u) in scope.units.iter().enumerate() {
+                if i > 0 {
+                    s.push(", ");
+                }
+                s.bind(u.clone());
+            }
+            s.push("))");
+            parts += 1;
+        }
+        if parts == 0 {
+            s.push("1 = 0");
+        }
+        s.push(")");
         if let Some(f) = q.from {
             s.push(" AND r.created_at >= ").bind(f);
         }

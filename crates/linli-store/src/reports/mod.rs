@@ -69,21 +69,53 @@ pub const CHANNELS: [&str; 6] = [
 /// How long after closing a report may be reopened (重办).
 pub const REOPEN_WINDOW_MS: i64 = 7 * 86_400_000;
 
-/// Who is looking: staff (a `ReportRead` grant over some subtrees) and/or a resident (own
-/// reports, own households' reports, and moderated public reports of their communities).
+/// Who is looking: staff of an area (a `ReportRead` grant over some subtrees), staff of a unit
+/// (a property company or department: the reports of their area that their unit handles or was
+/// summoned to), and/or a resident (own reports, own households' reports, and moderated public
+/// reports of their communities).
 #[derive(Debug, Clone)]
 pub struct Viewer {
     pub user_id: String,
+    /// Area staff (committee, grid, street, district, city): every report of these subtrees.
     pub grant: Option<Grant>,
+    /// Unit staff ([`linli_core::auth::Role::works_by_unit`]): where their units work …
+    pub unit_grant: Option<Grant>,
+    /// … and the units (org ids) whose reports they see there.
+    pub units: Vec<String>,
     pub households: Vec<String>,
     /// Community paths of the resident's households.
     pub communities: Vec<String>,
 }
 
 impl Viewer {
-    /// Whether the viewer sees this report as staff (internal notes, reporter identity).
+    /// Whether the viewer governs the area of `path` (area staff), so sees every report there
+    /// as staff (internal notes, reporter identity).
     pub fn is_staff_for(&self, path: &str) -> bool {
         self.grant.as_ref().is_some_and(|g| g.covers(path))
+    }
+
+    /// Whether the viewer sees this report as staff: area staff of its place, or staff of the
+    /// unit handling it (or of a unit summoned to it, `summoned`) inside their unit's area.
+    pub fn is_staff_on(&self, r: &Report, summoned: &[String]) -> bool {
+        self.is_staff_for(&r.path)
+            || (self.unit_grant.as_ref().is_some_and(|g| g.covers(&r.path))
+                && (r.unit_id.as_ref().is_some_and(|u| self.units.contains(u))
+                    || summoned.iter().any(|u| self.units.contains(u))))
+    }
+
+    /// Whether the viewer works at `path` as staff at all (area staff, or staff of a unit whose
+    /// area holds it): may file there on someone's behalf and look for duplicates there.
+    pub fn works_in(&self, path: &str) -> bool {
+        self.is_staff_for(path)
+            || (!self.units.is_empty() && self.unit_grant.as_ref().is_some_and(|g| g.covers(path)))
+    }
+
+    /// Whether unit membership could matter for a report at `path` (the viewer is not area
+    /// staff there but works for a unit there): only then are the summoned units looked up.
+    pub fn needs_units_for(&self, path: &str) -> bool {
+        !self.is_staff_for(path)
+            && !self.units.is_empty()
+            && self.unit_grant.as_ref().is_some_and(|g| g.covers(path))
     }
 }
 
@@ -320,9 +352,19 @@ impl Store {
                 communities.push(c);
             }
         }
+        let units = p.units(Action::ReportRead);
         Ok(Viewer {
             user_id: p.user_id.clone(),
-            grant: p.grant(Action::ReportRead).ok(),
+            grant: p
+                .grant_where(Action::ReportRead, |r| !r.works_by_unit())
+                .ok(),
+            unit_grant: if units.is_empty() {
+                None
+            } else {
+                p.grant_where(Action::ReportRead, |r| r.works_by_unit())
+                    .ok()
+            },
+            units,
             households,
             communities,
         })

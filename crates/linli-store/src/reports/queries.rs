@@ -1,5 +1,7 @@
 //! Reading reports: the filtered, paged list and one report with its history. Visibility is
-//! decided in SQL from the [`Viewer`]: staff see their grant's subtrees; residents see their own
+//! decided in SQL from the [`Viewer`]: area staff see their grant's subtrees; unit staff (property
+//! company, department) see the reports of their units' area that their unit handles or was
+//! summoned to; residents see their own
 //! and their household's reports, and moderated public reports of their communities (never
 //! complaints). Residents never see internal notes, nor who reported a neighbour's report.
 
@@ -70,7 +72,7 @@ fn parse_cursor(c: &str) -> AppResult<(i64, String)> {
 /// outside their grant but their own filings) whose grant is exactly whole communities.
 fn whole_communities(v: &Viewer) -> Option<Vec<String>> {
     let g = v.grant.as_ref()?;
-    if !v.households.is_empty() || g.prefixes().is_empty() {
+    if !v.households.is_empty() || !v.units.is_empty() || g.prefixes().is_empty() {
         return None;
     }
     g.prefixes()
@@ -129,6 +131,28 @@ pub struct ReportView {
     pub contact: Option<super::contacts::ReportContact>,
 }
 
+/// Whether a report is the viewer's as a resident: their own, their household's, or a
+/// moderated public report of their community (never a complaint).
+fn resident_sees(v: &Viewer, r: &Report) -> bool {
+    r.reporter_user_id.as_deref() == Some(v.user_id.as_str())
+        || r.household_id
+            .as_ref()
+            .is_some_and(|h| v.households.contains(h))
+        || (r.public
+            && r.kind != "complaint"
+            && v.communities.iter().any(|c| r.path.starts_with(c.as_str())))
+}
+
+/// `$a, $b, …` bound to `items`.
+fn push_list(q: &mut Sql, items: &[String]) {
+    for (i, x) in items.iter().enumerate() {
+        if i > 0 {
+            q.push(", ");
+        }
+        q.bind(x.clone());
+    }
+}
+
 /// `(visible to the viewer)` as SQL on alias `r`.
 fn push_visibility(q: &mut Sql, v: &Viewer) {
     q.push("(");
@@ -139,6 +163,16 @@ fn push_visibility(q: &mut Sql, v: &Viewer) {
         None => {
             q.push("1 = 0");
         }
+    }
+    // Unit staff: inside their units' area, what their unit handles or was summoned to.
+    if let Some(ug) = v.unit_grant.as_ref().filter(|_| !v.units.is_empty()) {
+        q.push(" OR (");
+        q.scope("r.path", ug.prefixes());
+        q.push(" AND (r.unit_id IN (");
+        push_list(q, &v.units);
+        q.push(") OR r.id IN (SELECT s.report_id FROM report_summons s WHERE s.unit_id IN (");
+        push_list(q, &v.units);
+        q.push("))))");
     }
     q.push(" OR r.reporter_user_id = ").bind(v.user_id.clone());
     for h in &v.households {
@@ -158,34 +192,62 @@ fn push_visibility(q: &mut Sql, v: &Viewer) {
 }
 
 impl Store {
+    /// The units summoned (吹哨) to a report, answered or not.
+    pub(crate) async fn report_summoned_units(&self, id: &str) -> AppResult<Vec<String>> {
+        let q = Sql::new("SELECT unit_id FROM report_summons WHERE report_id = $1").arg(id);
+        Ok(self
+            .db
+            .fetch_all_fast(&q)
+            .await?
+            .into_iter()
+            .map(|mut r| r.take_str("unit_id").unwrap_or_default())
+            .collect())
+    }
+
+    /// Whether the viewer sees the report as staff ([`Viewer::is_staff_on`]); the summoned units
+    /// are read only for unit staff whose unit does not handle it.
+    pub async fn report_staff_view(&self, v: &Viewer, r: &Report) -> AppResult<bool> {
+        if v.is_staff_on(r, &[]) {
+            return Ok(true);
+        }
+        if !v.needs_units_for(&r.path) {
+            return Ok(false);
+        }
+        Ok(v.is_staff_on(r, &self.report_summoned_units(&r.id).await?))
+    }
+
     /// Whether the viewer may see a report at all.
-    pub fn report_visible(&self, v: &Viewer, r: &Report) -> bool {
-        v.is_staff_for(&r.path)
-            || r.reporter_user_id.as_deref() == Some(v.user_id.as_str())
-            || r.household_id
-                .as_ref()
-                .is_some_and(|h| v.households.contains(h))
-            || (r.public
-                && r.kind != "complaint"
-                && v.communities.iter().any(|c| r.path.starts_with(c.as_str())))
+    pub async fn report_visible(&self, v: &Viewer, r: &Report) -> AppResult<bool> {
+        Ok(resident_sees(v, r) || self.report_staff_view(v, r).await?)
+    }
+
+    /// The report with this id if the viewer may see it; not found otherwise (existence does not
+    /// leak outside the viewer's view).
+    pub(crate) async fn visible_report(&self, v: &Viewer, id: &str) -> AppResult<Report> {
+        let r = self.report_unscoped(id).await?.ok_or_else(not_found)?;
+        if self.report_visible(v, &r).await? {
+            Ok(r)
+        } else {
+            Err(not_found())
+        }
     }
 
     /// Whether the viewer may see the report with this id (false when it does not exist). Used
-    /// by the live stream to tell residents about their own reports' changes.
+    /// by the live stream to tell residents and unit staff about the reports they see.
     pub async fn report_visible_id(&self, v: &Viewer, id: &str) -> AppResult<bool> {
-        Ok(self
-            .report_unscoped(id)
-            .await?
-            .is_some_and(|r| self.report_visible(v, &r)))
+        match self.report_unscoped(id).await? {
+            Some(r) => self.report_visible(v, &r).await,
+            None => Ok(false),
+        }
     }
 
-    /// Hide what a non-staff viewer may not see of someone else's report.
-    fn redact(&self, v: &Viewer, mut r: Report) -> Report {
+    /// Hide what a viewer who is not staff on it (`staff`) may not see of someone else's report.
+    fn redact(&self, v: &Viewer, staff: bool, mut r: Report) -> Report {
         let own = r.reporter_user_id.as_deref() == Some(v.user_id.as_str())
             || r.household_id
                 .as_ref()
                 .is_some_and(|h| v.households.contains(h));
-        if !v.is_staff_for(&r.path) && !own {
+        if !staff && !own {
             r.reporter_user_id = None;
             r.household_id = None;
             r.rating = None;
@@ -206,10 +268,46 @@ impl Store {
         // The hot read of the reports list: the native SQLite read path (sqlx on PostgreSQL).
         let rows = self.db.fetch_all_fast(&q).await?;
         let more = rows.len() as i64 > limit;
-        let items: Vec<Report> = rows
+        let reports: Vec<Report> = rows
             .iter()
             .take(limit as usize)
-            .map(|r| self.redact(v, report_from_row(r)))
+            .map(report_from_row)
+            .collect();
+        // Unit staff see a report summoned to their unit as staff: one read for the page.
+        let need: Vec<&str> = reports
+            .iter()
+            .filter(|r| !v.is_staff_on(r, &[]) && v.needs_units_for(&r.path))
+            .map(|r| r.id.as_str())
+            .collect();
+        let mut summoned: Vec<(String, String)> = Vec::new();
+        if !need.is_empty() {
+            let mut sq =
+                Sql::new("SELECT report_id, unit_id FROM report_summons WHERE report_id IN (");
+            for (i, id) in need.iter().enumerate() {
+                if i > 0 {
+                    sq.push(", ");
+                }
+                sq.bind(*id);
+            }
+            sq.push(")");
+            for mut row in self.db.fetch_all_fast(&sq).await? {
+                summoned.push((
+                    row.take_str("report_id").unwrap_or_default(),
+                    row.take_str("unit_id").unwrap_or_default(),
+                ));
+            }
+        }
+        let items: Vec<Report> = reports
+            .into_iter()
+            .map(|r| {
+                let units: Vec<String> = summoned
+                    .iter()
+                    .filter(|(rid, _)| *rid == r.id)
+                    .map(|(_, u)| u.clone())
+                    .collect();
+                let staff = v.is_staff_on(&r, &units);
+                self.redact(v, staff, r)
+            })
             .collect();
         let next_cursor = more
             .then(|| items.last().map(|r| format!("{}.{}", r.created_at, r.id)))
@@ -357,12 +455,11 @@ impl Store {
 
     /// One report with its events, summons and photos; not found outside the viewer's view.
     pub async fn report(&self, v: &Viewer, id: &str) -> AppResult<ReportView> {
-        let r = self
-            .report_unscoped(id)
-            .await?
-            .filter(|r| self.report_visible(v, r))
-            .ok_or_else(not_found)?;
-        let staff = v.is_staff_for(&r.path);
+        let r = self.report_unscoped(id).await?.ok_or_else(not_found)?;
+        let staff = self.report_staff_view(v, &r).await?;
+        if !staff && !resident_sees(v, &r) {
+            return Err(not_found());
+        }
         // The three parts of the history: short index reads on the fast path.
         let mut events_q = Sql::new(
             "SELECT id, action, from_status, to_status, actor_id, actor, at, public_note, internal_note, data FROM report_events WHERE report_id = ",
@@ -417,10 +514,10 @@ impl Store {
             })
             .collect();
         let photos = photos?;
-        let contact = self.report_contact(v, &r.path, id).await?;
+        let contact = self.report_contact(staff, id).await?;
         Ok(ReportView {
             contact,
-            report: self.redact(v, r),
+            report: self.redact(v, staff, r),
             staff_view: staff,
             events,
             summons,

@@ -17,7 +17,7 @@ use crate::Store;
 use crate::db::{Sql, db_err, str_};
 
 use super::transitions::acts_for;
-use super::{REPORT_COLS, REPORT_FROM, Report, Unit, not_found, report_from_row};
+use super::{REPORT_COLS, REPORT_FROM, Report, Unit, report_from_row};
 
 /// Someone a report can be assigned to.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -79,11 +79,7 @@ impl Store {
     /// must be able to assign it (dispatch rights, or working for its unit).
     pub async fn report_assignees(&self, p: &Principal, id: &str) -> AppResult<Vec<Assignee>> {
         let viewer = self.report_viewer(p).await?;
-        let r = self
-            .report_unscoped(id)
-            .await?
-            .filter(|r| self.report_visible(&viewer, r))
-            .ok_or_else(not_found)?;
+        let r = self.visible_report(&viewer, id).await?;
         let Some(unit) = self.report_unit(&r).await? else {
             return Ok(Vec::new());
         };

@@ -208,3 +208,9 @@ pub const V8: &[Stmt] = &[
             updated_at BIGINT NOT NULL)",
     ),
 ];
+
+/// Unit visibility: a property company's or department's staff see the reports their unit was
+/// summoned to (吹哨), found from the unit's side.
+pub const V11: &[Stmt] = &[Both(
+    "CREATE INDEX report_summons_unit ON report_summons (unit_id, report_id)",
+)];

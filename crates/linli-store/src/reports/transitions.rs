@@ -287,10 +287,7 @@ impl Store {
     /// is a conflict. Returns the report after the change.
     pub async fn report_act(&self, p: &Principal, id: &str, a: ReportAction) -> AppResult<Report> {
         let viewer = self.report_viewer(p).await?;
-        let r = self.report_unscoped(id).await?.ok_or_else(not_found)?;
-        if !self.report_visible(&viewer, &r) {
-            return Err(not_found());
-        }
+        let r = self.visible_report(&viewer, id).await?;
         let can_dispatch = p
             .grant(Action::ReportDispatch)
             .is_ok_and(|g| g.covers(&r.path));
@@ -356,14 +353,18 @@ impl Store {
                             .as_deref()
                             .filter(|d| *d != r.id)
                             .ok_or_else(|| AppError::required("duplicate_of"))?;
-                        let target = self
-                            .report_unscoped(dup)
-                            .await?
-                            .filter(|t| self.report_visible(&viewer, t) && t.status != "closed")
-                            .ok_or_else(|| {
-                                AppError::bad_request("validation.bad_value")
-                                    .arg("field", "duplicate_of")
-                            })?;
+                        let target = match self.report_unscoped(dup).await? {
+                            Some(t)
+                                if t.status != "closed"
+                                    && self.report_visible(&viewer, &t).await? =>
+                            {
+                                t
+                            }
+                            _ => {
+                                return Err(AppError::bad_request("validation.bad_value")
+                                    .arg("field", "duplicate_of"));
+                            }
+                        };
                         sets.push(("duplicate_of", target.id.clone().into()));
                         RejectReason::DuplicateOf {
                             report_id: target.id,
