@@ -51,8 +51,19 @@ impl Default for ServerConfig {
     }
 }
 
+/// The server's shared state: one allocation, so the clone that every extractor makes is a
+/// reference count (it was a dozen, plus copies of a path and a URL, on every request).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppInner>);
+
+impl std::ops::Deref for AppState {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+pub struct AppInner {
     pub store: Store,
     pub config: ServerConfig,
     pub account_limiter: Arc<Limiter>,
@@ -71,7 +82,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(store: Store, config: ServerConfig) -> AppState {
-        AppState {
+        AppState(Arc::new(AppInner {
             store,
             config,
             account_limiter: Arc::new(Limiter::new(ACCOUNT_POLICY)),
@@ -82,7 +93,7 @@ impl AppState {
             form_once: Arc::default(),
             auth_cache: Arc::default(),
             iot: Arc::default(),
-        }
+        }))
     }
 }
 
