@@ -460,6 +460,16 @@ impl Store {
             return Outcome::Failed(None, "secret cannot be decrypted".into());
         };
         let url = str_(&w, "url");
+        // An address written into the URL is not resolved (so not filtered) by the client: check
+        // it here too (a webhook stored before the creation check existed).
+        if url
+            .parse::<hyper::Uri>()
+            .ok()
+            .and_then(|u| u.host().map(super::webhooks::never_a_receiver))
+            .unwrap_or(false)
+        {
+            return Outcome::Failed(None, "address not allowed for webhooks".into());
+        }
         let ts = (linli_core::now_ms() / 1000).to_string();
         let sig = signature(&secret, &ts, c.payload.as_bytes());
         let req = hyper::Request::builder()
@@ -492,14 +502,70 @@ impl Store {
 }
 
 type HttpClient = hyper_util::client::legacy::Client<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    hyper_rustls::HttpsConnector<
+        hyper_util::client::legacy::connect::HttpConnector<ReceiverResolver>,
+    >,
     Full<Bytes>,
 >;
+
+/// The system resolver, minus the addresses no webhook receiver lives at
+/// ([`super::webhooks::never_a_receiver_ip`]: link-local and the cloud metadata service,
+/// multicast …). The connection is made to what this returns, so a name that resolves there —
+/// at creation or only later (DNS rebinding) — fails the delivery instead of reaching it.
+#[derive(Clone)]
+pub(crate) struct ReceiverResolver(hyper_util::client::legacy::connect::dns::GaiResolver);
+
+impl Default for ReceiverResolver {
+    fn default() -> Self {
+        ReceiverResolver(hyper_util::client::legacy::connect::dns::GaiResolver::new())
+    }
+}
+
+impl tower_service::Service<hyper_util::client::legacy::connect::dns::Name> for ReceiverResolver {
+    type Response = std::vec::IntoIter<std::net::SocketAddr>;
+    type Error = std::io::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, name: hyper_util::client::legacy::connect::dns::Name) -> Self::Future {
+        let lookup = self.0.call(name);
+        Box::pin(async move {
+            let all: Vec<std::net::SocketAddr> = lookup.await?.collect();
+            let allowed = allowed_receivers(&all);
+            if allowed.is_empty() && !all.is_empty() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    "the host resolves only to addresses no webhook may reach (link-local, metadata, multicast)",
+                ));
+            }
+            Ok(allowed.into_iter())
+        })
+    }
+}
+
+/// The addresses a webhook may be delivered to, of those a name resolved to.
+fn allowed_receivers(addrs: &[std::net::SocketAddr]) -> Vec<std::net::SocketAddr> {
+    addrs
+        .iter()
+        .filter(|a| !super::webhooks::never_a_receiver_ip(a.ip()))
+        .copied()
+        .collect()
+}
 
 /// A client per tick: connections are not kept across ticks (nor across runtimes in tests).
 /// `http://` and `https://` (rustls, Mozilla roots from webpki-roots).
 fn http_client() -> HttpClient {
-    let mut conn = hyper_util::client::legacy::connect::HttpConnector::new();
+    let mut conn = hyper_util::client::legacy::connect::HttpConnector::new_with_resolver(
+        ReceiverResolver::default(),
+    );
     conn.set_connect_timeout(Some(Duration::from_secs(5)));
     conn.enforce_http(false);
     let https = hyper_rustls::HttpsConnectorBuilder::new()
@@ -569,6 +635,39 @@ async fn send_email(smtp: Option<&SmtpConfig>, c: &Claimed) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_delivery_resolver_drops_addresses_no_receiver_lives_at() {
+        let a = |s: &str| s.parse::<std::net::SocketAddr>().unwrap();
+        let resolved = [
+            a("169.254.169.254:80"),
+            a("10.1.2.3:80"),
+            a("[fe80::1]:80"),
+            a("[::ffff:169.254.169.254]:80"),
+            a("127.0.0.1:8080"),
+            a("224.0.0.1:80"),
+        ];
+        assert_eq!(
+            allowed_receivers(&resolved),
+            vec![a("10.1.2.3:80"), a("127.0.0.1:8080")]
+        );
+        assert!(allowed_receivers(&[a("169.254.169.254:80")]).is_empty());
+    }
+
+    /// Names go through the real system resolver; one that resolves to allowed addresses
+    /// (loopback: receivers on the same machine are supported) passes.
+    #[tokio::test]
+    async fn the_resolver_passes_allowed_names_through() {
+        use tower_service::Service;
+        let mut r = ReceiverResolver::default();
+        let name: hyper_util::client::legacy::connect::dns::Name = "localhost".parse().unwrap();
+        std::future::poll_fn(|cx| r.poll_ready(cx)).await.unwrap();
+        let addrs: Vec<_> = r.call(name).await.unwrap().collect();
+        assert!(
+            !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()),
+            "{addrs:?}"
+        );
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {

@@ -101,20 +101,30 @@ pub fn validate_url(url: &str) -> AppResult<String> {
 /// admin about the server's own surroundings: link-local addresses (the cloud metadata service
 /// at 169.254.169.254, `fe80::/10`), unspecified, broadcast and multicast addresses. Private
 /// networks (10/8, 192.168/16, loopback) stay allowed: receivers on a trusted network are
-/// supported. A name that resolves to such an address is not caught here (docs/attacks.md).
-fn never_a_receiver(host: &str) -> bool {
+/// supported. A *name* that resolves to such an address is caught when delivering: the
+/// delivery client resolves through [`crate::notify::outbox`]'s filtering resolver, which drops
+/// these addresses (so a DNS answer that changes after the check cannot slip one in either).
+pub(crate) fn never_a_receiver(host: &str) -> bool {
     use std::net::IpAddr;
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     if bare.eq_ignore_ascii_case("metadata.google.internal") {
         return true;
     }
-    let ip = match bare.parse::<IpAddr>() {
-        Ok(IpAddr::V6(v6)) => v6
+    match bare.parse::<IpAddr>() {
+        Ok(ip) => never_a_receiver_ip(ip),
+        Err(_) => false,
+    }
+}
+
+/// [`never_a_receiver`] for an address.
+pub(crate) fn never_a_receiver_ip(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    let ip = match ip {
+        IpAddr::V6(v6) => v6
             .to_ipv4_mapped()
             .map(IpAddr::V4)
             .unwrap_or(IpAddr::V6(v6)),
-        Ok(ip) => ip,
-        Err(_) => return false,
+        ip => ip,
     };
     match ip {
         IpAddr::V4(v4) => {
