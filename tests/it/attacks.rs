@@ -320,6 +320,43 @@ async fn nul_characters_are_refused_the_same_on_both_databases() {
             assert_eq!(r.json()["code"], "validation.nul", "{method} {uri}");
         }
     }
+    // Open311 clients get the refusal in the spec's shape: a list of {code, description}, in
+    // XML for `.xml` paths.
+    let r = app
+        .call(
+            "GET",
+            "/open311/v2/requests.json?status=open%00",
+            None,
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    let list = r.json();
+    assert_eq!(list[0]["code"], 400, "{list}");
+    assert!(
+        list[0]["description"]
+            .as_str()
+            .is_some_and(|d| !d.is_empty())
+    );
+    let r = app
+        .call(
+            "POST",
+            "/open311/v2/requests.xml",
+            None,
+            Some((
+                "application/x-www-form-urlencoded",
+                b"service_code=suggestion&description=a%00b&lat=30.6&long=114.3".to_vec(),
+            )),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    let xml = r.text();
+    assert!(
+        xml.contains("<errors>") && xml.contains("<code>400</code>"),
+        "{xml}"
+    );
     assert_eq!(
         app.store.audit_verify().await.unwrap().entries,
         before,

@@ -20,8 +20,13 @@ const TEXT_BODY_LIMIT: usize = 2 * 1024 * 1024;
 pub async fn refuse_nul(req: Request, next: Next) -> Response {
     // Path and query as received (no allocation on every request).
     let uri = req.uri();
+    // Open311 clients get errors in the spec's shape.
+    let open311 = uri
+        .path()
+        .starts_with("/open311/")
+        .then(|| uri.path().to_string());
     if uri.path().contains("%00") || uri.query().is_some_and(|q| q.contains("%00")) {
-        return refused();
+        return refused(open311.as_deref(), AppError::bad_request("validation.nul"));
     }
     let kind = body_kind(&req);
     if kind == BodyKind::Other {
@@ -29,10 +34,10 @@ pub async fn refuse_nul(req: Request, next: Next) -> Response {
     }
     let (parts, body) = req.into_parts();
     let Ok(bytes) = to_bytes(body, TEXT_BODY_LIMIT).await else {
-        return ApiError::from(
+        return refused(
+            open311.as_deref(),
             AppError::new(ErrorKind::PayloadTooLarge, "payload_too_large").arg("limit", "2 MB"),
-        )
-        .into_response();
+        );
     };
     let nul = bytes.contains(&0)
         || match kind {
@@ -41,7 +46,7 @@ pub async fn refuse_nul(req: Request, next: Next) -> Response {
             BodyKind::Other => false,
         };
     if nul {
-        return refused();
+        return refused(open311.as_deref(), AppError::bad_request("validation.nul"));
     }
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
@@ -86,8 +91,11 @@ fn json_has_nul_escape(b: &[u8]) -> bool {
     false
 }
 
-fn refused() -> Response {
-    ApiError::from(AppError::bad_request("validation.nul")).into_response()
+fn refused(open311_path: Option<&str>, e: AppError) -> Response {
+    match open311_path {
+        Some(path) => crate::open311::error_response(path, e),
+        None => ApiError::from(e).into_response(),
+    }
 }
 
 #[cfg(test)]

@@ -127,6 +127,17 @@ impl IntoResponse for Fail {
     }
 }
 
+/// An error for a request under `/open311/` answered outside its handlers (a refusal by a layer
+/// that runs first): the spec's list of `{code, description}`, in XML when the path asks for it.
+pub fn error_response(path: &str, e: AppError) -> Response {
+    let fmt = if path.ends_with(".xml") {
+        Format::Xml
+    } else {
+        Format::Json
+    };
+    Fail(fmt, e).into_response()
+}
+
 type Answer = Result<Out, Fail>;
 
 /// `services.json` → (`services`, JSON). An unknown format is a 404 (in JSON).
