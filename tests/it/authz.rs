@@ -45,6 +45,11 @@ const MATRIX: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/households", "list filtered by scope"),
     ("POST", "/api/v1/households", "room outside scope: 404"),
     ("GET", "/api/v1/households/{id}", "outside scope: 404"),
+    (
+        "GET",
+        "/api/v1/households/{id}/linked",
+        "outside scope: 404; sections by capability (household_record.rs)",
+    ),
     ("PATCH", "/api/v1/households/{id}", "outside scope: 404"),
     (
         "POST",
@@ -585,6 +590,7 @@ async fn cross_community_reads_and_writes_are_refused_and_change_nothing() {
 
     let not_found = [
         ("GET", format!("/api/v1/households/{hid}"), None),
+        ("GET", format!("/api/v1/households/{hid}/linked"), None),
         ("GET", format!("/api/v1/persons/{pid}"), None),
         ("GET", format!("/api/v1/places/{building}"), None),
         ("GET", format!("/api/v1/orgs/{org}"), None),

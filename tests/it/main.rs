@@ -13,6 +13,7 @@ mod backup;
 mod cli;
 mod crash;
 mod fast_read;
+mod household_record;
 mod import_export;
 mod iot;
 mod notify;

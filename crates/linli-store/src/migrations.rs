@@ -10,7 +10,7 @@
 //! 5 access (gates, vehicles, visitor passes), 6 jobs (durable background work), 8 repairs
 //! (assignee, dispatch modes, quotes), 9 report surface (Open311 contacts, geo, paging),
 //! 10 registry search (household path on residences, covering indexes), 11 unit visibility of
-//! reports (summons by unit).
+//! reports (summons by unit), 12 the household record's lookups by person.
 
 use crate::db::{Migration, Stmt, Stmt::*};
 
@@ -64,6 +64,11 @@ pub static ALL: &[Migration] = &[
         version: 11,
         name: "reports: summoned units looked up by unit (unit staff visibility)",
         statements: crate::reports::schema::V11,
+    },
+    Migration {
+        version: 12,
+        name: "household record: devices, alarms and gate passages by person",
+        statements: V12,
     },
 ];
 
@@ -281,4 +286,11 @@ const V1: &[Stmt] = &[
     Postgres(
         "CREATE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit_log FOR EACH ROW EXECUTE FUNCTION audit_append_only()",
     ),
+];
+
+/// The household record (一户一表) looks up devices, alarms and gate passages by person.
+const V12: &[Stmt] = &[
+    Both("CREATE INDEX devices_person ON devices (person_id)"),
+    Both("CREATE INDEX alarms_person ON alarms (person_id, active)"),
+    Both("CREATE INDEX access_records_person ON access_records (person_id, at)"),
 ];

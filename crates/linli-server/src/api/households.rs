@@ -8,6 +8,7 @@ use utoipa_axum::routes;
 
 use linli_core::auth::Action;
 use linli_store::audit::Actor;
+use linli_store::registry::dossier::HouseholdLinked;
 use linli_store::registry::households::{
     HouseholdPage, HouseholdPatch, HouseholdQuery, HouseholdView, NewHousehold,
 };
@@ -22,6 +23,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_households, create_household))
         .routes(routes!(get_household, update_household))
+        .routes(routes!(household_linked))
         .routes(routes!(add_member))
 }
 
@@ -49,6 +51,20 @@ pub async fn get_household(
     Ok(Json(
         s.store.household(&g, sensitive(&p).as_ref(), &id).await?,
     ))
+}
+
+/// The rest of the household's record (一户一表): its reports, the devices in its home and their
+/// alarms, vehicles, visitor passes, members' SOS contacts and check-ins, gate passages. A
+/// section is `null` when the caller may not read that kind of data here; the household's own
+/// residents see all of it.
+#[utoipa::path(get, path = "/api/v1/households/{id}/linked", tag = "registry", params(("id" = String, Path)),
+    responses((status = 200, body = HouseholdLinked), (status = 404, body = ErrorBody)))]
+pub async fn household_linked(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<HouseholdLinked>> {
+    Ok(Json(s.store.household_linked(&p, &id).await?))
 }
 
 /// Register a household in a room, with its head.

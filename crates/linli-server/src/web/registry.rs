@@ -12,6 +12,7 @@ use serde::Deserialize;
 use linli_core::auth::{Action, Grant};
 use linli_core::{AppError, ErrorKind};
 use linli_store::audit::{Actor, AuditFilter, AuditRecord};
+use linli_store::registry::dossier::HouseholdLinked;
 use linli_store::registry::households::{HouseholdPatch, HouseholdSummary, HouseholdView, TENURES};
 use linli_store::registry::labels::{Label, NewLabel};
 use linli_store::registry::persons::{
@@ -185,6 +186,15 @@ struct HouseholdTpl {
     can_edit_person: bool,
     flash: Option<String>,
     log: Vec<AuditRecord>,
+    linked: HouseholdLinked,
+}
+
+impl HouseholdTpl {
+    /// An alarm severity in the reader's language (`CRITICAL` → 紧急).
+    fn sev_label(&self, severity: &str) -> String {
+        self.page
+            .t(&format!("safety-sev-{}", severity.to_ascii_lowercase()))
+    }
 }
 
 #[derive(Deserialize)]
@@ -229,6 +239,7 @@ async fn household(
         .is_ok_and(|g| g.covers(&room_path));
     let can_edit_person = user.principal.can(Action::PersonRead);
     let flash = f.saved.map(|_| page.t("web-saved"));
+    let linked = or_page(page, s.store.household_linked(&user.principal, &id).await)?;
     Ok(render(&HouseholdTpl {
         page: user.page,
         h,
@@ -236,6 +247,7 @@ async fn household(
         can_edit_person,
         flash,
         log,
+        linked,
     }))
 }
 

@@ -121,7 +121,14 @@ impl Verification {
 
 const PASS_COLS: &str = "id, household_id, path, community_path, visitor_name, phone_masked, plate, valid_from, valid_until, multi_use, uses, last_used_at, revoked_at, created_at";
 
-fn status(revoked: bool, multi: bool, uses: i64, from: i64, until: i64, now: i64) -> &'static str {
+pub(crate) fn status(
+    revoked: bool,
+    multi: bool,
+    uses: i64,
+    from: i64,
+    until: i64,
+    now: i64,
+) -> &'static str {
     if revoked {
         "revoked"
     } else if !multi && uses > 0 {

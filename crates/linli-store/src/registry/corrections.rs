@@ -56,6 +56,9 @@ pub struct OwnExport {
     pub me: Option<OwnNumbers>,
     /// Who wrote or read this household's records, and why.
     pub processing_log: Vec<AuditRecord>,
+    /// What the other modules hold about the household: reports, devices and alarms, vehicles,
+    /// visitor passes, SOS contacts and check-ins, gate passages.
+    pub linked: super::dossier::HouseholdLinked,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -160,11 +163,13 @@ impl Store {
             );
         }
         log.sort_by_key(|r| r.seq);
+        let linked = self.household_linked(p, &household.id).await?;
         Ok(OwnExport {
             exported_at: now_ms(),
             household,
             me,
             processing_log: log,
+            linked,
         })
     }
 

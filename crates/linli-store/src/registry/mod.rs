@@ -1,6 +1,7 @@
 //! 一户一表: places, organisations, households, persons, labels, corrections, import and export.
 
 pub mod corrections;
+pub mod dossier;
 pub mod export;
 pub mod geo;
 pub mod households;

@@ -32,6 +32,8 @@ pub struct ReportQuery {
     pub mine: Option<bool>,
     /// `me`: only reports assigned to the caller (我的工单).
     pub assignee: Option<String>,
+    /// Only reports filed by or for this household (一户一表).
+    pub household_id: Option<String>,
     /// Created at or after (ms).
     pub from: Option<i64>,
     /// Created before (ms).
@@ -356,7 +358,10 @@ impl Store {
         select: &str,
     ) -> AppResult<(Sql, i64)> {
         let mut q = Sql::new(&format!("{select} {REPORT_FROM} WHERE "));
-        let communities = (f.mine != Some(true))
+        // One household's reports are few: its own index serves them better than walking the
+        // community's.
+        let one_household = f.household_id.as_deref().is_some_and(|h| !h.is_empty());
+        let communities = (f.mine != Some(true) && !one_household)
             .then(|| whole_communities(v))
             .flatten();
         if let Some(cs) = communities {
@@ -396,6 +401,9 @@ impl Store {
         }
         if let Some(u) = f.unit_id.as_deref().filter(|s| !s.is_empty()) {
             q.push(" AND r.unit_id = ").bind(u);
+        }
+        if let Some(h) = f.household_id.as_deref().filter(|s| !s.is_empty()) {
+            q.push(" AND r.household_id = ").bind(h);
         }
         match f.assignee.as_deref().filter(|s| !s.is_empty()) {
             Some("me") => {
