@@ -195,6 +195,11 @@ async fn the_household_record_gathers_every_module() {
         "东门人脸"
     );
 
+    let page = app.get(&resident, "/me").await.text();
+    assert!(
+        page.contains("id=\"my-linked\"") && page.contains("鄂A12345") && page.contains("厨房烟感")
+    );
+
     // The property company: the devices of the communities it serves — and the household's
     // report only once it is dispatched to the company (unit visibility).
     let p = app.get(&property, &uri).await.ok();

@@ -250,3 +250,5 @@ web-linked-direction = Direction
 web-linked-direction-in = In
 web-linked-direction-out = Out
 web-linked-fever = Fever
+web-linked-mine = The rest of our record
+web-linked-count = { $n } items

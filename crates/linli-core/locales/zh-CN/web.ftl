@@ -250,3 +250,5 @@ web-linked-direction = 方向
 web-linked-direction-in = 进
 web-linked-direction-out = 出
 web-linked-fever = 体温异常
+web-linked-mine = 我家的其他记录
+web-linked-count = { $n } 条

@@ -29,6 +29,8 @@ struct MeTpl {
     page: Page,
     h: HouseholdView,
     flash: Option<String>,
+    /// The rest of the household's record (reports, devices, vehicles, contacts …).
+    linked: linli_store::registry::dossier::HouseholdLinked,
 }
 
 #[derive(Deserialize)]
@@ -42,11 +44,16 @@ async fn my_household(
     Query(f): Query<Flash>,
 ) -> WebResult {
     let h = or_page(&user.page, s.store.own_household(&user.principal).await)?;
+    let linked = or_page(
+        &user.page,
+        s.store.household_linked(&user.principal, &h.id).await,
+    )?;
     let flash = f.done.map(|_| user.page.t("web-correction-sent"));
     Ok(render(&MeTpl {
         page: user.page,
         h,
         flash,
+        linked,
     }))
 }
 
