@@ -187,6 +187,11 @@ const MATRIX: &[(&str, &str, &str)] = &[
         "configuration, same for all",
     ),
     ("POST", "/api/v1/work-calendar", "RoutingAdmin only: 403"),
+    (
+        "GET",
+        "/api/v1/work-calendar/{year}",
+        "the same calendar for every signed-in caller (catalogue_web.rs)",
+    ),
     // Access (tests/it/access.rs checks each of these across communities).
     ("GET", "/api/v1/access/gates", "list filtered by scope"),
     ("POST", "/api/v1/access/gates", "place outside scope: 404"),

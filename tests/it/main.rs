@@ -10,6 +10,7 @@ mod attacks;
 mod audit;
 mod authz;
 mod backup;
+mod catalogue_web;
 mod cli;
 mod crash;
 mod fast_read;

@@ -56,3 +56,7 @@ notice-report-quote = A repair price awaits your answer: { $title }
 notice-report-quote-accepted = The resident accepted the price; work can start: { $title }
 notice-report-quote-declined = The resident declined the price; the job is closed: { $title }
 notice-report-done = Your report is closed: { $title }
+calendar-day_twice = { $day } cannot be both a day off and a make-up working day.
+calendar-workday_on_weekday = { $day } is not a weekend day, so it cannot be a make-up working day (those fall on Saturdays and Sundays).
+calendar-year_not_found = The working-day calendar has no such year.
+calendar-bad_entry = “{ $entry }” in { $field } is not a date or range of that year (a range is at most 31 days).

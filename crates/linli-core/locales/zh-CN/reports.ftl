@@ -56,3 +56,7 @@ notice-report-quote = 维修报价待您确认：{ $title }
 notice-report-quote-accepted = 居民已接受报价，可以开工：{ $title }
 notice-report-quote-declined = 居民不接受报价，工单已关闭：{ $title }
 notice-report-done = 您的报事已办结：{ $title }
+calendar-day_twice = { $day } 不能既是放假日又是调休上班日。
+calendar-workday_on_weekday = { $day } 不是周末，不能设为调休上班日（调休上班只在周六、周日）。
+calendar-year_not_found = 工作日历中没有这一年。
+calendar-bad_entry = 「{ $field }」中的「{ $entry }」不是这一年的日期或区间（区间最长 31 天）。

@@ -178,8 +178,91 @@ fn from_local(local: NaiveDateTime) -> i64 {
         .timestamp_millis()
 }
 
+/// The longest range an administrator may type as one entry (the longest holiday is 9 days).
+pub const MAX_RANGE_DAYS: i64 = 31;
+
+/// The dates an administrator typed for one `year`, as the State Council notice reads: single
+/// days (`2027-02-06`, or `02-06` with the year implied) and ranges (`2027-02-06~2027-02-12`; also
+/// `至`, `..` or `–` between the ends), separated by spaces, new lines or commas (`,` `，` `、`
+/// `;`). Sorted, without repeats. An entry that is not a date of `year` — or a range longer than
+/// [`MAX_RANGE_DAYS`] — is an error naming that entry.
+pub fn parse_day_list(text: &str, year: i32) -> Result<Vec<NaiveDate>, String> {
+    let day = |t: &str| -> Option<NaiveDate> {
+        let t = t.trim();
+        let d = NaiveDate::parse_from_str(t, "%Y-%m-%d")
+            .ok()
+            .or_else(|| NaiveDate::parse_from_str(&format!("{year}-{t}"), "%Y-%m-%d").ok())?;
+        (d.year() == year).then_some(d)
+    };
+    let mut out = BTreeSet::new();
+    let entries = text
+        .split(|c: char| c.is_whitespace() || matches!(c, ',' | '，' | '、' | ';' | '；'))
+        .filter(|t| !t.is_empty());
+    for entry in entries {
+        let ends = ["~", "至", "..", "–", "—"]
+            .iter()
+            .find_map(|sep| entry.split_once(sep));
+        match ends {
+            Some((a, b)) => {
+                let (Some(a), Some(b)) = (day(a), day(b)) else {
+                    return Err(entry.to_string());
+                };
+                if b < a || (b - a).num_days() >= MAX_RANGE_DAYS {
+                    return Err(entry.to_string());
+                }
+                let mut d = a;
+                while d <= b {
+                    out.insert(d);
+                    d += Duration::days(1);
+                }
+            }
+            None => {
+                out.insert(day(entry).ok_or_else(|| entry.to_string())?);
+            }
+        }
+    }
+    Ok(out.into_iter().collect())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn administrators_type_days_and_ranges_as_the_notice_reads() {
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        assert_eq!(
+            parse_day_list(
+                "2027-01-01, 02-06~02-08\n2027-05-01至2027-05-03、10-01",
+                2027
+            )
+            .unwrap(),
+            vec![
+                d("2027-01-01"),
+                d("2027-02-06"),
+                d("2027-02-07"),
+                d("2027-02-08"),
+                d("2027-05-01"),
+                d("2027-05-02"),
+                d("2027-05-03"),
+                d("2027-10-01"),
+            ]
+        );
+        // Repeats collapse; empty input is an empty list.
+        assert_eq!(parse_day_list("02-06 2027-02-06", 2027).unwrap().len(), 1);
+        assert!(parse_day_list("  ", 2027).unwrap().is_empty());
+        // Wrong year, not a date, a reversed or too long range: the entry is named.
+        assert_eq!(parse_day_list("2026-02-06", 2027), Err("2026-02-06".into()));
+        assert_eq!(parse_day_list("02-30", 2027), Err("02-30".into()));
+        assert_eq!(parse_day_list("春节", 2027), Err("春节".into()));
+        assert_eq!(
+            parse_day_list("02-08~02-06", 2027),
+            Err("02-08~02-06".into())
+        );
+        assert_eq!(
+            parse_day_list("01-01~03-01", 2027),
+            Err("01-01~03-01".into())
+        );
+    }
+
     use super::*;
 
     fn d(y: i32, m: u32, day: u32) -> NaiveDate {

@@ -13,12 +13,13 @@ use serde::{Deserialize, Serialize};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
+use linli_core::AppError;
 use linli_core::auth::Action;
 use linli_core::i18n::Lang;
 use linli_store::audit::Actor;
 use linli_store::reports::Report;
 use linli_store::reports::catalogue::{
-    CalendarInfo, CalendarYearInput, Category, RoutingRule, RoutingRuleInput,
+    CalendarInfo, CalendarYearInput, CalendarYearView, Category, RoutingRule, RoutingRuleInput,
 };
 use linli_store::reports::images::MAX_PHOTO_BYTES;
 use linli_store::reports::intake::{Duplicate, DuplicateQuery, NewReport};
@@ -47,6 +48,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(categories))
         .routes(routes!(list_rules, put_rule))
         .routes(routes!(calendar, put_calendar_year))
+        .routes(routes!(calendar_year))
 }
 
 /// What the reporter sees after submitting: the report and the notice of the unit it goes to.
@@ -278,6 +280,23 @@ pub async fn put_rule(
     responses((status = 200, body = CalendarInfo)))]
 pub async fn calendar(State(s): State<AppState>, Auth(_p): Auth) -> ApiResult<Json<CalendarInfo>> {
     Ok(Json(s.store.calendar_info().await?))
+}
+
+/// One year of the working-day calendar: its source, days off and make-up working days.
+#[utoipa::path(get, path = "/api/v1/work-calendar/{year}", tag = "reports", params(("year" = i32, Path)),
+    responses((status = 200, body = CalendarYearView), (status = 404, body = ErrorBody)))]
+pub async fn calendar_year(
+    State(s): State<AppState>,
+    Auth(_p): Auth,
+    Path(year): Path<i32>,
+) -> ApiResult<Json<CalendarYearView>> {
+    s.store
+        .calendar_years()
+        .await?
+        .into_iter()
+        .find(|y| y.year == year)
+        .map(Json)
+        .ok_or_else(|| AppError::not_found("calendar.year_not_found").into())
 }
 
 /// Enter (or replace) a year of the calendar: holidays and make-up working days. Audited.

@@ -7,6 +7,7 @@
 pub mod access;
 pub mod account;
 pub mod admin;
+pub mod catalogue;
 pub mod import;
 pub mod inbox;
 pub mod me;
@@ -54,6 +55,7 @@ pub fn router() -> Router<AppState> {
         .merge(safety_live::router())
         .merge(reports::router())
         .merge(webhooks::router())
+        .merge(catalogue::router())
 }
 
 async fn css() -> Response {
@@ -221,6 +223,16 @@ fn nav_for(p: &Principal, lang: Lang, path: &str) -> Vec<NavItem> {
             "/admin/webhooks",
             "web-nav-webhooks",
             p.can(Action::WebhookAdmin),
+        ),
+        (
+            "/admin/routing",
+            "web-nav-routing",
+            p.can(Action::RoutingAdmin) || p.can(Action::ReportDispatch),
+        ),
+        (
+            "/admin/calendar",
+            "web-nav-calendar",
+            p.can(Action::RoutingAdmin) || p.can(Action::ReportDispatch),
         ),
         ("/inbox", "inbox-title", true),
         ("/staff/access", "web-nav-access", p.can(Action::AccessRead)),

@@ -58,6 +58,17 @@ fn from_row(r: &AnyRow) -> Org {
 
 impl Store {
     /// Organisations attached inside the caller's area, or serving a community in it.
+    /// An organisation's name (for labels on pages that already hold its id from a scoped
+    /// read, such as a routing rule's unit).
+    pub async fn org_name(&self, id: &str) -> AppResult<Option<String>> {
+        let q = Sql::new("SELECT name FROM orgs WHERE id = $1").arg(id);
+        Ok(self
+            .db
+            .fetch_optional_fast(&q)
+            .await?
+            .and_then(|mut r| r.take_str("name")))
+    }
+
     pub async fn orgs(&self, grant: &Grant, kind: Option<&str>) -> AppResult<Vec<Org>> {
         let mut q = Sql::new("SELECT id, kind, name, place_id, categories FROM orgs o WHERE (");
         q.scope("o.path", grant.prefixes());

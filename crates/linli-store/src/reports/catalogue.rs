@@ -137,6 +137,17 @@ pub struct CalendarYearInput {
     pub workdays: Vec<String>,
 }
 
+/// One year of the calendar as stored: where it comes from and its exceptional days.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct CalendarYearView {
+    pub year: i32,
+    pub source: String,
+    /// Days off that are not plain weekends, and the holiday's weekend days (`YYYY-MM-DD`).
+    pub holidays: Vec<String>,
+    /// Weekend days worked (调休上班).
+    pub workdays: Vec<String>,
+}
+
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CalendarInfo {
     /// Years with data.
@@ -453,6 +464,21 @@ impl Store {
                 }
             }
         }
+        // A day cannot be both off and worked; a make-up working day (调休上班) is a Saturday
+        // or Sunday — a weekday there is a typo, and it would silently change nothing.
+        if let Some(d) = input.holidays.iter().find(|d| input.workdays.contains(d)) {
+            return Err(AppError::bad_request("calendar.day_twice").arg("day", d.clone()));
+        }
+        if let Some(d) = input.workdays.iter().find(|d| {
+            NaiveDate::parse_from_str(d, "%Y-%m-%d").is_ok_and(|x| {
+                !matches!(
+                    chrono::Datelike::weekday(&x),
+                    chrono::Weekday::Sat | chrono::Weekday::Sun
+                )
+            })
+        }) {
+            return Err(AppError::bad_request("calendar.workday_on_weekday").arg("day", d.clone()));
+        }
         self.work_calendar().await?;
         let mut tx = self.db.begin_write().await.map_err(db_err)?;
         write_year(
@@ -480,6 +506,39 @@ impl Store {
         .await?;
         tx.commit().await.map_err(db_err)?;
         self.calendar_info().await
+    }
+
+    /// Every year of the calendar with its source and exceptional days, oldest first.
+    pub async fn calendar_years(&self) -> AppResult<Vec<CalendarYearView>> {
+        self.work_calendar().await?;
+        let years = sqlx::query("SELECT year, source FROM calendar_years ORDER BY year")
+            .fetch_all(&self.db.read)
+            .await
+            .map_err(db_err)?;
+        let days = sqlx::query("SELECT day, is_workday FROM calendar_days ORDER BY day")
+            .fetch_all(&self.db.read)
+            .await
+            .map_err(db_err)?;
+        Ok(years
+            .iter()
+            .map(|y| {
+                let year = i64_(y, "year") as i32;
+                let prefix = format!("{year}-");
+                let of_year = |workday: i64| -> Vec<String> {
+                    days.iter()
+                        .filter(|d| i64_(d, "is_workday") == workday)
+                        .map(|d| str_(d, "day"))
+                        .filter(|d| d.starts_with(&prefix))
+                        .collect()
+                };
+                CalendarYearView {
+                    year,
+                    source: str_(y, "source"),
+                    holidays: of_year(0),
+                    workdays: of_year(1),
+                }
+            })
+            .collect())
     }
 
     /// Known years, and a warning when the current or next year is missing.
