@@ -650,3 +650,43 @@ test("webhook console: register a loopback webhook, the secret is shown once, a 
     receiver.close();
   }
 });
+
+test("administrator enters a calendar year as the notice reads and versions a routing rule", async () => {
+  const page = await newPage();
+  await login(page, "district");
+  // The calendar: a typo is named beside the form and nothing is saved; the corrected year is.
+  await page.goto(base + "/admin/calendar");
+  assert.equal(await page.locator("h1").textContent(), "工作日历");
+  await page.fill("#c-year", "2031");
+  await page.fill("#c-source", "浏览器测试：2031年安排");
+  await page.fill("#c-holidays", "01-01\n02-30");
+  await Promise.all([page.waitForLoadState("load"), page.click("#calendar-save")]);
+  assert.match(await page.locator("#calendar-error").textContent(), /02-30/);
+  assert.equal(await page.locator('tr[data-year="2031"]').count(), 0);
+  // The form came back as typed.
+  assert.equal(await page.inputValue("#c-source"), "浏览器测试：2031年安排");
+  await page.fill("#c-holidays", "01-01\n01-22~01-28");
+  await page.fill("#c-workdays", "01-18");
+  await Promise.all([page.waitForLoadState("load"), page.click("#calendar-save")]);
+  assert.equal(await page.locator('tr[data-year="2031"]').count(), 1);
+  assert.match(await page.locator('tr[data-year="2031"]').textContent(), /放假 8 天/);
+  assert.deepEqual(await lowContrast(page), []);
+  await shot(page, "admin-calendar-1366x768.png");
+
+  // The routing catalogue: edit the elevator rule; the history shows both versions.
+  await page.goto(base + "/admin/routing");
+  const row = page.locator("tr", { hasText: "电梯" }).first();
+  await Promise.all([page.waitForLoadState("load"), row.locator("a").click()]);
+  await page.fill("#r-resolve", "12");
+  await Promise.all([page.waitForLoadState("load"), page.click("#routing-save")]);
+  assert.match(page.url(), /\/admin\/routing\?saved=1$/);
+  const again = page.locator("tr", { hasText: "电梯" }).first();
+  assert.match(await again.textContent(), /v2/);
+  await Promise.all([page.waitForLoadState("load"), again.locator("a").click()]);
+  const history = await page.locator("#routing-history").textContent();
+  assert.match(history, /v1/);
+  assert.match(history, /v2/);
+  assert.deepEqual(await lowContrast(page), []);
+  await shot(page, "admin-routing-1366x768.png");
+  await page.context().close();
+});

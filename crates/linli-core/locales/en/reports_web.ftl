@@ -194,3 +194,7 @@ web-calendar-save = Save this year
 web-calendar-entered = Years entered
 web-calendar-correct = Correct
 web-calendar-count = { $holidays } days off · { $workdays } make-up working days
+web-routing-deadline-unit = Deadlines in
+web-routing-sign-by = Sign within
+web-routing-contact-by = First contact within
+web-routing-resolve-by = Resolve within

@@ -194,3 +194,7 @@ web-calendar-save = 保存这一年
 web-calendar-entered = 已录入年份
 web-calendar-correct = 修改
 web-calendar-count = 放假 { $holidays } 天 · 调休上班 { $workdays } 天
+web-routing-deadline-unit = 时限单位
+web-routing-sign-by = 签收时限
+web-routing-contact-by = 首次联系时限
+web-routing-resolve-by = 办结时限
