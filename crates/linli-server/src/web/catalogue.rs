@@ -455,7 +455,14 @@ async fn calendar(
     user: WebUser,
     Query(q): Query<CalendarQuery>,
 ) -> WebResult {
-    read_grant(&user)?;
+    // Every report page's banner links here: anyone who works reports may read the calendar.
+    or_page(
+        &user.page,
+        user.principal
+            .grant(Action::ReportRead)
+            .or_else(|_| user.principal.grant(Action::RoutingAdmin))
+            .map_err(AppError::from),
+    )?;
     let mut form = YearForm::default();
     if let Some(y) = q.year {
         let known = or_page(&user.page, s.store.calendar_years().await)?;
