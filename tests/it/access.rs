@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::common::{Resp, Session, TestApp};
+use crate::common::{Resp, Session, TestApp, form};
 
 /// A demo district with gates and gate-terminal tokens in two communities.
 struct Setup {
@@ -1138,21 +1138,6 @@ async fn gates_are_managed_inside_the_area() {
     .await
     .expect(204);
     t.app.close().await;
-}
-
-fn form(fields: &[(&str, &str)]) -> Vec<u8> {
-    fields
-        .iter()
-        .map(|(k, v)| {
-            format!(
-                "{}={}",
-                k,
-                linli_server::web::urlencode(v).replace('/', "%2F")
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("&")
-        .into_bytes()
 }
 
 async fn post_form(app: &TestApp, s: &Session, uri: &str, fields: &[(&str, &str)]) -> Resp {

@@ -371,3 +371,32 @@ impl TestApp {
         (building.name, unit.name, room.name)
     }
 }
+
+/// A form body (`application/x-www-form-urlencoded`) as a browser sends it.
+pub fn form(fields: &[(&str, &str)]) -> Vec<u8> {
+    fields
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{}={}",
+                k,
+                linli_server::web::urlencode(v).replace('/', "%2F")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+        .into_bytes()
+}
+
+/// A form post with the session cookie only, as a page sends it: the CSRF token travels in the
+/// form or not at all.
+pub async fn post_form(app: &TestApp, s: &Session, uri: &str, fields: &[(&str, &str)]) -> Resp {
+    app.call(
+        "POST",
+        uri,
+        None,
+        Some(("application/x-www-form-urlencoded", form(fields))),
+        &[("cookie", s.cookie.as_str())],
+    )
+    .await
+}

@@ -5,34 +5,7 @@
 
 use serde_json::json;
 
-use crate::common::{Resp, Session, TestApp};
-
-fn form(fields: &[(&str, &str)]) -> Vec<u8> {
-    fields
-        .iter()
-        .map(|(k, v)| {
-            format!(
-                "{}={}",
-                k,
-                linli_server::web::urlencode(v).replace('/', "%2F")
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("&")
-        .into_bytes()
-}
-
-/// A form post with the session cookie only: the CSRF token travels in the form or not at all.
-async fn post_form(app: &TestApp, s: &Session, uri: &str, fields: &[(&str, &str)]) -> Resp {
-    app.call(
-        "POST",
-        uri,
-        None,
-        Some(("application/x-www-form-urlencoded", form(fields))),
-        &[("cookie", s.cookie.as_str())],
-    )
-    .await
-}
+use crate::common::{Resp, Session, TestApp, post_form};
 
 fn hidden(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");

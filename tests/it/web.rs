@@ -1,22 +1,7 @@
 //! Web pages through the real router: sign-in form, CSRF, one-time form tokens, escaping,
 //! scope on pages, localized error pages.
 
-use crate::common::{Resp, TestApp};
-
-fn form(fields: &[(&str, &str)]) -> Vec<u8> {
-    fields
-        .iter()
-        .map(|(k, v)| {
-            format!(
-                "{}={}",
-                k,
-                linli_server::web::urlencode(v).replace('/', "%2F")
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("&")
-        .into_bytes()
-}
+use crate::common::{Resp, TestApp, form};
 
 /// The value of a hidden input in a page.
 fn hidden(html: &str, name: &str) -> String {

@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 
 use linli_store::notify::outbox::MAX_ATTEMPTS;
 
-use crate::common::{Resp, Session, TestApp};
+use crate::common::{TestApp, post_form};
 
 /// A receiver on 127.0.0.1 answering the scripted statuses in turn (then 200); counts requests.
 async fn receiver(script: Vec<u16>) -> (String, Arc<Mutex<usize>>) {
@@ -55,26 +55,6 @@ async fn receiver(script: Vec<u16>) -> (String, Arc<Mutex<usize>>) {
         }
     });
     (url, count)
-}
-
-fn form(fields: &[(&str, &str)]) -> Vec<u8> {
-    let mut s = form_urlencoded::Serializer::new(String::new());
-    for (k, v) in fields {
-        s.append_pair(k, v);
-    }
-    s.finish().into_bytes()
-}
-
-/// A form post with the session cookie only: the CSRF token travels in the form or not at all.
-async fn post_form(app: &TestApp, s: &Session, uri: &str, fields: &[(&str, &str)]) -> Resp {
-    app.call(
-        "POST",
-        uri,
-        None,
-        Some(("application/x-www-form-urlencoded", form(fields))),
-        &[("cookie", s.cookie.as_str())],
-    )
-    .await
 }
 
 fn between<'a>(html: &'a str, start: &str, end: &str) -> &'a str {
