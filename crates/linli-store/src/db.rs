@@ -271,6 +271,16 @@ impl Sql {
         self.text.push_str(&self.vals.len().to_string());
         self
     }
+    /// Placeholders `$a, $b, …` bound to `items` (the inside of an `IN (…)`).
+    pub fn bind_list(&mut self, items: &[String]) -> &mut Self {
+        for (i, x) in items.iter().enumerate() {
+            if i > 0 {
+                self.push(", ");
+            }
+            self.bind(x.clone());
+        }
+        self
+    }
     /// `(col >= lo AND col < hi) OR …` for every granted subtree: index-friendly prefix match.
     pub fn scope(&mut self, column: &str, prefixes: &[String]) -> &mut Self {
         self.push("(");

@@ -68,10 +68,9 @@ async fn names(s: &AppState, page: &Page, g: &Grant) -> Result<Names, AppError> 
             (c.code, name)
         })
         .collect();
-    let place_grant = Grant::system(Action::PlaceRead);
     let mut areas: Vec<(String, String)> = Vec::new();
     for kind in ["city", "district", "street", "community"] {
-        for p in s.store.places(&place_grant, None, Some(kind)).await? {
+        for p in s.store.places(g, None, Some(kind)).await? {
             if g.covers(&p.path) && !areas.iter().any(|(id, _)| *id == p.id) {
                 areas.push((p.id, format!("{} · {}", page.code("kind", kind), p.name)));
             }

@@ -126,20 +126,10 @@ fn push_home(q: &mut Sql, alias: &str, home_path: &str, members: &[String]) {
     q.scope(&format!("{alias}path"), &[home_path.to_string()]);
     if !members.is_empty() {
         q.push(" OR ").push(alias).push("person_id IN (");
-        list(q, members);
+        q.bind_list(members);
         q.push(")");
     }
     q.push(")");
-}
-
-/// `$a, $b, …` for `items` (at least one item).
-fn list(q: &mut Sql, items: &[String]) {
-    for (i, x) in items.iter().enumerate() {
-        if i > 0 {
-            q.push(", ");
-        }
-        q.bind(x.clone());
-    }
 }
 
 impl Store {
@@ -323,11 +313,11 @@ impl Store {
             let mut q = Sql::new(
                 "SELECT c.person_id, c.contact_user_id, c.relation, u.display_name FROM care_contacts c JOIN users u ON u.id = c.contact_user_id WHERE c.person_id IN (",
             );
-            list(&mut q, &member_ids);
+            q.bind_list(&member_ids);
             q.push(") ORDER BY c.person_id, c.ord");
             let contacts = self.db.fetch_all_fast(&q).await?;
             let mut q = Sql::new("SELECT person_id, last_at FROM checkins WHERE person_id IN (");
-            list(&mut q, &member_ids);
+            q.bind_list(&member_ids);
             q.push(")");
             let checkins = self.db.fetch_all_fast(&q).await?;
             Some(
@@ -364,7 +354,7 @@ impl Store {
             let mut q = Sql::new(
                 "SELECT a.at, g.name AS gate_name, a.direction, a.person_id, a.plate, a.fever FROM access_records a JOIN gates g ON g.id = a.gate_id WHERE a.person_id IN (",
             );
-            list(&mut q, &member_ids);
+            q.bind_list(&member_ids);
             q.push(") ORDER BY a.at DESC LIMIT 20");
             Some(
                 self.db

@@ -190,14 +190,9 @@ impl Store {
             }
             s.push("(");
             s.scope("r.path", &px);
-            s.push(" AND r.unit_id IN (");
-            for (i, u) in scope.units.iter().enumerate() {
-                if i > 0 {
-                    s.push(", ");
-                }
-                s.bind(u.clone());
-            }
-            s.push("))");
+            s.push(" AND r.unit_id IN (")
+                .bind_list(&scope.units)
+                .push("))");
             parts += 1;
         }
         if parts == 0 {

@@ -473,12 +473,7 @@ fn dispatchers_sql(path: &str) -> crate::db::Sql {
     let mut q = crate::db::Sql::new(
         "SELECT DISTINCT user_id FROM role_bindings WHERE role IN ('committee_staff', 'street_officer') AND place_id IN (",
     );
-    for (i, id) in ids.iter().enumerate() {
-        if i > 0 {
-            q.push(", ");
-        }
-        q.bind(id);
-    }
+    q.bind_list(&ids);
     if ids.is_empty() {
         q.push("''");
     }

@@ -145,16 +145,6 @@ fn resident_sees(v: &Viewer, r: &Report) -> bool {
             && v.communities.iter().any(|c| r.path.starts_with(c.as_str())))
 }
 
-/// `$a, $b, …` bound to `items`.
-fn push_list(q: &mut Sql, items: &[String]) {
-    for (i, x) in items.iter().enumerate() {
-        if i > 0 {
-            q.push(", ");
-        }
-        q.bind(x.clone());
-    }
-}
-
 /// `(visible to the viewer)` as SQL on alias `r`.
 fn push_visibility(q: &mut Sql, v: &Viewer) {
     q.push("(");
@@ -170,11 +160,10 @@ fn push_visibility(q: &mut Sql, v: &Viewer) {
     if let Some(ug) = v.unit_grant.as_ref().filter(|_| !v.units.is_empty()) {
         q.push(" OR (");
         q.scope("r.path", ug.prefixes());
-        q.push(" AND (r.unit_id IN (");
-        push_list(q, &v.units);
-        q.push(") OR r.id IN (SELECT s.report_id FROM report_summons s WHERE s.unit_id IN (");
-        push_list(q, &v.units);
-        q.push("))))");
+        q.push(" AND (r.unit_id IN (").bind_list(&v.units);
+        q.push(") OR r.id IN (SELECT s.report_id FROM report_summons s WHERE s.unit_id IN (")
+            .bind_list(&v.units)
+            .push("))))");
     }
     q.push(" OR r.reporter_user_id = ").bind(v.user_id.clone());
     for h in &v.households {
@@ -182,13 +171,7 @@ fn push_visibility(q: &mut Sql, v: &Viewer) {
     }
     if !v.communities.is_empty() {
         q.push(" OR (r.public_approved = 1 AND r.kind <> 'complaint' AND r.community_path IN (");
-        for (i, c) in v.communities.iter().enumerate() {
-            if i > 0 {
-                q.push(", ");
-            }
-            q.bind(c.clone());
-        }
-        q.push("))");
+        q.bind_list(&v.communities).push("))");
     }
     q.push(")");
 }
@@ -276,22 +259,16 @@ impl Store {
             .map(report_from_row)
             .collect();
         // Unit staff see a report summoned to their unit as staff: one read for the page.
-        let need: Vec<&str> = reports
+        let need: Vec<String> = reports
             .iter()
             .filter(|r| !v.is_staff_on(r, &[]) && v.needs_units_for(&r.path))
-            .map(|r| r.id.as_str())
+            .map(|r| r.id.clone())
             .collect();
         let mut summoned: Vec<(String, String)> = Vec::new();
         if !need.is_empty() {
             let mut sq =
                 Sql::new("SELECT report_id, unit_id FROM report_summons WHERE report_id IN (");
-            for (i, id) in need.iter().enumerate() {
-                if i > 0 {
-                    sq.push(", ");
-                }
-                sq.bind(*id);
-            }
-            sq.push(")");
+            sq.bind_list(&need).push(")");
             for mut row in self.db.fetch_all_fast(&sq).await? {
                 summoned.push((
                     row.take_str("report_id").unwrap_or_default(),
@@ -368,13 +345,7 @@ impl Store {
             // Whole communities: an equality on the indexed community path, so the newest
             // reports are read off the index in order instead of sorting the whole area.
             q.push("r.community_path IN (");
-            for (i, c) in cs.iter().enumerate() {
-                if i > 0 {
-                    q.push(", ");
-                }
-                q.bind(c.clone());
-            }
-            q.push(")");
+            q.bind_list(&cs).push(")");
         } else if f.mine == Some(true) {
             q.push("(r.reporter_user_id = ").bind(v.user_id.clone());
             for h in &v.households {
