@@ -358,39 +358,20 @@ impl Store {
     /// written to the tables the first time (the database is the one source afterwards, and an
     /// administrator can add years).
     pub async fn work_calendar(&self) -> AppResult<WorkCalendar> {
-        let years: Vec<i64> = sqlx::query("SELECT year FROM calendar_years")
-            .fetch_all(&self.db.read)
-            .await
-            .map_err(db_err)?
-            .iter()
-            .map(|r| i64_(r, "year"))
-            .collect();
-        if OFFICIAL.iter().any(|y| !years.contains(&i64::from(y.year))) {
-            self.seed_official_calendar().await?;
-        }
         let mut cal = WorkCalendar::default();
-        let years = sqlx::query("SELECT year FROM calendar_years ORDER BY year")
-            .fetch_all(&self.db.read)
-            .await
-            .map_err(db_err)?;
-        let days = sqlx::query("SELECT day, is_workday FROM calendar_days ORDER BY day")
-            .fetch_all(&self.db.read)
-            .await
-            .map_err(db_err)?;
-        let days: Vec<(NaiveDate, DayKind)> = days
-            .iter()
-            .filter_map(|r| {
-                let d = NaiveDate::parse_from_str(&str_(r, "day"), "%Y-%m-%d").ok()?;
-                let k = if i64_(r, "is_workday") != 0 {
-                    DayKind::Workday
-                } else {
-                    DayKind::Holiday
-                };
-                Some((d, k))
-            })
-            .collect();
-        for y in years.iter().map(|r| i64_(r, "year") as i32) {
-            cal.add_year(y, &days);
+        for y in self.calendar_years().await? {
+            let day = |d: &String| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok();
+            let days: Vec<(NaiveDate, DayKind)> = y
+                .holidays
+                .iter()
+                .filter_map(|d| day(d).map(|d| (d, DayKind::Holiday)))
+                .chain(
+                    y.workdays
+                        .iter()
+                        .filter_map(|d| day(d).map(|d| (d, DayKind::Workday))),
+                )
+                .collect();
+            cal.add_year(y.year, &days);
         }
         Ok(cal)
     }
@@ -508,9 +489,19 @@ impl Store {
         self.calendar_info().await
     }
 
-    /// Every year of the calendar with its source and exceptional days, oldest first.
+    /// Every year of the calendar with its source and exceptional days, oldest first. The
+    /// official years built into Linli are written to the tables the first time.
     pub async fn calendar_years(&self) -> AppResult<Vec<CalendarYearView>> {
-        self.work_calendar().await?;
+        let known: Vec<i64> = sqlx::query("SELECT year FROM calendar_years")
+            .fetch_all(&self.db.read)
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(|r| i64_(r, "year"))
+            .collect();
+        if OFFICIAL.iter().any(|y| !known.contains(&i64::from(y.year))) {
+            self.seed_official_calendar().await?;
+        }
         let years = sqlx::query("SELECT year, source FROM calendar_years ORDER BY year")
             .fetch_all(&self.db.read)
             .await
