@@ -400,3 +400,27 @@ pub async fn post_form(app: &TestApp, s: &Session, uri: &str, fields: &[(&str, &
     )
     .await
 }
+
+impl TestApp {
+    /// The household of a demo resident account (by login) and the room it lives in.
+    pub async fn home_of(&self, login: &str) -> (String, String) {
+        let text = |row: sqlx::any::AnyRow| sqlx::Row::get::<String, _>(&row, 0);
+        let hh = text(
+            sqlx::query(
+                "SELECT rb.household_id FROM role_bindings rb JOIN users u ON u.id = rb.user_id WHERE u.login = $1 AND rb.household_id IS NOT NULL",
+            )
+            .bind(login.to_string())
+            .fetch_one(&self.store.db.read)
+            .await
+            .unwrap(),
+        );
+        let room = text(
+            sqlx::query("SELECT room_id FROM households WHERE id = $1")
+                .bind(hh.clone())
+                .fetch_one(&self.store.db.read)
+                .await
+                .unwrap(),
+        );
+        (hh, room)
+    }
+}

@@ -7,15 +7,6 @@ use serde_json::{Value, json};
 
 use crate::common::TestApp;
 
-async fn one(app: &TestApp, sql: &str, bind: &str) -> String {
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
-        .bind(bind.to_string())
-        .fetch_one(&app.store.db.read)
-        .await
-        .unwrap();
-    sqlx::Row::get::<String, _>(&row, 0)
-}
-
 fn ids(v: &Value) -> Vec<String> {
     v.as_array()
         .unwrap_or(&Vec::new())
@@ -32,13 +23,7 @@ async fn the_household_record_gathers_every_module() {
     let committee3 = app.login("committee3").await;
     let property = app.login("property").await;
     let resident = app.login("resident").await;
-    let hh = one(
-        &app,
-        "SELECT rb.household_id FROM role_bindings rb JOIN users u ON u.id = rb.user_id WHERE u.login = $1",
-        "resident",
-    )
-    .await;
-    let room = one(&app, "SELECT room_id FROM households WHERE id = $1", &hh).await;
+    let (hh, room) = app.home_of("resident").await;
     let me = app
         .store
         .user_person_id(resident.user["id"].as_str().unwrap())

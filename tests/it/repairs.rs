@@ -43,13 +43,7 @@ async fn disable(app: &TestApp, login: &str, disabled: bool) {
 
 /// The demo resident's room.
 async fn resident_room(app: &TestApp) -> String {
-    let hh = one(
-        app,
-        "SELECT rb.household_id FROM role_bindings rb JOIN users u ON u.id = rb.user_id WHERE u.login = $1",
-        "resident",
-    )
-    .await;
-    one(app, "SELECT room_id FROM households WHERE id = $1", &hh).await
+    app.home_of("resident").await.1
 }
 
 async fn act_resp(app: &TestApp, s: &Session, id: &str, body: Value) -> Resp {

@@ -27,14 +27,7 @@ async fn count(app: &TestApp, table: &str) -> i64 {
 
 /// The demo resident's household and its room.
 async fn resident_home(app: &TestApp) -> (String, String) {
-    let hh = one(
-        app,
-        "SELECT rb.household_id FROM role_bindings rb JOIN users u ON u.id = rb.user_id WHERE u.login = $1",
-        "resident",
-    )
-    .await;
-    let room = one(app, "SELECT room_id FROM households WHERE id = $1", &hh).await;
-    (hh, room)
+    app.home_of("resident").await
 }
 
 async fn org(app: &TestApp, name_like: &str) -> String {

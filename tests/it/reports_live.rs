@@ -94,13 +94,7 @@ async fn residents_hear_their_own_reports_change_and_nobody_else_does() {
     let app = TestApp::demo().await;
     let resident = app.login("resident").await;
     let committee = app.login("committee").await;
-    let hh = one(
-        &app,
-        "SELECT rb.household_id FROM role_bindings rb JOIN users u ON u.id = rb.user_id WHERE u.login = $1",
-        "resident",
-    )
-    .await;
-    let room = one(&app, "SELECT room_id FROM households WHERE id = $1", &hh).await;
+    let (hh, room) = app.home_of("resident").await;
     let neighbour = neighbour_of(&app, &hh).await;
 
     let created = app
@@ -219,13 +213,7 @@ async fn unit_staff_hear_only_their_units_reports() {
     let resident = app.login("resident").await;
     let committee = app.login("committee").await;
     let property = app.login("property").await;
-    let hh = one(
-        &app,
-        "SELECT rb.household_id FROM role_bindings rb JOIN users u ON u.id = rb.user_id WHERE u.login = $1",
-        "resident",
-    )
-    .await;
-    let room = one(&app, "SELECT room_id FROM households WHERE id = $1", &hh).await;
+    let (_, room) = app.home_of("resident").await;
     let mut company = open_stream(&app, &property).await;
     let mut desk = open_stream(&app, &committee).await;
 

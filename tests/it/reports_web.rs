@@ -67,13 +67,7 @@ async fn reports_pages_for_residents_staff_and_the_dashboard() {
     let resident = app.login("resident").await;
     let committee = app.login("committee").await;
     let committee3 = app.login("committee3").await;
-    let hh = one(
-        &app,
-        "SELECT rb.household_id FROM role_bindings rb JOIN users u ON u.id = rb.user_id WHERE u.login = $1",
-        "resident",
-    )
-    .await;
-    let room = one(&app, "SELECT room_id FROM households WHERE id = $1", &hh).await;
+    let (hh, room) = app.home_of("resident").await;
     // A second resident in another household.
     let other_hh = one(
         &app,
