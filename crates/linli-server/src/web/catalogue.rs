@@ -426,17 +426,9 @@ async fn calendar_page(
     error: Option<String>,
     flash: Option<String>,
 ) -> WebResult {
-    let info = or_page(&user.page, s.store.calendar_info().await)?;
     let years = or_page(&user.page, s.store.calendar_years().await)?;
-    let this_year = chrono::Datelike::year(
-        &chrono::DateTime::from_timestamp_millis(s.store.now_ms())
-            .unwrap_or_default()
-            .naive_utc(),
-    );
-    let missing = [this_year, this_year + 1]
-        .into_iter()
-        .filter(|y| !info.years.contains(y))
-        .collect();
+    // The same check as `/readyz` and the report pages' banner (the year in Asia/Shanghai).
+    let missing = or_page(&user.page, s.store.calendar_missing_years().await)?;
     let can_edit = user.principal.can(Action::RoutingAdmin);
     Ok(render(&CalendarTpl {
         page: user.page,

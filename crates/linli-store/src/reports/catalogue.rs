@@ -534,17 +534,14 @@ impl Store {
 
     /// Known years, and a warning when the current or next year is missing.
     pub async fn calendar_info(&self) -> AppResult<CalendarInfo> {
-        let cal = self.work_calendar().await?;
-        let years = cal.known_years();
-        let this_year = chrono::Datelike::year(
-            &chrono::DateTime::from_timestamp_millis(self.now_ms())
-                .unwrap_or_default()
-                .naive_utc(),
-        );
-        let missing: Vec<String> = [this_year, this_year + 1]
+        let years = self.work_calendar().await?.known_years();
+        // One check for every place that warns (`/readyz`, the pages, this API): the current
+        // and next year in Asia/Shanghai.
+        let missing: Vec<String> = self
+            .calendar_missing_years()
+            .await?
             .iter()
-            .filter(|y| !years.contains(y))
-            .map(|y| y.to_string())
+            .map(i32::to_string)
             .collect();
         let warning = (!missing.is_empty()).then(|| {
             let w = format!("calendar year(s) missing: {}", missing.join(", "));
