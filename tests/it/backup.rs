@@ -22,7 +22,7 @@ async fn open(dir: &std::path::Path) -> Store {
         max_connections: 2,
         sqlite_synchronous: "NORMAL".into(),
     };
-    Store::open(&cfg, dir, None)
+    Store::open(&cfg, dir, None, linli_server::modules::platform())
         .await
         .expect("restored store opens")
 }
@@ -133,7 +133,14 @@ async fn round_trip_reproduces_every_table_and_the_uploads() {
         max_connections: 2,
         sqlite_synchronous: "NORMAL".into(),
     };
-    let err = Store::open(&cfg, &app.dir, Some(&wrong)).await.unwrap_err();
+    let err = Store::open(
+        &cfg,
+        &app.dir,
+        Some(&wrong),
+        linli_server::modules::platform(),
+    )
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("master key"), "{err}");
 
     restored.db.read.close().await;

@@ -116,7 +116,9 @@ impl TestApp {
             max_connections: 4,
             sqlite_synchronous: "NORMAL".into(),
         };
-        let store = Store::open(&cfg, &dir, None).await.expect("store opens");
+        let store = Store::open(&cfg, &dir, None, linli_server::modules::platform())
+            .await
+            .expect("store opens");
         store.ensure_default_labels().await.unwrap();
         let state = linli_server::AppState::new(
             store.clone(),

@@ -917,6 +917,7 @@ async fn bus_events_reach_other_instances_through_postgres() {
         },
         &app.dir,
         None,
+        linli_server::modules::platform(),
     )
     .await
     .unwrap();

@@ -472,6 +472,7 @@ async fn reopen_store(app: &TestApp) -> Store {
         },
         &app.dir,
         None,
+        linli_server::modules::platform(),
     )
     .await
     .unwrap()

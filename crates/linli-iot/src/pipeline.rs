@@ -305,7 +305,7 @@ impl Writer {
                     for step in &rule.spec.escalation {
                         let mut users = Vec::new();
                         for role in &step.roles {
-                            users.extend(users_with_role_over(&mut tx, *role, &device.path).await?);
+                            users.extend(users_with_role_over(&mut tx, role, &device.path).await?);
                         }
                         tiers.push(Tier {
                             label: step

@@ -46,7 +46,7 @@ impl AuthCache {
         self.map
             .lock()
             .expect("auth cache lock")
-            .retain(|_, (_, p, _)| p.user_id != user_id);
+            .retain(|_, (_, p, _)| p.user_id() != user_id);
     }
 }
 

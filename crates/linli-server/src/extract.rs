@@ -149,7 +149,7 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let Auth(principal) = Auth::from_request_parts(parts, state).await?;
-        if principal.token.is_some() {
+        if principal.token().is_some() {
             return Err(
                 AppError::new(linli_core::ErrorKind::Forbidden, "auth.token_not_allowed").into(),
             );

@@ -10,10 +10,20 @@ pub mod error;
 pub mod extract;
 pub mod limiter;
 pub mod live;
+pub mod manifest;
+pub mod modules;
 pub mod nul;
 pub mod open311;
 pub mod system;
 pub mod web;
+
+// The modules' manifests (each folder grows to hold its module's API and pages).
+pub mod access;
+pub mod iot;
+pub mod notify;
+pub mod platform;
+pub mod registry;
+pub mod reports;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -100,17 +110,6 @@ impl AppState {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Linli (邻里) API", description = "Smart-community governance and service platform. Errors are `{code, message, details, request_id}`; messages follow `Accept-Language` (zh-CN default, en)."),
-    tags(
-        (name = "auth", description = "Sign-in, sessions, API tokens"),
-        (name = "registry", description = "一户一表: places, organisations, households, persons, labels, import/export"),
-        (name = "me", description = "A resident's own data"),
-        (name = "accounts", description = "Accounts and role bindings"),
-        (name = "audit", description = "Audit log"),
-        (name = "reports", description = "报事 / 报修 / 投诉: intake, routing catalogue, state machine, deadlines, metrics"),
-        (name = "notifications", description = "Inbox, follows, e-mail channel, outbound webhooks"),
-        (name = "access", description = "Gates, access records, vehicles, visitor passes"),
-        (name = "iot", description = "物联感知: devices, telemetry, alarm rules, alarms, SOS 一键通"),
-    ),
     components(schemas(crate::error::ErrorBody)),
     modifiers(&SecurityAddon)
 )]
@@ -135,11 +134,34 @@ impl utoipa::Modify for SecurityAddon {
     }
 }
 
-/// The API router and its OpenAPI document, from the same annotations.
+/// The API router and its OpenAPI document, from the same annotations: every module's
+/// router, and its tags.
 pub fn api_parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .merge(api::router())
-        .split_for_parts()
+    let mut router = OpenApiRouter::with_openapi(ApiDoc::openapi());
+    let mut tags = Vec::new();
+    for api in modules::ALL.iter().filter_map(|m| m.api.as_ref()) {
+        router = router.merge((api.router)());
+        for (name, description) in api.tags {
+            tags.push(
+                utoipa::openapi::tag::TagBuilder::new()
+                    .name(*name)
+                    .description(Some(*description))
+                    .build(),
+            );
+        }
+    }
+    let (router, mut doc) = router.split_for_parts();
+    doc.tags = Some(tags);
+    (router, doc)
+}
+
+/// Every module's pages.
+pub fn module_pages() -> Router<AppState> {
+    let mut router = Router::new();
+    for pages in modules::ALL.iter().filter_map(|m| m.pages) {
+        router = router.merge(pages().into_router());
+    }
+    router
 }
 
 /// The whole application.
@@ -152,8 +174,8 @@ pub fn app(state: AppState) -> Router {
         .merge(api)
         .merge(docs)
         .merge(system::router())
-        .merge(open311::router())
         .merge(web::router())
+        .merge(module_pages())
         .fallback(system::not_found)
         .with_state(state)
         .layer(middleware::from_fn(nul::refuse_nul))

@@ -15,40 +15,46 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::stream::{self, Stream, StreamExt};
 use tokio::sync::broadcast;
 
-use linli_core::auth::Action;
+use std::sync::Arc;
+
+use linli_core::auth::{Action, Principal, RoleKind};
 
 use crate::AppState;
+use crate::manifest::{Audience, BoxFuture, LiveKind};
 use crate::web::WebUser;
 
 use linli_store::bus::BusEvent;
 
+/// The modules' declaration for an event kind (kinds are dotted: the module's prefix first).
+fn kind_of(kind: &str) -> Option<&'static LiveKind> {
+    let prefix = kind.split('.').next().unwrap_or("");
+    crate::modules::ALL
+        .iter()
+        .flat_map(|m| m.live.iter())
+        .find(|k| k.prefix == prefix)
+}
+
 /// The capability a subscriber needs (in the event's subtree) to be told about an event of this
-/// kind. Kinds are dotted: the module comes first.
+/// kind; kinds no module declares need the audit right (administrators).
 pub fn needs(kind: &str) -> Action {
-    match kind.split('.').next().unwrap_or("") {
-        "correction" => Action::CorrectionReview,
-        "report" => Action::ReportRead,
-        "alarm" | "device" => Action::AlarmRead,
-        "access" => Action::AccessRead,
-        _ => Action::AuditRead,
-    }
+    kind_of(kind).map_or(Action::AuditRead, |k| k.action)
 }
 
 /// Whether the holder of `principal` is told about `e`: events addressed to users reach those
 /// users only; others reach whoever holds the kind's capability over the event's place.
 pub fn visible_to(e: &BusEvent, principal: &linli_core::auth::Principal) -> bool {
     if !e.users.is_empty() {
-        return e.users.iter().any(|u| *u == principal.user_id);
+        return e.users.iter().any(|u| *u == principal.user_id());
     }
-    // A unit's staff (property company, department) are not told every report of their area:
-    // only the ones their unit handles or was summoned to, checked per event (`ReportView`).
     let action = needs(&e.kind);
-    let grant = if action == Action::ReportRead {
-        principal.grant_where(action, |r| !r.works_by_unit())
+    // A unit's staff (property company, department) are not told every event of such a kind
+    // in their area: the module's audience decides per event.
+    let grant = if kind_of(&e.kind).is_some_and(|k| k.area_roles_only) {
+        principal.grant_where(action, |b| b.kind() != RoleKind::Unit)
     } else {
         principal.grant(action)
     };
-    grant.is_ok_and(|g| g.covers(&e.path))
+    grant.is_ok_and(|g| g.allows(action, &e.path))
 }
 
 /// Tell reviewers' open pages that a correction request arrived.
@@ -66,32 +72,52 @@ pub async fn publish_correction(s: &AppState, c: &linli_store::registry::correct
 /// What a resident or a unit's staff may hear about reports: their viewer (own and household
 /// reports, moderated public reports of their communities; the reports their unit handles or
 /// was summoned to), checked in the store for each `report.*` event of one of their communities
-/// or their unit's area that their area grants do not already cover.
+/// or their unit's area that their area grants do not already cover. The reports module's
+/// audience ([`crate::manifest::LiveKind::audience`]).
 struct ReportView {
     store: linli_store::Store,
     viewer: linli_store::reports::Viewer,
 }
 
-impl ReportView {
-    async fn sees(&self, e: &BusEvent) -> bool {
-        // Cheap first: only events inside the resident's own communities, or the unit's area,
-        // can be theirs.
-        if !e.kind.starts_with("report.")
-            || !e.users.is_empty()
-            || !(self
-                .viewer
-                .communities
-                .iter()
-                .any(|c| e.path.starts_with(c.as_str()))
-                || self.viewer.works_in(&e.path))
-        {
-            return false;
-        }
-        self.store
-            .report_visible_id(&self.viewer, &e.id)
-            .await
-            .unwrap_or(false)
+impl Audience for ReportView {
+    fn hears<'a>(&'a self, e: &'a BusEvent) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            // Cheap first: only events inside the resident's own communities, or the unit's
+            // area, can be theirs.
+            if !e.kind.starts_with("report.")
+                || !e.users.is_empty()
+                || !(self
+                    .viewer
+                    .communities
+                    .iter()
+                    .any(|c| e.path.starts_with(c.as_str()))
+                    || self.viewer.works_in(&e.path))
+            {
+                return false;
+            }
+            self.store
+                .report_visible_id(&self.viewer, &e.id)
+                .await
+                .unwrap_or(false)
+        })
     }
+}
+
+/// The reports module's live audience for one subscriber: residents and unit staff only.
+pub fn report_audience<'a>(
+    s: &'a AppState,
+    principal: &'a Principal,
+) -> BoxFuture<'a, Option<Arc<dyn Audience>>> {
+    Box::pin(async move {
+        if principal.own_households().is_empty() && principal.units(Action::ReportRead).is_empty() {
+            return None;
+        }
+        let viewer = s.store.report_viewer(principal).await.ok()?;
+        Some(Arc::new(ReportView {
+            store: s.store.clone(),
+            viewer,
+        }) as Arc<dyn Audience>)
+    })
 }
 
 /// The SSE frames of one delivered event: the event under its own kind, and for reports also a
@@ -124,20 +150,16 @@ pub async fn events(
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let rx = s.store.bus.subscribe();
     let principal = user.principal;
-    let resident = if principal.own_households().is_empty()
-        && principal.units(Action::ReportRead).is_empty()
-    {
-        None
-    } else {
-        s.store
-            .report_viewer(&principal)
-            .await
-            .ok()
-            .map(|viewer| ReportView {
-                store: s.store.clone(),
-                viewer,
-            })
-    };
+    // The modules' own audiences for this subscriber (residents hearing about their reports).
+    let mut audiences: Vec<Arc<dyn Audience>> = Vec::new();
+    for k in crate::modules::ALL.iter().flat_map(|m| m.live.iter()) {
+        if let Some(factory) = k.audience
+            && let Some(a) = factory(&s, &principal).await
+        {
+            audiences.push(a);
+        }
+    }
+    let resident = audiences;
     let session = crate::extract::cookie(&parts, crate::extract::SESSION_COOKIE)
         .unwrap_or_default()
         .to_string();
@@ -148,11 +170,13 @@ pub async fn events(
             loop {
                 match rx.recv().await {
                     Ok(e) => {
-                        let told = visible_to(&e, &principal)
-                            || match &resident {
-                                Some(r) => r.sees(&e).await,
-                                None => false,
-                            };
+                        let mut told = visible_to(&e, &principal);
+                        for a in &resident {
+                            if told {
+                                break;
+                            }
+                            told = a.hears(&e).await;
+                        }
                         if told {
                             if !still_signed_in(&s, &session).await {
                                 return None;

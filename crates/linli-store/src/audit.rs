@@ -9,9 +9,9 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::{Any, Transaction};
 
+use linli_core::AppResult;
 use linli_core::auth::{Grant, Principal};
 use linli_core::crypto::sha256_hex;
-use linli_core::{AppError, AppResult};
 
 use crate::Store;
 use crate::db::{Sql, Val, db_err, i64_, opt_str, str_};
@@ -34,13 +34,13 @@ impl Actor {
 
 impl From<&Principal> for Actor {
     fn from(p: &Principal) -> Self {
-        let name = if p.token.is_some() {
-            format!("{} (token)", p.login)
+        let name = if p.token().is_some() {
+            format!("{} (token)", p.login())
         } else {
-            p.login.clone()
+            p.login().to_string()
         };
         Actor {
-            id: p.user_id.clone(),
+            id: p.user_id().to_string(),
             name,
         }
     }
@@ -275,17 +275,15 @@ impl Store {
 
     /// List entries about things inside the caller's area (newest first).
     pub async fn audit_list(&self, grant: &Grant, f: &AuditFilter) -> AppResult<Vec<AuditRecord>> {
-        if grant.action() != linli_core::auth::Action::AuditRead {
-            return Err(AppError::forbidden());
-        }
+        let scope = grant.scope(linli_core::auth::Action::AuditRead)?;
         let mut q = Sql::new(
             "SELECT seq, at, actor_id, actor, action, entity, entity_id, purpose, before_json, after_json, hash FROM audit_log WHERE ",
         );
         // Entries without a place (account changes) are visible to whole-tree grants only.
-        if grant.prefixes().iter().any(|p| p == "/") {
+        if scope.is_everywhere() {
             q.push("1 = 1");
         } else {
-            q.scope("path", grant.prefixes());
+            q.scope("path", scope.prefixes());
         }
         if let Some(v) = &f.entity {
             q.push(" AND entity = ").bind(v);

@@ -133,40 +133,57 @@ impl Db {
         }
     }
 
-    /// Run all pending migrations (idempotent; safe with several processes starting at once).
-    pub async fn migrate(&self) -> Result<(), sqlx::Error> {
+    /// Run all pending migrations of every module, module by module in the platform's order
+    /// (idempotent; safe with several processes starting at once). Versions count per module,
+    /// so modules built in parallel never collide; `module_migrations` records what ran.
+    pub async fn migrate(
+        &self,
+        schema: &[crate::platform::ModuleSchema],
+    ) -> Result<(), sqlx::Error> {
         let mut tx = self.begin_write().await?;
         if self.backend == Backend::Postgres {
             tx.execute("SELECT pg_advisory_xact_lock(424242)").await?;
         }
         tx.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS module_migrations (module TEXT NOT NULL, version BIGINT NOT NULL, name TEXT NOT NULL, applied_at BIGINT NOT NULL, PRIMARY KEY (module, version))",
         )
         .await?;
-        let done: Vec<i64> = sqlx::query("SELECT version FROM schema_migrations")
+        crate::migrations::adopt_legacy_versions(&mut tx).await?;
+        let done: Vec<(String, i64)> = sqlx::query("SELECT module, version FROM module_migrations")
             .fetch_all(&mut *tx)
             .await?
             .iter()
-            .map(|r| r.get::<i64, _>(0))
+            .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1)))
             .collect();
-        for m in crate::migrations::ALL {
-            if done.contains(&m.version) {
-                continue;
-            }
-            tracing::info!(version = m.version, name = m.name, "applying migration");
-            for stmt in m.statements {
-                if let Some(sql) = stmt.for_backend(self.backend) {
-                    tx.execute(AssertSqlSafe(sql)).await?;
+        for part in schema {
+            for m in part.migrations {
+                if done
+                    .iter()
+                    .any(|(module, v)| module == part.module && *v == m.version)
+                {
+                    continue;
                 }
+                tracing::info!(
+                    module = part.module,
+                    version = m.version,
+                    name = m.name,
+                    "applying migration"
+                );
+                for stmt in m.statements {
+                    if let Some(sql) = stmt.for_backend(self.backend) {
+                        tx.execute(AssertSqlSafe(sql)).await?;
+                    }
+                }
+                sqlx::query(
+                    "INSERT INTO module_migrations (module, version, name, applied_at) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(part.module)
+                .bind(m.version)
+                .bind(m.name)
+                .bind(linli_core::now_ms())
+                .execute(&mut *tx)
+                .await?;
             }
-            sqlx::query(
-                "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
-            )
-            .bind(m.version)
-            .bind(m.name)
-            .bind(linli_core::now_ms())
-            .execute(&mut *tx)
-            .await?;
         }
         tx.commit().await
     }

@@ -14,6 +14,7 @@ pub mod iot;
 pub mod migrations;
 pub mod notify;
 pub mod ops;
+pub mod platform;
 pub mod registry;
 pub mod reports;
 
@@ -42,6 +43,8 @@ pub struct Store {
     report_writer: Arc<tokio::sync::OnceCell<reports::writer::WriterHandle>>,
     /// Delivery settings (SMTP, public URL) of the notification outbox.
     outbox_cfg: Arc<RwLock<notify::outbox::OutboxConfig>>,
+    /// The modules' catalogue of actions and roles, and their schema.
+    platform: Arc<platform::Platform>,
 }
 
 /// Wall-clock time plus an offset that tests can move forward, so deadline and escalation
@@ -79,12 +82,13 @@ impl Store {
         cfg: &DbConfig,
         data_dir: &Path,
         master_key_hex: Option<&str>,
+        platform: Arc<platform::Platform>,
     ) -> Result<Store, OpenError> {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| OpenError::DataDir(data_dir.display().to_string(), e))?;
         let cipher = load_or_create_key(data_dir, master_key_hex)?;
         let db = Db::connect(cfg).await?;
-        db.migrate().await?;
+        db.migrate(&platform.schema).await?;
         check_master_key(&db, &cipher).await?;
         Ok(Store {
             db,
@@ -95,7 +99,13 @@ impl Store {
             bus: bus::Bus::default(),
             report_writer: Arc::default(),
             outbox_cfg: Arc::default(),
+            platform,
         })
+    }
+
+    /// The catalogue of actions and built-in roles every module declared.
+    pub fn catalog(&self) -> &linli_core::auth::Catalog {
+        &self.platform.catalog
     }
 
     pub fn backend(&self) -> Backend {

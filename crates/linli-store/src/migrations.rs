@@ -1,20 +1,21 @@
-//! The schema, as one ordered list of migrations for both backends. Append, never edit.
+//! The platform's own schema (accounts, audit, the place tree and the registry's first tables)
+//! and the bookkeeping of every module's migrations.
+//!
+//! Each module keeps its migrations next to its code (`reports::schema::MIGRATIONS`) and lists
+//! them in its manifest; the store runs them module by module in the platform's order, each
+//! module's versions counting on their own (`module_migrations (module, version)`). Append to
+//! a module's list, never edit a migration that has shipped.
 //!
 //! Conventions: ids are UUIDv7 text; instants are BIGINT milliseconds (UTC); calendar dates are
 //! `YYYY-MM-DD` text; flags are BIGINT 0/1; money is BIGINT fen. `path` columns hold the
 //! materialized place path (`/id/id/…/`) and use a byte-ordered collation so a subtree is a range.
-//!
-//! Each capability keeps its own statements next to its code (e.g. `reports::schema::V2`) and
-//! adds one `Migration` here. Versions are reserved so modules built in parallel do not collide:
-//! 2 reports, 3 notifications (inbox, webhooks, e-mail), 4 IoT (devices, telemetry, alarms),
-//! 5 access (gates, vehicles, visitor passes), 6 jobs (durable background work), 8 repairs
-//! (assignee, dispatch modes, quotes), 9 report surface (Open311 contacts, geo, paging),
-//! 10 registry search (household path on residences, covering indexes), 11 unit visibility of
-//! reports (summons by unit), 12 the household record's lookups by person.
+
+use sqlx::{Any, Executor, Row, Transaction};
 
 use crate::db::{Migration, Stmt, Stmt::*};
 
-pub static ALL: &[Migration] = &[
+/// The platform's migrations (module `platform`).
+pub static PLATFORM: &[Migration] = &[
     Migration {
         version: 1,
         name: "core registry, accounts, audit",
@@ -22,72 +23,86 @@ pub static ALL: &[Migration] = &[
     },
     Migration {
         version: 2,
-        name: "reports: catalogue, calendar, reports and their events",
-        statements: crate::reports::schema::V2,
-    },
-    Migration {
-        version: 3,
-        name: "notifications inbox",
-        statements: crate::notify::schema::V3,
-    },
-    Migration {
-        version: 7,
-        name: "notifications: follows, channels, webhooks, outbox",
-        statements: crate::notify::schema::V7,
-    },
-    Migration {
-        version: 5,
-        name: "access: gates, records, vehicles, visitor passes",
-        statements: crate::access::schema::V5,
-    },
-    Migration {
-        version: 4,
-        name: "IoT devices, telemetry, rules, alarms, SOS",
-        statements: crate::iot::schema::V4,
-    },
-    Migration {
-        version: 8,
-        name: "repairs: assignee, dispatch settings, price quote, round-robin cursors",
-        statements: crate::reports::schema::V8,
-    },
-    Migration {
-        version: 10,
-        name: "registry: covering indexes for person search",
-        statements: V10,
-    },
-    Migration {
-        version: 9,
-        name: "reports: Open311 contacts, map areas of places, community list keyset index",
-        statements: crate::reports::schema_v9::V9,
-    },
-    Migration {
-        version: 11,
-        name: "reports: summoned units looked up by unit (unit staff visibility)",
-        statements: crate::reports::schema::V11,
-    },
-    Migration {
-        version: 12,
-        name: "household record: devices, alarms and gate passages by person",
-        statements: V12,
+        name: "custom roles",
+        statements: ROLES,
     },
 ];
 
-/// Person search by label or by place. A current residence carries its household's path
-/// (`hpath`; paths never change), so "the people of a building" is one range of one index and "the
-/// holders of a label, by address" is two index lookups per holder — instead of a walk through
-/// households and one more lookup per row. The label index covers the holder's id too.
-const V10: &[Stmt] = &[
-    Both("CREATE INDEX person_labels_label_person ON person_labels (label_id, person_id)"),
-    Both("DROP INDEX person_labels_label"),
-    Both("ALTER TABLE residences ADD COLUMN hpath {ptext}"),
-    Both(
-        "UPDATE residences SET hpath = (SELECT h.path FROM households h WHERE h.id = residences.household_id)",
-    ),
-    // `end_date` last: as a first column, `end_date IS NULL` would look like a selective equality to
-    // SQLite's planner and lure every residence join onto this index.
-    Both("CREATE INDEX residences_current_by_path ON residences (hpath, person_id, end_date)"),
-    Both("CREATE INDEX residences_person_path ON residences (person_id, end_date, hpath)"),
+/// Custom roles an administrator composed from actions (built-in templates live in code).
+/// A role is defined at a place and can be bound inside its subtree only.
+const ROLES: &[Stmt] = &[Both(
+    "CREATE TABLE roles (
+        id TEXT PRIMARY KEY,
+        code TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        place_id TEXT NOT NULL REFERENCES places(id),
+        path {ptext} NOT NULL,
+        actions TEXT NOT NULL,
+        based_on TEXT,
+        version BIGINT NOT NULL,
+        created_by TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL)",
+)];
+
+/// Before migrations were counted per module, one global list numbered them 1–12. A database
+/// of that time has `schema_migrations`; its versions are adopted once as the modules' own.
+const LEGACY: &[(i64, &[(&str, i64)])] = &[
+    (1, &[("platform", 1)]),
+    (2, &[("reports", 2)]),
+    (3, &[("notify", 3)]),
+    (4, &[("iot", 4)]),
+    (5, &[("access", 5)]),
+    (7, &[("notify", 7)]),
+    (8, &[("reports", 8)]),
+    (9, &[("reports", 9)]),
+    (10, &[("registry", 10)]),
+    (11, &[("reports", 11)]),
+    (12, &[("iot", 12), ("access", 12)]),
 ];
+
+/// Adopt a pre-module database's versions (once: only while `module_migrations` is empty).
+pub(crate) async fn adopt_legacy_versions(
+    tx: &mut Transaction<'static, Any>,
+) -> Result<(), sqlx::Error> {
+    let adopted: i64 = sqlx::query("SELECT COUNT(*) FROM module_migrations")
+        .fetch_one(&mut **tx)
+        .await?
+        .get(0);
+    if adopted > 0 {
+        return Ok(());
+    }
+    // The legacy table exists on old databases only; create it empty so the read is portable.
+    tx.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+    )
+    .await?;
+    let old: Vec<i64> = sqlx::query("SELECT version FROM schema_migrations")
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|r| r.get::<i64, _>(0))
+        .collect();
+    for v in old {
+        for (module, version) in LEGACY
+            .iter()
+            .filter(|(o, _)| *o == v)
+            .flat_map(|(_, to)| to.iter())
+        {
+            sqlx::query(
+                "INSERT INTO module_migrations (module, version, name, applied_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(*module)
+            .bind(*version)
+            .bind("adopted from schema_migrations")
+            .bind(linli_core::now_ms())
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+    Ok(())
+}
 
 const V1: &[Stmt] = &[
     Both("CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)"),
@@ -286,11 +301,4 @@ const V1: &[Stmt] = &[
     Postgres(
         "CREATE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit_log FOR EACH ROW EXECUTE FUNCTION audit_append_only()",
     ),
-];
-
-/// The household record (一户一表) looks up devices, alarms and gate passages by person.
-const V12: &[Stmt] = &[
-    Both("CREATE INDEX devices_person ON devices (person_id)"),
-    Both("CREATE INDEX alarms_person ON alarms (person_id, active)"),
-    Both("CREATE INDEX access_records_person ON access_records (person_id, at)"),
 ];

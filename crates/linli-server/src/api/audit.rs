@@ -38,8 +38,9 @@ pub async fn verify_audit(
     Auth(p): Auth,
 ) -> ApiResult<Json<VerifyReport>> {
     let g = p.grant(Action::AuditRead)?;
-    if !g.covers("/") {
-        let root_ok = g.prefixes().iter().any(|x| x.matches('/').count() <= 2);
+    let scope = g.scope(Action::AuditRead)?;
+    if !scope.is_everywhere() {
+        let root_ok = scope.prefixes().iter().any(|x| x.matches('/').count() <= 2);
         if !root_ok {
             return Err(linli_core::AppError::forbidden().into());
         }

@@ -52,13 +52,18 @@ pub struct LoginResponse {
     pub csrf_token: String,
 }
 
-pub fn me_of(p: &Principal) -> Me {
+pub fn me_of(p: &Principal, catalog: &linli_core::auth::Catalog) -> Me {
     Me {
-        id: p.user_id.clone(),
-        login: p.login.clone(),
-        display_name: p.display_name.clone(),
+        id: p.user_id().to_string(),
+        login: p.login().to_string(),
+        display_name: p.display_name().to_string(),
         roles: p.roles(),
-        capabilities: Action::ALL.iter().copied().filter(|a| p.can(*a)).collect(),
+        capabilities: catalog
+            .actions()
+            .iter()
+            .map(|a| a.action)
+            .filter(|a| p.can(*a))
+            .collect(),
         households: p.own_households(),
     }
 }
@@ -126,7 +131,7 @@ pub async fn login(
     }
     let session = s.store.create_session(&creds.user_id).await?;
     let body = LoginResponse {
-        user: me_of(&principal),
+        user: me_of(&principal, s.store.catalog()),
         csrf_token: session.csrf,
     };
     let mut resp = Json(body).into_response();
@@ -158,8 +163,8 @@ pub async fn logout(
 
 /// The current user, roles and capabilities.
 #[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth", responses((status = 200, body = Me), (status = 401, body = ErrorBody)))]
-pub async fn me(Auth(p): Auth) -> Json<Me> {
-    Json(me_of(&p))
+pub async fn me(State(s): State<AppState>, Auth(p): Auth) -> Json<Me> {
+    Json(me_of(&p, s.store.catalog()))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -176,13 +181,13 @@ pub async fn change_password(
     Auth(p): Auth,
     ApiJson(req): ApiJson<PasswordChange>,
 ) -> ApiResult<StatusCode> {
-    if p.token.is_some() {
+    if p.token().is_some() {
         return Err(AppError::forbidden().into());
     }
     s.store
         .change_password(&p, &req.old_password, &req.new_password)
         .await?;
-    s.auth_cache.remove_user(&p.user_id);
+    s.auth_cache.remove_user(&p.user_id());
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -218,6 +223,6 @@ pub async fn revoke_token(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     s.store.revoke_token(&p, &id).await?;
-    s.auth_cache.remove_user(&p.user_id);
+    s.auth_cache.remove_user(&p.user_id());
     Ok(StatusCode::NO_CONTENT)
 }

@@ -35,7 +35,7 @@ pub async fn my_household(
 #[utoipa::path(get, path = "/api/v1/me/export", tag = "me",
     responses((status = 200, body = OwnExport), (status = 403, body = ErrorBody)))]
 pub async fn my_export(State(s): State<AppState>, Auth(p): Auth) -> ApiResult<Response> {
-    let person = s.store.user_person_id(&p.user_id).await?;
+    let person = s.store.user_person_id(&p.user_id()).await?;
     let export = s.store.own_export(&p, person.as_deref()).await?;
     let mut resp = Json(export).into_response();
     resp.headers_mut().insert(

@@ -18,30 +18,8 @@ pub mod users;
 pub mod webhooks;
 
 use linli_core::auth::{Action, Grant, Principal};
-use utoipa_axum::router::OpenApiRouter;
-
-use crate::AppState;
 
 /// The grant for sensitive labels, if the caller has one anywhere.
 pub fn sensitive(p: &Principal) -> Option<Grant> {
     p.grant(Action::SensitiveLabelRead).ok()
-}
-
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .merge(auth::router())
-        .merge(places::router())
-        .merge(orgs::router())
-        .merge(households::router())
-        .merge(persons::router())
-        .merge(me::router())
-        .merge(corrections::router())
-        .merge(users::router())
-        .merge(audit::router())
-        .merge(import_export::router())
-        .merge(reports::router())
-        .merge(inbox::router())
-        .merge(webhooks::router())
-        .merge(access::router())
-        .merge(iot::router())
 }

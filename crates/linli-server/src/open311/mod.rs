@@ -21,13 +21,11 @@
 pub mod params;
 pub mod xml;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde_json::{Value, json};
 
 use linli_core::auth::{Action, Grant, Principal};
@@ -41,26 +39,23 @@ use linli_store::reports::path_ids;
 
 use crate::AppState;
 use crate::error::current_lang;
+use crate::manifest::Pages;
 use params::{Params, iso};
 
 /// The default and the widest window of `requests` and `servicerequestupdates` (spec: 90 days).
 pub const WINDOW_MS: i64 = 90 * 86_400_000;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/open311/v2/{file}",
-            get(root_get).post(post_request).options(preflight),
-        )
-        .route(
-            "/open311/v2/services/{file}",
-            get(service_definition).options(preflight),
-        )
-        .route(
-            "/open311/v2/requests/{file}",
-            get(one_request).options(preflight),
-        )
-        .route("/open311/v2/tokens/{file}", get(token).options(preflight))
+pub fn pages() -> Pages {
+    Pages::new()
+        .get("/open311/v2/{file}", root_get)
+        .post("/open311/v2/{file}", post_request)
+        .options("/open311/v2/{file}", preflight)
+        .get("/open311/v2/services/{file}", service_definition)
+        .options("/open311/v2/services/{file}", preflight)
+        .get("/open311/v2/requests/{file}", one_request)
+        .options("/open311/v2/requests/{file}", preflight)
+        .get("/open311/v2/tokens/{file}", token)
+        .options("/open311/v2/tokens/{file}", preflight)
         .layer(middleware::from_fn(cors))
 }
 
@@ -525,11 +520,15 @@ async fn point_community(
     (lat, lon): (f64, f64),
 ) -> Result<Option<String>, AppError> {
     match s.store.community_at(lat, lon).await? {
-        Some(hit) if grant.covers(&hit.path) => Ok(Some(hit.place_id)),
+        Some(hit) if grant.allows(Action::ReportCreate, &hit.path) => Ok(Some(hit.place_id)),
         Some(hit) => {
             Err(AppError::bad_request("open311.point_outside_area").arg("community", hit.name))
         }
-        None if s.store.communities_have_geo(grant.prefixes()).await? => {
+        None if s
+            .store
+            .communities_have_geo(grant.area(Action::ReportCreate))
+            .await? =>
+        {
             Err(AppError::bad_request("open311.point_in_no_community")
                 .arg("lat", lat.to_string())
                 .arg("long", lon.to_string()))
@@ -628,7 +627,7 @@ async fn post_request(
             let named = match address_string {
                 Some(a) => s
                     .store
-                    .open311_resolve_address(grant.prefixes(), a)
+                    .open311_resolve_address(grant.area(Action::ReportCreate), a)
                     .await
                     .map_err(fail)?,
                 None => None,
@@ -637,7 +636,7 @@ async fn post_request(
                 (None, Some(point)) => point_community(&s, &grant, point).await.map_err(fail)?,
                 _ => None,
             };
-            let limit = principal.token.as_ref().map(|t| path_ids(&t.prefix));
+            let limit = principal.token().as_ref().map(|t| path_ids(&t.prefix));
             match (named.or(located), limit) {
                 (Some(id), _) => id,
                 (None, Some(ids)) if ids.len() >= 4 => ids.last().cloned().unwrap_or_default(),

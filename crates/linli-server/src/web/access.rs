@@ -3,11 +3,9 @@
 //! recent records, the plate blacklist).
 
 use askama::Template;
-use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect};
-use axum::routing::{get, post};
 use serde::Deserialize;
 
 use linli_core::auth::Action;
@@ -20,25 +18,24 @@ use linli_store::access::records::{AccessAlert, AccessRecord, RecordQuery, Stats
 use linli_store::audit::Actor;
 
 use crate::AppState;
+use crate::manifest::Pages;
 use crate::web::{
     FieldErrors, FormOnce, Once, Page, WebResult, WebUser, check_csrf, error_page, or_page, render,
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/me/passes", get(my_passes).post(create_pass))
-        .route("/me/passes/{id}", get(my_pass))
-        .route("/me/passes/{id}/revoke", post(revoke_pass))
-        .route("/me/vehicles", post(add_vehicle))
-        .route("/me/vehicles/{id}/remove", post(remove_vehicle))
-        .route("/staff/access", get(staff_access))
-        .route("/staff/access/gates", post(add_gate))
-        .route("/staff/access/gates/{id}/toggle", post(toggle_gate))
-        .route("/staff/access/blacklist", post(add_blacklist))
-        .route(
-            "/staff/access/blacklist/{id}/remove",
-            post(remove_blacklist),
-        )
+pub fn pages() -> Pages {
+    Pages::new()
+        .get("/me/passes", my_passes)
+        .post("/me/passes", create_pass)
+        .get("/me/passes/{id}", my_pass)
+        .post("/me/passes/{id}/revoke", revoke_pass)
+        .post("/me/vehicles", add_vehicle)
+        .post("/me/vehicles/{id}/remove", remove_vehicle)
+        .get("/staff/access", staff_access)
+        .post("/staff/access/gates", add_gate)
+        .post("/staff/access/gates/{id}/toggle", toggle_gate)
+        .post("/staff/access/blacklist", add_blacklist)
+        .post("/staff/access/blacklist/{id}/remove", remove_blacklist)
 }
 
 /// Validity choices offered on the form, in hours.
@@ -466,7 +463,7 @@ async fn staff_page(
             let all = or_page(page, s.store.places(&pg, None, Some("community")).await)?;
             places = all
                 .into_iter()
-                .filter(|p| a.covers(&p.path))
+                .filter(|p| a.allows(Action::DeviceAdmin, &p.path))
                 .map(|p| (p.id, p.name))
                 .collect();
         }

@@ -1,28 +1,29 @@
 //! Sign-in and sign-out pages, password change, and the language / big-text preferences.
 
 use askama::Template;
-use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
 use serde::Deserialize;
 
 use linli_core::{ErrorKind, password};
 
 use crate::AppState;
 use crate::extract::{SESSION_COOKIE, client_ip, cookie};
+use crate::manifest::Pages;
 use crate::web::{
     FieldErrors, Page, WebResult, WebUser, anonymous_page, check_csrf, error_page, render,
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/login", get(login_form).post(login_submit))
-        .route("/logout", post(logout))
-        .route("/password", get(password_form).post(password_submit))
-        .route("/prefs", post(prefs))
+pub fn pages() -> Pages {
+    Pages::new()
+        .get("/login", login_form)
+        .post("/login", login_submit)
+        .post("/logout", logout)
+        .get("/password", password_form)
+        .post("/password", password_submit)
+        .post("/prefs", prefs)
 }
 
 #[derive(Template)]
@@ -202,7 +203,7 @@ async fn password_submit(
         .await
     {
         Ok(()) => {
-            s.auth_cache.remove_user(&user.principal.user_id);
+            s.auth_cache.remove_user(&user.principal.user_id());
             Ok(Redirect::to("/login").into_response())
         }
         Err(e) if e.kind == ErrorKind::BadRequest => {

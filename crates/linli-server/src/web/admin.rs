@@ -1,11 +1,9 @@
 //! Staff administration pages: accounts and role bindings, the audit log, correction review.
 
 use askama::Template;
-use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect};
-use axum::routing::{get, post};
 use serde::Deserialize;
 
 use linli_core::auth::{Action, Role};
@@ -15,17 +13,24 @@ use linli_store::audit::{Actor, AuditFilter, AuditRecord};
 use linli_store::registry::corrections::{Correction, Decision};
 
 use crate::AppState;
+use crate::manifest::Pages;
 use crate::web::{
     FieldErrors, FormOnce, Once, Page, WebResult, WebUser, check_csrf, error_page, or_page, render,
     urlencode,
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/admin/users", get(users).post(user_create))
-        .route("/admin/audit", get(audit))
-        .route("/admin/corrections", get(corrections))
-        .route("/admin/corrections/{id}", post(decide))
+pub fn pages() -> Pages {
+    Pages::new()
+        .get("/admin/users", users)
+        .post("/admin/users", user_create)
+        .get("/admin/audit", audit)
+}
+
+/// The review of residents' correction requests (the registry's).
+pub fn correction_pages() -> Pages {
+    Pages::new()
+        .get("/admin/corrections", corrections)
+        .post("/admin/corrections/{id}", decide)
 }
 
 const STAFF_ROLES: [&str; 7] = [
@@ -75,7 +80,7 @@ async fn places_for_users(
     let mut out = Vec::new();
     for kind in ["district", "street", "community", "grid"] {
         for p in or_page(&user.page, s.store.places(&pg, None, Some(kind)).await)? {
-            if g.covers(&p.path) {
+            if g.allows(Action::UserAdmin, &p.path) {
                 let label = format!("{}（{}）", p.name, user.page.code("kind", &p.kind));
                 out.push((p.id, label));
             }
@@ -138,7 +143,8 @@ async fn user_create(
     if let Once::Repeat(_) = s.form_once.claim(&f._once) {
         return Ok(Redirect::to("/admin/users?saved=1").into_response());
     }
-    let role = Role::parse(&f.role).filter(|r| STAFF_ROLES.contains(&r.as_str()));
+    let role = Some(Role::from_code(&f.role))
+        .filter(|r| STAFF_ROLES.contains(&r.as_str()) || r.is_custom());
     let result = match role {
         None => Err(AppError::bad_request("validation.bad_value").arg("field", "role")),
         Some(role) => {

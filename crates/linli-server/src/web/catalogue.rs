@@ -5,14 +5,12 @@
 //! ranges), so next year's arrangement can go in the day it is published.
 
 use askama::Template;
-use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect};
-use axum::routing::get;
 use serde::Deserialize;
 
-use linli_core::auth::{Action, Grant};
+use linli_core::auth::{Action, Grant, Principal};
 use linli_core::reports::calendar::parse_day_list;
 use linli_core::{AppError, ErrorKind};
 use linli_store::audit::Actor;
@@ -21,14 +19,17 @@ use linli_store::reports::catalogue::{
 };
 
 use crate::AppState;
+use crate::manifest::Pages;
 use crate::web::{Page, WebResult, WebUser, check_csrf, error_page, or_page, render};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/admin/routing", get(rules).post(save_rule))
-        .route("/admin/routing/new", get(new_rule))
-        .route("/admin/routing/{key}", get(edit_rule))
-        .route("/admin/calendar", get(calendar).post(save_year))
+pub fn pages() -> Pages {
+    Pages::new()
+        .get("/admin/routing", rules)
+        .post("/admin/routing", save_rule)
+        .get("/admin/routing/new", new_rule)
+        .get("/admin/routing/{key}", edit_rule)
+        .get("/admin/calendar", calendar)
+        .post("/admin/calendar", save_year)
 }
 
 /// A rule as the list shows it: names instead of ids.
@@ -57,7 +58,7 @@ impl Names {
 
 /// The categories, the areas a rule may cover (the caller's top places down to communities)
 /// and the units that can handle reports, inside the grant.
-async fn names(s: &AppState, page: &Page, g: &Grant) -> Result<Names, AppError> {
+async fn names(s: &AppState, page: &Page, p: &Principal, g: &Grant) -> Result<Names, AppError> {
     let categories = s
         .store
         .report_categories()
@@ -71,14 +72,16 @@ async fn names(s: &AppState, page: &Page, g: &Grant) -> Result<Names, AppError> 
     let mut areas: Vec<(String, String)> = Vec::new();
     for kind in ["city", "district", "street", "community"] {
         for p in s.store.places(g, None, Some(kind)).await? {
-            if g.covers(&p.path) && !areas.iter().any(|(id, _)| *id == p.id) {
+            // `places` lists only places inside the grant's area.
+            if !areas.iter().any(|(id, _)| *id == p.id) {
                 areas.push((p.id, format!("{} · {}", page.code("kind", kind), p.name)));
             }
         }
     }
     let mut units = Vec::new();
+    let orgs = p.grant(Action::OrgRead)?;
     for kind in ["committee", "property_company", "department"] {
-        for o in s.store.orgs(g, Some(kind)).await? {
+        for o in s.store.orgs(&orgs, Some(kind)).await? {
             units.push((o.id, o.name));
         }
     }
@@ -125,7 +128,7 @@ struct Saved {
 async fn rules(State(s): State<AppState>, user: WebUser, Query(q): Query<Saved>) -> WebResult {
     let g = read_grant(&user)?;
     let list = or_page(&user.page, s.store.routing_rules(&g, false).await)?;
-    let n = or_page(&user.page, names(&s, &user.page, &g).await)?;
+    let n = or_page(&user.page, names(&s, &user.page, &user.principal, &g).await)?;
     // Rule areas may lie above the caller's own (a district rule seen by a committee).
     let area_ids: Vec<&str> = list.iter().map(|r| r.area_id.as_str()).collect();
     let area_names = or_page(&user.page, s.store.place_names(&area_ids).await)?;
@@ -272,7 +275,7 @@ async fn form_page(
     error: Option<String>,
 ) -> WebResult {
     let g = admin_grant(&user)?;
-    let n = or_page(&user.page, names(s, &user.page, &g).await)?;
+    let n = or_page(&user.page, names(s, &user.page, &user.principal, &g).await)?;
     let history = history
         .into_iter()
         .map(|rule| RuleRow {

@@ -6,11 +6,9 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use askama::Template;
-use axum::Router;
-use axum::extract::{DefaultBodyLimit, Multipart, State};
+use axum::extract::{Multipart, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
 use serde::Deserialize;
 
 use linli_core::auth::Action;
@@ -21,17 +19,14 @@ use linli_store::registry::import::ImportReport;
 use crate::AppState;
 use crate::api::import_export::IMPORT_LIMIT;
 use crate::api::sensitive;
+use crate::manifest::Pages;
 use crate::web::{Page, WebResult, WebUser, check_csrf, error_page, render};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/registry/import",
-            get(upload_form)
-                .post(upload)
-                .layer(DefaultBodyLimit::max(IMPORT_LIMIT)),
-        )
-        .route("/registry/import/commit", post(commit))
+pub fn pages() -> Pages {
+    Pages::new()
+        .get("/registry/import", upload_form)
+        .post_limited("/registry/import", upload, IMPORT_LIMIT)
+        .post("/registry/import/commit", commit)
 }
 
 #[derive(Template)]
@@ -168,7 +163,7 @@ async fn upload(State(s): State<AppState>, user: WebUser, mut mp: Multipart) -> 
     };
     forget_old_uploads(&s);
     let token = linli_core::crypto::random_token(18);
-    let path = upload_path(&s, &user.principal.user_id, &token)
+    let path = upload_path(&s, &user.principal.user_id(), &token)
         .ok_or_else(|| error_page(page, AppError::internal()))?;
     let write = std::fs::create_dir_all(upload_dir(&s)).and_then(|_| std::fs::write(&path, &bytes));
     if let Err(e) = write {
@@ -203,7 +198,7 @@ async fn commit(
         .principal
         .grant(Action::RegistryImport)
         .map_err(|_| error_page(page, AppError::forbidden()))?;
-    let path = upload_path(&s, &user.principal.user_id, &f.upload)
+    let path = upload_path(&s, &user.principal.user_id(), &f.upload)
         .ok_or_else(|| error_page(page, AppError::not_found("not_found")))?;
     // Taking the file away first makes a second submit of the same form a no-op.
     let taken = path.with_extension("committing");

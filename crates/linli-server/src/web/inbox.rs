@@ -2,24 +2,23 @@
 //! The list refreshes itself when an `inbox` event arrives (see static/linli.js).
 
 use askama::Template;
-use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect};
-use axum::routing::{get, post};
 use serde::Deserialize;
 
 use linli_store::notify::follows::{Channels, split_list};
 use linli_store::notify::render;
 
 use crate::AppState;
+use crate::manifest::Pages;
 use crate::web::{Page, WebResult, WebUser, check_csrf, or_page, render as render_page};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/inbox", get(inbox))
-        .route("/inbox/read-all", post(read_all))
-        .route("/inbox/settings", post(settings))
-        .route("/inbox/{id}/read", post(read_one))
+pub fn pages() -> Pages {
+    Pages::new()
+        .get("/inbox", inbox)
+        .post("/inbox/read-all", read_all)
+        .post("/inbox/settings", settings)
+        .post("/inbox/{id}/read", read_one)
 }
 
 /// One notice as shown.
@@ -64,7 +63,7 @@ async fn page_of(
     let items = or_page(
         &user.page,
         s.store
-            .inbox(&user.principal.user_id, unread_only, q.before, PAGE)
+            .inbox(&user.principal.user_id(), unread_only, q.before, PAGE)
             .await,
     )?;
     let older = (items.len() as i64 == PAGE)
@@ -91,7 +90,10 @@ async fn page_of(
         .collect();
     let channels = match channels {
         Some(c) => c,
-        None => or_page(&user.page, s.store.channels(&user.principal.user_id).await)?,
+        None => or_page(
+            &user.page,
+            s.store.channels(&user.principal.user_id()).await,
+        )?,
     };
     let flash = q.saved.map(|_| user.page.t("inbox-saved"));
     Ok(render_page(&InboxTpl {
@@ -126,7 +128,7 @@ async fn read_one(
     or_page(
         &user.page,
         s.store
-            .inbox_mark_read(&user.principal.user_id, Some(&id))
+            .inbox_mark_read(&user.principal.user_id(), Some(&id))
             .await,
     )?;
     Ok(Redirect::to("/inbox").into_response())
@@ -140,7 +142,9 @@ async fn read_all(
     check_csrf(&user.page, &f._csrf)?;
     or_page(
         &user.page,
-        s.store.inbox_mark_read(&user.principal.user_id, None).await,
+        s.store
+            .inbox_mark_read(&user.principal.user_id(), None)
+            .await,
     )?;
     Ok(Redirect::to("/inbox").into_response())
 }

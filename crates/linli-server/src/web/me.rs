@@ -1,10 +1,8 @@
 //! The resident's pages: my household (一户一表 as the resident may see it), export, corrections.
 
 use askama::Template;
-use axum::Router;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Redirect};
-use axum::routing::{get, post};
 use serde::Deserialize;
 
 use linli_core::ErrorKind;
@@ -12,15 +10,16 @@ use linli_store::registry::corrections::{FIELDS, NewCorrection};
 use linli_store::registry::households::HouseholdView;
 
 use crate::AppState;
+use crate::manifest::Pages;
 use crate::web::{
     FieldErrors, FormOnce, Once, Page, WebResult, WebUser, check_csrf, error_page, or_page, render,
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/me", get(my_household))
-        .route("/me/corrections/new", get(correction_form))
-        .route("/me/corrections", post(correction_submit))
+pub fn pages() -> Pages {
+    Pages::new()
+        .get("/me", my_household)
+        .get("/me/corrections/new", correction_form)
+        .post("/me/corrections", correction_submit)
 }
 
 #[derive(Template)]

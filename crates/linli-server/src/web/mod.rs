@@ -29,7 +29,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 
-use linli_core::auth::{Action, Principal, Role};
+use linli_core::auth::Principal;
 use linli_core::i18n::{self, Lang};
 use linli_core::{AppError, ErrorKind};
 
@@ -44,18 +44,6 @@ pub fn router() -> Router<AppState> {
         .route("/static/linli.js", get(js))
         .route("/static/report-form.js", get(report_form_js))
         .route("/events", get(crate::live::events))
-        .merge(account::router())
-        .merge(me::router())
-        .merge(safety::router())
-        .merge(registry::router())
-        .merge(import::router())
-        .merge(admin::router())
-        .merge(inbox::router())
-        .merge(access::router())
-        .merge(safety_live::router())
-        .merge(reports::router())
-        .merge(webhooks::router())
-        .merge(catalogue::router())
 }
 
 async fn css() -> Response {
@@ -94,7 +82,7 @@ fn static_file(body: &'static str, mime: &'static str) -> Response {
 #[template(path = "welcome.html")]
 struct WelcomeTpl {
     page: Page,
-    roles: Vec<&'static str>,
+    roles: Vec<String>,
 }
 
 /// Residents land on their household, staff on the registry; other roles (merchants,
@@ -105,7 +93,12 @@ async fn home(user: WebUser) -> Response {
     } else if !user.principal.own_households().is_empty() {
         Redirect::to("/me").into_response()
     } else {
-        let roles = user.principal.roles().iter().map(|r| r.as_str()).collect();
+        let roles = user
+            .principal
+            .roles()
+            .iter()
+            .map(|r| r.as_str().to_string())
+            .collect();
         render(&WelcomeTpl {
             page: user.page,
             roles,
@@ -189,64 +182,16 @@ impl Page {
 }
 
 fn nav_for(p: &Principal, lang: Lang, path: &str) -> Vec<NavItem> {
-    // Capabilities map to the console's sections; modules not built yet are simply absent.
-    let mut items: Vec<(&'static str, &'static str, bool)> = vec![
-        ("/registry", "web-nav-registry", p.can(Action::PlaceRead)),
-        (
-            "/registry/persons",
-            "web-nav-persons",
-            p.can(Action::PersonRead),
-        ),
-        (
-            "/registry/labels",
-            "web-nav-labels",
-            p.can(Action::PersonRead),
-        ),
-        (
-            "/registry/import",
-            "web-nav-import",
-            p.can(Action::RegistryImport),
-        ),
-        (
-            "/registry/export",
-            "web-nav-export",
-            p.can(Action::RegistryExport),
-        ),
-        (
-            "/admin/corrections",
-            "web-nav-corrections",
-            p.can(Action::CorrectionReview),
-        ),
-        ("/admin/users", "web-nav-users", p.can(Action::UserAdmin)),
-        ("/admin/audit", "web-nav-audit", p.can(Action::AuditRead)),
-        (
-            "/admin/webhooks",
-            "web-nav-webhooks",
-            p.can(Action::WebhookAdmin),
-        ),
-        (
-            "/admin/routing",
-            "web-nav-routing",
-            p.can(Action::RoutingAdmin) || p.can(Action::ReportDispatch),
-        ),
-        (
-            "/admin/calendar",
-            "web-nav-calendar",
-            p.can(Action::RoutingAdmin) || p.can(Action::ReportDispatch),
-        ),
-        ("/inbox", "inbox-title", true),
-        ("/staff/access", "web-nav-access", p.can(Action::AccessRead)),
-        ("/staff/safety", "web-nav-safety", p.can(Action::AlarmRead)),
-        (
-            "/staff/reports",
-            "web-nav-reports",
-            is_staff(p) && p.can(Action::ReportRead),
-        ),
-    ];
-    if !p.own_households().is_empty() {
-        items.insert(0, ("/me", "web-nav-my-household", true));
-        items.insert(1, ("/me/passes", "web-nav-passes", true));
-        items.insert(2, ("/me/reports", "web-nav-my-reports", true));
+    use crate::manifest::Face;
+    // The residents' menu first, then the staff console's daily work, then its administration;
+    // each in the order of the module list.
+    let mut items: Vec<(&'static str, &'static str, bool)> = Vec::new();
+    for face in [Face::Resident, Face::Staff, Face::Admin] {
+        for m in crate::modules::ALL {
+            for e in m.nav.iter().filter(|e| e.face == face) {
+                items.push((e.href, e.label, (e.visible)(p)));
+            }
+        }
     }
     let best = items
         .iter()
@@ -266,9 +211,7 @@ fn nav_for(p: &Principal, lang: Lang, path: &str) -> Vec<NavItem> {
 }
 
 pub fn is_staff(p: &Principal) -> bool {
-    p.roles()
-        .iter()
-        .any(|r| !matches!(r, Role::Resident | Role::Volunteer | Role::Merchant))
+    p.is_staff()
 }
 
 fn big_text(parts: &Parts) -> bool {
@@ -314,14 +257,14 @@ where
                 let path = parts.uri.path().to_string();
                 let unread = state
                     .store
-                    .inbox_unread(&principal.user_id)
+                    .inbox_unread(&principal.user_id())
                     .await
                     .unwrap_or(0);
                 let page = Page {
                     lang,
                     big: big_text(parts),
                     staff: is_staff(&principal),
-                    user_name: principal.display_name.clone(),
+                    user_name: principal.display_name().to_string(),
                     signed_in: true,
                     csrf,
                     nav: nav_for(&principal, lang, &path),

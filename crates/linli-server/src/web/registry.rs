@@ -2,11 +2,9 @@
 //! edit, person search, person page with edit and audited reveal, labels, export.
 
 use askama::Template;
-use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect};
-use axum::routing::{get, post};
 use serde::Deserialize;
 
 use linli_core::auth::{Action, Grant};
@@ -22,24 +20,25 @@ use linli_store::registry::places::Place;
 
 use crate::AppState;
 use crate::api::sensitive;
+use crate::manifest::Pages;
 use crate::web::{
     FieldErrors, FormOnce, Once, Page, WebResult, WebUser, check_csrf, error_page, or_page, render,
     urlencode,
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/registry", get(tree))
-        .route("/registry/households/{id}", get(household))
-        .route(
-            "/registry/households/{id}/edit",
-            get(household_edit).post(household_save),
-        )
-        .route("/registry/persons", get(persons))
-        .route("/registry/persons/{id}", get(person).post(person_save))
-        .route("/registry/persons/{id}/reveal", post(person_reveal))
-        .route("/registry/labels", get(labels).post(label_create))
-        .route("/registry/export", get(export))
+pub fn pages() -> Pages {
+    Pages::new()
+        .get("/registry", tree)
+        .get("/registry/households/{id}", household)
+        .get("/registry/households/{id}/edit", household_edit)
+        .post("/registry/households/{id}/edit", household_save)
+        .get("/registry/persons", persons)
+        .get("/registry/persons/{id}", person)
+        .post("/registry/persons/{id}", person_save)
+        .post("/registry/persons/{id}/reveal", person_reveal)
+        .get("/registry/labels", labels)
+        .post("/registry/labels", label_create)
+        .get("/registry/export", export)
 }
 
 pub(crate) fn grant(
@@ -140,7 +139,7 @@ async fn tree(State(s): State<AppState>, user: WebUser, Query(q): Query<TreeQuer
         for id in ids {
             path.push_str(id);
             path.push('/');
-            if g.covers(&path)
+            if g.allows(Action::PlaceRead, &path)
                 && let Some((_, n)) = names.get(id)
             {
                 crumbs.push((id.to_string(), n.clone()));
@@ -233,10 +232,7 @@ async fn household(
         Err(_) => Vec::new(),
     };
     let room_path = user_path(&s, &h).await;
-    let can_edit = user
-        .principal
-        .grant(Action::HouseholdWrite)
-        .is_ok_and(|g| g.covers(&room_path));
+    let can_edit = user.principal.may(Action::HouseholdWrite, &room_path);
     let can_edit_person = user.principal.can(Action::PersonRead);
     let flash = f.saved.map(|_| page.t("web-saved"));
     let linked = or_page(page, s.store.household_linked(&user.principal, &id).await)?;
@@ -388,9 +384,11 @@ async fn persons(
         .filter(|l| {
             l.parent_id.is_some()
                 && (!l.sensitive
-                    || sens
-                        .as_ref()
-                        .is_some_and(|sg| g.prefixes().iter().all(|p| sg.covers(p))))
+                    || sens.as_ref().is_some_and(|sg| {
+                        g.area(Action::PersonRead)
+                            .iter()
+                            .all(|p| sg.allows(Action::SensitiveLabelRead, p))
+                    }))
         })
         .collect();
     // Grids and buildings of the caller's area, as "community / building".
@@ -511,15 +509,11 @@ async fn person_page(
             .unwrap_or_default(),
         None => String::new(),
     };
-    let can_edit = user
-        .principal
-        .grant(Action::PersonWrite)
-        .is_ok_and(|g| g.covers(&path));
-    let can_reveal = user
-        .principal
-        .grant(Action::PersonReveal)
-        .is_ok_and(|g| g.covers(&path));
-    let show_sensitive = sens.as_ref().is_some_and(|g| g.covers(&path));
+    let can_edit = user.principal.may(Action::PersonWrite, &path);
+    let can_reveal = user.principal.may(Action::PersonReveal, &path);
+    let show_sensitive = sens
+        .as_ref()
+        .is_some_and(|g| g.allows(Action::SensitiveLabelRead, &path));
     let labels = or_page(page, s.store.labels().await)?
         .into_iter()
         .filter(|l| l.parent_id.is_some() && (show_sensitive || !l.sensitive))

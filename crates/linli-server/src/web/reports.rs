@@ -4,12 +4,10 @@
 //! server-drawn SVG bar chart. Same store calls and grants as `api::reports`.
 
 use askama::Template;
-use axum::Router;
 use axum::extract::multipart::MultipartError;
-use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Query, Request, State};
+use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect};
-use axum::routing::{get, post};
 use serde::Deserialize;
 
 use linli_core::auth::Action;
@@ -26,32 +24,30 @@ use linli_store::reports::transitions::ReportAction;
 use linli_store::reports::{community_prefix, path_ids};
 
 use crate::AppState;
+use crate::manifest::Pages;
 use crate::web::registry::PlanBuilding;
 use crate::web::{
     FieldErrors, FormOnce, Once, Page, WebResult, WebUser, check_csrf, error_page, or_page, render,
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/me/reports", get(my_reports))
-        .route(
-            "/me/reports/new",
-            get(new_report)
-                .post(create_report)
-                .layer(DefaultBodyLimit::max(NEW_FORM_LIMIT)),
-        )
-        .route("/me/reports/{id}", get(my_report))
-        .route("/me/reports/{id}/me-too", post(me_too))
-        .route("/me/reports/{id}/rate", post(rate))
-        .route("/me/reports/{id}/quote", post(answer_quote))
-        .route(
+pub fn pages() -> Pages {
+    Pages::new()
+        .get("/me/reports", my_reports)
+        .get("/me/reports/new", new_report)
+        .post_limited("/me/reports/new", create_report, NEW_FORM_LIMIT)
+        .get("/me/reports/{id}", my_report)
+        .post("/me/reports/{id}/me-too", me_too)
+        .post("/me/reports/{id}/rate", rate)
+        .post("/me/reports/{id}/quote", answer_quote)
+        .post_limited(
             "/reports/{id}/photos",
-            post(upload_photo).layer(DefaultBodyLimit::max(MAX_PHOTO_BYTES + 64 * 1024)),
+            upload_photo,
+            MAX_PHOTO_BYTES + 64 * 1024,
         )
-        .route("/staff/reports", get(staff_queue))
-        .route("/staff/reports/stats", get(stats))
-        .route("/staff/reports/{id}", get(staff_report))
-        .route("/staff/reports/{id}/act", post(staff_act))
+        .get("/staff/reports", staff_queue)
+        .get("/staff/reports/stats", stats)
+        .get("/staff/reports/{id}", staff_report)
+        .post("/staff/reports/{id}/act", staff_act)
 }
 
 /// The statuses, in the order of the state machine (filters, labels).

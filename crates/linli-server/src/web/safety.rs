@@ -1,20 +1,19 @@
 //! The resident's 一键呼叫 (SOS) button and 平安打卡 (daily check-in) on the web.
 
 use askama::Template;
-use axum::Router;
 use axum::extract::State;
-use axum::routing::post;
 use serde::Deserialize;
 
 use linli_core::{AppError, ErrorKind};
 
 use crate::AppState;
+use crate::manifest::Pages;
 use crate::web::{Page, WebResult, WebUser, check_csrf, or_page, render};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/me/sos", post(sos))
-        .route("/me/checkin", post(checkin))
+pub fn pages() -> Pages {
+    Pages::new()
+        .post("/me/sos", sos)
+        .post("/me/checkin", checkin)
 }
 
 #[derive(Template)]
@@ -35,7 +34,7 @@ async fn own_person(s: &AppState, user: &WebUser) -> Result<String, AppError> {
         return Err(AppError::forbidden());
     }
     s.store
-        .user_person_id(&user.principal.user_id)
+        .user_person_id(&user.principal.user_id())
         .await?
         .ok_or(AppError::new(ErrorKind::Forbidden, "iot.sos.no_person"))
 }

@@ -5,10 +5,8 @@
 //! events over `/events`.
 
 use askama::Template;
-use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect};
-use axum::routing::{get, post};
 use serde::Deserialize;
 
 use linli_core::auth::Action;
@@ -19,14 +17,15 @@ use linli_store::iot::devices::Device;
 use linli_store::registry::places::Place;
 
 use crate::AppState;
+use crate::manifest::Pages;
 use crate::web::registry::{PlanBuilding, grant, site_plan};
 use crate::web::{Page, WebResult, WebUser, check_csrf, or_page, render, urlencode};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/staff/safety", get(live))
-        .route("/staff/safety/alarms/{id}/ack", post(ack))
-        .route("/staff/safety/alarms/{id}/clear", post(clear))
+pub fn pages() -> Pages {
+    Pages::new()
+        .get("/staff/safety", live)
+        .post("/staff/safety/alarms/{id}/ack", ack)
+        .post("/staff/safety/alarms/{id}/clear", clear)
 }
 
 /// The severities in order, as the legend lists them.
@@ -101,7 +100,7 @@ async fn live(State(s): State<AppState>, user: WebUser, Query(q): Query<LiveQuer
     // The communities of the caller's area (for the switcher and the default).
     let communities: Vec<Place> = or_page(page, s.store.places(&g, None, Some("community")).await)?
         .into_iter()
-        .filter(|c| g.covers(&c.path))
+        .filter(|c| g.allows(Action::AlarmRead, &c.path))
         .collect();
     let community = match q.community.as_deref().filter(|c| !c.is_empty()) {
         Some(id) => Some(or_page(page, s.store.place(&g, id).await)?),

@@ -4,11 +4,9 @@
 //! `api::webhooks`; every form carries the CSRF token.
 
 use askama::Template;
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect};
-use axum::routing::{get, post};
 use serde::Deserialize;
 
 use linli_core::auth::{Action, Grant};
@@ -19,19 +17,18 @@ use linli_store::notify::outbox::Delivery;
 use linli_store::notify::webhooks::{NewWebhook, Webhook, WebhookPatch};
 
 use crate::AppState;
+use crate::manifest::Pages;
 use crate::web::{Page, WebResult, WebUser, check_csrf, error_page, or_page, render};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/admin/webhooks", get(list).post(create))
-        .route("/admin/webhooks/{id}", get(detail))
-        .route("/admin/webhooks/{id}/active", post(set_active))
-        .route("/admin/webhooks/{id}/ping", post(ping))
-        .route("/admin/webhooks/{id}/delete", post(delete))
-        .route(
-            "/admin/webhooks/{id}/deliveries/{delivery_id}/retry",
-            post(retry),
-        )
+pub fn pages() -> Pages {
+    Pages::new()
+        .get("/admin/webhooks", list)
+        .post("/admin/webhooks", create)
+        .get("/admin/webhooks/{id}", detail)
+        .post("/admin/webhooks/{id}/active", set_active)
+        .post("/admin/webhooks/{id}/ping", ping)
+        .post("/admin/webhooks/{id}/delete", delete)
+        .post("/admin/webhooks/{id}/deliveries/{delivery_id}/retry", retry)
 }
 
 /// How many deliveries the detail page shows.
@@ -78,7 +75,7 @@ async fn places_for(s: &AppState, g: &Grant) -> Result<Vec<(String, String)>, Ap
     let mut out: Vec<(String, String)> = Vec::new();
     for kind in [None, Some("community")] {
         for p in s.store.places(g, None, kind).await? {
-            if g.covers(&p.path) && !out.iter().any(|(id, _)| *id == p.id) {
+            if g.allows(Action::WebhookAdmin, &p.path) && !out.iter().any(|(id, _)| *id == p.id) {
                 out.push((p.id, p.name));
             }
         }

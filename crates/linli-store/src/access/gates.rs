@@ -13,6 +13,12 @@ use crate::db::{Sql, db_err, i64_, opt_str, str_};
 use crate::registry::households::HouseholdRow;
 
 pub const GATE_KINDS: [&str; 2] = ["face", "vehicle"];
+/// Who may read gates: access staff, device administrators and gate terminals.
+pub const GATE_READERS: [Action; 3] = [
+    Action::AccessRead,
+    Action::DeviceAdmin,
+    Action::VisitorVerify,
+];
 const FEVER_KEY: &str = "access.fever_x10";
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -158,8 +164,9 @@ impl Store {
 
     /// One gate inside the grant (any access capability); not found outside it.
     pub async fn gate(&self, grant: &Grant, id: &str) -> AppResult<Gate> {
+        let scope = grant.scope_in(&GATE_READERS)?;
         match self.gate_unscoped(id).await? {
-            Some(mut g) if grant.covers(&g.path) => {
+            Some(mut g) if scope.covers(&g.path) => {
                 g.place = self.address(&g.path).await?;
                 Ok(g)
             }
@@ -169,14 +176,9 @@ impl Store {
 
     /// Gates in the grant's area (AccessRead, DeviceAdmin or VisitorVerify).
     pub async fn gates(&self, grant: &Grant, q: &GateQuery) -> AppResult<Vec<Gate>> {
-        if !matches!(
-            grant.action(),
-            Action::AccessRead | Action::DeviceAdmin | Action::VisitorVerify
-        ) {
-            return Err(AppError::forbidden());
-        }
+        let scope = grant.scope_in(&GATE_READERS)?;
         let mut s = Sql::new(&format!("SELECT {GATE_COLS} FROM gates WHERE "));
-        s.scope("path", grant.prefixes());
+        s.scope("path", scope.prefixes());
         if let Some(pid) = q.place_id.as_deref().filter(|x| !x.is_empty()) {
             let p = self
                 .place_unscoped(pid)
@@ -197,9 +199,7 @@ impl Store {
 
     /// Install a gate at a community or building (DeviceAdmin over the place).
     pub async fn create_gate(&self, grant: &Grant, actor: &Actor, new: NewGate) -> AppResult<Gate> {
-        if grant.action() != Action::DeviceAdmin {
-            return Err(AppError::forbidden());
-        }
+        let scope = grant.scope(Action::DeviceAdmin)?;
         let name = check_text("name", &new.name, 60)?;
         if !GATE_KINDS.contains(&new.kind.as_str()) {
             return Err(bad("kind"));
@@ -209,7 +209,7 @@ impl Store {
             Some(d) => Some(check_text("device_id", d, 64)?),
         };
         let place = match self.place_unscoped(&new.place_id).await? {
-            Some(p) if grant.covers(&p.path) => p,
+            Some(p) if scope.covers(&p.path) => p,
             _ => return Err(AppError::not_found("registry.place.not_found")),
         };
         if !matches!(place.kind.as_str(), "community" | "building") {
@@ -267,9 +267,7 @@ impl Store {
         id: &str,
         patch: GatePatch,
     ) -> AppResult<Gate> {
-        if grant.action() != Action::DeviceAdmin {
-            return Err(AppError::forbidden());
-        }
+        grant.scope(Action::DeviceAdmin)?;
         let before = self.gate(grant, id).await?;
         let mut after = before.clone();
         if let Some(n) = &patch.name {
@@ -321,12 +319,10 @@ impl Store {
 
     /// Blacklisted plates applying in the grant's area (AccessRead or DeviceAdmin).
     pub async fn blacklist(&self, grant: &Grant) -> AppResult<Vec<BlacklistEntry>> {
-        if !matches!(grant.action(), Action::AccessRead | Action::DeviceAdmin) {
-            return Err(AppError::forbidden());
-        }
+        let scope = grant.scope_in(&[Action::AccessRead, Action::DeviceAdmin])?;
         let mut s =
             Sql::new("SELECT id, plate, place_id, reason, created_at FROM plate_blacklist WHERE ");
-        s.scope("path", grant.prefixes());
+        s.scope("path", scope.prefixes());
         s.push(" ORDER BY plate");
         let rows = s.query().fetch_all(&self.db.read).await.map_err(db_err)?;
         Ok(rows
@@ -347,13 +343,11 @@ impl Store {
         actor: &Actor,
         new: NewBlacklistEntry,
     ) -> AppResult<BlacklistEntry> {
-        if grant.action() != Action::DeviceAdmin {
-            return Err(AppError::forbidden());
-        }
+        let scope = grant.scope(Action::DeviceAdmin)?;
         let plate = plate(&new.plate)?;
         let reason = check_text("reason", &new.reason, 200)?;
         let place = match self.place_unscoped(&new.place_id).await? {
-            Some(p) if grant.covers(&p.path) => p,
+            Some(p) if scope.covers(&p.path) => p,
             _ => return Err(AppError::not_found("registry.place.not_found")),
         };
         let e = BlacklistEntry {
@@ -399,16 +393,14 @@ impl Store {
     }
 
     pub async fn remove_blacklist(&self, grant: &Grant, actor: &Actor, id: &str) -> AppResult<()> {
-        if grant.action() != Action::DeviceAdmin {
-            return Err(AppError::forbidden());
-        }
+        let scope = grant.scope(Action::DeviceAdmin)?;
         let mut tx = self.db.begin_write().await.map_err(db_err)?;
         let row = sqlx::query("SELECT plate, path, reason FROM plate_blacklist WHERE id = $1")
             .bind(id.to_string())
             .fetch_optional(&mut *tx)
             .await
             .map_err(db_err)?;
-        let Some(row) = row.filter(|r| grant.covers(&str_(r, "path"))) else {
+        let Some(row) = row.filter(|r| scope.covers(&str_(r, "path"))) else {
             return Err(AppError::not_found("access.blacklist.not_found"));
         };
         sqlx::query("DELETE FROM plate_blacklist WHERE id = $1")
@@ -459,7 +451,7 @@ impl Store {
             .household_row_unscoped(&id)
             .await?
             .ok_or_else(not_found)?;
-        if own.contains(&h.id) || p.grant(action).is_ok_and(|g| g.covers(&h.path)) {
+        if own.contains(&h.id) || p.may(action, &h.path) {
             Ok(h)
         } else {
             Err(not_found())
@@ -605,8 +597,9 @@ impl Store {
         new: AccessSettings,
     ) -> AppResult<AccessSettings> {
         // The top of the tree: the root or a city (`/city/`).
-        let whole_tree = grant.prefixes().iter().any(|x| x.matches('/').count() <= 2);
-        if grant.action() != Action::DeviceAdmin || !whole_tree {
+        let scope = grant.scope(Action::DeviceAdmin)?;
+        let whole_tree = scope.prefixes().iter().any(|x| x.matches('/').count() <= 2);
+        if !whole_tree {
             return Err(AppError::forbidden());
         }
         if !valid_temperature_x10(new.fever_threshold_x10) || new.fever_threshold_x10 < 350 {

@@ -278,9 +278,7 @@ impl Store {
 
     /// Whether the caller may see a pass: their household's, or AccessRead over it.
     fn may_read_pass(p: &Principal, pass: &Pass) -> bool {
-        p.own_households().contains(&pass.household_id)
-            || p.grant(Action::AccessRead)
-                .is_ok_and(|g| g.covers(&pass.path))
+        p.own_households().contains(&pass.household_id) || p.may(Action::AccessRead, &pass.path)
     }
 
     /// One pass with its verification attempts; not found for anyone else.
@@ -323,7 +321,7 @@ impl Store {
             s.push(")");
         } else {
             let g = p.grant(Action::AccessRead)?;
-            s.scope("path", g.prefixes());
+            s.scope("path", g.scope(Action::AccessRead)?.prefixes());
             if let Some(pid) = q.place_id.as_deref().filter(|x| !x.is_empty()) {
                 let place = self
                     .place_unscoped(pid)
@@ -345,7 +343,7 @@ impl Store {
                 if p.own_households().contains(&x.household_id)
                     || [Action::HouseholdWrite, Action::DeviceAdmin]
                         .into_iter()
-                        .any(|a| p.grant(a).is_ok_and(|g| g.covers(&x.path))) =>
+                        .any(|a| p.may(a, &x.path)) =>
             {
                 x
             }
@@ -391,11 +389,9 @@ impl Store {
         actor: &Actor,
         req: &VerifyRequest,
     ) -> AppResult<Verification> {
-        if grant.action() != Action::VisitorVerify {
-            return Err(AppError::forbidden());
-        }
+        let scope = grant.scope(Action::VisitorVerify)?;
         let gate = match self.gate_unscoped(&req.gate_id).await? {
-            Some(g) if g.active && grant.covers(&g.path) => g,
+            Some(g) if g.active && scope.covers(&g.path) => g,
             _ => return Err(AppError::not_found("access.gate.not_found")),
         };
         if req.token.len() > 4096 {

@@ -167,9 +167,7 @@ impl Store {
         sink: &dyn AccessAlarmSink,
         input: Vec<NewAccessRecord>,
     ) -> AppResult<IngestResult> {
-        if grant.action() != Action::VisitorVerify {
-            return Err(AppError::forbidden());
-        }
+        let scope = grant.scope(Action::VisitorVerify)?;
         if input.is_empty() {
             return Err(AppError::required("records"));
         }
@@ -187,7 +185,7 @@ impl Store {
                 Some(g) => g.clone(),
                 None => {
                     let g = match self.gate_unscoped(&r.gate_id).await? {
-                        Some(g) if g.active && grant.covers(&g.path) => g,
+                        Some(g) if g.active && scope.covers(&g.path) => g,
                         _ => return Err(at_index(AppError::not_found("access.gate.not_found"))),
                     };
                     gates.insert(g.id.clone(), g.clone());
@@ -404,13 +402,11 @@ impl Store {
         grant: &Grant,
         q: &RecordQuery,
     ) -> AppResult<Vec<AccessRecord>> {
-        if grant.action() != Action::AccessRead {
-            return Err(AppError::forbidden());
-        }
+        let scope = grant.scope(Action::AccessRead)?;
         let mut s = Sql::new(
             "SELECT id, gate_id, direction, subject, person_id, plate, vehicle, temp_x10, fever, photo_ref, pass_id, at FROM access_records WHERE ",
         );
-        s.scope("path", grant.prefixes());
+        s.scope("path", scope.prefixes());
         if let Some(pid) = q.place_id.as_deref().filter(|x| !x.is_empty()) {
             let p = self
                 .place_unscoped(pid)
@@ -441,9 +437,7 @@ impl Store {
 
     /// Entries per gate per hour in the grant's area (AccessRead).
     pub async fn access_hourly(&self, grant: &Grant, q: &StatsQuery) -> AppResult<Vec<GateHour>> {
-        if grant.action() != Action::AccessRead {
-            return Err(AppError::forbidden());
-        }
+        let scope = grant.scope(Action::AccessRead)?;
         let to = q.to.unwrap_or_else(|| self.now_ms());
         let from = q.from.unwrap_or(to.saturating_sub(24 * HOUR_MS));
         if from >= to || to.saturating_sub(from) > 31 * 24 * HOUR_MS {
@@ -452,7 +446,7 @@ impl Store {
         let mut s = Sql::new(
             "SELECT r.gate_id, g.name, (r.at / 3600000) AS hour, COUNT(*) AS n FROM access_records r JOIN gates g ON g.id = r.gate_id WHERE r.direction = 'in' AND ",
         );
-        s.scope("r.path", grant.prefixes());
+        s.scope("r.path", scope.prefixes());
         if let Some(pid) = q.place_id.as_deref().filter(|x| !x.is_empty()) {
             let p = self
                 .place_unscoped(pid)
@@ -477,12 +471,10 @@ impl Store {
 
     /// Access alarms (fever, blacklist) in the grant's area, newest first (AccessRead).
     pub async fn access_alerts(&self, grant: &Grant, limit: i64) -> AppResult<Vec<AccessAlert>> {
-        if grant.action() != Action::AccessRead {
-            return Err(AppError::forbidden());
-        }
+        let scope = grant.scope(Action::AccessRead)?;
         let mut s =
             Sql::new("SELECT id, kind, severity, details, created_at FROM access_alerts WHERE ");
-        s.scope("path", grant.prefixes());
+        s.scope("path", scope.prefixes());
         s.push(" ORDER BY created_at DESC, id DESC LIMIT ")
             .bind(limit.clamp(1, 500));
         let rows = s.query().fetch_all(&self.db.read).await.map_err(db_err)?;

@@ -1,7 +1,26 @@
 //! Tables of the access module (migration 5): gates, access records, alerts, the plate
 //! blacklist, residents' vehicles, visitor passes and their verification attempts.
 
-use crate::db::{Stmt, Stmt::*};
+use crate::db::{Migration, Stmt, Stmt::*};
+
+/// The access module's migrations, in order.
+pub static MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 5,
+        name: "access: gates, records, vehicles, visitor passes",
+        statements: V5,
+    },
+    Migration {
+        version: 12,
+        name: "household record: gate passages by person",
+        statements: V12,
+    },
+];
+
+/// The household record looks up gate passages by person.
+const V12: &[Stmt] = &[Both(
+    "CREATE INDEX access_records_person ON access_records (person_id, at)",
+)];
 
 pub const V5: &[Stmt] = &[
     // A gate: a pedestrian face terminal or a vehicle barrier at a community or building

@@ -1,5 +1,6 @@
 //! Users, role bindings, sessions and API tokens.
 
+pub mod roles;
 pub mod sessions;
 pub mod tokens;
 pub mod users;

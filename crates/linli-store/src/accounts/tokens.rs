@@ -15,7 +15,8 @@ use crate::db::{Sql, db_err, i64_, opt_i64, str_};
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct NewToken {
     pub name: String,
-    pub actions: Vec<Action>,
+    /// Action names (GET /api/v1/roles lists them).
+    pub actions: Vec<String>,
     /// The subtree the token is limited to.
     pub place_id: String,
     /// Days until expiry (1–366, default 90).
@@ -47,7 +48,7 @@ impl Store {
         new: NewToken,
     ) -> AppResult<CreatedToken> {
         creator.grant(Action::TokenCreate)?;
-        if creator.token.is_some() {
+        if creator.token().is_some() {
             // Tokens do not mint tokens.
             return Err(AppError::forbidden());
         }
@@ -67,8 +68,19 @@ impl Store {
             .place_unscoped(&new.place_id)
             .await?
             .ok_or(AppError::not_found("registry.place.not_found"))?;
-        for a in &new.actions {
-            if !creator.grant(*a).is_ok_and(|g| g.covers(&place.path)) {
+        let mut actions: Vec<Action> = Vec::new();
+        for n in &new.actions {
+            let a = self.catalog().action(n).ok_or_else(|| {
+                AppError::bad_request("validation.bad_value")
+                    .arg("field", "actions")
+                    .arg("value", n.clone())
+            })?;
+            if !actions.contains(&a) {
+                actions.push(a);
+            }
+        }
+        for a in &actions {
+            if !creator.may(*a, &place.path) {
                 return Err(AppError::forbidden()
                     .details(serde_json::json!({ "reason": "auth.token_scope", "action": a })));
             }
@@ -77,7 +89,7 @@ impl Store {
         let info = TokenInfo {
             id: new_id(),
             name: new.name.trim().to_string(),
-            actions: new.actions.clone(),
+            actions,
             place_id: place.id.clone(),
             expires_at: now_ms() + days * 24 * 3600 * 1000,
             created_at: now_ms(),
@@ -91,7 +103,7 @@ impl Store {
         )
         .bind(info.id.clone())
         .bind(sha256_hex(secret.as_bytes()))
-        .bind(creator.user_id.clone())
+        .bind(creator.user_id().to_string())
         .bind(info.name.clone())
         .bind(serde_json::to_string(&actions).unwrap_or_default())
         .bind(place.id.clone())
@@ -130,21 +142,25 @@ impl Store {
         let Some(row) = self.db.fetch_optional_fast(&q).await? else {
             return Ok(None);
         };
-        let Some(mut p) = self.principal(&row.str("user_id")).await? else {
+        let Some(p) = self.principal(&row.str("user_id")).await? else {
             return Ok(None);
         };
         let names: Vec<String> =
             serde_json::from_str(row.opt_str_ref("actions").unwrap_or("[]")).unwrap_or_default();
-        p.token = Some(TokenLimit {
-            actions: names.iter().filter_map(|n| Action::parse(n)).collect(),
-            prefix: row.str("path"),
-        });
-        Ok(Some(p))
+        Ok(Some(
+            p.limited_by(TokenLimit {
+                actions: names
+                    .iter()
+                    .filter_map(|n| self.catalog().action(n))
+                    .collect(),
+                prefix: row.str("path"),
+            }),
+        ))
     }
 
     pub async fn tokens(&self, p: &Principal) -> AppResult<Vec<TokenInfo>> {
         let rows = sqlx::query("SELECT id, name, actions, place_id, expires_at, created_at, revoked_at FROM api_tokens WHERE user_id = $1 ORDER BY created_at DESC")
-            .bind(p.user_id.clone())
+            .bind(p.user_id().to_string())
             .fetch_all(&self.db.read)
             .await
             .map_err(db_err)?;
@@ -156,7 +172,7 @@ impl Store {
                 actions: serde_json::from_str::<Vec<String>>(&str_(r, "actions"))
                     .unwrap_or_default()
                     .iter()
-                    .filter_map(|n| Action::parse(n))
+                    .filter_map(|n| self.catalog().action(n))
                     .collect(),
                 place_id: str_(r, "place_id"),
                 expires_at: i64_(r, "expires_at"),
@@ -171,7 +187,7 @@ impl Store {
         let res = sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL")
             .bind(now_ms())
             .bind(id.to_string())
-            .bind(p.user_id.clone())
+            .bind(p.user_id().to_string())
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;

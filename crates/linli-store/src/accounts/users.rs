@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use sqlx::{Any, Transaction};
 
-use linli_core::auth::{Action, Binding, Grant, Principal, Role};
+use linli_core::auth::{Action, Binding, Grant, Principal, PrincipalParts, Role, RoleKind};
 use linli_core::{AppError, AppResult, new_id, now_ms, password, phone};
 
 use crate::Store;
@@ -151,7 +151,12 @@ impl Store {
         let rows = self.db.fetch_all_fast(&q).await?;
         let mut bindings = Vec::new();
         for r in &rows {
-            let Some(role) = Role::parse(r.opt_str_ref("role").unwrap_or_default()) else {
+            // A binding to a role nobody declares any more (a removed module, a deleted custom
+            // role) carries nothing.
+            let Some(def) = self
+                .role_def(r.opt_str_ref("role").unwrap_or_default())
+                .await?
+            else {
                 continue;
             };
             let mut prefixes = Vec::new();
@@ -177,20 +182,20 @@ impl Store {
                     node_id = oid;
                 }
             }
-            bindings.push(Binding {
-                role,
+            bindings.push(Binding::new(
+                &def,
                 node_id,
                 prefixes,
-                household_id: r.opt_str("household_id"),
-            });
+                r.opt_str("household_id"),
+            ));
         }
-        Ok(Some(Principal {
+        Ok(Some(Principal::assemble(PrincipalParts {
             user_id: u.str("id"),
             login: u.str("login"),
             display_name: u.str("display_name"),
             bindings,
             token: None,
-        }))
+        })))
     }
 
     /// The person record linked to a user, if any.
@@ -209,14 +214,19 @@ impl Store {
         creator: &Principal,
         spec: &BindingSpec,
     ) -> AppResult<()> {
+        let def = self
+            .role_def(spec.role.as_str())
+            .await?
+            .ok_or_else(|| AppError::bad_request("validation.bad_value").arg("field", "role"))?;
+        let household = def.kind == RoleKind::Household;
         let paths: Vec<String> = match (&spec.place_id, &spec.org_id, &spec.household_id) {
-            (Some(pid), None, None) => vec![
+            (Some(pid), None, None) if !household => vec![
                 self.place_unscoped(pid)
                     .await?
                     .ok_or(AppError::not_found("registry.place.not_found"))?
                     .path,
             ],
-            (None, Some(oid), None) => {
+            (None, Some(oid), None) if !household => {
                 let org = self.org(&Grant::system(Action::OrgRead), oid).await?;
                 if org.kind == "property_company" {
                     let mut v = Vec::new();
@@ -233,7 +243,7 @@ impl Store {
                     ]
                 }
             }
-            (None, None, Some(hid)) if spec.role == Role::Resident => {
+            (None, None, Some(hid)) if household => {
                 vec![
                     self.household_row_unscoped(hid)
                         .await?
@@ -243,13 +253,19 @@ impl Store {
             }
             _ => return Err(AppError::bad_request("validation.bad_value").arg("field", "bindings")),
         };
-        let admin = creator.grant(Action::UserAdmin)?;
+        // A custom role is bound inside the area it was defined for.
+        if let Some(role_path) = self.custom_role_path(spec.role.as_str()).await?
+            && !paths.iter().all(|p| p.starts_with(role_path.as_str()))
+        {
+            return Err(AppError::bad_request("validation.bad_value").arg("field", "bindings"));
+        }
+        creator.grant(Action::UserAdmin)?;
         for path in &paths {
-            if !admin.covers(path) {
+            if !creator.may(Action::UserAdmin, path) {
                 return Err(AppError::forbidden());
             }
-            for a in spec.role.actions() {
-                if !creator.grant(*a).is_ok_and(|g| g.covers(path)) {
+            for a in def.actions.iter() {
+                if !creator.may(*a, path) {
                     return Err(AppError::forbidden());
                 }
             }
@@ -332,7 +348,7 @@ impl Store {
         let mut visible = std::collections::HashSet::new();
         for r in &rows {
             let spec = BindingSpec {
-                role: Role::parse(&str_(r, "role")).unwrap_or(Role::Volunteer),
+                role: Role::from_code(&str_(r, "role")),
                 place_id: opt_str(r, "place_id"),
                 org_id: opt_str(r, "org_id"),
                 household_id: opt_str(r, "household_id"),
@@ -347,7 +363,10 @@ impl Store {
                 _ => None,
             };
             let id = str_(r, "id");
-            if path.as_deref().is_some_and(|p| admin.covers(p)) {
+            if path
+                .as_deref()
+                .is_some_and(|p| admin.allows(Action::UserAdmin, p))
+            {
                 visible.insert(id.clone());
             }
             match out.last_mut() {
@@ -367,7 +386,7 @@ impl Store {
 
     pub async fn change_password(&self, p: &Principal, old: &str, new: &str) -> AppResult<()> {
         let row = sqlx::query("SELECT password_hash FROM users WHERE id = $1")
-            .bind(p.user_id.clone())
+            .bind(p.user_id().to_string())
             .fetch_one(&self.db.read)
             .await
             .map_err(db_err)?;
@@ -382,13 +401,13 @@ impl Store {
         let mut tx = self.db.begin_write().await.map_err(db_err)?;
         sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(hash)
-            .bind(p.user_id.clone())
+            .bind(p.user_id().to_string())
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
         // Other sessions end: a changed password should lock out whoever knew the old one.
         sqlx::query("DELETE FROM sessions WHERE user_id = $1")
-            .bind(p.user_id.clone())
+            .bind(p.user_id().to_string())
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
@@ -398,7 +417,7 @@ impl Store {
             Entry {
                 action: "user.password_change",
                 entity: "user",
-                entity_id: &p.user_id,
+                entity_id: &p.user_id(),
                 path: None,
                 purpose: None,
                 before: None,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::{Any, Transaction};
 
-use linli_core::auth::{Grant, Role};
+use linli_core::auth::{Action, Grant, Role};
 use linli_core::iot::Severity;
 use linli_core::{AppError, AppResult, new_id};
 
@@ -183,7 +183,7 @@ pub async fn add_event(
 /// Users holding `role` through a binding on a place that contains `path`.
 pub async fn users_with_role_over(
     tx: &mut Transaction<'static, Any>,
-    role: Role,
+    role: &Role,
     path: &str,
 ) -> AppResult<Vec<String>> {
     let rows = sqlx::query(
@@ -530,6 +530,7 @@ impl Store {
 
     /// Alarms in the grant, active first, most severe first, newest first.
     pub async fn alarms(&self, grant: &Grant, q: &AlarmQuery) -> AppResult<Vec<Alarm>> {
+        let scope = grant.scope_in(&[Action::AlarmRead, Action::AlarmHandle])?;
         let prefixes = match &q.place_id {
             Some(pid) => {
                 let path = self
@@ -537,9 +538,9 @@ impl Store {
                     .await?
                     .map(|p| p.path)
                     .ok_or(AppError::not_found("registry.place.not_found"))?;
-                grant.narrowed_to(&path)
+                scope.narrowed_to(&path)
             }
-            None => grant.prefixes().to_vec(),
+            None => scope.prefixes().to_vec(),
         };
         let mut s = Sql::new(&format!("SELECT {COLS} FROM alarms WHERE "));
         s.scope("path", &prefixes);
@@ -553,6 +554,7 @@ impl Store {
     }
 
     async fn alarm_row(&self, grant: &Grant, id: &str) -> AppResult<Alarm> {
+        let scope = grant.scope_in(&[Action::AlarmRead, Action::AlarmHandle])?;
         let r = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLS} FROM alarms WHERE id = $1"
         )))
@@ -561,7 +563,7 @@ impl Store {
         .await
         .map_err(db_err)?;
         match r.as_ref().map(from_row) {
-            Some(a) if grant.covers(&a.path) => Ok(a),
+            Some(a) if scope.covers(&a.path) => Ok(a),
             _ => Err(AppError::not_found("iot.alarm.not_found")),
         }
     }
@@ -678,10 +680,7 @@ impl Store {
             .principal(user_id)
             .await?
             .ok_or(AppError::not_found("iot.alarm.assignee_not_found"))?;
-        if !assignee
-            .grant(linli_core::auth::Action::AlarmHandle)
-            .is_ok_and(|g| g.covers(&a.path))
-        {
+        if !assignee.may(Action::AlarmHandle, &a.path) {
             return Err(AppError::bad_request("iot.alarm.assignee_cannot_handle"));
         }
         let now = self.now_ms();

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use linli_core::auth::Grant;
+use linli_core::auth::{Action, Grant};
 use linli_core::crypto::{random_token, sha256_hex};
 use linli_core::{AppError, AppResult, new_id};
 
@@ -208,9 +208,10 @@ impl Store {
         kind: Option<&str>,
         limit: i64,
     ) -> AppResult<Vec<Device>> {
+        let scope = grant.scope_in(&[Action::DeviceRead, Action::DeviceAdmin])?;
         let prefixes = match under {
-            Some(path) => grant.narrowed_to(path),
-            None => grant.prefixes().to_vec(),
+            Some(path) => scope.narrowed_to(path),
+            None => scope.prefixes().to_vec(),
         };
         let mut q = Sql::new(&format!(
             "SELECT {COLS} FROM devices d LEFT JOIN device_latest l ON l.device_id = d.id WHERE d.disabled = 0 AND "
@@ -227,6 +228,7 @@ impl Store {
 
     /// One device inside the grant (otherwise not found).
     pub async fn device(&self, grant: &Grant, id: &str) -> AppResult<Device> {
+        let scope = grant.scope_in(&[Action::DeviceRead, Action::DeviceAdmin])?;
         let r = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLS} FROM devices d LEFT JOIN device_latest l ON l.device_id = d.id WHERE d.id = $1"
         )))
@@ -235,7 +237,7 @@ impl Store {
         .await
         .map_err(db_err)?;
         match r.as_ref().map(from_row) {
-            Some(d) if grant.covers(&d.path) => Ok(d),
+            Some(d) if scope.covers(&d.path) => Ok(d),
             _ => Err(AppError::not_found("iot.device.not_found")),
         }
     }

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use linli_core::auth::Grant;
+use linli_core::auth::{Action, Grant};
 use linli_core::iot::{Condition, EscalationStep, Op, RuleSpec, Severity, Trigger};
 use linli_core::{AppError, AppResult, new_id};
 
@@ -93,7 +93,7 @@ fn cond(key: &str, op: Op, value: f64) -> Condition {
 
 /// The rules every installation starts with.
 pub fn default_rules() -> Vec<(&'static str, RuleSpec)> {
-    use linli_core::auth::Role::*;
+    use linli_core::auth::Role;
     let spec = |t: &str, sev, trigger| RuleSpec {
         alarm_type: t.into(),
         severity: sev,
@@ -106,11 +106,11 @@ pub fn default_rules() -> Vec<(&'static str, RuleSpec)> {
     let now_then = vec![
         EscalationStep {
             after_ms: 0,
-            roles: vec![GridWorker],
+            roles: vec![Role::GridWorker],
         },
         EscalationStep {
             after_ms: 5 * 60_000,
-            roles: vec![CommitteeStaff],
+            roles: vec![Role::CommitteeStaff],
         },
     ];
     vec![
@@ -255,10 +255,11 @@ impl Store {
 
     /// The kind defaults plus the overrides inside the grant.
     pub async fn rules(&self, grant: &Grant) -> AppResult<Vec<Rule>> {
+        let scope = grant.scope_in(&[Action::DeviceRead, Action::DeviceAdmin])?;
         let mut q = Sql::new(&format!(
             "SELECT {COLS} FROM alarm_rules WHERE path IS NULL AND device_id IS NULL OR "
         ));
-        q.scope("path", grant.prefixes());
+        q.scope("path", scope.prefixes());
         q.push(" ORDER BY device_kind, created_at");
         let rows = q.query().fetch_all(&self.db.read).await.map_err(db_err)?;
         Ok(rows.iter().filter_map(from_row).collect())
@@ -267,6 +268,7 @@ impl Store {
     /// Add a rule: a kind default (whole-tree administrators only) or an override for a place
     /// or a device inside the grant.
     pub async fn create_rule(&self, grant: &Grant, actor: &Actor, new: NewRule) -> AppResult<Rule> {
+        let scope = grant.scope(Action::DeviceAdmin)?;
         if !linli_core::iot::valid_kind(&new.device_kind) {
             return Err(AppError::bad_request("iot.device.bad_kind").arg("kind", new.device_kind));
         }
@@ -286,7 +288,7 @@ impl Store {
                 (Some(place.id), Some(place.path))
             }
             (None, None) => {
-                if !grant.covers("/") {
+                if !scope.is_everywhere() {
                     return Err(AppError::forbidden());
                 }
                 (None, None)

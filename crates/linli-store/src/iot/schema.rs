@@ -1,6 +1,26 @@
 //! Tables of the IoT module (migration 4): devices, telemetry, rules, alarms, SOS care chains.
 
-use crate::db::{Stmt, Stmt::*};
+use crate::db::{Migration, Stmt, Stmt::*};
+
+/// The IoT module's migrations, in order.
+pub static MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 4,
+        name: "IoT devices, telemetry, rules, alarms, SOS",
+        statements: V4,
+    },
+    Migration {
+        version: 12,
+        name: "household record: devices and alarms by person",
+        statements: V12,
+    },
+];
+
+/// The household record looks up devices and alarms by person.
+const V12: &[Stmt] = &[
+    Both("CREATE INDEX devices_person ON devices (person_id)"),
+    Both("CREATE INDEX alarms_person ON alarms (person_id, active)"),
+];
 
 pub const V4: &[Stmt] = &[
     Both(

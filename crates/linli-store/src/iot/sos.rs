@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use sqlx::{Any, Transaction};
 
-use linli_core::auth::{Grant, Role};
+use linli_core::auth::{Action, Grant, Role};
 use linli_core::iot::{RuleSpec, Schedule, Severity, Trigger};
 use linli_core::{AppError, AppResult, new_id};
 
@@ -67,7 +67,7 @@ impl Store {
         let (_, path) = self
             .person_home(person_id)
             .await?
-            .filter(|(_, p)| grant.covers(p))
+            .filter(|(_, p)| grant.allows(Action::PersonWrite, p))
             .ok_or(AppError::not_found("registry.person.not_found"))?;
         if contacts.len() > 10 {
             return Err(AppError::bad_request("iot.care.too_many"));
@@ -116,10 +116,23 @@ impl Store {
         )
         .await?;
         tx.commit().await.map_err(db_err)?;
-        self.care_contacts(person_id).await
+        self.care_contacts_of(person_id).await
     }
 
-    pub async fn care_contacts(&self, person_id: &str) -> AppResult<Vec<CareContact>> {
+    /// A person's care contacts, for staff who may read the person (not found otherwise).
+    pub async fn care_contacts(
+        &self,
+        grant: &Grant,
+        person_id: &str,
+    ) -> AppResult<Vec<CareContact>> {
+        let scope = grant.scope(Action::PersonRead)?;
+        match self.person_home(person_id).await? {
+            Some((_, path)) if scope.covers(&path) => self.care_contacts_of(person_id).await,
+            _ => Err(AppError::not_found("registry.person.not_found")),
+        }
+    }
+
+    pub(crate) async fn care_contacts_of(&self, person_id: &str) -> AppResult<Vec<CareContact>> {
         let rows = sqlx::query(
             "SELECT contact_user_id, relation FROM care_contacts WHERE person_id = $1 ORDER BY ord",
         )
@@ -137,7 +150,7 @@ impl Store {
     }
 
     /// The room (id, path) a person currently lives in.
-    pub async fn person_home(&self, person_id: &str) -> AppResult<Option<(String, String)>> {
+    pub(crate) async fn person_home(&self, person_id: &str) -> AppResult<Option<(String, String)>> {
         let r = sqlx::query(
             "SELECT h.room_id, h.path FROM residences r JOIN households h ON h.id = r.household_id
              WHERE r.person_id = $1 AND r.end_date IS NULL",
@@ -166,8 +179,8 @@ impl Store {
         .iter()
         .map(|r| str_(r, "contact_user_id"))
         .collect();
-        let grid = users_with_role_over(tx, Role::GridWorker, path).await?;
-        let committee = users_with_role_over(tx, Role::CommitteeStaff, path).await?;
+        let grid = users_with_role_over(tx, &Role::GridWorker, path).await?;
+        let committee = users_with_role_over(tx, &Role::CommitteeStaff, path).await?;
         let mut tiers = Vec::new();
         for (label, users) in [("family", family), ("grid", grid), ("committee", committee)] {
             if !users.is_empty() {

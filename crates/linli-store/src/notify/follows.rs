@@ -69,7 +69,7 @@ impl Store {
         }
         let mut tx = self.db.begin_write().await.map_err(db_err)?;
         let created = self
-            .follow_in(&mut tx, &p.user_id, entity, entity_id)
+            .follow_in(&mut tx, &p.user_id(), entity, entity_id)
             .await?;
         if created {
             audit::append(
@@ -82,7 +82,7 @@ impl Store {
                     path: None,
                     purpose: None,
                     before: None,
-                    after: Some(serde_json::json!({ "user_id": p.user_id })),
+                    after: Some(serde_json::json!({ "user_id": p.user_id() })),
                 },
             )
             .await?;
@@ -91,7 +91,7 @@ impl Store {
         let r = sqlx::query(
             "SELECT entity, entity_id, created_at FROM follows WHERE user_id = $1 AND entity = $2 AND entity_id = $3",
         )
-        .bind(p.user_id.clone())
+        .bind(p.user_id().to_string())
         .bind(entity.to_string())
         .bind(entity_id.to_string())
         .fetch_one(&self.db.write)
@@ -136,7 +136,7 @@ impl Store {
         let r = sqlx::query(
             "DELETE FROM follows WHERE user_id = $1 AND entity = $2 AND entity_id = $3",
         )
-        .bind(p.user_id.clone())
+        .bind(p.user_id().to_string())
         .bind(entity.to_string())
         .bind(entity_id.to_string())
         .execute(&mut *tx)
@@ -154,7 +154,7 @@ impl Store {
                 entity_id,
                 path: None,
                 purpose: None,
-                before: Some(serde_json::json!({ "user_id": p.user_id })),
+                before: Some(serde_json::json!({ "user_id": p.user_id() })),
                 after: None,
             },
         )
@@ -202,7 +202,7 @@ impl Store {
         let told = sqlx::query(
             "SELECT 1 AS x FROM notifications WHERE user_id = $1 AND entity = $2 AND entity_id = $3 LIMIT 1",
         )
-        .bind(p.user_id.clone())
+        .bind(p.user_id().to_string())
         .bind(entity.to_string())
         .bind(entity_id.to_string())
         .fetch_optional(&self.db.read)
@@ -224,7 +224,7 @@ impl Store {
         .fetch_optional(&self.db.read)
         .await
         .map_err(db_err)?;
-        Ok(row.is_some_and(|r| grant.covers(&str_(&r, "path"))))
+        Ok(row.is_some_and(|r| grant.allows(*action, &str_(&r, "path"))))
     }
 
     /// A user's channels (defaults when never set).
@@ -276,7 +276,7 @@ impl Store {
                 muted.push(m.to_string());
             }
         }
-        let before = self.channels(&p.user_id).await?;
+        let before = self.channels(&p.user_id()).await?;
         let after = Channels {
             email,
             email_enabled: c.email_enabled,
@@ -288,7 +288,7 @@ impl Store {
              ON CONFLICT (user_id) DO UPDATE SET email = excluded.email, email_enabled = excluded.email_enabled,
              muted = excluded.muted, updated_at = excluded.updated_at",
         )
-        .bind(p.user_id.clone())
+        .bind(p.user_id().to_string())
         .bind(after.email.clone())
         .bind(i64::from(after.email_enabled))
         .bind(after.muted.join(","))
@@ -302,7 +302,7 @@ impl Store {
             Entry {
                 action: "notify.channels.update",
                 entity: "user",
-                entity_id: &p.user_id,
+                entity_id: &p.user_id(),
                 path: None,
                 purpose: None,
                 before: serde_json::to_value(&before).ok(),

@@ -1,6 +1,20 @@
 //! Tables of the notifications module (migration 3).
 
-use crate::db::{Stmt, Stmt::*};
+use crate::db::{Migration, Stmt, Stmt::*};
+
+/// The notifications module's migrations, in order.
+pub static MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 3,
+        name: "notifications inbox",
+        statements: V3,
+    },
+    Migration {
+        version: 7,
+        name: "notifications: follows, channels, webhooks, outbox",
+        statements: V7,
+    },
+];
 
 pub const V3: &[Stmt] = &[
     Both(

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
 
-use linli_core::auth::Grant;
+use linli_core::auth::{Action, Grant};
 use linli_core::i18n::Lang;
 use linli_core::{AppError, AppResult};
 
@@ -236,7 +236,7 @@ impl Store {
         let mut q = Sql::new(&format!(
             "SELECT {COLS} FROM webhooks WHERE deleted_at IS NULL AND "
         ));
-        q.scope("path", grant.prefixes());
+        q.scope("path", grant.scope(Action::WebhookAdmin)?.prefixes());
         q.push(" ORDER BY created_at DESC LIMIT 500");
         let rows = q.query().fetch_all(&self.db.read).await.map_err(db_err)?;
         Ok(rows.iter().map(from_row).collect())
@@ -244,6 +244,7 @@ impl Store {
 
     /// One webhook; outside the caller's area it is not found.
     pub async fn webhook(&self, grant: &Grant, id: &str) -> AppResult<Webhook> {
+        let scope = grant.scope(Action::WebhookAdmin)?;
         let r = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLS} FROM webhooks WHERE id = $1 AND deleted_at IS NULL"
         )))
@@ -252,7 +253,7 @@ impl Store {
         .await
         .map_err(db_err)?
         .map(|r| from_row(&r))
-        .filter(|w| grant.covers(&w.path))
+        .filter(|w| scope.covers(&w.path))
         .ok_or(AppError::not_found("notify.webhook.not_found"))?;
         Ok(r)
     }

@@ -248,7 +248,7 @@ impl Store {
         .bind(c.field.clone())
         .bind(c.new_value.clone())
         .bind(c.reason.clone())
-        .bind(p.user_id.clone())
+        .bind(p.user_id().to_string())
         .bind(c.created_at)
         .execute(&mut *tx)
         .await
@@ -282,11 +282,9 @@ impl Store {
         grant: &Grant,
         status: Option<&str>,
     ) -> AppResult<Vec<Correction>> {
-        if grant.action() != Action::CorrectionReview {
-            return Err(AppError::forbidden());
-        }
+        let scope = grant.scope(Action::CorrectionReview)?;
         let mut q = Sql::new(&format!("SELECT {COLS} FROM corrections WHERE "));
-        q.scope("path", grant.prefixes());
+        q.scope("path", scope.prefixes());
         if let Some(s) = status {
             q.push(" AND status = ").bind(s);
         }
@@ -303,9 +301,7 @@ impl Store {
         id: &str,
         d: Decision,
     ) -> AppResult<Correction> {
-        if grant.action() != Action::CorrectionReview {
-            return Err(AppError::forbidden());
-        }
+        let scope = grant.scope(Action::CorrectionReview)?;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLS}, path FROM corrections WHERE id = $1"
         )))
@@ -315,7 +311,7 @@ impl Store {
         .map_err(db_err)?
         .ok_or(AppError::not_found("registry.correction.not_found"))?;
         let path = str_(&row, "path");
-        if !grant.covers(&path) {
+        if !scope.covers(&path) {
             return Err(AppError::not_found("registry.correction.not_found"));
         }
         let c = from_row(&row);

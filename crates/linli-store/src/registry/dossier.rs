@@ -142,7 +142,7 @@ impl Store {
             .await?
             .ok_or_else(not_found)?;
         let own = p.own_households().contains(&h.id);
-        let may = |action: Action| own || p.grant(action).is_ok_and(|g| g.covers(&h.path));
+        let may = |action: Action| own || p.may(action, &h.path);
         if !may(Action::HouseholdRead) {
             return Err(not_found());
         }

@@ -61,15 +61,13 @@ impl Store {
     }
 
     pub async fn export_households(&self, grant: &Grant) -> AppResult<Exported> {
-        if grant.action() != Action::RegistryExport {
-            return Err(AppError::forbidden());
-        }
+        let scope = grant.scope(Action::RegistryExport)?;
         let mut q = Sql::new(
             "SELECT h.id, h.path, h.tenure, h.moved_in, p.name AS head_name,
              (SELECT COUNT(*) FROM residences r WHERE r.household_id = h.id AND r.end_date IS NULL) AS members
              FROM households h LEFT JOIN persons p ON p.id = h.head_person_id WHERE ",
         );
-        q.scope("h.path", grant.prefixes()).push(" ORDER BY h.path");
+        q.scope("h.path", scope.prefixes()).push(" ORDER BY h.path");
         let rows = q.query().fetch_all(&self.db.read).await.map_err(db_err)?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
@@ -101,16 +99,17 @@ impl Store {
         actor: &Actor,
         masking: Masking<'_>,
     ) -> AppResult<Exported> {
-        if grant.action() != Action::RegistryExport {
-            return Err(AppError::forbidden());
-        }
+        let scope = grant.scope(Action::RegistryExport)?;
         if let Masking::Revealed {
             grant: reveal,
             purpose,
         } = &masking
         {
             if reveal.action() != Action::PersonReveal
-                || !grant.prefixes().iter().all(|p| reveal.covers(p))
+                || !scope
+                    .prefixes()
+                    .iter()
+                    .all(|p| reveal.allows(Action::PersonReveal, p))
             {
                 return Err(AppError::forbidden());
             }
@@ -123,7 +122,7 @@ impl Store {
              FROM persons p JOIN residences r ON r.person_id = p.id AND r.end_date IS NULL
              JOIN households h ON h.id = r.household_id WHERE ",
         );
-        q.scope("h.path", grant.prefixes())
+        q.scope("h.path", scope.prefixes())
             .push(" ORDER BY h.path, h.id, CASE r.relation WHEN 'head' THEN 0 ELSE 1 END, p.name");
         let rows = q.query().fetch_all(&self.db.read).await.map_err(db_err)?;
         let ids: Vec<String> = rows.iter().map(|r| str_(r, "id")).collect();
@@ -133,7 +132,8 @@ impl Store {
         for r in &rows {
             let path = str_(r, "path");
             let [c, b, u, room] = self.address_parts(&path).await?;
-            let show_sensitive = sensitive.is_some_and(|g| g.covers(&path));
+            let show_sensitive =
+                sensitive.is_some_and(|g| g.allows(Action::SensitiveLabelRead, &path));
             let (id_number, phone) = if reveal {
                 let dec = |s: &str| self.cipher.decrypt(s).map_err(|_| AppError::internal());
                 (
@@ -186,11 +186,11 @@ impl Store {
                     action: "registry.export_revealed",
                     entity: "export",
                     entity_id: "persons",
-                    path: grant.prefixes().first().map(String::as_str),
+                    path: scope.prefixes().first().map(String::as_str),
                     purpose: Some(purpose.trim()),
                     before: None,
                     after: Some(
-                        serde_json::json!({ "persons": out.len(), "scope": grant.prefixes() }),
+                        serde_json::json!({ "persons": out.len(), "scope": scope.prefixes() }),
                     ),
                 },
             )

@@ -121,9 +121,7 @@ impl Store {
         place_id: &str,
         g: PlaceGeo,
     ) -> AppResult<PlaceGeo> {
-        if grant.action() != Action::PlaceWrite {
-            return Err(AppError::forbidden());
-        }
+        grant.scope(Action::PlaceWrite)?;
         g.validate()?;
         let place = self.place(grant, place_id).await?;
         let before = self.place_geo(grant, place_id).await?;

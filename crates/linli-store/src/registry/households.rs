@@ -140,19 +140,23 @@ impl Store {
         }))
     }
 
+    /// A household inside the grant: read, written, or given a new member.
     pub(crate) async fn household_row(&self, grant: &Grant, id: &str) -> AppResult<HouseholdRow> {
+        let scope = grant.scope_in(&[
+            Action::HouseholdRead,
+            Action::HouseholdWrite,
+            Action::PersonWrite,
+        ])?;
         match self.household_row_unscoped(id).await? {
-            Some(h) if grant.covers(&h.path) => Ok(h),
+            Some(h) if scope.covers(&h.path) => Ok(h),
             _ => Err(AppError::not_found("registry.household.not_found")),
         }
     }
 
     pub async fn households(&self, grant: &Grant, f: &HouseholdQuery) -> AppResult<HouseholdPage> {
-        if grant.action() != Action::HouseholdRead {
-            return Err(AppError::forbidden());
-        }
+        let scope = grant.scope(Action::HouseholdRead)?;
         let mut w = Sql::new(" WHERE ");
-        w.scope("h.path", grant.prefixes());
+        w.scope("h.path", scope.prefixes());
         if let Some(pid) = f.place_id.as_deref().filter(|s| !s.is_empty()) {
             let place = self
                 .place_unscoped(pid)
@@ -207,9 +211,7 @@ impl Store {
         sensitive: Option<&Grant>,
         id: &str,
     ) -> AppResult<HouseholdView> {
-        if grant.action() != Action::HouseholdRead {
-            return Err(AppError::forbidden());
-        }
+        grant.scope(Action::HouseholdRead)?;
         let h = self.household_row(grant, id).await?;
         self.household_view(h, sensitive).await
     }
@@ -282,9 +284,7 @@ impl Store {
         actor: &Actor,
         new: NewHousehold,
     ) -> AppResult<HouseholdView> {
-        if grant.action() != Action::HouseholdWrite {
-            return Err(AppError::forbidden());
-        }
+        grant.scope(Action::HouseholdWrite)?;
         let room = self.place(grant, &new.room_id).await?;
         if room.kind != "room" {
             return Err(AppError::bad_request("validation.bad_value").arg("field", "room_id"));
@@ -378,9 +378,7 @@ impl Store {
         id: &str,
         patch: HouseholdPatch,
     ) -> AppResult<HouseholdView> {
-        if grant.action() != Action::HouseholdWrite {
-            return Err(AppError::forbidden());
-        }
+        grant.scope(Action::HouseholdWrite)?;
         let before = self.household_row(grant, id).await?;
         if before.version != patch.version {
             return Err(AppError::conflict("conflict"));
@@ -439,8 +437,9 @@ impl Store {
 
     /// Population counts inside a grant: households, persons (dashboards and tests).
     pub async fn registry_counts(&self, grant: &Grant) -> AppResult<(i64, i64)> {
+        let scope = grant.scope(Action::HouseholdRead)?;
         let mut q = Sql::new("SELECT COUNT(*) AS n FROM households h WHERE ");
-        q.scope("h.path", grant.prefixes());
+        q.scope("h.path", scope.prefixes());
         let hh = i64_(
             &q.query().fetch_one(&self.db.read).await.map_err(db_err)?,
             "n",
@@ -448,7 +447,7 @@ impl Store {
         let mut q = Sql::new(
             "SELECT COUNT(*) AS n FROM residences r JOIN households h ON h.id = r.household_id WHERE r.end_date IS NULL AND ",
         );
-        q.scope("h.path", grant.prefixes());
+        q.scope("h.path", scope.prefixes());
         let persons = i64_(
             &q.query().fetch_one(&self.db.read).await.map_err(db_err)?,
             "n",

@@ -90,9 +90,7 @@ impl Store {
         dry_run: bool,
         lang: linli_core::i18n::Lang,
     ) -> AppResult<ImportReport> {
-        if grant.action() != Action::RegistryImport {
-            return Err(AppError::forbidden());
-        }
+        grant.scope(Action::RegistryImport)?;
         let started = std::time::Instant::now();
         let table = sheet::read_table(bytes, MAX_ROWS).map_err(|e| match e {
             SheetError::TooManyRows(n) => {
@@ -116,7 +114,8 @@ impl Store {
         // Rooms in the caller's area, addressed by names as the spreadsheet writes them.
         let rooms = self.room_directory(grant).await?;
         let labels = self.labels().await?;
-        let may_sensitive = |path: &str| sensitive.is_some_and(|g| g.covers(path));
+        let may_sensitive =
+            |path: &str| sensitive.is_some_and(|g| g.allows(Action::SensitiveLabelRead, path));
 
         // Existing persons by blind index: (person id, current household id).
         // Each person's ID blind index, computed once (an HMAC each).
@@ -299,7 +298,7 @@ impl Store {
         let mut q = Sql::new(
             "SELECT id, parent_id, kind, name, path FROM places WHERE kind IN ('community', 'grid', 'building', 'unit', 'room') AND ",
         );
-        q.scope("path", grant.prefixes());
+        q.scope("path", grant.scope(Action::RegistryImport)?.prefixes());
         let rows = q.query().fetch_all(&self.db.read).await.map_err(db_err)?;
         let by_id: HashMap<String, (Option<String>, String, String)> = rows
             .iter()
@@ -621,7 +620,11 @@ impl Store {
                 .await
                 .map_err(db_err)?;
         }
-        let scope = grant.prefixes().first().cloned();
+        let scope = grant
+            .scope(Action::RegistryImport)?
+            .prefixes()
+            .first()
+            .cloned();
         audit::append(
             &mut tx,
             actor,

@@ -140,9 +140,7 @@ impl Store {
         actor: &Actor,
         new: NewLabel,
     ) -> AppResult<Label> {
-        if grant.action() != Action::LabelWrite {
-            return Err(AppError::forbidden());
-        }
+        grant.scope(Action::LabelWrite)?;
         let code_ok = !new.code.is_empty()
             && new.code.len() <= 40
             && new

@@ -10,3 +10,4 @@ pub mod labels;
 pub mod orgs;
 pub mod persons;
 pub mod places;
+pub mod schema;

@@ -70,10 +70,11 @@ impl Store {
     }
 
     pub async fn orgs(&self, grant: &Grant, kind: Option<&str>) -> AppResult<Vec<Org>> {
+        let scope = grant.scope(Action::OrgRead)?;
         let mut q = Sql::new("SELECT id, kind, name, place_id, categories FROM orgs o WHERE (");
-        q.scope("o.path", grant.prefixes());
+        q.scope("o.path", scope.prefixes());
         q.push(" OR EXISTS (SELECT 1 FROM org_serves s JOIN places p ON p.id = s.place_id WHERE s.org_id = o.id AND ");
-        q.scope("p.path", grant.prefixes()).push("))");
+        q.scope("p.path", scope.prefixes()).push("))");
         if let Some(k) = kind {
             q.push(" AND kind = ").bind(k);
         }
@@ -105,9 +106,7 @@ impl Store {
     }
 
     pub async fn create_org(&self, grant: &Grant, actor: &Actor, new: NewOrg) -> AppResult<Org> {
-        if grant.action() != Action::OrgWrite {
-            return Err(AppError::forbidden());
-        }
+        grant.scope(Action::OrgWrite)?;
         if !ORG_KINDS.contains(&new.kind.as_str()) {
             return Err(AppError::bad_request("validation.bad_value").arg("field", "kind"));
         }

@@ -441,7 +441,11 @@ impl Store {
         let mut out = Vec::with_capacity(rows.len());
         for mut r in rows {
             let hpath = r.take_str("hpath");
-            let show = sensitive.is_some_and(|g| hpath.as_deref().is_some_and(|p| g.covers(p)));
+            let show = sensitive.is_some_and(|g| {
+                hpath
+                    .as_deref()
+                    .is_some_and(|p| g.allows(Action::SensitiveLabelRead, p))
+            });
             // Labels in the tree's order; sensitive ones only for those who may see them here.
             let mut own: Vec<usize> = r
                 .opt_str_ref("label_ids")
@@ -487,9 +491,7 @@ impl Store {
         sensitive: Option<&Grant>,
         f: &PersonQuery,
     ) -> AppResult<PersonPage> {
-        if grant.action() != Action::PersonRead {
-            return Err(AppError::forbidden());
-        }
+        let scope = grant.scope(Action::PersonRead)?;
         // A place filter narrows the area to (grant ∩ place): one range, which the planner uses.
         let mut small_place = false;
         let prefixes = match f.place_id.as_deref().filter(|s| !s.is_empty()) {
@@ -499,9 +501,9 @@ impl Store {
                     .await?
                     .ok_or(AppError::not_found("registry.place.not_found"))?;
                 small_place = matches!(place.kind.as_str(), "building" | "unit" | "room");
-                grant.narrowed_to(&place.path)
+                scope.narrowed_to(&place.path)
             }
-            None => grant.prefixes().to_vec(),
+            None => scope.prefixes().to_vec(),
         };
         let mut label_id = None;
         if let Some(code) = f.label.as_deref().filter(|s| !s.is_empty()) {
@@ -509,7 +511,12 @@ impl Store {
             let label = label.ok_or(AppError::bad_request("registry.label.not_found"))?;
             // Filtering by a sensitive label would reveal it: only for those who may see it.
             if label.sensitive
-                && !sensitive.is_some_and(|g| grant.prefixes().iter().all(|p| g.covers(p)))
+                && !sensitive.is_some_and(|g| {
+                    scope
+                        .prefixes()
+                        .iter()
+                        .all(|p| g.allows(Action::SensitiveLabelRead, p))
+                })
             {
                 return Err(AppError::forbidden());
             }
@@ -781,7 +788,10 @@ impl Store {
             .person_path(id)
             .await?
             .ok_or(AppError::not_found("registry.person.not_found"))?;
-        if !grant.covers(&path) {
+        if !grant
+            .scope_in(&[Action::PersonRead, Action::PersonWrite])?
+            .covers(&path)
+        {
             return Err(AppError::not_found("registry.person.not_found"));
         }
         let q = Sql::new(&format!(
@@ -805,9 +815,7 @@ impl Store {
         household_id: &str,
         new: NewPerson,
     ) -> AppResult<PersonSummary> {
-        if grant.action() != Action::PersonWrite {
-            return Err(AppError::forbidden());
-        }
+        grant.scope(Action::PersonWrite)?;
         let hh = self.household_row(grant, household_id).await?;
         let relation = validate_relation(&new.relation)?;
         let start = match &new.start_date {
@@ -820,7 +828,8 @@ impl Store {
             &new.id_number,
             new.phone.as_deref(),
         )?;
-        let allow_sensitive = sensitive.is_some_and(|g| g.covers(&hh.path));
+        let allow_sensitive =
+            sensitive.is_some_and(|g| g.allows(Action::SensitiveLabelRead, &hh.path));
         let (label_ids, visible) = self.label_ids(&new.labels, allow_sensitive).await?;
         let mut tx = self.db.begin_write().await.map_err(db_err)?;
         let existing = sqlx::query("SELECT id FROM persons WHERE id_bidx = $1")
@@ -882,16 +891,14 @@ impl Store {
         id: &str,
         patch: PersonPatch,
     ) -> AppResult<PersonSummary> {
-        if grant.action() != Action::PersonWrite {
-            return Err(AppError::forbidden());
-        }
+        let scope = grant.scope(Action::PersonWrite)?;
         let read = Grant::system(Action::PersonRead);
         let before = self.person(&read, sensitive, id).await?;
         let (hh_id, path) = self
             .person_path(id)
             .await?
             .ok_or(AppError::not_found("registry.person.not_found"))?;
-        if !grant.covers(&path) {
+        if !scope.covers(&path) {
             return Err(AppError::not_found("registry.person.not_found"));
         }
         if before.version != patch.version {
@@ -908,7 +915,8 @@ impl Store {
             Some("") => Some(None),
             Some(p) => Some(Some(validate_phone(p)?)),
         };
-        let allow_sensitive = sensitive.is_some_and(|g| g.covers(&path));
+        let allow_sensitive =
+            sensitive.is_some_and(|g| g.allows(Action::SensitiveLabelRead, &path));
         let labels = match &patch.labels {
             Some(codes) => Some(self.label_ids(codes, allow_sensitive).await?),
             None => None,
@@ -1002,9 +1010,7 @@ impl Store {
         id: &str,
         req: &RevealRequest,
     ) -> AppResult<Revealed> {
-        if grant.action() != Action::PersonReveal {
-            return Err(AppError::forbidden());
-        }
+        let scope = grant.scope(Action::PersonReveal)?;
         let purpose = req.purpose.trim();
         if purpose.chars().count() < 2 || purpose.chars().count() > 200 {
             return Err(AppError::bad_request("validation.purpose_required"));
@@ -1018,7 +1024,7 @@ impl Store {
             .person_path(id)
             .await?
             .ok_or(AppError::not_found("registry.person.not_found"))?;
-        if !grant.covers(&path) {
+        if !scope.covers(&path) {
             return Err(AppError::not_found("registry.person.not_found"));
         }
         let row = sqlx::query("SELECT id_enc, phone_enc FROM persons WHERE id = $1")
@@ -1073,9 +1079,7 @@ impl Store {
         person_id: &str,
         m: &MoveOut,
     ) -> AppResult<()> {
-        if grant.action() != Action::HouseholdWrite {
-            return Err(AppError::forbidden());
-        }
+        let scope = grant.scope(Action::HouseholdWrite)?;
         let end = match &m.end_date {
             Some(d) => validate_date(d, "end_date")?,
             None => today(),
@@ -1093,7 +1097,7 @@ impl Store {
         .map_err(db_err)?
         .ok_or(AppError::not_found("registry.residence.not_found"))?;
         let path = str_(&row, "path");
-        if !grant.covers(&path) {
+        if !scope.covers(&path) {
             return Err(AppError::not_found("registry.residence.not_found"));
         }
         if end < str_(&row, "start_date") {

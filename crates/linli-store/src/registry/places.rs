@@ -144,7 +144,9 @@ impl Store {
             .place_unscoped(id)
             .await?
             .ok_or(AppError::not_found("registry.place.not_found"))?;
-        if !grant.covers(&p.path) {
+        // Any capability over a place lets its holder name it (a device administrator picks the
+        // building of a new device); the data of each capability is scoped by its own action.
+        if !grant.place_scope().covers(&p.path) {
             return Err(AppError::not_found("registry.place.not_found"));
         }
         Ok(p)
@@ -191,6 +193,8 @@ impl Store {
         parent_id: Option<&str>,
         kind: Option<&str>,
     ) -> AppResult<Vec<Place>> {
+        // Like `place`: any capability lets its holder name the places of its area.
+        let scope = grant.place_scope();
         let mut q = Sql::new(&format!("SELECT {COLS} FROM places WHERE "));
         match parent_id {
             Some(pid) => {
@@ -198,18 +202,18 @@ impl Store {
                 q.push("parent_id = ").bind(parent.id);
             }
             None if kind.is_some() => {
-                q.scope("path", grant.prefixes());
+                q.scope("path", scope.prefixes());
             }
             None => {
                 q.push("path IN (");
-                for (i, p) in grant.prefixes().iter().enumerate() {
+                for (i, p) in scope.prefixes().iter().enumerate() {
                     if i > 0 {
                         q.push(", ");
                     }
                     q.bind(p.clone());
                 }
                 q.push(")");
-                if grant.prefixes().iter().any(|p| p == "/") {
+                if scope.is_everywhere() {
                     q = Sql::new(&format!(
                         "SELECT {COLS} FROM places WHERE parent_id IS NULL"
                     ));
@@ -231,9 +235,7 @@ impl Store {
         actor: &Actor,
         new: NewPlace,
     ) -> AppResult<Place> {
-        if grant.action() != Action::PlaceWrite {
-            return Err(AppError::forbidden());
-        }
+        grant.scope(Action::PlaceWrite)?;
         let parent = self.place(grant, &new.parent_id).await?;
         if !allowed_children(&parent.kind).contains(&new.kind.as_str()) {
             return Err(AppError::bad_request("registry.place.bad_parent")
@@ -285,9 +287,7 @@ impl Store {
         id: &str,
         patch: PlacePatch,
     ) -> AppResult<Place> {
-        if grant.action() != Action::PlaceWrite {
-            return Err(AppError::forbidden());
-        }
+        grant.scope(Action::PlaceWrite)?;
         let before = self.place(grant, id).await?;
         let mut after = before.clone();
         if let Some(n) = patch.name {
@@ -421,8 +421,9 @@ impl Store {
 
     /// Count of places by kind inside the grant (dashboards, tests).
     pub async fn place_counts(&self, grant: &Grant) -> AppResult<Vec<(String, i64)>> {
+        let scope = grant.scope(Action::PlaceRead)?;
         let mut q = Sql::new("SELECT kind, COUNT(*) AS n FROM places WHERE ");
-        q.scope("path", grant.prefixes()).push(" GROUP BY kind");
+        q.scope("path", scope.prefixes()).push(" GROUP BY kind");
         let rows = q.query().fetch_all(&self.db.read).await.map_err(db_err)?;
         Ok(rows
             .iter()

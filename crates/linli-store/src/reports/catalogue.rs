@@ -206,8 +206,9 @@ impl Store {
         grant: &Grant,
         all_versions: bool,
     ) -> AppResult<Vec<RoutingRule>> {
+        let scope = grant.scope_in(&[Action::RoutingAdmin, Action::ReportDispatch])?;
         let mut q = Sql::new(&format!("SELECT {RULE_COLS} FROM routing_rules WHERE "));
-        q.scope("area_path", grant.prefixes());
+        q.scope("area_path", scope.prefixes());
         if !all_versions {
             q.push(" AND current = 1");
         }
@@ -249,9 +250,7 @@ impl Store {
         actor: &Actor,
         input: RoutingRuleInput,
     ) -> AppResult<RoutingRule> {
-        if grant.action() != Action::RoutingAdmin {
-            return Err(AppError::forbidden());
-        }
+        let scope = grant.scope(Action::RoutingAdmin)?;
         self.report_category(&input.category).await?;
         if !["workdays", "hours"].contains(&input.deadline_unit.as_str()) {
             return Err(AppError::bad_request("validation.bad_value").arg("field", "deadline_unit"));
@@ -298,7 +297,7 @@ impl Store {
                 .await
                 .map_err(db_err)?
                 .map(|r| rule_from_row(&r))
-                .filter(|r| grant.covers(&r.area_path))
+                .filter(|r| scope.covers(&r.area_path))
                 .ok_or(AppError::not_found("report.rule_not_found"))?;
                 sqlx::query("UPDATE routing_rules SET current = 0 WHERE id = $1")
                     .bind(prev.id.clone())
@@ -427,9 +426,7 @@ impl Store {
         actor: &Actor,
         input: CalendarYearInput,
     ) -> AppResult<CalendarInfo> {
-        if grant.action() != Action::RoutingAdmin {
-            return Err(AppError::forbidden());
-        }
+        grant.scope(Action::RoutingAdmin)?;
         if !(2000..=2100).contains(&input.year) {
             return Err(AppError::bad_request("validation.bad_value").arg("field", "year"));
         }

@@ -324,12 +324,8 @@ impl Store {
     ) -> AppResult<PhotoMeta> {
         let viewer = self.report_viewer(p).await?;
         let r = self.visible_report(&viewer, id).await?;
-        let staff = p
-            .grant(Action::ReportHandle)
-            .is_ok_and(|g| g.covers(&r.path))
-            || p.grant(Action::ReportDispatch)
-                .is_ok_and(|g| g.covers(&r.path));
-        let own = r.reporter_user_id.as_deref() == Some(p.user_id.as_str())
+        let staff = p.may(Action::ReportHandle, &r.path) || p.may(Action::ReportDispatch, &r.path);
+        let own = r.reporter_user_id.as_deref() == Some(p.user_id())
             || r.household_id
                 .as_ref()
                 .is_some_and(|h| viewer.households.contains(h));
@@ -437,7 +433,7 @@ impl Store {
                 .bind(kind.mime())
                 .bind(clean_len as i64)
                 .bind(sha.clone())
-                .bind(p.user_id.clone())
+                .bind(p.user_id().to_string())
                 .bind(now)
                 .execute(&mut *tx)
                 .await

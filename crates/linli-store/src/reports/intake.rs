@@ -180,8 +180,7 @@ impl Store {
         let contact = match contact.filter(|c| !c.is_empty()) {
             Some(c) => {
                 let (sealed, household) = self.seal_contact(c, &place.path).await?;
-                let covered =
-                    |path: &str| p.grant(Action::ReportCreate).is_ok_and(|g| g.covers(path));
+                let covered = |path: &str| p.may(Action::ReportCreate, path);
                 if new.household_id.is_none()
                     && let Some((h, _)) = household.filter(|(_, path)| covered(path))
                 {
@@ -218,15 +217,15 @@ impl Store {
             };
             (
                 "resident_app".to_string(),
-                Some(p.user_id.clone()),
+                Some(p.user_id().to_string()),
                 Some(hh),
             )
         } else {
             let g = staff.ok_or_else(AppError::forbidden)?;
-            if !g.covers(&place.path) {
+            if !g.allows(Action::ReportCreate, &place.path) {
                 return Err(AppError::bad_request("report.location_required"));
             }
-            let default = if p.roles().contains(&linli_core::auth::Role::GridWorker) {
+            let default = if p.has_role(&linli_core::auth::Role::GridWorker) {
                 "grid_patrol"
             } else {
                 "staff_proxy"
@@ -243,7 +242,7 @@ impl Store {
                 Some(h) => {
                     self.household_path(h)
                         .await?
-                        .filter(|hp| g.covers(hp))
+                        .filter(|hp| g.allows(Action::ReportCreate, hp))
                         .ok_or_else(|| {
                             AppError::bad_request("validation.bad_value")
                                 .arg("field", "household_id")
@@ -253,7 +252,7 @@ impl Store {
                 None => None,
             };
             // The platform itself (an alarm rule) has no user row to name as reporter.
-            let reporter = (!p.is_system()).then(|| p.user_id.clone());
+            let reporter = (!p.is_system()).then(|| p.user_id().to_string());
             (channel, reporter, hh)
         };
 
@@ -266,7 +265,7 @@ impl Store {
             .report_dispatchers_now(&place.path)
             .await?
             .into_iter()
-            .filter(|u| *u != p.user_id)
+            .filter(|u| *u != p.user_id())
             .collect();
         // The answer is built from what was written (no read-back on the hot path).
         let report = Report {
@@ -348,7 +347,7 @@ impl Store {
             i64::from(new.anonymous).into(),
             reporter.into(),
             household_id.clone().into(),
-            p.user_id.clone().into(),
+            p.user_id().to_string().into(),
             "submitted".into(),
             rule.as_ref().map(|r| r.id.clone()).into(),
             i64::from(new.public && cat.kind != "complaint").into(),
@@ -517,7 +516,7 @@ impl Store {
             "SELECT 1 AS x FROM report_supporters WHERE report_id = $1 AND user_id = $2",
         )
         .bind(id.to_string())
-        .bind(p.user_id.clone())
+        .bind(p.user_id().to_string())
         .fetch_optional(&mut *tx)
         .await
         .map_err(db_err)?;
@@ -528,7 +527,7 @@ impl Store {
             "INSERT INTO report_supporters (report_id, user_id, created_at) VALUES ($1, $2, $3)",
         )
         .bind(id.to_string())
-        .bind(p.user_id.clone())
+        .bind(p.user_id().to_string())
         .bind(self.now_ms())
         .execute(&mut *tx)
         .await

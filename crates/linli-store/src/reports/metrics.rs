@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use linli_core::auth::{Action, Forbidden, Grant, Principal};
+use linli_core::auth::{Action, Forbidden, Grant, Principal, RoleKind};
 use linli_core::{AppError, AppResult};
 
 use crate::Store;
@@ -124,7 +124,7 @@ impl StatsRow {
 
 /// Whose reports the statistics count: every report of the caller's area (area staff), and the
 /// reports their units handle inside their units' area (a property company's or department's
-/// staff; see [`linli_core::auth::Role::works_by_unit`]).
+/// staff; see [`linli_core::auth::RoleKind::Unit`]).
 #[derive(Debug, Clone)]
 pub struct StatsScope {
     all: Grant,
@@ -140,12 +140,12 @@ impl StatsScope {
         Ok(StatsScope {
             all,
             area: p
-                .grant_where(Action::ReportStats, |r| !r.works_by_unit())
+                .grant_where(Action::ReportStats, |b| b.kind() != RoleKind::Unit)
                 .ok(),
             unit: if units.is_empty() {
                 None
             } else {
-                p.grant_where(Action::ReportStats, |r| r.works_by_unit())
+                p.grant_where(Action::ReportStats, |b| b.kind() == RoleKind::Unit)
                     .ok()
             },
             units,
@@ -159,9 +159,7 @@ impl Store {
         scope: &StatsScope,
         q: &StatsQuery,
     ) -> AppResult<Vec<StatsRow>> {
-        if scope.all.action() != Action::ReportStats {
-            return Err(AppError::forbidden());
-        }
+        scope.all.scope(Action::ReportStats)?;
         let by = q.by.as_deref().filter(|s| !s.is_empty()).unwrap_or("unit");
         if !["unit", "category", "area", "month"].contains(&by) {
             return Err(AppError::bad_request("validation.bad_value").arg("field", "by"));
@@ -174,9 +172,10 @@ impl Store {
             Some(pid) => Some(self.place(&scope.all, pid).await?.path),
             None => None,
         };
-        let narrow = |g: &Grant| match &place {
-            Some(path) => g.narrowed_to(path),
-            None => g.prefixes().to_vec(),
+        let narrow = |g: &Grant| match (&place, g.scope(Action::ReportStats)) {
+            (_, Err(_)) => Vec::new(),
+            (Some(path), Ok(s)) => s.narrowed_to(path),
+            (None, Ok(s)) => s.prefixes().to_vec(),
         };
         let mut parts = 0;
         s.push("(");

@@ -39,7 +39,7 @@ pub mod writer;
 use serde::{Deserialize, Serialize};
 use sqlx::{Any, Transaction};
 
-use linli_core::auth::{Action, Grant, Principal};
+use linli_core::auth::{Action, Grant, Principal, RoleKind};
 use linli_core::reports::state::{Context, Status};
 use linli_core::{AppError, AppResult};
 
@@ -77,9 +77,9 @@ pub const REOPEN_WINDOW_MS: i64 = 7 * 86_400_000;
 pub struct Viewer {
     pub user_id: String,
     /// Area staff (committee, grid, street, district, city): every report of these subtrees.
-    pub grant: Option<Grant>,
-    /// Unit staff ([`linli_core::auth::Role::works_by_unit`]): where their units work …
-    pub unit_grant: Option<Grant>,
+    pub(crate) grant: Option<Grant>,
+    /// Unit staff ([`linli_core::auth::RoleKind::Unit`]): where their units work …
+    pub(crate) unit_grant: Option<Grant>,
     /// … and the units (org ids) whose reports they see there.
     pub units: Vec<String>,
     pub households: Vec<String>,
@@ -91,14 +91,19 @@ impl Viewer {
     /// Whether the viewer governs the area of `path` (area staff), so sees every report there
     /// as staff (internal notes, reporter identity).
     pub fn is_staff_for(&self, path: &str) -> bool {
-        self.grant.as_ref().is_some_and(|g| g.covers(path))
+        self.grant
+            .as_ref()
+            .is_some_and(|g| g.allows(Action::ReportRead, path))
     }
 
     /// Whether the viewer sees this report as staff: area staff of its place, or staff of the
     /// unit handling it (or of a unit summoned to it, `summoned`) inside their unit's area.
     pub fn is_staff_on(&self, r: &Report, summoned: &[String]) -> bool {
         self.is_staff_for(&r.path)
-            || (self.unit_grant.as_ref().is_some_and(|g| g.covers(&r.path))
+            || (self
+                .unit_grant
+                .as_ref()
+                .is_some_and(|g| g.allows(Action::ReportRead, &r.path))
                 && (r.unit_id.as_ref().is_some_and(|u| self.units.contains(u))
                     || summoned.iter().any(|u| self.units.contains(u))))
     }
@@ -107,7 +112,11 @@ impl Viewer {
     /// area holds it): may file there on someone's behalf and look for duplicates there.
     pub fn works_in(&self, path: &str) -> bool {
         self.is_staff_for(path)
-            || (!self.units.is_empty() && self.unit_grant.as_ref().is_some_and(|g| g.covers(path)))
+            || (!self.units.is_empty()
+                && self
+                    .unit_grant
+                    .as_ref()
+                    .is_some_and(|g| g.allows(Action::ReportRead, path)))
     }
 
     /// Whether unit membership could matter for a report at `path` (the viewer is not area
@@ -115,7 +124,10 @@ impl Viewer {
     pub fn needs_units_for(&self, path: &str) -> bool {
         !self.is_staff_for(path)
             && !self.units.is_empty()
-            && self.unit_grant.as_ref().is_some_and(|g| g.covers(path))
+            && self
+                .unit_grant
+                .as_ref()
+                .is_some_and(|g| g.allows(Action::ReportRead, path))
     }
 }
 
@@ -354,14 +366,14 @@ impl Store {
         }
         let units = p.units(Action::ReportRead);
         Ok(Viewer {
-            user_id: p.user_id.clone(),
+            user_id: p.user_id().to_string(),
             grant: p
-                .grant_where(Action::ReportRead, |r| !r.works_by_unit())
+                .grant_where(Action::ReportRead, |b| b.kind() != RoleKind::Unit)
                 .ok(),
             unit_grant: if units.is_empty() {
                 None
             } else {
-                p.grant_where(Action::ReportRead, |r| r.works_by_unit())
+                p.grant_where(Action::ReportRead, |b| b.kind() == RoleKind::Unit)
                     .ok()
             },
             units,

@@ -79,12 +79,15 @@ struct Access {
 fn access(p: Option<&Principal>) -> Access {
     let read = p
         .and_then(|p| p.grant(Action::ReportRead).ok())
-        .map(|g| g.prefixes().to_vec())
+        .map(|g| g.area(Action::ReportRead).to_vec())
         .unwrap_or_default();
     let own = p.and_then(|p| {
-        p.grant(Action::ReportCreate)
-            .ok()
-            .map(|g| (p.user_id.clone(), g.prefixes().to_vec()))
+        p.grant(Action::ReportCreate).ok().map(|g| {
+            (
+                p.user_id().to_string(),
+                g.area(Action::ReportCreate).to_vec(),
+            )
+        })
     });
     Access { read, own }
 }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use linli_core::AppResult;
+use linli_core::auth::Action;
 
 use crate::Store;
 use crate::db::{Cols, Sql};
@@ -73,14 +74,13 @@ fn parse_cursor(c: &str) -> AppResult<(i64, String)> {
 /// `(community_path, created_at, id)` index: a viewer with no household (so nothing of theirs
 /// outside their grant but their own filings) whose grant is exactly whole communities.
 fn whole_communities(v: &Viewer) -> Option<Vec<String>> {
-    let g = v.grant.as_ref()?;
-    if !v.households.is_empty() || !v.units.is_empty() || g.prefixes().is_empty() {
+    let area = v.grant.as_ref()?.area(Action::ReportRead);
+    if !v.households.is_empty() || !v.units.is_empty() || area.is_empty() {
         return None;
     }
-    g.prefixes()
-        .iter()
+    area.iter()
         .all(|p| super::community_prefix(p).as_deref() == Some(p.as_str()))
-        .then(|| g.prefixes().to_vec())
+        .then(|| area.to_vec())
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -150,7 +150,7 @@ fn push_visibility(q: &mut Sql, v: &Viewer) {
     q.push("(");
     match &v.grant {
         Some(g) => {
-            q.scope("r.path", g.prefixes());
+            q.scope("r.path", g.area(Action::ReportRead));
         }
         None => {
             q.push("1 = 0");
@@ -159,7 +159,7 @@ fn push_visibility(q: &mut Sql, v: &Viewer) {
     // Unit staff: inside their units' area, what their unit handles or was summoned to.
     if let Some(ug) = v.unit_grant.as_ref().filter(|_| !v.units.is_empty()) {
         q.push(" OR (");
-        q.scope("r.path", ug.prefixes());
+        q.scope("r.path", ug.area(Action::ReportRead));
         q.push(" AND (r.unit_id IN (").bind_list(&v.units);
         q.push(") OR r.id IN (SELECT s.report_id FROM report_summons s WHERE s.unit_id IN (")
             .bind_list(&v.units)

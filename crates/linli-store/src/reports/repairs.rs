@@ -170,7 +170,7 @@ impl Store {
         let mut q = Sql::new(&format!(
             "SELECT {REPORT_COLS}, u.kind AS unit_kind, u.place_id AS unit_place_id, u.path AS unit_path {REPORT_FROM} WHERE r.dispatch_mode = 'grab' AND r.assignee_user_id IS NULL AND r.status IN ('dispatched', 'in_progress') AND "
         ));
-        q.scope("r.path", grant.prefixes());
+        q.scope("r.path", grant.area(Action::ReportHandle));
         q.push(" ORDER BY r.dispatched_at, r.id LIMIT ")
             .bind(POOL_LIMIT);
         let rows = q.query().fetch_all(&self.db.read).await.map_err(db_err)?;
@@ -192,14 +192,12 @@ impl Store {
 
 /// Whether the principal may be given (or take) work of `unit` at `path`.
 pub(crate) fn works_there(p: &Principal, unit: &Unit, path: &str) -> bool {
-    p.grant(Action::ReportHandle).is_ok_and(|g| g.covers(path))
+    p.may(Action::ReportHandle, path)
         && acts_for(p, &unit.id, &unit.kind, &unit.place_id, &unit.path)
 }
 
 /// Whether the principal may assign work of `unit` at `path`: a dispatcher of the place, or
 /// someone working for the unit (the unit's own 派单员; Linli has no separate role for it).
 pub(crate) fn may_assign(p: &Principal, unit: &Unit, path: &str) -> bool {
-    p.grant(Action::ReportDispatch)
-        .is_ok_and(|g| g.covers(path))
-        || works_there(p, unit, path)
+    p.may(Action::ReportDispatch, path) || works_there(p, unit, path)
 }

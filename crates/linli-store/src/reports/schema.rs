@@ -7,7 +7,31 @@
 //! - `reports`, `report_events` (every transition), `report_summons` (吹哨), `report_photos`,
 //!   `report_supporters` ("me too"), `report_alerts` (deadline steps done, once each).
 
-use crate::db::{Stmt, Stmt::*};
+use crate::db::{Migration, Stmt, Stmt::*};
+
+/// The reports module's migrations, in order.
+pub static MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 2,
+        name: "reports: catalogue, calendar, reports and their events",
+        statements: V2,
+    },
+    Migration {
+        version: 8,
+        name: "repairs: assignee, dispatch settings, price quote, round-robin cursors",
+        statements: V8,
+    },
+    Migration {
+        version: 9,
+        name: "reports: Open311 contacts, map areas of places, community list keyset index",
+        statements: super::schema_v9::V9,
+    },
+    Migration {
+        version: 11,
+        name: "reports: summoned units looked up by unit (unit staff visibility)",
+        statements: V11,
+    },
+];
 
 pub const V2: &[Stmt] = &[
     Both(

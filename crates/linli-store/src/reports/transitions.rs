@@ -112,15 +112,15 @@ pub fn acts_for(
     unit_place_id: &str,
     unit_path: &str,
 ) -> bool {
-    if p.token.is_some() && p.grant(Action::ReportHandle).is_err() {
+    if p.token().is_some() && p.grant(Action::ReportHandle).is_err() {
         return false;
     }
-    p.bindings.iter().any(|b| {
-        b.role.actions().contains(&Action::ReportHandle)
-            && (b.node_id == unit_id
+    p.bindings().iter().any(|b| {
+        b.carries(Action::ReportHandle)
+            && (b.node_id() == unit_id
                 || (unit_kind == "committee"
-                    && (b.node_id == unit_place_id
-                        || b.prefixes.iter().any(|px| px.starts_with(unit_path)))))
+                    && (b.node_id() == unit_place_id
+                        || b.prefixes().iter().any(|px| px.starts_with(unit_path)))))
     })
 }
 
@@ -288,21 +288,17 @@ impl Store {
     pub async fn report_act(&self, p: &Principal, id: &str, a: ReportAction) -> AppResult<Report> {
         let viewer = self.report_viewer(p).await?;
         let r = self.visible_report(&viewer, id).await?;
-        let can_dispatch = p
-            .grant(Action::ReportDispatch)
-            .is_ok_and(|g| g.covers(&r.path));
+        let can_dispatch = p.may(Action::ReportDispatch, &r.path);
         let current_unit = match &r.unit_id {
             Some(u) => self.unit(u).await?,
             None => None,
         };
-        let can_handle = p
-            .grant(Action::ReportHandle)
-            .is_ok_and(|g| g.covers(&r.path))
+        let can_handle = p.may(Action::ReportHandle, &r.path)
             && (can_dispatch
                 || current_unit
                     .as_ref()
                     .is_some_and(|u| acts_for(p, &u.id, &u.kind, &u.place_id, &u.path)));
-        let is_reporter = r.reporter_user_id.as_deref() == Some(p.user_id.as_str())
+        let is_reporter = r.reporter_user_id.as_deref() == Some(p.user_id())
             || r.household_id
                 .as_ref()
                 .is_some_and(|h| viewer.households.contains(h));
@@ -548,9 +544,7 @@ impl Store {
                 let unit = self.unit_or_bad(a.unit_id.as_deref()).await?;
                 need(
                     can_dispatch
-                        || (p
-                            .grant(Action::ReportHandle)
-                            .is_ok_and(|g| g.covers(&r.path))
+                        || (p.may(Action::ReportHandle, &r.path)
                             && acts_for(p, &unit.id, &unit.kind, &unit.place_id, &unit.path)),
                 )?;
                 if from != Status::InProgress {
@@ -733,10 +727,10 @@ impl Store {
                 if r.assignee_user_id.is_some() {
                     return Err(AppError::conflict("report.already_taken"));
                 }
-                sets.push(("assignee_user_id", p.user_id.clone().into()));
+                sets.push(("assignee_user_id", p.user_id().to_string().into()));
                 sets.push(("assigned_at", now.into()));
-                data = json!({ "assignee_user_id": p.user_id, "mode": "grab" });
-                assignee = Some(p.user_id.clone());
+                data = json!({ "assignee_user_id": p.user_id(), "mode": "grab" });
+                assignee = Some(p.user_id().to_string());
             }
             "quote" => {
                 need(can_handle)?;
@@ -1116,7 +1110,7 @@ impl Store {
         let link = format!("/reports/{id}");
         let kind = format!("report.{action}");
         for t in tells {
-            let recipients: Vec<String> = t.to.into_iter().filter(|u| *u != p.user_id).collect();
+            let recipients: Vec<String> = t.to.into_iter().filter(|u| *u != p.user_id()).collect();
             self.notify(
                 &mut tx,
                 &recipients,

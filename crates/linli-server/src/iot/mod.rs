@@ -1,0 +1,83 @@
+//! IoT and safety (物联感知): devices, telemetry over MQTT and HTTP, alarm rules, alarms with
+//! their lifecycle and escalation, SOS 一键通 and daily check-ins.
+
+use linli_core::auth::{Action, ActionInfo, CatalogPart, Principal, RoleGrant};
+
+use crate::manifest::{Api, Face, LiveKind, Module, NavEntry, Pages};
+use crate::{api, web};
+
+pub static MODULE: Module = Module {
+    name: "iot",
+    catalog: CatalogPart {
+        module: "iot",
+        actions: &[
+            ActionInfo::plain(Action::DeviceRead),
+            ActionInfo::plain(Action::DeviceAdmin),
+            ActionInfo::plain(Action::AlarmRead),
+            ActionInfo::plain(Action::AlarmHandle),
+        ],
+        roles: &[],
+        grants: &[
+            RoleGrant {
+                role: "grid_worker",
+                actions: &[Action::DeviceRead, Action::AlarmRead, Action::AlarmHandle],
+            },
+            RoleGrant {
+                role: "committee_staff",
+                actions: &[Action::DeviceRead, Action::AlarmRead, Action::AlarmHandle],
+            },
+            RoleGrant {
+                role: "property_staff",
+                actions: &[
+                    Action::DeviceRead,
+                    Action::DeviceAdmin,
+                    Action::AlarmRead,
+                    Action::AlarmHandle,
+                ],
+            },
+            RoleGrant {
+                role: "street_officer",
+                actions: &[Action::DeviceRead, Action::AlarmRead],
+            },
+        ],
+    },
+    migrations: linli_store::iot::schema::MIGRATIONS,
+    api: Some(Api {
+        tags: &[(
+            "iot",
+            "物联感知: devices, telemetry, alarm rules, alarms, SOS 一键通",
+        )],
+        router: api::iot::router,
+    }),
+    pages: Some(pages),
+    nav: &[NavEntry {
+        href: "/staff/safety",
+        label: "web-nav-safety",
+        face: Face::Staff,
+        visible: reads_alarms,
+    }],
+    live: &[
+        LiveKind {
+            prefix: "alarm",
+            action: Action::AlarmRead,
+            area_roles_only: false,
+            audience: None,
+        },
+        LiveKind {
+            prefix: "device",
+            action: Action::AlarmRead,
+            area_roles_only: false,
+            audience: None,
+        },
+    ],
+    locales: &["iot", "safety"],
+    ..Module::NONE
+};
+
+fn pages() -> Pages {
+    web::safety::pages().merge(web::safety_live::pages())
+}
+
+fn reads_alarms(p: &Principal) -> bool {
+    p.can(Action::AlarmRead)
+}

@@ -1,0 +1,57 @@
+//! The platform itself: accounts, sessions and API tokens, roles (templates and custom roles),
+//! the audit log. Its catalogue part declares the built-in role templates every module adds to.
+
+use linli_core::auth::{Action, KERNEL, Principal};
+
+use crate::manifest::{Api, Face, Module, NavEntry, Pages};
+use crate::{api, web};
+
+pub static MODULE: Module = Module {
+    name: "platform",
+    catalog: KERNEL,
+    migrations: linli_store::migrations::PLATFORM,
+    api: Some(Api {
+        tags: &[
+            ("auth", "Sign-in, sessions, API tokens"),
+            ("accounts", "Accounts, role bindings, roles"),
+            ("audit", "Audit log"),
+        ],
+        router: api_router,
+    }),
+    pages: Some(pages),
+    nav: &[
+        NavEntry {
+            href: "/admin/users",
+            label: "web-nav-users",
+            face: Face::Admin,
+            visible: can_admin_users,
+        },
+        NavEntry {
+            href: "/admin/audit",
+            label: "web-nav-audit",
+            face: Face::Admin,
+            visible: can_read_audit,
+        },
+    ],
+    locales: &["web", "errors"],
+    ..Module::NONE
+};
+
+fn api_router() -> utoipa_axum::router::OpenApiRouter<crate::AppState> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .merge(api::auth::router())
+        .merge(api::users::router())
+        .merge(api::audit::router())
+}
+
+fn pages() -> Pages {
+    web::account::pages().merge(web::admin::pages())
+}
+
+fn can_admin_users(p: &Principal) -> bool {
+    p.can(Action::UserAdmin)
+}
+
+fn can_read_audit(p: &Principal) -> bool {
+    p.can(Action::AuditRead)
+}

@@ -1,0 +1,139 @@
+//! Reports (报事 / 报修 / 投诉): intake, the routing catalogue and working-day calendar, the
+//! state machine with deadlines, repairs, statistics, Open311 GeoReport v2.
+
+use linli_core::auth::{Action, ActionInfo, CatalogPart, Principal, RoleGrant};
+
+use crate::manifest::{Api, Face, HomeTile, LiveKind, Module, NavEntry, Pages};
+use crate::{api, web};
+
+pub static MODULE: Module = Module {
+    name: "reports",
+    catalog: CatalogPart {
+        module: "reports",
+        actions: &[
+            ActionInfo::plain(Action::ReportRead),
+            ActionInfo::plain(Action::ReportCreate),
+            ActionInfo::plain(Action::ReportHandle),
+            ActionInfo::plain(Action::ReportDispatch),
+            ActionInfo::plain(Action::ReportStats),
+            ActionInfo::plain(Action::RoutingAdmin),
+        ],
+        roles: &[],
+        grants: &[
+            RoleGrant {
+                role: "grid_worker",
+                actions: &[
+                    Action::ReportRead,
+                    Action::ReportCreate,
+                    Action::ReportHandle,
+                ],
+            },
+            RoleGrant {
+                role: "committee_staff",
+                actions: &[
+                    Action::ReportRead,
+                    Action::ReportCreate,
+                    Action::ReportHandle,
+                    Action::ReportDispatch,
+                    Action::ReportStats,
+                ],
+            },
+            RoleGrant {
+                role: "property_staff",
+                actions: &[
+                    Action::ReportRead,
+                    Action::ReportCreate,
+                    Action::ReportHandle,
+                    Action::ReportStats,
+                ],
+            },
+            RoleGrant {
+                role: "department_officer",
+                actions: &[
+                    Action::ReportRead,
+                    Action::ReportHandle,
+                    Action::ReportStats,
+                ],
+            },
+            RoleGrant {
+                role: "street_officer",
+                actions: &[
+                    Action::ReportRead,
+                    Action::ReportCreate,
+                    Action::ReportHandle,
+                    Action::ReportDispatch,
+                    Action::ReportStats,
+                ],
+            },
+            RoleGrant {
+                role: "department_data_officer",
+                actions: &[Action::ReportStats],
+            },
+        ],
+    },
+    migrations: linli_store::reports::schema::MIGRATIONS,
+    api: Some(Api {
+        tags: &[(
+            "reports",
+            "报事 / 报修 / 投诉: intake, routing catalogue, state machine, deadlines, metrics",
+        )],
+        router: api::reports::router,
+    }),
+    pages: Some(pages),
+    nav: &[
+        NavEntry {
+            href: "/me/reports",
+            label: "web-nav-my-reports",
+            face: Face::Resident,
+            visible: is_resident,
+        },
+        NavEntry {
+            href: "/staff/reports",
+            label: "web-nav-reports",
+            face: Face::Staff,
+            visible: works_reports,
+        },
+        NavEntry {
+            href: "/admin/routing",
+            label: "web-nav-routing",
+            face: Face::Admin,
+            visible: reads_catalogue,
+        },
+        NavEntry {
+            href: "/admin/calendar",
+            label: "web-nav-calendar",
+            face: Face::Admin,
+            visible: reads_catalogue,
+        },
+    ],
+    tiles: &[HomeTile {
+        href: "/me/reports/new",
+        label: "web-tile-report",
+        icon: "📝",
+        visible: is_resident,
+    }],
+    live: &[LiveKind {
+        prefix: "report",
+        action: Action::ReportRead,
+        area_roles_only: true,
+        audience: Some(crate::live::report_audience),
+    }],
+    locales: &["reports", "reports_web", "open311"],
+    ..Module::NONE
+};
+
+fn pages() -> Pages {
+    web::reports::pages()
+        .merge(web::catalogue::pages())
+        .merge(crate::open311::pages())
+}
+
+fn is_resident(p: &Principal) -> bool {
+    !p.own_households().is_empty()
+}
+fn works_reports(p: &Principal) -> bool {
+    p.is_staff() && p.can(Action::ReportRead)
+}
+fn reads_catalogue(p: &Principal) -> bool {
+    p.can(Action::RoutingAdmin) || p.can(Action::ReportDispatch)
+}
