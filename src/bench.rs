@@ -430,8 +430,7 @@ fn to_query_string(q: &PersonQuery) -> String {
 
 async fn demo_store(cfg: &Config) -> anyhow::Result<Store> {
     let store = crate::open_store(cfg).await?;
-    store
-        .seed_demo(&cfg.demo_password)
+    linli_server::modules::seed_demo(&store, &cfg.demo_password)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(store)

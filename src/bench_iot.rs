@@ -281,8 +281,7 @@ pub async fn run(
     };
     let store: Store = crate::open_store(&bench_cfg).await?;
     eprintln!("seeding the demo district and devices …");
-    store
-        .seed_demo("linli-demo")
+    linli_server::modules::seed_demo(&store, "linli-demo")
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     store

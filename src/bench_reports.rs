@@ -22,8 +22,7 @@ pub async fn run(
     let dir = tempdir("reports")?;
     let store = bench_store(&dir).await?;
     let password = "bench-password";
-    store
-        .seed_demo(password)
+    linli_server::modules::seed_demo(&store, password)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let rooms: Vec<String> = store

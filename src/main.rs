@@ -336,8 +336,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let store = open_store(&cfg).await?;
     if cfg.demo {
-        let accounts = store
-            .seed_demo(&cfg.demo_password)
+        let accounts = linli_server::modules::seed_demo(&store, &cfg.demo_password)
             .await
             .map_err(|e| anyhow::anyhow!("seeding the demo: {e}"))?;
         println!("Demo accounts (password: {}):", cfg.demo_password);
@@ -372,18 +371,12 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     {
         tracing::info!("live events are shared with other instances through PostgreSQL");
     }
-    if cfg.demo {
-        store
-            .seed_iot_demo()
-            .await
-            .map_err(|e| anyhow::anyhow!("seeding the demo devices: {e}"))?;
-    }
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
-    // Report deadlines (reminders, 催办, escalation): the database is the job list.
-    store.spawn_reports_ticker(std::time::Duration::from_secs(30));
+    // The modules' background jobs (report deadlines …).
+    linli_server::modules::spawn_jobs(&store);
     let iot_runtime = iot::start(&cfg, &store).await?;
     let state = linli_server::AppState::new(
         store,

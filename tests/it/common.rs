@@ -81,7 +81,9 @@ impl TestApp {
     /// A fresh app with the demo district seeded.
     pub async fn demo() -> TestApp {
         let app = Self::empty().await;
-        app.store.seed_demo(PASSWORD).await.expect("demo seeds");
+        linli_server::modules::seed_demo(&app.store, PASSWORD)
+            .await
+            .expect("demo seeds");
         app
     }
 

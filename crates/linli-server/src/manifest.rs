@@ -141,7 +141,7 @@ pub trait Audience: Send + Sync {
     fn hears<'a>(&'a self, e: &'a linli_store::bus::BusEvent) -> BoxFuture<'a, bool>;
 }
 
-/// A background job: run every `every`, first after one period.
+/// A background job: run at start, then every `every`.
 pub struct Job {
     pub name: &'static str,
     pub every: Duration,

@@ -8,6 +8,10 @@ use std::sync::Arc;
 use linli_core::auth::{Catalog, CatalogPart};
 use linli_store::platform::{ModuleSchema, Platform};
 
+use linli_core::AppResult;
+use linli_store::Store;
+use linli_store::demo::DemoAccount;
+
 use crate::manifest::Module;
 
 pub static ALL: &[&Module] = &[
@@ -33,4 +37,33 @@ pub fn platform() -> Arc<Platform> {
             })
             .collect(),
     })
+}
+
+/// Seed the demo: the registry's district and accounts, then every module's demo data in list
+/// order (each idempotent). Returns the demo accounts.
+pub async fn seed_demo(store: &Store, password: &str) -> AppResult<Vec<DemoAccount>> {
+    let accounts = store.seed_demo(password).await?;
+    for m in ALL {
+        if let Some(seed) = m.demo {
+            seed(store).await?;
+        }
+    }
+    Ok(accounts)
+}
+
+/// Start every module's background jobs: each runs at once (catching up after downtime), then
+/// every `every`, until the process ends.
+pub fn spawn_jobs(store: &Store) {
+    for job in ALL.iter().flat_map(|m| m.jobs.iter()) {
+        let store = store.clone();
+        tracing::debug!(job = job.name, "starting background job");
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(job.every);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                (job.run)(&store).await;
+            }
+        });
+    }
 }

@@ -39,9 +39,6 @@ impl Store {
         let data = linli_core::demo::generate(DEMO_SEED);
         let mut accounts = Vec::new();
         if self.demo_seeded().await? {
-            // A demo seeded before the reports engine existed gets its catalogue now.
-            self.seed_demo_catalogue().await?;
-            self.seed_demo_geo().await?;
             return Ok(demo_accounts_summary(&data));
         }
         let now = now_ms();
@@ -372,13 +369,6 @@ impl Store {
             let uid = insert_user(&mut tx, login, display, &hash, phone_bidx, person_id).await?;
             insert_binding(&mut tx, &uid, &binding).await?;
         }
-        let communities: Vec<(String, String)> = data
-            .places
-            .iter()
-            .filter(|p| p.kind == "community")
-            .map(|p| ids[&p.key].clone())
-            .collect();
-        crate::access::demo::seed(&mut tx, &communities, now).await?;
         sqlx::query("INSERT INTO settings (key, value) VALUES ('demo_seeded', $1)")
             .bind(now.to_string())
             .execute(&mut *tx)
@@ -402,8 +392,6 @@ impl Store {
         .await?;
         tx.commit().await.map_err(db_err)?;
         self.forget_place_names();
-        self.seed_demo_catalogue().await?;
-        self.seed_demo_geo().await?;
         accounts.extend(demo_accounts_summary(&data));
         Ok(accounts)
     }

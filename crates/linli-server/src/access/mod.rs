@@ -60,6 +60,7 @@ pub static MODULE: Module = Module {
         icon: "🎫",
         visible: is_resident,
     }],
+    demo: Some(|store| Box::pin(store.seed_access_demo())),
     live: &[LiveKind {
         prefix: "access",
         action: Action::AccessRead,

@@ -56,6 +56,7 @@ pub static MODULE: Module = Module {
         face: Face::Staff,
         visible: reads_alarms,
     }],
+    demo: Some(|store| Box::pin(async move { store.seed_iot_demo().await.map(|_| ()) })),
     live: &[
         LiveKind {
             prefix: "alarm",

@@ -192,6 +192,7 @@ pub static MODULE: Module = Module {
         icon: "🏠",
         visible: is_resident,
     }],
+    demo: Some(|store| Box::pin(store.seed_demo_geo())),
     live: &[LiveKind {
         prefix: "correction",
         action: Action::CorrectionReview,

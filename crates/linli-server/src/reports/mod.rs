@@ -3,7 +3,9 @@
 
 use linli_core::auth::{Action, ActionInfo, CatalogPart, Principal, RoleGrant};
 
-use crate::manifest::{Api, Face, HomeTile, LiveKind, Module, NavEntry, Pages};
+use std::time::Duration;
+
+use crate::manifest::{Api, Face, HomeTile, Job, LiveKind, Module, NavEntry, Pages};
 use crate::{api, web};
 
 pub static MODULE: Module = Module {
@@ -112,6 +114,13 @@ pub static MODULE: Module = Module {
         icon: "📝",
         visible: is_resident,
     }],
+    // Reminders, 催办 and escalation; the database is the job list.
+    jobs: &[Job {
+        name: "report-deadlines",
+        every: Duration::from_secs(30),
+        run: |store| Box::pin(store.reports_job()),
+    }],
+    demo: Some(|store| Box::pin(async move { store.seed_demo_catalogue().await.map(|_| ()) })),
     live: &[LiveKind {
         prefix: "report",
         action: Action::ReportRead,

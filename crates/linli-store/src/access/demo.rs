@@ -6,6 +6,9 @@ use sqlx::{Any, Transaction};
 
 use linli_core::{AppResult, new_id};
 
+use crate::Store;
+use crate::db::db_err;
+
 use crate::db::{Val, insert_many};
 
 const HOUR_MS: i64 = 3_600_000;
@@ -15,8 +18,34 @@ const DAY_SHAPE: [i64; 24] = [
     0, 0, 0, 0, 0, 1, 3, 9, 12, 6, 4, 4, 5, 4, 3, 4, 5, 8, 11, 7, 5, 3, 2, 1,
 ];
 
+impl Store {
+    /// The access module's demo: two gates per community and the last 24 hours of passages,
+    /// unless the installation has gates already (idempotent).
+    pub async fn seed_access_demo(&self) -> AppResult<()> {
+        let mut tx = self.db.begin_write().await.map_err(db_err)?;
+        let any = sqlx::query("SELECT 1 AS x FROM gates LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if any.is_some() {
+            return Ok(());
+        }
+        let communities: Vec<(String, String)> = sqlx::query(
+            "SELECT id, path FROM places WHERE kind = 'community' ORDER BY sort_key, path",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(|r| (crate::db::str_(r, "id"), crate::db::str_(r, "path")))
+        .collect();
+        seed(&mut tx, &communities, self.now_ms()).await?;
+        tx.commit().await.map_err(db_err)
+    }
+}
+
 /// Seed gates and the last 24 hours of records for each community `(id, path)`.
-pub(crate) async fn seed(
+async fn seed(
     tx: &mut Transaction<'static, Any>,
     communities: &[(String, String)],
     now: i64,

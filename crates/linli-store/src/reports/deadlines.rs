@@ -305,27 +305,19 @@ impl Store {
         Ok(true)
     }
 
-    /// Run [`Store::reports_tick`] every `period` until the process ends; errors are logged.
-    pub fn spawn_reports_ticker(&self, period: std::time::Duration) -> tokio::task::JoinHandle<()> {
-        let store = self.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(period);
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                every.tick().await;
-                match store.reports_tick().await {
-                    Ok(s) if s.reminded + s.urged + s.escalated > 0 => {
-                        tracing::info!(
-                            reminded = s.reminded,
-                            urged = s.urged,
-                            escalated = s.escalated,
-                            "report deadlines"
-                        );
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::error!(error = %e, "report deadline tick failed"),
-                }
+    /// One run of the deadline job: [`Store::reports_tick`], its outcome logged.
+    pub async fn reports_job(&self) {
+        match self.reports_tick().await {
+            Ok(s) if s.reminded + s.urged + s.escalated > 0 => {
+                tracing::info!(
+                    reminded = s.reminded,
+                    urged = s.urged,
+                    escalated = s.escalated,
+                    "report deadlines"
+                );
             }
-        })
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "report deadline tick failed"),
+        }
     }
 }
