@@ -30,3 +30,7 @@ pub fn now_ms() -> i64 {
 pub mod demo;
 pub mod import_rows;
 pub mod sheet;
+
+/// A boxed future, for functions the platform calls through a module's manifest.
+pub type BoxFuture<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;

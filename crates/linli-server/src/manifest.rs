@@ -6,8 +6,6 @@
 //! authorization matrix — loops over that list and names no module. `docs/adding-a-module.md`
 //! walks through adding one.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,10 +20,12 @@ use linli_core::AppResult;
 use linli_core::auth::{Action, CatalogPart, Principal};
 use linli_store::Store;
 use linli_store::db::Migration;
+use linli_store::registry::dossier::RecordSection;
 
 use crate::AppState;
+use crate::web::Page;
 
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub use linli_core::BoxFuture;
 
 /// One capability, as the platform sees it. Start from [`Module::NONE`] and fill in what the
 /// module has: `Module { name: "fees", catalog: …, migrations: …, ..Module::NONE }`.
@@ -52,6 +52,8 @@ pub struct Module {
     pub jobs: &'static [Job],
     /// Demo data, seeded after the registry's demo district (idempotent).
     pub demo: Option<DemoSeed>,
+    /// Sections of the one household record (一户一表), each by the module's capability.
+    pub record: &'static [&'static RecordView],
     /// Figures the module contributes to dashboards (the insight module rolls them up).
     pub measures: &'static [Measure],
     /// The module's Fluent files (`locales/{zh-CN,en}/<file>.ftl`).
@@ -76,6 +78,7 @@ impl Module {
         live: &[],
         jobs: &[],
         demo: None,
+        record: &[],
         measures: &[],
         locales: &[],
     };
@@ -146,6 +149,51 @@ pub struct Job {
     pub name: &'static str,
     pub every: Duration,
     pub run: fn(&Store) -> BoxFuture<'_, ()>,
+}
+
+/// A section of the household record and how the pages show it.
+pub struct RecordView {
+    /// The store's section (its key, action and loader).
+    pub section: &'static RecordSection,
+    /// The section's heading (a Fluent key).
+    pub title: &'static str,
+    /// Column headings (Fluent keys).
+    pub headers: &'static [&'static str],
+    /// The section's items as table rows; `staff` selects the staff pages' links over the
+    /// resident's.
+    pub rows: fn(&Page, &Value, bool) -> Vec<Vec<Cell>>,
+}
+
+/// One cell of a record table.
+#[derive(Debug, Clone, Default)]
+pub struct Cell {
+    pub text: String,
+    pub href: Option<String>,
+    /// Shown in bold (an active alarm, a fever).
+    pub strong: bool,
+}
+
+impl Cell {
+    pub fn text(text: impl Into<String>) -> Cell {
+        Cell {
+            text: text.into(),
+            ..Cell::default()
+        }
+    }
+    pub fn link(text: impl Into<String>, href: impl Into<String>) -> Cell {
+        Cell {
+            text: text.into(),
+            href: Some(href.into()),
+            strong: false,
+        }
+    }
+    pub fn strong(text: impl Into<String>) -> Cell {
+        Cell {
+            text: text.into(),
+            href: None,
+            strong: true,
+        }
+    }
 }
 
 /// Demo seeding of one module, after the registry's district and accounts exist.

@@ -67,3 +67,11 @@ pub fn spawn_jobs(store: &Store) {
         });
     }
 }
+
+/// Every module's household-record sections, in list order.
+pub fn record_sections() -> Vec<&'static linli_store::registry::dossier::RecordSection> {
+    ALL.iter()
+        .flat_map(|m| m.record.iter())
+        .map(|v| v.section)
+        .collect()
+}

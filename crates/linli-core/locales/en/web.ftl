@@ -252,3 +252,7 @@ web-linked-direction-out = Out
 web-linked-fever = Fever
 web-linked-mine = The rest of our record
 web-linked-count = { $n } items
+web-linked-member = Member
+web-linked-contacts = Call order
+web-linked-plate = Plate
+web-tile-report = Report a problem

@@ -252,3 +252,7 @@ web-linked-direction-out = 出
 web-linked-fever = 体温异常
 web-linked-mine = 我家的其他记录
 web-linked-count = { $n } 条
+web-linked-member = 成员
+web-linked-contacts = 呼叫顺序
+web-linked-plate = 车牌
+web-tile-report = 报事报修

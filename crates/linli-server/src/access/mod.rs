@@ -1,6 +1,8 @@
 //! Gates, vehicles and visitor passes (门禁与访客): access records from face terminals and
 //! vehicle barriers, fever and blacklist alarms, residents' vehicles, signed visitor passes.
 
+pub mod record;
+
 use linli_core::auth::{Action, ActionInfo, CatalogPart, Principal, RoleGrant};
 
 use crate::manifest::{Api, Face, HomeTile, LiveKind, Module, NavEntry};
@@ -61,6 +63,7 @@ pub static MODULE: Module = Module {
         visible: is_resident,
     }],
     demo: Some(|store| Box::pin(store.seed_access_demo())),
+    record: &[&record::VEHICLES, &record::PASSES, &record::PASSAGES],
     live: &[LiveKind {
         prefix: "access",
         action: Action::AccessRead,

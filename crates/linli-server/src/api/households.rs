@@ -8,7 +8,6 @@ use utoipa_axum::routes;
 
 use linli_core::auth::Action;
 use linli_store::audit::Actor;
-use linli_store::registry::dossier::HouseholdLinked;
 use linli_store::registry::households::{
     HouseholdPage, HouseholdPatch, HouseholdQuery, HouseholdView, NewHousehold,
 };
@@ -54,17 +53,21 @@ pub async fn get_household(
 }
 
 /// The rest of the household's record (一户一表): its reports, the devices in its home and their
-/// alarms, vehicles, visitor passes, members' SOS contacts and check-ins, gate passages. A
-/// section is `null` when the caller may not read that kind of data here; the household's own
-/// residents see all of it.
+/// alarms, vehicles, visitor passes, members' SOS contacts and check-ins, gate passages — each
+/// module's sections. A section is absent when the caller may not read that kind of data here;
+/// the household's own residents see all of it. History stops at the residence boundary.
 #[utoipa::path(get, path = "/api/v1/households/{id}/linked", tag = "registry", params(("id" = String, Path)),
-    responses((status = 200, body = HouseholdLinked), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Object, description = "Sections by key (reports, devices, alarms, vehicles, visitor_passes, care, gate_passages, and those of later modules); a section the caller may not read is absent"), (status = 404, body = ErrorBody)))]
 pub async fn household_linked(
     State(s): State<AppState>,
     Auth(p): Auth,
     Path(id): Path<String>,
-) -> ApiResult<Json<HouseholdLinked>> {
-    Ok(Json(s.store.household_linked(&p, &id).await?))
+) -> ApiResult<Json<serde_json::Map<String, serde_json::Value>>> {
+    Ok(Json(
+        s.store
+            .household_record(&p, &id, &crate::modules::record_sections())
+            .await?,
+    ))
 }
 
 /// Register a household in a room, with its head.

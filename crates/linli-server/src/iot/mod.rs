@@ -1,6 +1,8 @@
 //! IoT and safety (物联感知): devices, telemetry over MQTT and HTTP, alarm rules, alarms with
 //! their lifecycle and escalation, SOS 一键通 and daily check-ins.
 
+pub mod record;
+
 use linli_core::auth::{Action, ActionInfo, CatalogPart, Principal, RoleGrant};
 
 use crate::manifest::{Api, Face, LiveKind, Module, NavEntry, Pages};
@@ -57,6 +59,7 @@ pub static MODULE: Module = Module {
         visible: reads_alarms,
     }],
     demo: Some(|store| Box::pin(async move { store.seed_iot_demo().await.map(|_| ()) })),
+    record: &[&record::DEVICES, &record::ALARMS, &record::CARE],
     live: &[
         LiveKind {
             prefix: "alarm",

@@ -5,6 +5,8 @@ use linli_core::auth::{Action, ActionInfo, CatalogPart, Principal, RoleGrant};
 
 use std::time::Duration;
 
+pub mod record;
+
 use crate::manifest::{Api, Face, HomeTile, Job, LiveKind, Module, NavEntry, Pages};
 use crate::{api, web};
 
@@ -120,6 +122,7 @@ pub static MODULE: Module = Module {
         every: Duration::from_secs(30),
         run: |store| Box::pin(store.reports_job()),
     }],
+    record: &[&record::REPORTS],
     demo: Some(|store| Box::pin(async move { store.seed_demo_catalogue().await.map(|_| ()) })),
     live: &[LiveKind {
         prefix: "report",

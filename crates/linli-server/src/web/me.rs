@@ -29,7 +29,7 @@ struct MeTpl {
     h: HouseholdView,
     flash: Option<String>,
     /// The rest of the household's record (reports, devices, vehicles, contacts …).
-    linked: linli_store::registry::dossier::HouseholdLinked,
+    record: Vec<crate::web::record::RecordTable>,
 }
 
 #[derive(Deserialize)]
@@ -43,16 +43,16 @@ async fn my_household(
     Query(f): Query<Flash>,
 ) -> WebResult {
     let h = or_page(&user.page, s.store.own_household(&user.principal).await)?;
-    let linked = or_page(
+    let record = or_page(
         &user.page,
-        s.store.household_linked(&user.principal, &h.id).await,
+        crate::web::record::record_tables(&s, &user.page, &user.principal, &h.id, false).await,
     )?;
     let flash = f.done.map(|_| user.page.t("web-correction-sent"));
     Ok(render(&MeTpl {
         page: user.page,
         h,
         flash,
-        linked,
+        record,
     }))
 }
 

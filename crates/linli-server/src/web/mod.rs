@@ -11,6 +11,7 @@ pub mod catalogue;
 pub mod import;
 pub mod inbox;
 pub mod me;
+pub mod record;
 pub mod registry;
 pub mod reports;
 pub mod safety;

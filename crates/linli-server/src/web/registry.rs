@@ -10,7 +10,6 @@ use serde::Deserialize;
 use linli_core::auth::{Action, Grant};
 use linli_core::{AppError, ErrorKind};
 use linli_store::audit::{Actor, AuditFilter, AuditRecord};
-use linli_store::registry::dossier::HouseholdLinked;
 use linli_store::registry::households::{HouseholdPatch, HouseholdSummary, HouseholdView, TENURES};
 use linli_store::registry::labels::{Label, NewLabel};
 use linli_store::registry::persons::{
@@ -185,16 +184,9 @@ struct HouseholdTpl {
     can_edit_person: bool,
     flash: Option<String>,
     log: Vec<AuditRecord>,
-    linked: HouseholdLinked,
+    record: Vec<crate::web::record::RecordTable>,
 }
 
-impl HouseholdTpl {
-    /// An alarm severity in the reader's language (`CRITICAL` → 紧急).
-    fn sev_label(&self, severity: &str) -> String {
-        self.page
-            .t(&format!("safety-sev-{}", severity.to_ascii_lowercase()))
-    }
-}
 
 #[derive(Deserialize)]
 struct Flash {
@@ -235,7 +227,10 @@ async fn household(
     let can_edit = user.principal.may(Action::HouseholdWrite, &room_path);
     let can_edit_person = user.principal.can(Action::PersonRead);
     let flash = f.saved.map(|_| page.t("web-saved"));
-    let linked = or_page(page, s.store.household_linked(&user.principal, &id).await)?;
+    let record = or_page(
+        page,
+        crate::web::record::record_tables(&s, page, &user.principal, &id, true).await,
+    )?;
     Ok(render(&HouseholdTpl {
         page: user.page,
         h,
@@ -243,7 +238,7 @@ async fn household(
         can_edit_person,
         flash,
         log,
-        linked,
+        record,
     }))
 }
 

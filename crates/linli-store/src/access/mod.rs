@@ -26,6 +26,7 @@ use crate::notify::Notice;
 pub(crate) mod demo;
 pub mod gates;
 pub mod passes;
+pub mod record;
 pub mod records;
 pub mod schema;
 

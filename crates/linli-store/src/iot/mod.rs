@@ -5,6 +5,7 @@
 pub mod alarms;
 pub mod demo;
 pub mod devices;
+pub mod record;
 pub mod rules;
 pub mod schema;
 pub mod sos;

@@ -56,9 +56,10 @@ pub struct OwnExport {
     pub me: Option<OwnNumbers>,
     /// Who wrote or read this household's records, and why.
     pub processing_log: Vec<AuditRecord>,
-    /// What the other modules hold about the household: reports, devices and alarms, vehicles,
-    /// visitor passes, SOS contacts and check-ins, gate passages.
-    pub linked: super::dossier::HouseholdLinked,
+    /// What every module holds about the household (reports, devices and alarms, vehicles,
+    /// visitor passes, SOS contacts and check-ins, gate passages …), by section.
+    #[schema(value_type = Object)]
+    pub linked: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -118,7 +119,12 @@ impl Store {
     }
 
     /// The resident's export: the household view, their own full numbers, and the processing log.
-    pub async fn own_export(&self, p: &Principal, person_id: Option<&str>) -> AppResult<OwnExport> {
+    pub async fn own_export(
+        &self,
+        p: &Principal,
+        person_id: Option<&str>,
+        sections: &[&super::dossier::RecordSection],
+    ) -> AppResult<OwnExport> {
         let household = self.own_household(p).await?;
         let me = match person_id {
             Some(pid) if household.members.iter().any(|m| m.person.id == pid) => {
@@ -163,7 +169,7 @@ impl Store {
             );
         }
         log.sort_by_key(|r| r.seq);
-        let linked = self.household_linked(p, &household.id).await?;
+        let linked = self.household_record(p, &household.id, sections).await?;
         Ok(OwnExport {
             exported_at: now_ms(),
             household,

@@ -30,6 +30,7 @@ pub mod intake;
 pub mod metrics;
 pub mod open311;
 pub mod queries;
+pub mod record;
 pub mod repairs;
 pub mod schema;
 pub mod schema_v9;
