@@ -104,6 +104,27 @@ const MATRIX: &[(&str, &str, &str)] = &[
         "outside scope: 404",
     ),
     ("GET", "/api/v1/users", "list filtered by scope"),
+    (
+        "GET",
+        "/api/v1/roles",
+        "custom roles of own area (roles.rs)",
+    ),
+    (
+        "POST",
+        "/api/v1/roles",
+        "beyond own rights: 403; other area: 404 (roles.rs)",
+    ),
+    ("GET", "/api/v1/roles/{id}", "outside scope: 404 (roles.rs)"),
+    (
+        "PATCH",
+        "/api/v1/roles/{id}",
+        "outside scope: 404 (roles.rs)",
+    ),
+    (
+        "DELETE",
+        "/api/v1/roles/{id}",
+        "outside scope: 404; held: 409 (roles.rs)",
+    ),
     ("POST", "/api/v1/users", "binding outside scope: 403"),
     ("GET", "/api/v1/audit", "list filtered by scope"),
     (

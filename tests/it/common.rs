@@ -229,7 +229,12 @@ impl TestApp {
     }
 
     pub async fn login(&self, login: &str) -> Session {
-        let resp = self.login_with(login, PASSWORD).await;
+        self.login_as(login, PASSWORD).await
+    }
+
+    /// Sign in with a password of the test's own (an account the test created).
+    pub async fn login_as(&self, login: &str, password: &str) -> Session {
+        let resp = self.login_with(login, password).await;
         assert_eq!(
             resp.status,
             StatusCode::OK,

@@ -28,6 +28,7 @@ mod reports_live;
 mod reports_paging;
 mod reports_web;
 mod resident;
+mod roles;
 mod safety_live;
 mod security;
 mod system;

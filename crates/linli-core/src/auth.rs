@@ -774,13 +774,23 @@ pub const KERNEL: CatalogPart = CatalogPart {
         template(
             "committee_staff",
             RoleKind::Area,
-            &[Action::UserAdmin, Action::AuditRead, Action::TokenCreate],
+            &[
+                Action::UserAdmin,
+                Action::RoleAdmin,
+                Action::AuditRead,
+                Action::TokenCreate,
+            ],
         ),
         template("property_staff", RoleKind::Unit, &[]),
         template(
             "street_officer",
             RoleKind::Area,
-            &[Action::UserAdmin, Action::AuditRead, Action::TokenCreate],
+            &[
+                Action::UserAdmin,
+                Action::RoleAdmin,
+                Action::AuditRead,
+                Action::TokenCreate,
+            ],
         ),
         template("department_officer", RoleKind::Unit, &[]),
         RoleTemplate {

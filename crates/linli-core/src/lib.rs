@@ -32,5 +32,4 @@ pub mod import_rows;
 pub mod sheet;
 
 /// A boxed future, for functions the platform calls through a module's manifest.
-pub type BoxFuture<'a, T> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;

@@ -41,6 +41,11 @@ impl AuthCache {
         self.map.lock().expect("auth cache lock").remove(key);
     }
 
+    /// Forget everyone (a role's actions changed: its holders must not keep the old ones).
+    pub fn clear(&self) {
+        self.map.lock().expect("auth cache lock").clear();
+    }
+
     /// Forget every entry of a user (password change, token revocation).
     pub fn remove_user(&self, user_id: &str) {
         self.map

@@ -36,8 +36,10 @@ pub async fn my_household(
     responses((status = 200, body = OwnExport), (status = 403, body = ErrorBody)))]
 pub async fn my_export(State(s): State<AppState>, Auth(p): Auth) -> ApiResult<Response> {
     let person = s.store.user_person_id(&p.user_id()).await?;
-    let export = s.store
-        .own_export(&p, person.as_deref(), &crate::modules::record_sections()).await?;
+    let export = s
+        .store
+        .own_export(&p, person.as_deref(), &crate::modules::record_sections())
+        .await?;
     let mut resp = Json(export).into_response();
     resp.headers_mut().insert(
         header::CONTENT_DISPOSITION,

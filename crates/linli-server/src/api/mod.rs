@@ -14,6 +14,7 @@ pub mod orgs;
 pub mod persons;
 pub mod places;
 pub mod reports;
+pub mod roles;
 pub mod users;
 pub mod webhooks;
 

@@ -63,7 +63,10 @@ fn alarm_rows(page: &Page, v: &Value, _staff: bool) -> Vec<Vec<Cell>> {
                 (Some(true), _) => Cell::strong(page.t("web-linked-alarm-active")),
                 _ => Cell::text(page.t("web-linked-alarm-cleared")),
             };
-            let severity = a["severity"].as_str().unwrap_or_default().to_ascii_lowercase();
+            let severity = a["severity"]
+                .as_str()
+                .unwrap_or_default()
+                .to_ascii_lowercase();
             vec![
                 Cell::text(when(page, &a["started_at"])),
                 Cell::text(page.code("safety-alarm", a["alarm_type"].as_str().unwrap_or_default())),

@@ -27,6 +27,12 @@ pub static MODULE: Module = Module {
             visible: can_admin_users,
         },
         NavEntry {
+            href: "/admin/roles",
+            label: "web-nav-roles",
+            face: Face::Admin,
+            visible: can_see_roles,
+        },
+        NavEntry {
             href: "/admin/audit",
             label: "web-nav-audit",
             face: Face::Admin,
@@ -41,15 +47,22 @@ fn api_router() -> utoipa_axum::router::OpenApiRouter<crate::AppState> {
     utoipa_axum::router::OpenApiRouter::new()
         .merge(api::auth::router())
         .merge(api::users::router())
+        .merge(api::roles::router())
         .merge(api::audit::router())
 }
 
 fn pages() -> Pages {
-    web::account::pages().merge(web::admin::pages())
+    web::account::pages()
+        .merge(web::admin::pages())
+        .merge(web::roles::pages())
 }
 
 fn can_admin_users(p: &Principal) -> bool {
     p.can(Action::UserAdmin)
+}
+
+fn can_see_roles(p: &Principal) -> bool {
+    p.can(Action::RoleAdmin) || p.can(Action::UserAdmin)
 }
 
 fn can_read_audit(p: &Principal) -> bool {

@@ -18,7 +18,11 @@ pub static REPORTS: RecordView = RecordView {
 };
 
 fn report_rows(page: &Page, items: &Value, staff: bool) -> Vec<Vec<Cell>> {
-    let base = if staff { "/staff/reports" } else { "/me/reports" };
+    let base = if staff {
+        "/staff/reports"
+    } else {
+        "/me/reports"
+    };
     items
         .as_array()
         .into_iter()

@@ -33,15 +33,36 @@ pub fn correction_pages() -> Pages {
         .post("/admin/corrections/{id}", decide)
 }
 
-const STAFF_ROLES: [&str; 7] = [
-    "grid_worker",
-    "committee_staff",
-    "property_staff",
-    "street_officer",
-    "department_officer",
-    "merchant",
-    "volunteer",
-];
+/// The roles an administrator can give on this page: the built-in roles for staff and
+/// participants (not residents, who are bound to their household, nor the administrators of a
+/// whole district or city), and the custom roles of the caller's area — each with its label.
+async fn assignable_roles(
+    s: &AppState,
+    user: &WebUser,
+) -> Result<Vec<(String, String)>, axum::response::Response> {
+    let o = or_page(&user.page, s.store.roles_overview(&user.principal).await)?;
+    let mut out: Vec<(String, String)> = o
+        .builtin
+        .iter()
+        .filter(|r| {
+            r.kind != linli_core::auth::RoleKind::Household
+                && !matches!(r.code.as_str(), "city_admin" | "district_admin")
+        })
+        .map(|r| {
+            (
+                r.code.as_str().to_string(),
+                user.page.code("role", r.code.as_str()),
+            )
+        })
+        .collect();
+    out.extend(o.custom.iter().map(|r| {
+        (
+            r.code.as_str().to_string(),
+            r.name.clone().unwrap_or_default(),
+        )
+    }));
+    Ok(out)
+}
 
 #[derive(Default)]
 struct UserForm {
@@ -57,7 +78,8 @@ struct UserForm {
 struct UsersTpl {
     page: Page,
     users: Vec<UserInfo>,
-    roles: &'static [&'static str],
+    /// (code, label) of the roles this administrator can give.
+    roles: Vec<(String, String)>,
     places: Vec<(String, String)>,
     once: String,
     errors: FieldErrors,
@@ -97,6 +119,7 @@ struct Flash {
 async fn users(State(s): State<AppState>, user: WebUser, Query(f): Query<Flash>) -> WebResult {
     let list = or_page(&user.page, s.store.users(&user.principal).await)?;
     let places = places_for_users(&s, &user).await?;
+    let roles = assignable_roles(&s, &user).await?;
     let flash = f.saved.map(|_| user.page.t("web-saved"));
     let form = UserForm {
         role: "grid_worker".into(),
@@ -105,7 +128,7 @@ async fn users(State(s): State<AppState>, user: WebUser, Query(f): Query<Flash>)
     Ok(render(&UsersTpl {
         page: user.page,
         users: list,
-        roles: &STAFF_ROLES,
+        roles,
         places,
         once: FormOnce::new_token(),
         errors: FieldErrors::default(),
@@ -143,8 +166,9 @@ async fn user_create(
     if let Once::Repeat(_) = s.form_once.claim(&f._once) {
         return Ok(Redirect::to("/admin/users?saved=1").into_response());
     }
-    let role = Some(Role::from_code(&f.role))
-        .filter(|r| STAFF_ROLES.contains(&r.as_str()) || r.is_custom());
+    let offered = assignable_roles(&s, &user).await?;
+    let role =
+        Some(Role::from_code(&f.role)).filter(|r| offered.iter().any(|(c, _)| c == r.as_str()));
     let result = match role {
         None => Err(AppError::bad_request("validation.bad_value").arg("field", "role")),
         Some(role) => {
@@ -206,7 +230,7 @@ async fn user_create(
             let tpl = UsersTpl {
                 page: user.page,
                 users: list,
-                roles: &STAFF_ROLES,
+                roles: offered,
                 places,
                 once: FormOnce::new_token(),
                 errors,

@@ -14,6 +14,7 @@ pub mod me;
 pub mod record;
 pub mod registry;
 pub mod reports;
+pub mod roles;
 pub mod safety;
 pub mod safety_live;
 pub mod webhooks;

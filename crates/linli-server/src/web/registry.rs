@@ -187,7 +187,6 @@ struct HouseholdTpl {
     record: Vec<crate::web::record::RecordTable>,
 }
 
-
 #[derive(Deserialize)]
 struct Flash {
     saved: Option<String>,

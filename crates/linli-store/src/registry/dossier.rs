@@ -63,11 +63,22 @@ impl RecordCtx<'_> {
     pub fn push_home(&self, q: &mut Sql, alias: &str, at: &str) {
         q.push("((");
         q.scope(&format!("{alias}path"), &[self.path.to_string()]);
-        q.push(" AND ").push(alias).push(at).push(" >= ").bind(self.since);
+        q.push(" AND ")
+            .push(alias)
+            .push(at)
+            .push(" >= ")
+            .bind(self.since);
         q.push(")");
         for m in self.members {
-            q.push(" OR (").push(alias).push("person_id = ").bind(m.person_id.clone());
-            q.push(" AND ").push(alias).push(at).push(" >= ").bind(m.since);
+            q.push(" OR (")
+                .push(alias)
+                .push("person_id = ")
+                .bind(m.person_id.clone());
+            q.push(" AND ")
+                .push(alias)
+                .push(at)
+                .push(" >= ")
+                .bind(m.since);
             q.push(")");
         }
         q.push(")");
@@ -80,8 +91,15 @@ impl RecordCtx<'_> {
             if i > 0 {
                 q.push(" OR ");
             }
-            q.push("(").push(alias).push("person_id = ").bind(m.person_id.clone());
-            q.push(" AND ").push(alias).push(at).push(" >= ").bind(m.since);
+            q.push("(")
+                .push(alias)
+                .push("person_id = ")
+                .bind(m.person_id.clone());
+            q.push(" AND ")
+                .push(alias)
+                .push(at)
+                .push(" >= ")
+                .bind(m.since);
             q.push(")");
         }
         if self.members.is_empty() {

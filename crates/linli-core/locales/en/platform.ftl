@@ -1,0 +1,75 @@
+# The platform: roles as data (templates and custom roles), the actions every module declares.
+
+web-nav-roles = Roles and rights
+web-roles-help = A role decides what an account may do, and where. The built-in roles are defined by the modules together; you can compose custom roles from the rights you hold yourself (for example "a front desk that takes payments but cannot see ID numbers"). Rights marked "sensitive" reveal personal data, export, take payments or run votes: grant them with care.
+web-roles-custom = Custom roles
+web-roles-builtin = Built-in roles
+web-roles-none = No custom roles yet.
+web-role-new = New custom role
+web-role-name = Role name
+web-role-kind = Kind of role
+web-role-place = Where it applies
+web-role-actions = Rights
+web-role-actions-help = You can only give rights you hold yourself; greyed-out rights are not yours to give.
+web-role-create = Create role
+web-role-delete = Delete role
+web-role-delete-help = A role can be deleted once no account holds it; give those accounts another role first.
+web-role-beyond-own = You cannot give a right you do not hold: { $action }.
+web-action-sensitive = sensitive
+web-role-kind-area = Staff of an area
+web-role-kind-unit = Staff of a unit (works what reaches it)
+web-role-kind-household = Resident
+web-role-kind-member = Participant (merchant, volunteer …)
+
+web-role-property_cashier = Property cashier
+web-role-owners_committee_member = Owners' committee member
+web-role-party_secretary = Party secretary
+web-role-volunteer_leader = Volunteer team leader
+web-role-social_org_staff = Social organisation staff
+web-role-service_clerk = Service-centre clerk
+web-role-department_data_officer = Department data officer
+web-role-enterprise_partner = Enterprise partner
+
+role-not_found = The role does not exist or is outside your area.
+role-in_use = Accounts still hold this role; give them another role before deleting it.
+role-beyond_own = You cannot give a right you do not hold.
+version_conflict = Someone else changed this record; reload and try again.
+
+module-platform = Accounts and audit
+module-registry = Households (一户一表)
+module-notify = Messages and integrations
+module-reports = Reports and repairs
+module-iot = IoT and safety
+module-access = Gates and visitors
+
+action-user_admin = Manage accounts
+action-role_admin = Manage custom roles
+action-audit_read = Read the audit log
+action-token_create = Create API tokens
+action-place_read = See places
+action-place_write = Edit places
+action-org_read = See organisations
+action-org_write = Edit organisations
+action-household_read = See households
+action-household_write = Edit households
+action-person_read = See persons
+action-person_write = Edit persons
+action-person_reveal = See full ID and phone numbers
+action-sensitive_label_read = See sensitive labels (低保, disability …)
+action-label_write = Manage labels
+action-registry_import = Import households
+action-registry_export = Export households and persons
+action-correction_review = Review residents' corrections
+action-report_read = See reports
+action-report_create = File reports on someone's behalf
+action-report_handle = Work reports
+action-report_dispatch = Accept and dispatch reports
+action-report_stats = See report statistics
+action-routing_admin = Manage the routing catalogue and the working-day calendar
+action-device_read = See devices
+action-device_admin = Manage devices and alarm rules
+action-alarm_read = See alarms
+action-alarm_handle = Handle alarms
+action-access_read = See gate records
+action-visitor_verify = Verify visitor passes
+action-webhook_admin = Manage webhooks

@@ -1,0 +1,75 @@
+# The platform: roles as data (templates and custom roles), the actions every module declares.
+
+web-nav-roles = 角色与权限
+web-roles-help = 角色决定一个账号能做什么、在哪里做。内置角色由各功能模块共同定义；您可以从自己拥有的权限中组合自定义角色（例如“只能收费、不能查看身份证号的前台”）。标有“敏感”的权限涉及查看完整个人信息、导出、收费或表决管理，请谨慎授予。
+web-roles-custom = 自定义角色
+web-roles-builtin = 内置角色
+web-roles-none = 还没有自定义角色。
+web-role-new = 新建自定义角色
+web-role-name = 角色名称
+web-role-kind = 角色类型
+web-role-place = 适用范围
+web-role-actions = 权限
+web-role-actions-help = 只能选择您自己拥有的权限；灰色的权限您本人没有，不能授予他人。
+web-role-create = 创建角色
+web-role-delete = 删除角色
+web-role-delete-help = 只有在没有账号使用该角色时才能删除；请先在账号管理中为这些账号换成其他角色。
+web-role-beyond-own = 不能授予您自己没有的权限：{ $action }。
+web-action-sensitive = 敏感
+web-role-kind-area = 辖区工作人员
+web-role-kind-unit = 单位工作人员（按单位办理）
+web-role-kind-household = 居民
+web-role-kind-member = 参与者（商户、志愿者等）
+
+web-role-property_cashier = 物业收费员
+web-role-owners_committee_member = 业委会成员
+web-role-party_secretary = 党组织书记
+web-role-volunteer_leader = 志愿者队长
+web-role-social_org_staff = 社会组织工作人员
+web-role-service_clerk = 办事员
+web-role-department_data_officer = 部门数据专员
+web-role-enterprise_partner = 企业合作方
+
+role-not_found = 角色不存在或不在您的管辖范围内。
+role-in_use = 仍有账号使用该角色，请先为这些账号更换角色后再删除。
+role-beyond_own = 不能授予您自己没有的权限。
+version_conflict = 该记录已被他人修改，请刷新后重试。
+
+module-platform = 账号与审计
+module-registry = 一户一表
+module-notify = 消息与接口
+module-reports = 报事报修
+module-iot = 物联感知与安全
+module-access = 门禁与访客
+
+action-user_admin = 管理账号
+action-role_admin = 管理自定义角色
+action-audit_read = 查看操作日志
+action-token_create = 创建 API 令牌
+action-place_read = 查看地点
+action-place_write = 编辑地点
+action-org_read = 查看单位
+action-org_write = 编辑单位
+action-household_read = 查看住户
+action-household_write = 编辑住户
+action-person_read = 查看人员
+action-person_write = 编辑人员
+action-person_reveal = 查看完整身份证号和手机号
+action-sensitive_label_read = 查看敏感标签（低保、残疾等）
+action-label_write = 管理标签
+action-registry_import = 导入住户
+action-registry_export = 导出住户和人员
+action-correction_review = 审核居民更正申请
+action-report_read = 查看报事
+action-report_create = 代为登记报事
+action-report_handle = 办理报事
+action-report_dispatch = 受理和派单
+action-report_stats = 查看报事统计
+action-routing_admin = 管理派单目录和工作日历
+action-device_read = 查看设备
+action-device_admin = 管理设备和告警规则
+action-alarm_read = 查看告警
+action-alarm_handle = 处理告警
+action-access_read = 查看门禁记录
+action-visitor_verify = 核验访客通行证
+action-webhook_admin = 管理外部推送（Webhook）
