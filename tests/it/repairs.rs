@@ -555,7 +555,7 @@ async fn round_robin_is_fair_durable_skips_disabled_and_never_drops_a_report() {
             .report_act(
                 &committee_p,
                 &id,
-                linli_store::reports::transitions::ReportAction {
+                linli_store::reports::actions::ReportAction {
                     action: action.into(),
                     ..Default::default()
                 },

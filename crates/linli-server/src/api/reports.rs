@@ -18,6 +18,7 @@ use linli_core::auth::Action;
 use linli_core::i18n::Lang;
 use linli_store::audit::Actor;
 use linli_store::reports::Report;
+use linli_store::reports::actions::ReportAction;
 use linli_store::reports::catalogue::{
     CalendarInfo, CalendarYearInput, CalendarYearView, Category, RoutingRule, RoutingRuleInput,
 };
@@ -26,7 +27,6 @@ use linli_store::reports::intake::{Duplicate, DuplicateQuery, NewReport};
 use linli_store::reports::metrics::{EXPORT_HEADERS, StatsQuery, StatsRow, StatsScope};
 use linli_store::reports::queries::{PhotoMeta, ReportPage, ReportQuery, ReportView};
 use linli_store::reports::repairs::Assignee;
-use linli_store::reports::transitions::ReportAction;
 
 use crate::AppState;
 use crate::error::{ApiResult, ErrorBody, current_lang};

@@ -16,13 +16,13 @@ use linli_core::auth::Action;
 use linli_core::i18n::{self, Lang};
 use linli_core::{AppError, ErrorKind};
 use linli_store::reports::Report;
+use linli_store::reports::actions::ReportAction;
 use linli_store::reports::catalogue::Category;
 use linli_store::reports::images::{MAX_PHOTO_BYTES, MAX_PHOTOS};
 use linli_store::reports::intake::{Duplicate, DuplicateQuery, NewReport};
 use linli_store::reports::metrics::{StatsQuery, StatsRow, StatsScope};
 use linli_store::reports::queries::{ReportQuery, ReportView};
 use linli_store::reports::repairs::Assignee;
-use linli_store::reports::transitions::ReportAction;
 use linli_store::reports::{community_prefix, path_ids};
 
 use crate::AppState;
