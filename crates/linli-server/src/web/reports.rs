@@ -682,7 +682,7 @@ impl DetailTpl {
 
 /// ¥12.50 from 1250 fen.
 fn fen_to_yuan(fen: i64) -> String {
-    format!("¥{}.{:02}", fen / 100, fen % 100)
+    linli_core::reports::repairs::yuan(fen)
 }
 
 /// Fen from a yuan amount typed in a form ("120", "120.5", "120.50"); `None` if it is not one.
@@ -736,6 +736,17 @@ async fn detail(
         actions = actions_for(&view.report);
         if view.report.public_requested && !actions.contains(&"moderate") {
             actions.push("moderate");
+        }
+        // The price is stated by the job's assignee, or a dispatcher for them (the store
+        // decides; the page does not offer what would be refused).
+        let r = &view.report;
+        let may_quote = r.assignee_user_id.as_deref() == Some(user.principal.user_id.as_str())
+            || user
+                .principal
+                .grant(Action::ReportDispatch)
+                .is_ok_and(|g| g.covers(&r.path));
+        if !may_quote {
+            actions.retain(|a| *a != "quote");
         }
         if actions.contains(&"assign") {
             // Only those who may assign get the list (others: the action is not offered).
@@ -846,6 +857,11 @@ struct QuoteAnswerForm {
     decision: String,
     #[serde(default)]
     public_note: String,
+    /// The quote the page showed: its amount in fen and its `quoted_at`.
+    #[serde(default)]
+    amount_fen: String,
+    #[serde(default)]
+    quoted_at: String,
 }
 
 /// The resident accepts or declines the price quote of a paid repair.
@@ -869,9 +885,22 @@ async fn answer_quote(
     let a = ReportAction {
         action: action.into(),
         public_note: some(&f.public_note),
+        amount_fen: Some(shown(&user, &f.amount_fen, "amount_fen")?),
+        quoted_at: Some(shown(&user, &f.quoted_at, "quoted_at")?),
         ..ReportAction::default()
     };
     act_and_redirect(&s, user, &id, a, &format!("/me/reports/{id}")).await
+}
+
+/// A number a page drew into a confirmation form (what the person was shown); a form without
+/// it is not one of ours.
+fn shown(user: &WebUser, v: &str, field: &'static str) -> Result<i64, axum::response::Response> {
+    v.trim().parse().map_err(|_| {
+        error_page(
+            &user.page,
+            AppError::bad_request("validation.required").arg("field", field),
+        )
+    })
 }
 
 async fn act_and_redirect(

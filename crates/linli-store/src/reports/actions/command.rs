@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use linli_core::reports::repairs::MAX_QUOTE_FEN;
+use linli_core::reports::repairs::{MAX_QUOTE_FEN, Quote};
 use linli_core::reports::state::Outcome;
 use linli_core::{AppError, AppResult};
 
@@ -53,8 +53,14 @@ pub struct ReportAction {
     #[serde(default)]
     pub assignee_user_id: Option<String>,
     /// quote: the price in fen (分), with the explanation in `public_note`.
+    /// quote_accept / quote_decline (required): the price the person answering was shown.
     #[serde(default)]
     pub amount_fen: Option<i64>,
+    /// quote_accept / quote_decline (required): the `quoted_at` of the quote the person
+    /// answering was shown; it identifies the quote (every quote of a report has its own).
+    /// When the current quote is another one, the answer is a 409 `report.quote_changed`.
+    #[serde(default)]
+    pub quoted_at: Option<i64>,
     /// The version the caller read; a mismatch is a 409.
     #[serde(default)]
     pub version: Option<i64>,
@@ -129,8 +135,10 @@ pub enum Command {
     Quote {
         amount_fen: i64,
     },
-    QuoteAccept,
-    QuoteDecline,
+    /// The quote the resident was shown, which they accept.
+    QuoteAccept(Quote),
+    /// The quote the resident was shown, which they decline.
+    QuoteDecline(Quote),
 }
 
 /// The notes every action may carry (trimmed, at most 2,000 characters each).
@@ -177,8 +185,8 @@ impl Command {
             Command::Assign { .. } => "assign",
             Command::Grab => "grab",
             Command::Quote { .. } => "quote",
-            Command::QuoteAccept => "quote_accept",
-            Command::QuoteDecline => "quote_decline",
+            Command::QuoteAccept(_) => "quote_accept",
+            Command::QuoteDecline(_) => "quote_decline",
         }
     }
 }
@@ -298,8 +306,8 @@ impl Request {
                 }
                 Command::Quote { amount_fen: fen }
             }
-            "quote_accept" => Command::QuoteAccept,
-            "quote_decline" => Command::QuoteDecline,
+            "quote_accept" => Command::QuoteAccept(shown_quote(a)?),
+            "quote_decline" => Command::QuoteDecline(shown_quote(a)?),
             _ => return Err(bad("action")),
         };
         Ok(Request {
@@ -329,6 +337,16 @@ fn unit(v: Option<&str>) -> AppResult<String> {
     v.filter(|s| !s.is_empty())
         .map(str::to_string)
         .ok_or_else(|| AppError::required("unit_id"))
+}
+
+/// The quote an answer refers to: both its amount and its `quoted_at` are required.
+fn shown_quote(a: &ReportAction) -> AppResult<Quote> {
+    Ok(Quote {
+        amount_fen: a
+            .amount_fen
+            .ok_or_else(|| AppError::required("amount_fen"))?,
+        quoted_at: a.quoted_at.ok_or_else(|| AppError::required("quoted_at"))?,
+    })
 }
 
 /// Working days of an extension: 1–30.
@@ -378,8 +396,8 @@ mod tests {
             json!({"action": "assign", "assignee_user_id": " u1 "}),
             json!({"action": "grab"}),
             json!({"action": "quote", "amount_fen": 5000, "public_note": "换阀芯"}),
-            json!({"action": "quote_accept"}),
-            json!({"action": "quote_decline"}),
+            json!({"action": "quote_accept", "amount_fen": 5000, "quoted_at": 7}),
+            json!({"action": "quote_decline", "amount_fen": 5000, "quoted_at": 7}),
         ];
         for c in cases {
             let r = Request::parse(&wire(c.clone())).unwrap_or_else(|e| panic!("{c}: {e:?}"));
@@ -415,6 +433,15 @@ mod tests {
         );
         assert_eq!(
             code(json!({"action": "quote", "amount_fen": 100})),
+            "validation.required"
+        );
+        // An answer to a quote names the quote it answers.
+        assert_eq!(
+            code(json!({"action": "quote_accept"})),
+            "validation.required"
+        );
+        assert_eq!(
+            code(json!({"action": "quote_decline", "amount_fen": 100})),
             "validation.required"
         );
         let long = "长".repeat(2001);

@@ -222,10 +222,11 @@ impl Change {
     }
 }
 
-/// Who is told, with which message.
+/// Who is told, with which message (and any arguments besides the title and status).
 struct Tell {
     to: Vec<String>,
     key: &'static str,
+    args: Value,
 }
 
 /// The row is written and the transaction open: side rows, notices, then [`Written::commit`].
@@ -250,7 +251,12 @@ impl Written<'_> {
 
     /// Tell these people (the caller is left out) with the notice `key`.
     pub fn tell(&mut self, to: Vec<String>, key: &'static str) {
-        self.tells.push(Tell { to, key });
+        self.tell_with(to, key, json!({}));
+    }
+
+    /// [`Written::tell`] with more arguments for the message (an object).
+    pub fn tell_with(&mut self, to: Vec<String>, key: &'static str, args: Value) {
+        self.tells.push(Tell { to, key, args });
     }
 
     /// The reporter and the resident accounts of the report's household.
@@ -335,6 +341,10 @@ impl Written<'_> {
         let kind = format!("report.{}", a.name);
         for t in std::mem::take(&mut self.tells) {
             let recipients: Vec<String> = t.to.into_iter().filter(|u| *u != a.p.user_id).collect();
+            let mut args = json!({ "title": r.title, "status": status_str(self.to) });
+            if let (Some(all), Some(more)) = (args.as_object_mut(), t.args.as_object()) {
+                all.extend(more.clone());
+            }
             a.store
                 .notify(
                     &mut self.tx,
@@ -342,7 +352,7 @@ impl Written<'_> {
                     &Notice {
                         kind: &kind,
                         key: t.key,
-                        args: json!({ "title": r.title, "status": status_str(self.to) }),
+                        args,
                         entity: "report",
                         entity_id: &r.id,
                         path: Some(&r.path),

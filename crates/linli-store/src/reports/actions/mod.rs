@@ -75,8 +75,8 @@ impl Store {
             Command::Assign { assignee_user_id } => repairs::assign(&act, assignee_user_id).await?,
             Command::Grab => repairs::grab(&act).await?,
             Command::Quote { amount_fen } => repairs::quote(&act, amount_fen).await?,
-            Command::QuoteAccept => repairs::quote_accept(&act).await?,
-            Command::QuoteDecline => repairs::quote_decline(&act).await?,
+            Command::QuoteAccept(shown) => repairs::quote_accept(&act, shown).await?,
+            Command::QuoteDecline(shown) => repairs::quote_decline(&act, shown).await?,
         };
         self.publish_report(act.name, id, &path);
         self.report_unscoped(id).await?.ok_or_else(not_found)
