@@ -57,6 +57,7 @@ notice-report-quote = A repair price awaits your answer: { $title }
 notice-report-quote-accepted = The resident accepted the price; work can start: { $title }
 notice-report-quote-declined = The resident declined the price; the job is closed: { $title }
 notice-report-quote-changed = The repair price has changed to { $amount }; please answer again: { $title }
+notice-report-moderate-again = A photo was added; the report is no longer shown to neighbours until you review it again: { $title }
 notice-report-done = Your report is closed: { $title }
 calendar-day_twice = { $day } cannot be both a day off and a make-up working day.
 calendar-workday_on_weekday = { $day } is not a weekend day, so it cannot be a make-up working day (those fall on Saturdays and Sundays).

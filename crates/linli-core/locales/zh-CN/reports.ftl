@@ -57,6 +57,7 @@ notice-report-quote = 维修报价待您确认：{ $title }
 notice-report-quote-accepted = 居民已接受报价，可以开工：{ $title }
 notice-report-quote-declined = 居民不接受报价，工单已关闭：{ $title }
 notice-report-quote-changed = 维修报价已改为 { $amount }，请重新确认：{ $title }
+notice-report-moderate-again = 报事新增了图片，公开展示已暂停，请重新审核：{ $title }
 notice-report-done = 您的报事已办结：{ $title }
 calendar-day_twice = { $day } 不能既是放假日又是调休上班日。
 calendar-workday_on_weekday = { $day } 不是周末，不能设为调休上班日（调休上班只在周六、周日）。

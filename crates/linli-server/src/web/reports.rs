@@ -829,6 +829,9 @@ struct RateForm {
     solved: String,
     #[serde(default)]
     public_note: String,
+    /// The report's version the page showed: the rating is of the reply read there.
+    #[serde(default)]
+    version: String,
 }
 
 async fn rate(
@@ -838,11 +841,13 @@ async fn rate(
     axum::Form(f): axum::Form<RateForm>,
 ) -> WebResult {
     check_csrf(&user.page, &f._csrf)?;
+    let version = shown(&user, &f.version, "version")?;
     let a = ReportAction {
         action: "visit".into(),
         rating: f.rating.parse().ok(),
         solved: Some(f.solved == "yes"),
         public_note: Some(f.public_note).filter(|n| !n.trim().is_empty()),
+        version: Some(version),
         ..ReportAction::default()
     };
     act_and_redirect(&s, user, &id, a, &format!("/me/reports/{id}")).await

@@ -97,12 +97,18 @@ async fn merge_into(w: &mut Written<'_>, a: &Act<'_>, survivor: &str) -> AppResu
             .map_err(db_err)?;
         }
     }
-    sqlx::query("UPDATE reports SET supporters = (SELECT COUNT(*) FROM report_supporters s WHERE s.report_id = reports.id), version = version + 1, updated_at = $2 WHERE id = $1")
+    // The survivor must still be open now (it was when the request was read): merging into a
+    // report closed meanwhile would leave both closed and the backers nowhere.
+    let n = sqlx::query("UPDATE reports SET supporters = (SELECT COUNT(*) FROM report_supporters s WHERE s.report_id = reports.id), version = version + 1, updated_at = $2 WHERE id = $1 AND status <> 'closed'")
         .bind(survivor.to_string())
         .bind(now)
         .execute(&mut **tx)
         .await
-        .map_err(db_err)?;
+        .map_err(db_err)?
+        .rows_affected();
+    if n != 1 {
+        return Err(AppError::bad_request("validation.bad_value").arg("field", "duplicate_of"));
+    }
     Ok(())
 }
 
