@@ -556,7 +556,7 @@ async fn round_robin_is_fair_durable_skips_disabled_and_never_drops_a_report() {
             .report_act(
                 &committee_p,
                 &id,
-                linli_store::reports::transitions::ReportAction {
+                linli_store::reports::actions::ReportAction {
                     action: action.into(),
                     ..Default::default()
                 },
@@ -635,7 +635,9 @@ async fn paid_repairs_need_an_accepted_quote_before_the_reply() {
         .await
         .expect(409);
     assert_code(&v, "report.quote_not_accepted");
-    let v = act_resp(&app, &resident, &id, json!({ "action": "quote_accept" }))
+    // (An answer names the quote it answers: its amount and `quoted_at`.)
+    let nothing_shown = json!({ "action": "quote_accept", "amount_fen": 8000, "quoted_at": 1 });
+    let v = act_resp(&app, &resident, &id, nothing_shown)
         .await
         .expect(409);
     assert_code(&v, "report.no_pending_quote");
@@ -671,9 +673,9 @@ async fn paid_repairs_need_an_accepted_quote_before_the_reply() {
         .expect(409);
     assert_code(&v, "report.quote_not_accepted");
     // The technician cannot accept for the resident.
-    act_resp(&app, &repair1, &id, json!({ "action": "quote_accept" }))
-        .await
-        .expect(403);
+    let shown =
+        json!({ "action": "quote_accept", "amount_fen": 8000, "quoted_at": q["quoted_at"] });
+    act_resp(&app, &repair1, &id, shown).await.expect(403);
 
     // The resident's page shows the price and the buttons; accepting goes through the form.
     let html = app
@@ -684,7 +686,13 @@ async fn paid_repairs_need_an_accepted_quote_before_the_reply() {
         html.contains("¥80.00") && html.contains("id=\"quote-accept\""),
         "{html}"
     );
-    let body = format!("_csrf={}&decision=accept", resident.csrf);
+    let form = quote_answer_form(&html, "accept");
+    assert_eq!(control(&form, "amount_fen"), "8000");
+    assert_eq!(control(&form, "quoted_at"), q["quoted_at"].to_string());
+    let body = format!(
+        "_csrf={}&decision=accept&amount_fen=8000&quoted_at={}",
+        resident.csrf, q["quoted_at"]
+    );
     let no_csrf = app
         .call(
             "POST",
@@ -770,11 +778,12 @@ async fn paid_repairs_need_an_accepted_quote_before_the_reply() {
         report(&app, &committee, &id2).await["report"]["quote_fen"],
         35000
     );
+    let quoted_at = report(&app, &resident, &id2).await["report"]["quoted_at"].clone();
     let closed = act(
         &app,
         &resident,
         &id2,
-        json!({ "action": "quote_decline", "public_note": "太贵了，自己找人修" }),
+        json!({ "action": "quote_decline", "amount_fen": 35000, "quoted_at": quoted_at, "public_note": "太贵了，自己找人修" }),
     )
     .await;
     assert_eq!(closed["status"], "closed");
@@ -787,9 +796,14 @@ async fn paid_repairs_need_an_accepted_quote_before_the_reply() {
     );
     let v = act_resp(&app, &repair1, &id2, reply).await.expect(409);
     assert_code(&v, "report.illegal_transition");
-    let v = act_resp(&app, &resident, &id2, json!({ "action": "quote_accept" }))
-        .await
-        .expect(409);
+    let v = act_resp(
+        &app,
+        &resident,
+        &id2,
+        json!({ "action": "quote_accept", "amount_fen": 35000, "quoted_at": quoted_at }),
+    )
+    .await
+    .expect(409);
     assert_code(&v, "report.quote_not_in_progress");
     let ev = report(&app, &resident, &id2).await["events"]
         .as_array()
@@ -1005,5 +1019,261 @@ async fn concurrent_round_robin_dispatches_take_turns() {
     }
     assert_eq!(counts.len(), 3, "{counts:?}");
     assert!(counts.values().all(|n| *n == 3), "{counts:?}");
+    app.close().await;
+}
+
+/// A paid repair (水电维修: grab, paid) taken by repair1 and signed: ready for a quote.
+async fn signed_paid_job(app: &TestApp, what: &str) -> String {
+    let repair1 = app.login("repair1").await;
+    let (id, d) = dispatched(app, "repair_plumbing", what).await;
+    assert_eq!(d["paid"], true);
+    act(app, &repair1, &id, json!({ "action": "grab" })).await;
+    act(app, &repair1, &id, json!({ "action": "sign" })).await;
+    id
+}
+
+/// The controls (name, value) of each form inside the element with this id, read with an
+/// XML reader that tolerates HTML (void elements, attributes without values).
+fn forms_in(html: &str, element_id: &str) -> Vec<Vec<(String, String)>> {
+    use quick_xml::Reader;
+    use quick_xml::events::Event;
+    let mut reader = Reader::from_str(html);
+    reader.config_mut().check_end_names = false;
+    reader.config_mut().allow_unmatched_ends = true;
+    let attrs = |e: &quick_xml::events::BytesStart| -> Vec<(String, String)> {
+        e.html_attributes()
+            .filter_map(Result::ok)
+            .map(|a| (a.key.as_ref().to_string(), a.value.to_string()))
+            .collect()
+    };
+    let (mut depth, mut forms) = (0usize, Vec::new());
+    let mut current: Option<Vec<(String, String)>> = None;
+    loop {
+        match reader.read_event() {
+            Ok(Event::Start(e)) | Ok(Event::Empty(e)) => {
+                let name = e.name().as_ref().to_string();
+                let a = attrs(&e);
+                let get = |k: &str| a.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+                if depth == 0 {
+                    if get("id").as_deref() == Some(element_id) {
+                        depth = 1;
+                    }
+                    continue;
+                }
+                match name.as_str() {
+                    "form" => current = Some(Vec::new()),
+                    "input" => {
+                        if let (Some(f), Some(n)) = (current.as_mut(), get("name")) {
+                            f.push((n, get("value").unwrap_or_default()));
+                        }
+                    }
+                    "section" | "div" => depth += 1,
+                    _ => {}
+                }
+            }
+            Ok(Event::End(e)) if depth > 0 => match e.name().as_ref() {
+                "form" => forms.extend(current.take()),
+                "section" | "div" => depth -= 1,
+                _ => {}
+            },
+            Ok(Event::Eof) => break,
+            Err(e) => panic!("unreadable page: {e}"),
+            _ => {}
+        }
+    }
+    forms
+}
+
+/// The resident's quote answer form for `decision` (accept / decline) on a report page.
+fn quote_answer_form(html: &str, decision: &str) -> Vec<(String, String)> {
+    forms_in(html, "quote-answer")
+        .into_iter()
+        .find(|f| f.iter().any(|(n, v)| n == "decision" && v == decision))
+        .unwrap_or_else(|| panic!("no {decision} form in {html}"))
+}
+
+fn control<'a>(form: &'a [(String, String)], name: &str) -> &'a str {
+    form.iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("no {name} in {form:?}"))
+}
+
+async fn post_fields(app: &TestApp, s: &Session, uri: &str, form: &[(String, String)]) -> Resp {
+    let fields: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    crate::common::post_form(app, s, uri, &fields).await
+}
+
+/// Issue #13, finding 3: the resident is shown ¥50, the technician re-quotes ¥100,000, the
+/// resident answers from the page showing ¥50. The answer names the quote it answers (amount
+/// and `quoted_at`); for another quote it is a 409 `report.quote_changed` that changes
+/// nothing, the resident was told of the new price, and decides again on what they now see.
+#[tokio::test]
+async fn a_quote_answer_binds_to_the_quote_the_resident_was_shown() {
+    let app = TestApp::demo().await;
+    let repair1 = app.login("repair1").await;
+    let resident = app.login("resident").await;
+    let committee = app.login("committee").await;
+    let id = signed_paid_job(&app, "厨房下水管漏水").await;
+
+    act(
+        &app,
+        &repair1,
+        &id,
+        json!({ "action": "quote", "amount_fen": 5000, "public_note": "更换密封圈" }),
+    )
+    .await;
+    let seen = report(&app, &resident, &id).await["report"].clone();
+    assert_eq!(seen["quote_fen"], 5000);
+    let seen_at = seen["quoted_at"].as_i64().unwrap();
+    let page = app
+        .get(&resident, &format!("/me/reports/{id}"))
+        .await
+        .text();
+    assert_eq!(
+        notices(&app, "resident", "notice-report-quote", &id).await,
+        1
+    );
+
+    // The price changes while the resident's page is open; the resident is told.
+    act(
+        &app,
+        &repair1,
+        &id,
+        json!({ "action": "quote", "amount_fen": 10_000_000, "public_note": "整体更换下水管" }),
+    )
+    .await;
+    let before = report(&app, &committee, &id).await["report"].clone();
+    assert_eq!(before["quote_fen"], 10_000_000);
+    assert_eq!(before["quote_status"], "pending");
+    assert!(before["quoted_at"].as_i64().unwrap() > seen_at);
+
+    // Answers naming the quote that was shown — the old amount, or the new amount with the old
+    // quote — are refused, and so is an answer that names no quote.
+    for (action, amount) in [
+        ("quote_accept", 5000),
+        ("quote_accept", 10_000_000),
+        ("quote_decline", 5000),
+    ] {
+        let v = act_resp(
+            &app,
+            &resident,
+            &id,
+            json!({ "action": action, "amount_fen": amount, "quoted_at": seen_at }),
+        )
+        .await
+        .expect(409);
+        assert_code(&v, "report.quote_changed");
+        assert!(v["message"].as_str().unwrap().contains("¥100000.00"), "{v}");
+    }
+    let v = act_resp(&app, &resident, &id, json!({ "action": "quote_accept" }))
+        .await
+        .expect(400);
+    assert_eq!(v["code"], "validation.required");
+    assert_eq!(
+        notices(&app, "resident", "notice-report-quote-changed", &id).await,
+        1
+    );
+
+    // The old page's accept form: the page comes back with the message and the new price.
+    let old = quote_answer_form(&page, "accept");
+    assert_eq!(control(&old, "amount_fen"), "5000");
+    assert_eq!(control(&old, "quoted_at"), seen_at.to_string());
+    let resp = post_fields(&app, &resident, &format!("/me/reports/{id}/quote"), &old).await;
+    assert_eq!(resp.status.as_u16(), 409, "{}", resp.text());
+    let again = resp.text();
+    let flash = forms_in(&again, "quote-answer");
+    assert!(!flash.is_empty());
+    assert!(again.contains("¥100000.00"), "{again}");
+    assert_eq!(
+        report(&app, &committee, &id).await["report"],
+        before,
+        "nothing changed"
+    );
+    assert_eq!(
+        notices(&app, "repair1", "notice-report-quote-accepted", &id).await,
+        0
+    );
+    assert!(
+        !report(&app, &committee, &id).await["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "quote_accept"),
+        "no acceptance recorded"
+    );
+
+    // The page shown now carries the new quote; the resident declines what they see.
+    let fresh = quote_answer_form(&again, "decline");
+    assert_eq!(control(&fresh, "amount_fen"), "10000000");
+    assert_eq!(
+        control(&fresh, "quoted_at"),
+        before["quoted_at"].as_i64().unwrap().to_string()
+    );
+    let resp = post_fields(&app, &resident, &format!("/me/reports/{id}/quote"), &fresh).await;
+    assert_eq!(resp.status.as_u16(), 303, "{}", resp.text());
+    let after = report(&app, &committee, &id).await;
+    assert_eq!(after["report"]["status"], "closed");
+    assert_eq!(after["report"]["quote_status"], "declined");
+    let ev = after["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "quote_decline")
+        .unwrap()
+        .clone();
+    assert_eq!(ev["data"]["amount_fen"], 10_000_000);
+    app.close().await;
+}
+
+/// Issue #13, finding 3 (second half): the price is stated by the person doing the job — its
+/// assignee — or by a dispatcher of the place; another technician of the same company cannot
+/// quote on a job someone else took, nor anyone before the job has a person.
+#[tokio::test]
+async fn only_the_assignee_or_a_dispatcher_quotes() {
+    let app = TestApp::demo().await;
+    let repair1 = app.login("repair1").await;
+    let repair2 = app.login("repair2").await;
+    let property = app.login("property").await;
+    let committee = app.login("committee").await;
+    let id = signed_paid_job(&app, "卫生间地漏堵塞").await;
+    let before = report(&app, &committee, &id).await["report"].clone();
+    let quote = |fen: i64| json!({ "action": "quote", "amount_fen": fen, "public_note": "疏通" });
+    for other in [&repair2, &property] {
+        act_resp(&app, other, &id, quote(9_000_000))
+            .await
+            .expect(403);
+    }
+    assert_eq!(
+        report(&app, &committee, &id).await["report"],
+        before,
+        "nothing changed"
+    );
+    // The staff page offers the quote to the assignee only.
+    let offered = |html: String| html.contains("id=\"act-quote\"");
+    assert!(!offered(
+        app.get(&repair2, &format!("/staff/reports/{id}"))
+            .await
+            .text()
+    ));
+    assert!(offered(
+        app.get(&repair1, &format!("/staff/reports/{id}"))
+            .await
+            .text()
+    ));
+    let q = act(&app, &repair1, &id, quote(6000)).await;
+    assert_eq!(q["quote_fen"], 6000);
+    // A dispatcher may state it for the assignee (e.g. taken by phone).
+    let q = act(&app, &committee, &id, quote(6500)).await;
+    assert_eq!(q["quote_fen"], 6500);
+
+    // A paid job nobody holds yet (signed by someone of the unit): grab it, or be assigned,
+    // before quoting.
+    let (open, _) = dispatched(&app, "repair_plumbing", "阳台水管爆裂").await;
+    act(&app, &repair2, &open, json!({ "action": "sign" })).await;
+    let v = act_resp(&app, &repair2, &open, quote(6000))
+        .await
+        .expect(403);
+    assert_eq!(v["code"], "forbidden");
     app.close().await;
 }

@@ -1259,3 +1259,111 @@ async fn concurrent_first_uses_of_the_calendar_seed_it_once() {
     assert!(count(&app, "calendar_years").await >= 1);
     app.close().await;
 }
+
+/// Moderation (审核后展示) approves what the moderator saw. A photo the reporter adds later
+/// was never seen by anyone: the report leaves the neighbours' view until a dispatcher looks
+/// again (and is told to), and a moderation decided on the page from before the photo is a 409.
+/// A photo a dispatcher adds does not undo their own approval.
+#[tokio::test]
+async fn a_photo_added_after_moderation_is_not_shown_before_it_is_moderated() {
+    let app = TestApp::demo().await;
+    let resident = app.login("resident").await;
+    let committee = app.login("committee").await;
+    let (hh, room) = resident_home(&app).await;
+    let neighbour = neighbour(&app, &hh).await;
+    let id = app
+        .post(&resident, "/api/v1/reports", json!({ "category": "public_facility", "description": "小区凉亭顶棚破损", "place_id": room, "public": true }))
+        .await
+        .expect(201)["report"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let shown = act(
+        &app,
+        &committee,
+        &id,
+        json!({ "action": "moderate", "public": true }),
+    )
+    .await;
+    assert_eq!(shown["public"], true);
+    app.get(&neighbour, &format!("/api/v1/reports/{id}"))
+        .await
+        .expect(200);
+
+    let photos = format!("/api/v1/reports/{id}/photos");
+    let moderators_page = app
+        .get(&committee, &format!("/api/v1/reports/{id}"))
+        .await
+        .ok()["report"]["version"]
+        .as_i64()
+        .unwrap();
+    app.call(
+        "POST",
+        &photos,
+        Some(&resident),
+        Some(("image/jpeg", jpeg_with_gps())),
+        &[],
+    )
+    .await
+    .expect(201);
+    app.get(&neighbour, &format!("/api/v1/reports/{id}"))
+        .await
+        .expect(404);
+    let now = app
+        .get(&committee, &format!("/api/v1/reports/{id}"))
+        .await
+        .ok();
+    assert_eq!(now["report"]["public"], false);
+    assert!(now["report"]["version"].as_i64().unwrap() > moderators_page);
+    let withdrawn = now["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rfind(|e| e["action"] == "moderate")
+        .unwrap()
+        .clone();
+    assert_eq!(withdrawn["data"]["public"], false);
+    assert_eq!(withdrawn["data"]["reason"], "new_photo");
+    assert_eq!(
+        count_notices(&app, "committee", "notice-report-moderate-again").await,
+        1
+    );
+
+    // Deciding on the page from before the photo: a conflict, nothing changes.
+    let stale = app
+        .post(
+            &committee,
+            &format!("/api/v1/reports/{id}/actions"),
+            json!({ "action": "moderate", "public": true, "version": moderators_page }),
+        )
+        .await
+        .expect(409);
+    assert_eq!(stale["code"], "conflict");
+    app.get(&neighbour, &format!("/api/v1/reports/{id}"))
+        .await
+        .expect(404);
+
+    // Looked at again (photo included): shown; the dispatcher's own photo keeps it shown.
+    act(
+        &app,
+        &committee,
+        &id,
+        json!({ "action": "moderate", "public": true, "version": now["report"]["version"] }),
+    )
+    .await;
+    app.call(
+        "POST",
+        &photos,
+        Some(&committee),
+        Some(("image/jpeg", jpeg_with_gps())),
+        &[],
+    )
+    .await
+    .expect(201);
+    let seen = app
+        .get(&neighbour, &format!("/api/v1/reports/{id}"))
+        .await
+        .ok();
+    assert_eq!(seen["photos"].as_array().unwrap().len(), 2);
+    app.close().await;
+}

@@ -298,6 +298,7 @@ async fn reports_pages_for_residents_staff_and_the_dashboard() {
             ("_csrf", &resident.csrf),
             ("rating", "5"),
             ("solved", "yes"),
+            ("version", &hidden(&detail, "version")),
         ],
     )
     .await;
@@ -324,5 +325,134 @@ async fn reports_pages_for_residents_staff_and_the_dashboard() {
             .as_u16(),
         403
     );
+    app.close().await;
+}
+
+/// The rating (回访) is about the reply the resident read. When the report went round again
+/// while their page was open — reopened, replied differently, reviewed — a rating from that
+/// page is a 409 that changes nothing, and the page shows the new reply to rate.
+#[tokio::test]
+async fn a_rating_binds_to_the_reply_the_resident_was_shown() {
+    let app = TestApp::demo().await;
+    let resident = app.login("resident").await;
+    let committee = app.login("committee").await;
+    let property = app.login("property").await;
+    let (_, room) = app.home_of("resident").await;
+    let id = app
+        .post(
+            &resident,
+            "/api/v1/reports",
+            json!({ "category": "repair_common", "description": "单元门关不上", "place_id": room }),
+        )
+        .await
+        .expect(201)["report"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let act = |who: &Session, action: &str, extra: serde_json::Value| {
+        let mut body = json!({ "action": action });
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let uri = format!("/api/v1/reports/{id}/actions");
+        let (app, who) = (&app, who.clone());
+        async move { app.post(&who, &uri, body).await.ok() }
+    };
+    act(&committee, "accept", json!({})).await;
+    act(&committee, "dispatch", json!({})).await;
+    act(&property, "sign", json!({})).await;
+    act(
+        &property,
+        "reply",
+        json!({ "outcome": "solved", "public_note": "已调整闭门器" }),
+    )
+    .await;
+    act(&committee, "review_pass", json!({})).await;
+    let page = format!("/me/reports/{id}");
+    let first = app.get(&resident, &page).await.text();
+    assert!(first.contains("已调整闭门器"));
+    let shown_version = app
+        .get(&resident, &format!("/api/v1/reports/{id}"))
+        .await
+        .ok()["report"]["version"]
+        .to_string();
+
+    // Round again while the page is open: a different reply is now the one to rate.
+    act(&committee, "reopen", json!({})).await;
+    act(
+        &property,
+        "reply",
+        json!({ "outcome": "unsolvable", "public_note": "门框变形，需更换整扇门" }),
+    )
+    .await;
+    act(&committee, "review_pass", json!({})).await;
+    let before = app
+        .get(&committee, &format!("/api/v1/reports/{id}"))
+        .await
+        .ok();
+    assert_eq!(before["report"]["status"], "awaiting_visit");
+
+    let rate = format!("/me/reports/{id}/rate");
+    let stale = post_form(
+        &app,
+        &resident,
+        &rate,
+        &[
+            ("_csrf", &resident.csrf),
+            ("rating", "5"),
+            ("solved", "yes"),
+            ("version", &shown_version),
+        ],
+    )
+    .await;
+    assert_eq!(stale.status.as_u16(), 409, "{}", stale.text());
+    assert_eq!(
+        hidden(&first, "version"),
+        shown_version,
+        "the page posts it"
+    );
+    let again = stale.text();
+    assert!(
+        again.contains("id=\"report-flash\"") && again.contains("门框变形"),
+        "{again}"
+    );
+    let after = app
+        .get(&committee, &format!("/api/v1/reports/{id}"))
+        .await
+        .ok();
+    assert_eq!(after["report"], before["report"], "nothing changed");
+    // A rating form that names no version is not one this page sends.
+    let unbound = post_form(
+        &app,
+        &resident,
+        &rate,
+        &[
+            ("_csrf", &resident.csrf),
+            ("rating", "5"),
+            ("solved", "yes"),
+        ],
+    )
+    .await;
+    assert_eq!(unbound.status.as_u16(), 400, "{}", unbound.text());
+
+    let rated = post_form(
+        &app,
+        &resident,
+        &rate,
+        &[
+            ("_csrf", &resident.csrf),
+            ("rating", "2"),
+            ("solved", "no"),
+            ("version", &hidden(&again, "version")),
+        ],
+    )
+    .await;
+    assert_eq!(rated.status.as_u16(), 303, "{}", rated.text());
+    let done = app
+        .get(&committee, &format!("/api/v1/reports/{id}"))
+        .await
+        .ok();
+    assert_eq!(done["report"]["rating"], 2);
+    assert_eq!(done["report"]["status"], "closed");
     app.close().await;
 }

@@ -28,6 +28,7 @@ report-quote_not_in_progress = A price can only be quoted or answered after sign
 report-no_pending_quote = There is no price quote waiting for an answer.
 report-quote_already_accepted = The resident accepted the price; it can no longer be changed.
 report-quote_not_accepted = A paid repair needs a price quote accepted by the resident before the reply.
+report-quote_changed = The price has changed to { $amount } since you saw it. Please look at the new quote before you decide.
 
 ## Inbox notices
 notice-report-submitted = New report to accept: { $title }
@@ -55,6 +56,8 @@ notice-report-unassigned = A job was reassigned to someone else: { $title }
 notice-report-quote = A repair price awaits your answer: { $title }
 notice-report-quote-accepted = The resident accepted the price; work can start: { $title }
 notice-report-quote-declined = The resident declined the price; the job is closed: { $title }
+notice-report-quote-changed = The repair price has changed to { $amount }; please answer again: { $title }
+notice-report-moderate-again = A photo was added; the report is no longer shown to neighbours until you review it again: { $title }
 notice-report-done = Your report is closed: { $title }
 calendar-day_twice = { $day } cannot be both a day off and a make-up working day.
 calendar-workday_on_weekday = { $day } is not a weekend day, so it cannot be a make-up working day (those fall on Saturdays and Sundays).

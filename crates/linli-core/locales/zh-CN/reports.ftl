@@ -28,6 +28,7 @@ report-quote_not_in_progress = 只有签收后、答复前的工单才能报价�
 report-no_pending_quote = 当前没有待确认的报价。
 report-quote_already_accepted = 居民已接受报价，不能再改价。
 report-quote_not_accepted = 有偿维修须先报价并经居民同意，才能答复办结。
+report-quote_changed = 报价已改为 { $amount }，和您看到的不一样了。请看清新的报价后再决定。
 
 ## Inbox notices
 notice-report-submitted = 新的报事待受理：{ $title }
@@ -55,6 +56,8 @@ notice-report-unassigned = 工单已改派他人：{ $title }
 notice-report-quote = 维修报价待您确认：{ $title }
 notice-report-quote-accepted = 居民已接受报价，可以开工：{ $title }
 notice-report-quote-declined = 居民不接受报价，工单已关闭：{ $title }
+notice-report-quote-changed = 维修报价已改为 { $amount }，请重新确认：{ $title }
+notice-report-moderate-again = 报事新增了图片，公开展示已暂停，请重新审核：{ $title }
 notice-report-done = 您的报事已办结：{ $title }
 calendar-day_twice = { $day } 不能既是放假日又是调休上班日。
 calendar-workday_on_weekday = { $day } 不是周末，不能设为调休上班日（调休上班只在周六、周日）。

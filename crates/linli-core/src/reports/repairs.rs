@@ -107,13 +107,24 @@ impl QuoteState {
     }
 }
 
+/// A quote as a person was shown it: the price, and `quoted_at`, which identifies the quote
+/// (every quote of a report gets its own, see [`next_quoted_at`]). An answer to a quote carries
+/// the quote it answers, so a price changed after the page was drawn is never accepted unseen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quote {
+    pub amount_fen: i64,
+    pub quoted_at: i64,
+}
+
 /// A step of the quote flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QuoteStep {
     /// The handler states the price (again, while not accepted).
     Quote,
-    Accept,
-    Decline,
+    /// The resident accepts the quote they were shown.
+    Accept(Quote),
+    /// The resident declines the quote they were shown.
+    Decline(Quote),
 }
 
 /// Why a quote step is refused (each a 409 with this code).
@@ -127,6 +138,9 @@ pub enum QuoteError {
     NoPendingQuote,
     /// A new quote after the resident accepted one.
     AlreadyAccepted,
+    /// The answer names another quote than the current one (it was changed after the person
+    /// answering saw it).
+    Changed,
 }
 
 impl QuoteError {
@@ -136,15 +150,18 @@ impl QuoteError {
             QuoteError::NotInProgress => "report.quote_not_in_progress",
             QuoteError::NoPendingQuote => "report.no_pending_quote",
             QuoteError::AlreadyAccepted => "report.quote_already_accepted",
+            QuoteError::Changed => "report.quote_changed",
         }
     }
 }
 
-/// The quote state after `step`, or why it is refused.
+/// The quote state after `step`, or why it is refused. `current` is the quote on the report
+/// now; an answer must name exactly that one.
 pub fn quote_step(
     status: Status,
     paid: bool,
     state: QuoteState,
+    current: Option<Quote>,
     step: QuoteStep,
 ) -> Result<QuoteState, QuoteError> {
     if !paid {
@@ -156,10 +173,28 @@ pub fn quote_step(
     match (step, state) {
         (QuoteStep::Quote, QuoteState::Accepted) => Err(QuoteError::AlreadyAccepted),
         (QuoteStep::Quote, _) => Ok(QuoteState::Pending),
-        (QuoteStep::Accept, QuoteState::Pending) => Ok(QuoteState::Accepted),
-        (QuoteStep::Decline, QuoteState::Pending) => Ok(QuoteState::Declined),
-        (QuoteStep::Accept | QuoteStep::Decline, _) => Err(QuoteError::NoPendingQuote),
+        (QuoteStep::Accept(shown) | QuoteStep::Decline(shown), QuoteState::Pending)
+            if current != Some(shown) =>
+        {
+            Err(QuoteError::Changed)
+        }
+        (QuoteStep::Accept(_), QuoteState::Pending) => Ok(QuoteState::Accepted),
+        (QuoteStep::Decline(_), QuoteState::Pending) => Ok(QuoteState::Declined),
+        (QuoteStep::Accept(_) | QuoteStep::Decline(_), _) => Err(QuoteError::NoPendingQuote),
     }
+}
+
+/// The `quoted_at` of a new quote: now, but always after every earlier quote of the report
+/// (`previous`), so no two quotes of a report share it even within one millisecond.
+pub fn next_quoted_at(now: i64, previous: Option<i64>) -> i64 {
+    previous.map_or(now, |p| now.max(p + 1))
+}
+
+/// An amount in fen the way the pages show it: `¥12.50`.
+pub fn yuan(fen: i64) -> String {
+    let sign = if fen < 0 { "-" } else { "" };
+    let a = fen.unsigned_abs();
+    format!("{sign}¥{}.{:02}", a / 100, a % 100)
 }
 
 /// Whether a reply must wait for the resident's acceptance.
@@ -225,38 +260,99 @@ mod tests {
         use QuoteState as Q;
         use QuoteStep as S;
         let ip = Status::InProgress;
-        assert_eq!(quote_step(ip, true, Q::None, S::Quote), Ok(Q::Pending));
-        assert_eq!(quote_step(ip, true, Q::Pending, S::Quote), Ok(Q::Pending));
-        assert_eq!(quote_step(ip, true, Q::Pending, S::Accept), Ok(Q::Accepted));
+        let q = Quote {
+            amount_fen: 8000,
+            quoted_at: 10,
+        };
+        let now = Some(q);
         assert_eq!(
-            quote_step(ip, true, Q::Pending, S::Decline),
+            quote_step(ip, true, Q::None, None, S::Quote),
+            Ok(Q::Pending)
+        );
+        assert_eq!(
+            quote_step(ip, true, Q::Pending, now, S::Quote),
+            Ok(Q::Pending)
+        );
+        assert_eq!(
+            quote_step(ip, true, Q::Pending, now, S::Accept(q)),
+            Ok(Q::Accepted)
+        );
+        assert_eq!(
+            quote_step(ip, true, Q::Pending, now, S::Decline(q)),
             Ok(Q::Declined)
         );
-        assert_eq!(quote_step(ip, true, Q::Declined, S::Quote), Ok(Q::Pending));
         assert_eq!(
-            quote_step(ip, true, Q::None, S::Accept),
+            quote_step(ip, true, Q::Declined, now, S::Quote),
+            Ok(Q::Pending)
+        );
+        assert_eq!(
+            quote_step(ip, true, Q::None, None, S::Accept(q)),
             Err(QuoteError::NoPendingQuote)
         );
         assert_eq!(
-            quote_step(ip, true, Q::Accepted, S::Decline),
+            quote_step(ip, true, Q::Accepted, now, S::Decline(q)),
             Err(QuoteError::NoPendingQuote)
         );
         assert_eq!(
-            quote_step(ip, true, Q::Accepted, S::Quote),
+            quote_step(ip, true, Q::Accepted, now, S::Quote),
             Err(QuoteError::AlreadyAccepted)
         );
         assert_eq!(
-            quote_step(ip, false, Q::None, S::Quote),
+            quote_step(ip, false, Q::None, None, S::Quote),
             Err(QuoteError::NotPaid)
         );
         assert_eq!(
-            quote_step(Status::Dispatched, true, Q::None, S::Quote),
+            quote_step(Status::Dispatched, true, Q::None, None, S::Quote),
             Err(QuoteError::NotInProgress)
         );
         assert!(reply_blocked_by_quote(true, Q::Pending));
         assert!(reply_blocked_by_quote(true, Q::None));
         assert!(!reply_blocked_by_quote(true, Q::Accepted));
         assert!(!reply_blocked_by_quote(false, Q::None));
+    }
+
+    #[test]
+    fn an_answer_binds_to_the_quote_that_was_shown() {
+        use QuoteState as Q;
+        use QuoteStep as S;
+        let ip = Status::InProgress;
+        let shown = Quote {
+            amount_fen: 5_000,
+            quoted_at: 100,
+        };
+        // Re-quoted: another amount, or the same amount as a new quote (another note).
+        let dearer = Quote {
+            amount_fen: 10_000_000,
+            quoted_at: 101,
+        };
+        let same_price_new_quote = Quote {
+            amount_fen: 5_000,
+            quoted_at: 101,
+        };
+        for current in [dearer, same_price_new_quote] {
+            for step in [S::Accept(shown), S::Decline(shown)] {
+                assert_eq!(
+                    quote_step(ip, true, Q::Pending, Some(current), step),
+                    Err(QuoteError::Changed),
+                    "{current:?} {step:?}"
+                );
+            }
+        }
+        assert_eq!(QuoteError::Changed.code(), "report.quote_changed");
+        // No quote waiting stays the clearer answer.
+        assert_eq!(
+            quote_step(ip, true, Q::Accepted, Some(dearer), S::Accept(shown)),
+            Err(QuoteError::NoPendingQuote)
+        );
+        // Every quote of a report has its own `quoted_at`, even within one millisecond.
+        assert_eq!(next_quoted_at(500, None), 500);
+        assert_eq!(next_quoted_at(500, Some(400)), 500);
+        assert_eq!(next_quoted_at(500, Some(500)), 501);
+        assert_eq!(next_quoted_at(500, Some(700)), 701);
+        assert_eq!(yuan(5_000), "¥50.00");
+        assert_eq!(yuan(10_000_000), "¥100000.00");
+        assert_eq!(yuan(1_205), "¥12.05");
+        assert_eq!(yuan(-50), "-¥0.50");
     }
 
     #[test]

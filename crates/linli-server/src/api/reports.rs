@@ -18,6 +18,7 @@ use linli_core::auth::Action;
 use linli_core::i18n::Lang;
 use linli_store::audit::Actor;
 use linli_store::reports::Report;
+use linli_store::reports::actions::ReportAction;
 use linli_store::reports::catalogue::{
     CalendarInfo, CalendarYearInput, CalendarYearView, Category, RoutingRule, RoutingRuleInput,
 };
@@ -26,7 +27,6 @@ use linli_store::reports::intake::{Duplicate, DuplicateQuery, NewReport};
 use linli_store::reports::metrics::{EXPORT_HEADERS, StatsQuery, StatsRow, StatsScope};
 use linli_store::reports::queries::{PhotoMeta, ReportPage, ReportQuery, ReportView};
 use linli_store::reports::repairs::Assignee;
-use linli_store::reports::transitions::ReportAction;
 
 use crate::AppState;
 use crate::error::{ApiResult, ErrorBody, current_lang};
@@ -122,8 +122,11 @@ pub async fn get_report(
 /// Move a report: accept, reject, dispatch, sign, return, extend_request, extend, transfer,
 /// escalate, whistle, summon_sign, summon_reply, contact, reply, review_pass, review_fail,
 /// visit, reopen, moderate; repairs: assign (`assignee_user_id`), grab (抢单; a second grab is
-/// a 409 `report.already_taken`), quote (`amount_fen` + `public_note`), quote_accept,
-/// quote_decline. An action the status does not allow is a 409 and changes nothing.
+/// a 409 `report.already_taken`), quote (`amount_fen` + `public_note`; the assignee or a
+/// dispatcher), quote_accept / quote_decline (`amount_fen` and `quoted_at` of the quote the
+/// resident was shown; another current quote is a 409 `report.quote_changed`). An action the
+/// status does not allow is a 409 and changes nothing; send the `version` you read to make any
+/// action conditional on it.
 #[utoipa::path(post, path = "/api/v1/reports/{id}/actions", tag = "reports", params(("id" = String, Path)),
     request_body = ReportAction,
     responses((status = 200, body = Report), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),

@@ -14,13 +14,13 @@ use linli_core::auth::Action;
 use linli_core::i18n::{self, Lang};
 use linli_core::{AppError, ErrorKind};
 use linli_store::reports::Report;
+use linli_store::reports::actions::ReportAction;
 use linli_store::reports::catalogue::Category;
 use linli_store::reports::images::{MAX_PHOTO_BYTES, MAX_PHOTOS};
 use linli_store::reports::intake::{Duplicate, DuplicateQuery, NewReport};
 use linli_store::reports::metrics::{StatsQuery, StatsRow, StatsScope};
 use linli_store::reports::queries::{ReportQuery, ReportView};
 use linli_store::reports::repairs::Assignee;
-use linli_store::reports::transitions::ReportAction;
 use linli_store::reports::{community_prefix, path_ids};
 
 use crate::AppState;
@@ -678,7 +678,7 @@ impl DetailTpl {
 
 /// ¥12.50 from 1250 fen.
 fn fen_to_yuan(fen: i64) -> String {
-    format!("¥{}.{:02}", fen / 100, fen % 100)
+    linli_core::reports::repairs::yuan(fen)
 }
 
 /// Fen from a yuan amount typed in a form ("120", "120.5", "120.50"); `None` if it is not one.
@@ -732,6 +732,14 @@ async fn detail(
         actions = actions_for(&view.report);
         if view.report.public_requested && !actions.contains(&"moderate") {
             actions.push("moderate");
+        }
+        // The price is stated by the job's assignee, or a dispatcher for them (the store
+        // decides; the page does not offer what would be refused).
+        let r = &view.report;
+        let may_quote = r.assignee_user_id.as_deref() == Some(user.principal.user_id())
+            || user.principal.may(Action::ReportDispatch, &r.path);
+        if !may_quote {
+            actions.retain(|a| *a != "quote");
         }
         if actions.contains(&"assign") {
             // Only those who may assign get the list (others: the action is not offered).
@@ -814,6 +822,9 @@ struct RateForm {
     solved: String,
     #[serde(default)]
     public_note: String,
+    /// The report's version the page showed: the rating is of the reply read there.
+    #[serde(default)]
+    version: String,
 }
 
 async fn rate(
@@ -823,11 +834,13 @@ async fn rate(
     axum::Form(f): axum::Form<RateForm>,
 ) -> WebResult {
     check_csrf(&user.page, &f._csrf)?;
+    let version = shown(&user, &f.version, "version")?;
     let a = ReportAction {
         action: "visit".into(),
         rating: f.rating.parse().ok(),
         solved: Some(f.solved == "yes"),
         public_note: Some(f.public_note).filter(|n| !n.trim().is_empty()),
+        version: Some(version),
         ..ReportAction::default()
     };
     act_and_redirect(&s, user, &id, a, &format!("/me/reports/{id}")).await
@@ -842,6 +855,11 @@ struct QuoteAnswerForm {
     decision: String,
     #[serde(default)]
     public_note: String,
+    /// The quote the page showed: its amount in fen and its `quoted_at`.
+    #[serde(default)]
+    amount_fen: String,
+    #[serde(default)]
+    quoted_at: String,
 }
 
 /// The resident accepts or declines the price quote of a paid repair.
@@ -865,9 +883,22 @@ async fn answer_quote(
     let a = ReportAction {
         action: action.into(),
         public_note: some(&f.public_note),
+        amount_fen: Some(shown(&user, &f.amount_fen, "amount_fen")?),
+        quoted_at: Some(shown(&user, &f.quoted_at, "quoted_at")?),
         ..ReportAction::default()
     };
     act_and_redirect(&s, user, &id, a, &format!("/me/reports/{id}")).await
+}
+
+/// A number a page drew into a confirmation form (what the person was shown); a form without
+/// it is not one of ours.
+fn shown(user: &WebUser, v: &str, field: &'static str) -> Result<i64, axum::response::Response> {
+    v.trim().parse().map_err(|_| {
+        error_page(
+            &user.page,
+            AppError::bad_request("validation.required").arg("field", field),
+        )
+    })
 }
 
 async fn act_and_redirect(

@@ -256,7 +256,7 @@ impl Store {
                 }
             }
         };
-        super::transitions::insert_event(
+        super::actions::insert_event(
             &mut tx,
             id,
             action,

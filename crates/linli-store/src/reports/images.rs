@@ -2,9 +2,16 @@
 //! declared type), walked structurally, and rewritten without metadata — EXIF (with its GPS
 //! position), XMP, IPTC and comments — before anything is stored. Files are written under
 //! `<data_dir>/uploads/reports/` with generated names and fsynced before the row commits.
+//!
+//! A photo added after intake changes what the report shows: the report's version moves (a
+//! page drawn before it is stale), and a published report (审核后展示) whose new photo comes
+//! from someone who cannot moderate it leaves the neighbours' view until a dispatcher looks
+//! again — a moderation approves what the moderator saw, nothing added later.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+
+use sqlx::{Any, Transaction};
 
 use linli_core::auth::{Action, Principal};
 use linli_core::{AppError, AppResult, ErrorKind, new_id};
@@ -12,10 +19,18 @@ use linli_core::{AppError, AppResult, ErrorKind, new_id};
 use crate::Store;
 use crate::audit::{self, Actor, Entry};
 use crate::db::{db_err, i64_, str_};
+use crate::notify::Notice;
 
 use super::Viewer;
 use super::intake::{Created, NewReport};
 use super::queries::PhotoMeta;
+
+/// A photo added after intake: the report's title (for the notice) and whether the uploader
+/// may moderate the report (their photo keeps their own approval).
+struct Later<'a> {
+    title: &'a str,
+    can_moderate: bool,
+}
 
 /// Largest accepted image.
 pub const MAX_PHOTO_BYTES: usize = 8 * 1024 * 1024;
@@ -347,7 +362,11 @@ impl Store {
             );
         }
         let stage = if own && !staff { "intake" } else { "handling" };
-        self.store_photo(p, data_dir, id, &r.path, stage, kind, clean)
+        let later = Later {
+            title: &r.title,
+            can_moderate: p.may(Action::ReportDispatch, &r.path),
+        };
+        self.store_photo(p, data_dir, id, &r.path, stage, kind, clean, Some(later))
             .await
     }
 
@@ -379,7 +398,7 @@ impl Store {
         for (kind, bytes) in clean {
             let r = &created.report;
             match self
-                .store_photo(p, data_dir, &r.id, &r.path, "intake", kind, bytes)
+                .store_photo(p, data_dir, &r.id, &r.path, "intake", kind, bytes, None)
                 .await
             {
                 Ok(m) => metas.push(m),
@@ -396,7 +415,9 @@ impl Store {
         })
     }
 
-    /// Write a cleaned photo and its row (audited), then tell the report's listeners.
+    /// Write a cleaned photo and its row (audited), then tell the report's listeners. A photo
+    /// added after intake (`later`) moves the report's version and may withdraw its
+    /// publication (see the module doc), in the same transaction.
     #[allow(clippy::too_many_arguments)]
     async fn store_photo(
         &self,
@@ -407,6 +428,7 @@ impl Store {
         stage: &str,
         kind: ImageKind,
         clean: Vec<u8>,
+        later: Option<Later<'_>>,
     ) -> AppResult<PhotoMeta> {
         let photo_id = new_id();
         let file_name = format!("{photo_id}.{}", kind.ext());
@@ -452,6 +474,10 @@ impl Store {
                 },
             )
             .await?;
+            if let Some(later) = &later {
+                self.photo_changes_report(&mut tx, id, report_path, &photo_id, later, now)
+                    .await?;
+            }
             tx.commit().await.map_err(db_err)
         }
         .await;
@@ -467,6 +493,90 @@ impl Store {
             bytes: clean_len as i64,
             created_at: now,
         })
+    }
+
+    /// A photo was added to report `id` after intake: its version moves; if it was published
+    /// and the uploader cannot moderate it, it is unpublished (a `moderate` event by the
+    /// system, audited) and its dispatchers are asked to look again.
+    #[allow(clippy::too_many_arguments)]
+    async fn photo_changes_report(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        id: &str,
+        report_path: &str,
+        photo_id: &str,
+        later: &Later<'_>,
+        now: i64,
+    ) -> AppResult<()> {
+        let withdrawn = if later.can_moderate {
+            None
+        } else {
+            sqlx::query(
+                "UPDATE reports SET public_approved = 0, version = version + 1, updated_at = $1 WHERE id = $2 AND public_approved = 1 RETURNING status",
+            )
+            .bind(now)
+            .bind(id.to_string())
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db_err)?
+        };
+        let Some(row) = withdrawn else {
+            sqlx::query("UPDATE reports SET version = version + 1, updated_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(id.to_string())
+                .execute(&mut **tx)
+                .await
+                .map_err(db_err)?;
+            return Ok(());
+        };
+        let status = str_(&row, "status");
+        let actor = Actor::system("moderation");
+        let data =
+            serde_json::json!({ "public": false, "reason": "new_photo", "photo_id": photo_id });
+        super::actions::insert_event(
+            tx,
+            id,
+            "moderate",
+            Some(&status),
+            &status,
+            &actor,
+            now,
+            None,
+            None,
+            data.clone(),
+        )
+        .await?;
+        audit::append(
+            tx,
+            &actor,
+            Entry {
+                action: "report.moderate",
+                entity: "report",
+                entity_id: id,
+                path: Some(report_path),
+                purpose: None,
+                before: Some(serde_json::json!({ "public": true })),
+                after: Some(data),
+            },
+        )
+        .await?;
+        let dispatchers = self.report_dispatchers(tx, report_path).await?;
+        let link = format!("/reports/{id}");
+        self.notify(
+            tx,
+            &dispatchers,
+            &Notice {
+                kind: "report.moderate",
+                key: "notice-report-moderate-again",
+                args: serde_json::json!({ "title": later.title, "status": status }),
+                entity: "report",
+                entity_id: id,
+                path: Some(report_path),
+                link: Some(&link),
+            },
+        )
+        .await?;
+        Ok(())
     }
 
     /// A photo's type and bytes, for a viewer who may see the report.

@@ -532,14 +532,17 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
+        // Still open now: it may have been closed, or merged into another report, since it was
+        // read, and a supporter added to a merged report would never reach the survivor.
         let row = sqlx::query(
-            "UPDATE reports SET supporters = supporters + 1, updated_at = $2 WHERE id = $1 RETURNING supporters",
+            "UPDATE reports SET supporters = supporters + 1, updated_at = $2 WHERE id = $1 AND status <> 'closed' RETURNING supporters",
         )
         .bind(id.to_string())
         .bind(self.now_ms())
-        .fetch_one(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await
-        .map_err(db_err)?;
+        .map_err(db_err)?
+        .ok_or_else(|| AppError::conflict("report.illegal_transition"))?;
         let n = i64_(&row, "supporters");
         audit::append(
             &mut tx,

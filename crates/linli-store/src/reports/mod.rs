@@ -8,8 +8,9 @@
 //!   resident's own households and communities); every read takes one, and filters in SQL.
 //! - [`Store::create_report`] (intake, with routing and duplicate detection available through
 //!   [`Store::report_duplicates`]), [`Store::report_me_too`].
-//! - [`Store::report_act`] performs one [`ReportAction`] (accept, dispatch, sign, … reopen),
-//!   checking rights, the state machine and its guards; illegal moves are 409s that change nothing.
+//! - [`Store::report_act`] performs one [`actions::ReportAction`] (accept, dispatch, sign, …
+//!   reopen; one function per action in `actions/`), checking rights, the state machine and its
+//!   guards; illegal moves are 409s that change nothing.
 //! - [`Store::reports`] (filtered, paged list), [`Store::report`] (one, with events, summons,
 //!   photos; internal notes for staff only).
 //! - [`Store::report_add_photo`] / [`Store::report_photo`]: validated, metadata-stripped images.
@@ -20,6 +21,7 @@
 //! - [`Store::reports_tick`]: the deadline job (reminders, 催办, escalation), idempotent.
 //! - [`Store::report_stats`]: metrics per unit / category / area / month.
 
+pub mod actions;
 pub mod calendar_check;
 pub mod catalogue;
 pub mod contacts;
@@ -34,7 +36,6 @@ pub mod record;
 pub mod repairs;
 pub mod schema;
 pub mod schema_v9;
-pub mod transitions;
 pub mod writer;
 
 use serde::{Deserialize, Serialize};
@@ -381,6 +382,35 @@ impl Store {
             households,
             communities,
         })
+    }
+
+    /// A report by id, whoever asks (callers check visibility).
+    pub(crate) async fn report_unscoped(&self, id: &str) -> AppResult<Option<Report>> {
+        let mut q =
+            crate::db::Sql::new(&format!("SELECT {REPORT_COLS} {REPORT_FROM} WHERE r.id = "));
+        q.bind(id);
+        let r = self.db.fetch_optional_fast(&q).await?;
+        Ok(r.as_ref().map(report_from_row))
+    }
+
+    /// The reporter and the resident accounts of the report's household.
+    pub(crate) async fn report_reporters(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        r: &Report,
+    ) -> AppResult<Vec<String>> {
+        let mut out: Vec<String> = r.reporter_user_id.iter().cloned().collect();
+        if let Some(h) = &r.household_id {
+            let rows = sqlx::query(
+                "SELECT user_id FROM role_bindings WHERE household_id = $1 AND role = 'resident' ORDER BY user_id",
+            )
+            .bind(h.clone())
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(db_err)?;
+            out.extend(rows.iter().map(|r| str_(r, "user_id")));
+        }
+        Ok(out)
     }
 
     pub(crate) async fn unit(&self, id: &str) -> AppResult<Option<Unit>> {

@@ -1,10 +1,10 @@
 //! Repairs (物业报修): who of a unit does the work. A person is *eligible* for a report when
 //! their account is active, they work for the report's unit (the same rule as
-//! [`acts_for`](super::transitions::acts_for): bound to the organisation, or — committees —
+//! [`acts_for`](super::actions::acts_for): bound to the organisation, or — committees —
 //! inside its community) and their `ReportHandle` grant covers the report's place. Round-robin
 //! assignment keeps one cursor per unit in `dispatch_cursors`, so the rotation survives
 //! restarts and stays fair across reports. The grab pool lists the unassigned `grab` reports a
-//! caller could take. The actions themselves (assign, grab, quote …) are in `transitions.rs`.
+//! caller could take. The actions themselves (assign, grab, quote …) are in `actions/repairs.rs`.
 
 use serde::Serialize;
 use sqlx::{Any, Transaction};
@@ -16,7 +16,7 @@ use linli_core::reports::repairs::next_in_rotation;
 use crate::Store;
 use crate::db::{Sql, db_err, str_};
 
-use super::transitions::acts_for;
+use super::actions::acts_for;
 use super::{REPORT_COLS, REPORT_FROM, Report, Unit, report_from_row};
 
 /// Someone a report can be assigned to.
