@@ -111,6 +111,7 @@ async fn handle(iot: &Iot, acks: &mpsc::UnboundedSender<rumqttc::Publish>, p: ru
                             let _ = tx.send(msg);
                         }
                     })),
+                    bytes: p.payload.len(),
                 })
                 .await;
         }
