@@ -26,6 +26,18 @@ pub struct Config {
     pub mqtt_listen: String,
     /// External MQTT broker (mqtt://host:port) instead of the embedded one.
     pub mqtt_url: Option<String>,
+    /// Embedded broker: topic filters per connection (further ones get SUBACK 0x80).
+    pub mqtt_max_subscriptions: usize,
+    /// Embedded broker: the longest keep-alive granted, seconds (also to clients asking for 0);
+    /// a connection silent for 1.5 × it is closed.
+    pub mqtt_max_keep_alive: u16,
+    /// Embedded broker: seconds a write may wait for a client that does not read before the
+    /// connection is closed.
+    pub mqtt_write_timeout: u64,
+    /// Seconds between re-checks of every device's credentials against the database (live
+    /// sessions with a revoked token are closed): the backstop for a revocation notice missed
+    /// between instances.
+    pub iot_revalidate_secs: u64,
     /// Telemetry batch window (ms) and size.
     pub iot_batch_ms: u64,
     pub iot_batch_max: usize,
@@ -63,6 +75,10 @@ impl Default for Config {
             },
             mqtt_listen: "127.0.0.1:1884".into(),
             mqtt_url: None,
+            mqtt_max_subscriptions: 16,
+            mqtt_max_keep_alive: 1200,
+            mqtt_write_timeout: 30,
+            iot_revalidate_secs: 60,
             iot_batch_ms: 20,
             iot_batch_max: 8192,
             iot_downsample_days: 7,
@@ -120,6 +136,15 @@ log = "info"
 mqtt_listen = "127.0.0.1:1884"
 # Use an external broker instead (shared subscription $share/linli/linli/+/telemetry, QoS 1):
 # mqtt_url = "mqtt://127.0.0.1:1883"
+# Limits of the embedded broker per connection: topic filters (more get SUBACK 0x80); the
+# longest keep-alive granted in seconds (a client asking for 0 gets it too; silent for 1.5 × it,
+# the connection is closed); seconds a write may wait for a client that does not read.
+mqtt_max_subscriptions = 16
+mqtt_max_keep_alive = 1200
+mqtt_write_timeout = 30
+# A device token reset ends the device's sessions at once on every instance; as a backstop,
+# every device's credentials are re-read this often (seconds).
+iot_revalidate_secs = 60
 # Telemetry is committed in batches: every iot_batch_ms or iot_batch_max messages.
 iot_batch_ms = 20
 iot_batch_max = 8192
@@ -188,5 +213,9 @@ mod tests {
         assert_eq!(parsed.data_dir, d.data_dir);
         assert_eq!(parsed.sqlite_synchronous, d.sqlite_synchronous);
         assert_eq!(parsed.smtp, d.smtp);
+        assert_eq!(parsed.mqtt_max_subscriptions, d.mqtt_max_subscriptions);
+        assert_eq!(parsed.mqtt_max_keep_alive, d.mqtt_max_keep_alive);
+        assert_eq!(parsed.mqtt_write_timeout, d.mqtt_write_timeout);
+        assert_eq!(parsed.iot_revalidate_secs, d.iot_revalidate_secs);
     }
 }

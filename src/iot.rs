@@ -22,6 +22,10 @@ pub fn iot_config(cfg: &Config) -> anyhow::Result<IotConfig> {
         batch_max: cfg.iot_batch_max.max(1),
         downsample_after_days: cfg.iot_downsample_days.max(1),
         retention_days: cfg.iot_retention_days.max(cfg.iot_downsample_days.max(1)),
+        max_subscriptions: cfg.mqtt_max_subscriptions,
+        max_keep_alive_secs: cfg.mqtt_max_keep_alive.max(1),
+        write_timeout_ms: cfg.mqtt_write_timeout.clamp(1, 3600) * 1000,
+        revalidate_secs: cfg.iot_revalidate_secs.max(1),
         safety: SafetyConfig {
             sos_repeat_ms: cfg.sos_repeat_minutes.max(1) * 60_000,
             checkin_deadline_minute: h * 60 + m,

@@ -992,3 +992,587 @@ async fn a_displaced_manhole_cover_becomes_a_routed_report() {
     );
     app.close().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Per-connection resources and revocation (issue #13, finding 5). A raw MQTT client, so the
+// tests control exactly what is sent and when the client reads.
+
+mod raw {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use bytes::BytesMut;
+    use rumqttc::mqttbytes::v4::{Connect, ConnectReturnCode, Packet, Publish, Subscribe};
+    use rumqttc::mqttbytes::{Error as MqttError, QoS};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    pub struct Client {
+        pub s: TcpStream,
+        rb: BytesMut,
+    }
+
+    /// How a wait for the next packet ended.
+    #[derive(Debug)]
+    pub enum Next {
+        Packet(Packet),
+        /// The server closed (or reset) the connection.
+        Closed,
+        TimedOut,
+    }
+
+    impl Client {
+        /// CONNECT with this keep-alive (seconds) on an already connected socket; the CONNACK
+        /// code.
+        pub async fn connect_on(
+            s: TcpStream,
+            user: &str,
+            pass: &str,
+            keep_alive: u16,
+        ) -> Result<Client, String> {
+            let mut c = Client {
+                s,
+                rb: BytesMut::new(),
+            };
+            let mut connect = Connect::new(format!("raw-{}", &linli_core::new_id()[24..]));
+            connect.keep_alive = keep_alive;
+            connect.set_login(user, pass);
+            c.send(Packet::Connect(connect))
+                .await
+                .map_err(|e| e.to_string())?;
+            match c.next(Duration::from_secs(5)).await {
+                Next::Packet(Packet::ConnAck(a)) if a.code == ConnectReturnCode::Success => Ok(c),
+                other => Err(format!("{other:?}")),
+            }
+        }
+
+        pub async fn connect(
+            addr: SocketAddr,
+            user: &str,
+            pass: &str,
+            keep_alive: u16,
+        ) -> Result<Client, String> {
+            let s = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+            s.set_nodelay(true).unwrap();
+            Self::connect_on(s, user, pass, keep_alive).await
+        }
+
+        pub async fn send(&mut self, p: Packet) -> std::io::Result<()> {
+            let mut b = BytesMut::new();
+            p.write(&mut b, usize::MAX)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            self.s.write_all(&b).await
+        }
+
+        pub async fn publish(&mut self, topic: &str, qos: QoS, pkid: u16, payload: &str) {
+            let mut p = Publish::new(topic, qos, payload.to_string());
+            p.pkid = pkid;
+            let _ = self.send(Packet::Publish(p)).await;
+        }
+
+        pub async fn subscribe(&mut self, pkid: u16, filters: &[String]) {
+            let mut s =
+                Subscribe::new_many(filters.iter().map(|f| {
+                    rumqttc::mqttbytes::v4::SubscribeFilter::new(f.clone(), QoS::AtMostOnce)
+                }));
+            s.pkid = pkid;
+            self.send(Packet::Subscribe(s)).await.unwrap();
+        }
+
+        /// The next packet, or how the wait ended.
+        pub async fn next(&mut self, wait: Duration) -> Next {
+            let deadline = tokio::time::Instant::now() + wait;
+            loop {
+                match Packet::read(&mut self.rb, 1 << 20) {
+                    Ok(p) => return Next::Packet(p),
+                    Err(MqttError::InsufficientBytes(_)) => {}
+                    Err(_) => return Next::Closed,
+                }
+                match tokio::time::timeout_at(deadline, self.s.read_buf(&mut self.rb)).await {
+                    Err(_) => return Next::TimedOut,
+                    Ok(Ok(0)) | Ok(Err(_)) => return Next::Closed,
+                    Ok(Ok(_)) => {}
+                }
+            }
+        }
+
+        /// Read until the server closes the connection (true) or `wait` passes (false); the
+        /// packets received meanwhile.
+        pub async fn closed_within(&mut self, wait: Duration) -> (bool, Vec<Packet>) {
+            let deadline = tokio::time::Instant::now() + wait;
+            let mut got = Vec::new();
+            loop {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                match self.next(left).await {
+                    Next::Packet(p) => got.push(p),
+                    Next::Closed => return (true, got),
+                    Next::TimedOut => return (false, got),
+                }
+            }
+        }
+    }
+}
+
+fn leak(v: i64) -> String {
+    json!({"values": {"leak": v}}).to_string()
+}
+
+#[tokio::test]
+async fn resetting_a_device_token_ends_its_live_sessions_at_once() {
+    use rumqttc::mqttbytes::v4::Packet as P;
+    let (app, iot) = iot_app().await;
+    let broker = linli_iot::broker::start(iot.clone(), "127.0.0.1:0")
+        .await
+        .unwrap();
+    let property = app.login("property").await;
+    let dev = a_device(&app, &property, "water_leak").await;
+    let id = dev["id"].as_str().unwrap().to_string();
+    let old = demo_device_token(&id);
+    let topic = format!("linli/{id}/telemetry");
+
+    // Keep-alive 0 (no keep-alive deadline of its own): one session publishing, one subscribed.
+    let mut pubs = raw::Client::connect(broker.addr, &id, &old, 0)
+        .await
+        .unwrap();
+    pubs.publish(&topic, QoS::AtLeastOnce, 1, &leak(0)).await;
+    assert!(matches!(
+        pubs.next(Duration::from_secs(5)).await,
+        raw::Next::Packet(P::PubAck(_))
+    ));
+    let mut subs = raw::Client::connect(broker.addr, &id, &old, 0)
+        .await
+        .unwrap();
+    subs.subscribe(1, &[format!("linli/{id}/cmd/#")]).await;
+    assert!(matches!(
+        subs.next(Duration::from_secs(5)).await,
+        raw::Next::Packet(P::SubAck(_))
+    ));
+    assert_eq!(app.store.telemetry_count(Some(&id)).await.unwrap(), 1);
+
+    let new = app
+        .post(
+            &property,
+            &format!("/api/v1/iot/devices/{id}/token"),
+            json!({}),
+        )
+        .await
+        .ok()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(new, old);
+
+    // Both sessions end at once; a QoS 1 message on the old session is neither acknowledged
+    // nor stored.
+    pubs.publish(&topic, QoS::AtLeastOnce, 2, &leak(1)).await;
+    let (closed, got) = pubs.closed_within(Duration::from_secs(3)).await;
+    assert!(closed, "the old session is still open");
+    assert!(
+        !got.iter().any(|p| matches!(p, P::PubAck(_))),
+        "acknowledged after the reset: {got:?}"
+    );
+    let (closed, _) = subs.closed_within(Duration::from_secs(3)).await;
+    assert!(closed, "the subscribed session is still open");
+    assert_eq!(app.store.telemetry_count(Some(&id)).await.unwrap(), 1);
+
+    // The old token is refused everywhere, the new one works.
+    assert!(
+        raw::Client::connect(broker.addr, &id, &old, 30)
+            .await
+            .is_err()
+    );
+    let http = |token: String| {
+        let app = &app;
+        async move {
+            app.call(
+                "POST",
+                "/api/v1/iot/telemetry",
+                None,
+                Some(("application/json", leak(0).into_bytes())),
+                &[("authorization", &format!("Bearer {token}"))],
+            )
+            .await
+            .status
+            .as_u16()
+        }
+    };
+    assert_eq!(http(old.clone()).await, 401);
+    assert_eq!(http(new.clone()).await, 202);
+    let mut c = raw::Client::connect(broker.addr, &id, &new, 30)
+        .await
+        .unwrap();
+    c.publish(&topic, QoS::AtLeastOnce, 3, &leak(0)).await;
+    assert!(matches!(
+        c.next(Duration::from_secs(5)).await,
+        raw::Next::Packet(P::PubAck(_))
+    ));
+    assert_eq!(app.store.telemetry_count(Some(&id)).await.unwrap(), 3);
+    assert!(
+        iot.stats()
+            .sessions_revoked
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 2
+    );
+    app.close().await;
+}
+
+/// Several instances on one PostgreSQL: a token reset through one ends the device's sessions
+/// on the others and their caches forget the old token (HTTP ingest), through LISTEN/NOTIFY.
+#[tokio::test]
+async fn a_token_reset_on_one_instance_ends_sessions_and_cached_tokens_on_the_others() {
+    use rumqttc::mqttbytes::v4::Packet as P;
+    let (app, _iot) = iot_app().await;
+    let Some(url) = app.database_url() else {
+        // SQLite: one instance (the single-instance case is the test above).
+        app.close().await;
+        return;
+    };
+    let other = linli_store::Store::open(
+        &linli_store::DbConfig {
+            url,
+            max_connections: 2,
+            sqlite_synchronous: "NORMAL".into(),
+        },
+        &app.dir,
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(app.store.start_pg_bus().await.unwrap());
+    assert!(other.start_pg_bus().await.unwrap());
+    let iot_b = Iot::start(
+        other.clone(),
+        IotConfig {
+            batch_ms: 5,
+            ..IotConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let broker_b = linli_iot::broker::start(iot_b.clone(), "127.0.0.1:0")
+        .await
+        .unwrap();
+    let property = app.login("property").await;
+    let dev = a_device(&app, &property, "water_leak").await;
+    let id = dev["id"].as_str().unwrap().to_string();
+    let old = demo_device_token(&id);
+    let topic = format!("linli/{id}/telemetry");
+
+    // Instance B knows the device and its token (session and HTTP cache).
+    let mut s = raw::Client::connect(broker_b.addr, &id, &old, 0)
+        .await
+        .unwrap();
+    s.publish(&topic, QoS::AtLeastOnce, 1, &leak(0)).await;
+    assert!(matches!(
+        s.next(Duration::from_secs(5)).await,
+        raw::Next::Packet(P::PubAck(_))
+    ));
+    iot_b
+        .ingest_http(Some(&old), "telemetry", leak(0).as_bytes())
+        .await
+        .unwrap();
+
+    // The reset goes through instance A.
+    app.post(
+        &property,
+        &format!("/api/v1/iot/devices/{id}/token"),
+        json!({}),
+    )
+    .await
+    .ok();
+    let (closed, got) = s.closed_within(Duration::from_secs(5)).await;
+    assert!(closed, "instance B kept the session");
+    assert!(got.is_empty(), "{got:?}");
+    assert!(
+        iot_b
+            .ingest_http(Some(&old), "telemetry", leak(0).as_bytes())
+            .await
+            .is_err(),
+        "instance B still accepts the old token over HTTP"
+    );
+    assert!(
+        raw::Client::connect(broker_b.addr, &id, &old, 30)
+            .await
+            .is_err()
+    );
+    assert_eq!(app.store.telemetry_count(Some(&id)).await.unwrap(), 2);
+    other.db.read.close().await;
+    other.db.write.close().await;
+    app.close().await;
+}
+
+#[tokio::test]
+async fn subscriptions_per_connection_are_bounded_and_refused_with_0x80() {
+    use rumqttc::mqttbytes::v4::{Packet as P, SubscribeReasonCode as Code};
+    let (app, iot) = iot_app().await;
+    let broker = linli_iot::broker::start(iot.clone(), "127.0.0.1:0")
+        .await
+        .unwrap();
+    let max = iot.config().max_subscriptions;
+    let committee = app.login("committee").await;
+    let id = a_device(&app, &committee, "door").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let token = demo_device_token(&id);
+    let mut c = raw::Client::connect(broker.addr, &id, &token, 30)
+        .await
+        .unwrap();
+    let filters = |from: usize, n: usize| -> Vec<String> {
+        (from..from + n)
+            .map(|i| format!("linli/{id}/cmd/{i}"))
+            .collect()
+    };
+    // One SUBSCRIBE with far more filters than allowed: the excess is refused (0x80).
+    c.subscribe(1, &filters(0, 1000)).await;
+    let codes = match c.next(Duration::from_secs(5)).await {
+        raw::Next::Packet(P::SubAck(a)) => a.return_codes,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(codes.len(), 1000);
+    let ok = codes
+        .iter()
+        .filter(|c| matches!(c, Code::Success(_)))
+        .count();
+    assert_eq!(ok, max, "accepted filters");
+    assert!(codes[max..].iter().all(|c| *c == Code::Failure));
+    // Later SUBSCRIBEs: a new filter is refused, one already held is accepted again (and
+    // replaces it: one delivery per message, not two).
+    for pkid in 2..300u16 {
+        c.subscribe(pkid, &filters(1000 + usize::from(pkid), 1))
+            .await;
+    }
+    for _ in 2..300u16 {
+        match c.next(Duration::from_secs(5)).await {
+            raw::Next::Packet(P::SubAck(a)) => assert_eq!(a.return_codes, vec![Code::Failure]),
+            other => panic!("{other:?}"),
+        }
+    }
+    c.subscribe(400, &filters(0, 1)).await;
+    match c.next(Duration::from_secs(5)).await {
+        raw::Next::Packet(P::SubAck(a)) => {
+            assert!(matches!(a.return_codes[..], [Code::Success(_)]))
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut p = raw::Client::connect(broker.addr, &id, &token, 30)
+        .await
+        .unwrap();
+    p.publish(&format!("linli/{id}/cmd/0"), QoS::AtMostOnce, 0, "{}")
+        .await;
+    let mut delivered = 0;
+    while let raw::Next::Packet(P::Publish(_)) = c.next(Duration::from_millis(500)).await {
+        delivered += 1;
+    }
+    assert_eq!(delivered, 1);
+    app.close().await;
+}
+
+/// A client that sends but never reads: the server's replies are not queued without limit;
+/// the connection is closed once a write has waited `write_timeout_ms`.
+#[tokio::test]
+async fn a_client_that_does_not_read_is_disconnected_not_buffered() {
+    let (app, iot) = iot_app_with(IotConfig {
+        batch_ms: 5,
+        write_timeout_ms: 500,
+        ..IotConfig::default()
+    })
+    .await;
+    let broker = linli_iot::broker::start(iot.clone(), "127.0.0.1:0")
+        .await
+        .unwrap();
+    let committee = app.login("committee").await;
+    let id = a_device(&app, &committee, "door").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let token = demo_device_token(&id);
+
+    // PINGREQ flood without reading (a small receive buffer, so the server's writes block
+    // early). Bounded: 8 MiB, at most 20 s.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let s = sock.connect(broker.addr).await.unwrap();
+    let mut c = raw::Client::connect_on(s, &id, &token, 0).await.unwrap();
+    let pings = vec![0xC0u8, 0x00].repeat(32 * 1024);
+    let start = std::time::Instant::now();
+    let mut sent = 0usize;
+    while sent < 8 << 20 && start.elapsed() < Duration::from_secs(20) {
+        use tokio::io::AsyncWriteExt;
+        match tokio::time::timeout(Duration::from_secs(2), c.s.write_all(&pings)).await {
+            Ok(Ok(())) => sent += pings.len(),
+            // The server stopped reading (back-pressure) or closed.
+            Ok(Err(_)) | Err(_) => break,
+        }
+    }
+    // Still not reading, for longer than the write timeout: the server gives up on the client
+    // (rather than queueing its replies), then the connection is found closed.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (closed, got) = c.closed_within(Duration::from_secs(15)).await;
+    assert!(
+        closed,
+        "still open after {sent} bytes sent and {} replies read",
+        got.len()
+    );
+    assert_eq!(
+        iot.stats()
+            .slow_clients
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    app.close().await;
+}
+
+/// A subscriber that does not read is closed too (its outgoing queue is bounded); the device
+/// publishing to it is not slowed down.
+#[tokio::test]
+async fn a_subscriber_that_does_not_read_is_disconnected_and_the_publisher_is_not_slowed() {
+    use rumqttc::mqttbytes::v4::Packet as P;
+    let (app, iot) = iot_app_with(IotConfig {
+        batch_ms: 5,
+        write_timeout_ms: 500,
+        ..IotConfig::default()
+    })
+    .await;
+    let broker = linli_iot::broker::start(iot.clone(), "127.0.0.1:0")
+        .await
+        .unwrap();
+    let committee = app.login("committee").await;
+    let id = a_device(&app, &committee, "door").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let token = demo_device_token(&id);
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let s = sock.connect(broker.addr).await.unwrap();
+    let mut lazy = raw::Client::connect_on(s, &id, &token, 0).await.unwrap();
+    lazy.subscribe(1, &[format!("linli/{id}/raw")]).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut p = raw::Client::connect(broker.addr, &id, &token, 30)
+        .await
+        .unwrap();
+    let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(60_000));
+    let t = std::time::Instant::now();
+    for pkid in 1..=200u16 {
+        p.publish(&format!("linli/{id}/raw"), QoS::AtLeastOnce, pkid, &big)
+            .await;
+        assert!(
+            matches!(
+                p.next(Duration::from_secs(5)).await,
+                raw::Next::Packet(P::PubAck(_))
+            ),
+            "publisher stalled at {pkid}"
+        );
+    }
+    assert!(t.elapsed() < Duration::from_secs(20));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (closed, _) = lazy.closed_within(Duration::from_secs(10)).await;
+    assert!(
+        closed,
+        "the subscriber that does not read is still connected: {}",
+        iot.stats().snapshot()
+    );
+    app.close().await;
+}
+
+/// Keep-alive 0 (or longer than allowed) does not keep an idle connection forever.
+#[tokio::test]
+async fn idle_connections_end_even_with_keep_alive_zero() {
+    let (app, iot) = iot_app_with(IotConfig {
+        batch_ms: 5,
+        max_keep_alive_secs: 1,
+        ..IotConfig::default()
+    })
+    .await;
+    let broker = linli_iot::broker::start(iot.clone(), "127.0.0.1:0")
+        .await
+        .unwrap();
+    let committee = app.login("committee").await;
+    let id = a_device(&app, &committee, "door").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let token = demo_device_token(&id);
+    for keep_alive in [0u16, 3600] {
+        let mut c = raw::Client::connect(broker.addr, &id, &token, keep_alive)
+            .await
+            .unwrap();
+        let t = std::time::Instant::now();
+        let (closed, _) = c.closed_within(Duration::from_secs(6)).await;
+        assert!(
+            closed,
+            "keep-alive {keep_alive}: idle connection still open"
+        );
+        assert!(
+            t.elapsed() >= Duration::from_millis(1400),
+            "{:?}",
+            t.elapsed()
+        );
+    }
+    // A client that pings within the limit stays.
+    let mut c = raw::Client::connect(broker.addr, &id, &token, 0)
+        .await
+        .unwrap();
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        c.send(rumqttc::mqttbytes::v4::Packet::PingReq)
+            .await
+            .unwrap();
+        assert!(matches!(
+            c.next(Duration::from_secs(2)).await,
+            raw::Next::Packet(rumqttc::mqttbytes::v4::Packet::PingResp)
+        ));
+    }
+    app.close().await;
+}
+
+/// The store announces a reset wherever it comes from (not only the API handler), and a
+/// change that no event announced is caught by the periodic revalidation.
+#[tokio::test]
+async fn sessions_end_on_the_stores_event_and_on_revalidation() {
+    use linli_core::auth::{Action, Grant};
+    let (app, iot) = iot_app().await;
+    let broker = linli_iot::broker::start(iot.clone(), "127.0.0.1:0")
+        .await
+        .unwrap();
+    let committee = app.login("committee").await;
+    let id = a_device(&app, &committee, "door").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut s = raw::Client::connect(broker.addr, &id, &demo_device_token(&id), 0)
+        .await
+        .unwrap();
+    assert_eq!(iot.live_sessions(), 1);
+    let token = app
+        .store
+        .reset_device_token(
+            &Grant::system(Action::DeviceAdmin),
+            &linli_store::audit::Actor::system("test"),
+            &id,
+        )
+        .await
+        .unwrap();
+    assert!(s.closed_within(Duration::from_secs(3)).await.0);
+
+    // A change no event told (say, a restore into the database): the next revalidation.
+    let mut s = raw::Client::connect(broker.addr, &id, &token, 0)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE devices SET token_hash = 'x' WHERE id = $1")
+        .bind(id.clone())
+        .execute(&app.store.db.write)
+        .await
+        .unwrap();
+    assert!(!s.closed_within(Duration::from_millis(300)).await.0);
+    assert_eq!(iot.revalidate().await.unwrap(), 1);
+    assert!(s.closed_within(Duration::from_secs(3)).await.0);
+    assert!(
+        iot.ingest_http(Some(&token), "telemetry", b"{\"values\":{\"open\":0}}")
+            .await
+            .is_err()
+    );
+    assert_eq!(iot.live_sessions(), 0);
+    app.close().await;
+}

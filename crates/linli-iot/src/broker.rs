@@ -7,13 +7,26 @@
 //!   PUBREL. Other topics under `linli/{own id}/` are only routed to subscribers. Publishing
 //!   under another device's id is refused (counted, connection closed).
 //! - SUBSCRIBE with `+`/`#` to filters under `linli/{own id}/` (commands); delivery is QoS 0.
-//! - Keep-alive (1.5 × the client's interval), maximum packet size (bigger packets close the
-//!   connection, counted), bounded per-connection queues: at most `max_inflight` unacknowledged
-//!   QoS 1 messages (then the connection stops reading: TCP back-pressure), and a bounded
-//!   outgoing queue per subscriber (a slow subscriber misses messages, counted).
+//!   At most `max_subscriptions` filters per connection (further ones: SUBACK 0x80, counted);
+//!   subscribing to a filter held already replaces it. Routing looks only at the subscriptions
+//!   of the publishing device (a device can only subscribe under its own id), so its cost does
+//!   not depend on what other devices subscribed.
+//! - Revocation: every session is registered by device with the token it authenticated with
+//!   (`crate::sessions`); a token reset (or a disabled/deleted device) closes the sessions at
+//!   once, on every instance (bus event `device.revoked`, see [`crate::Iot::revoke_device`]).
+//! - Every per-connection resource is bounded: keep-alive (1.5 × the client's interval, at
+//!   most `max_keep_alive_secs`, also when the client asks for 0), maximum packet size (bigger
+//!   packets close the connection, counted), at most `max_inflight` unacknowledged QoS 1
+//!   messages and `inflight_bytes` of them (then the connection stops reading: TCP
+//!   back-pressure), acknowledgements queued up to that same window, other replies (PINGRESP,
+//!   SUBACK …) up to [`CONTROL_QUEUE`] (then reading pauses), routed messages up to
+//!   [`OUT_QUEUE`] and `out_queue_bytes` per subscriber (beyond: shed, counted). A write that
+//!   waits `write_timeout_ms` (the client does not read) closes the connection, and with it
+//!   every queue: nothing of a connection outlives it.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -25,40 +38,86 @@ use rumqttc::mqttbytes::v4::{
 use rumqttc::mqttbytes::{Error as MqttError, QoS};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use linli_core::iot::{Drop, parse_topic, topic_matches};
 
 use crate::{Iot, Job};
 
+/// Replies other than acknowledgements of ingested messages (PINGRESP, SUBACK, UNSUBACK,
+/// PUBCOMP, PUBACK of dropped or routed-only messages) waiting to be written; when full, the
+/// connection stops reading until the client reads.
+pub const CONTROL_QUEUE: usize = 64;
+/// Routed messages waiting to be written to one subscriber (also bounded by `out_queue_bytes`).
+pub const OUT_QUEUE: usize = 1024;
+
 struct Sub {
     conn: u64,
     filter: String,
     out: mpsc::Sender<Packet>,
+    /// Payload bytes in `out`, bounded by `out_queue_bytes`.
+    queued: Arc<AtomicUsize>,
 }
 
+/// Subscriptions by device: a device subscribes and publishes only under its own id.
 #[derive(Default)]
 struct Router {
-    subs: RwLock<Vec<Sub>>,
+    by_device: RwLock<std::collections::HashMap<String, Vec<Sub>>>,
 }
 
 impl Router {
-    fn route(&self, iot: &Iot, topic: &str, payload: &bytes::Bytes) {
-        let subs = self.subs.read().unwrap_or_else(|e| e.into_inner());
+    fn route(&self, iot: &Iot, device: &str, topic: &str, payload: &bytes::Bytes) {
+        let map = self.by_device.read().unwrap_or_else(|e| e.into_inner());
+        let Some(subs) = map.get(device) else {
+            return;
+        };
+        let most = iot.config().out_queue_bytes;
         for s in subs.iter().filter(|s| topic_matches(&s.filter, topic)) {
+            let len = payload.len();
+            let queued = s.queued.fetch_add(len, Ordering::Relaxed);
             let p = Publish::from_bytes(topic, QoS::AtMostOnce, payload.clone());
-            if s.out.try_send(Packet::Publish(p)).is_ok() {
+            if queued + len <= most.max(len) && s.out.try_send(Packet::Publish(p)).is_ok() {
                 iot.stats().routed.fetch_add(1, Ordering::Relaxed);
             } else {
+                s.queued.fetch_sub(len, Ordering::Relaxed);
                 iot.stats().route_shed.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
-    fn drop_conn(&self, conn: u64) {
-        self.subs
+    fn add(&self, device: &str, sub: Sub) {
+        self.by_device
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .retain(|s| s.conn != conn);
+            .entry(device.to_string())
+            .or_default()
+            .push(sub);
+    }
+    fn remove(&self, device: &str, keep: impl Fn(&Sub) -> bool) {
+        let mut map = self.by_device.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(v) = map.get_mut(device) {
+            v.retain(keep);
+            if v.is_empty() {
+                map.remove(device);
+            }
+        }
+    }
+    fn drop_conn(&self, device: &str, conn: u64) {
+        self.remove(device, |s| s.conn != conn);
+    }
+}
+
+/// Removes a connection's subscriptions and session when it ends, however it ends.
+struct Cleanup {
+    iot: Iot,
+    router: Arc<Router>,
+    device: String,
+    conn: u64,
+}
+
+impl std::ops::Drop for Cleanup {
+    fn drop(&mut self) {
+        self.router.drop_conn(&self.device, self.conn);
+        self.iot.sessions().unregister(&self.device, self.conn);
     }
 }
 
@@ -89,10 +148,9 @@ pub async fn start(iot: Iot, listen: &str) -> std::io::Result<Broker> {
             let router = router.clone();
             tokio::spawn(async move {
                 metrics::gauge!("linli_mqtt_connections").increment(1.0);
-                if let Err(e) = connection(iot, router.clone(), sock, conn).await {
+                if let Err(e) = connection(iot, router, sock, conn).await {
                     tracing::debug!(conn, error = %e, "mqtt connection closed");
                 }
-                router.drop_conn(conn);
                 metrics::gauge!("linli_mqtt_connections").decrement(1.0);
             });
         }
@@ -164,16 +222,120 @@ async fn write_packet(
     w.write_all(buf).await
 }
 
+/// Write one packet before the writer task runs (CONNACK), waiting at most `timeout`.
+async fn write_now(
+    w: &mut tokio::net::tcp::OwnedWriteHalf,
+    p: &Packet,
+    timeout: Duration,
+) -> Result<(), Closed> {
+    let mut b = BytesMut::with_capacity(8);
+    tokio::time::timeout(timeout, write_packet(w, &mut b, p))
+        .await
+        .map_err(|_| Closed::Protocol("write timed out".into()))?
+        .map_err(Closed::Io)
+}
+
+/// An acknowledgement of an ingested message, with its share of the connection's in-flight
+/// window: the window is returned once the acknowledgement is written, so unwritten
+/// acknowledgements count against it and cannot pile up.
+type Reply = (Packet, Inflight);
+type Inflight = (OwnedSemaphorePermit, OwnedSemaphorePermit);
+
+/// The queues of what a connection sends.
+struct Outgoing {
+    /// Acknowledgements of ingested messages (bounded by the in-flight window).
+    acks: mpsc::Receiver<Reply>,
+    /// Other replies ([`CONTROL_QUEUE`]).
+    ctl: mpsc::Receiver<Packet>,
+    /// Routed messages ([`OUT_QUEUE`], and `out_queued` bytes).
+    out: mpsc::Receiver<Packet>,
+    out_queued: Arc<AtomicUsize>,
+}
+
+/// Writes what the connection sends: acknowledgements first, then other replies, then routed
+/// messages, coalesced into writes of up to 64 KiB; each write may wait `timeout`, then the
+/// connection is given up. Dropping `_alive` (on return) tells the reader.
+async fn writer(
+    iot: Iot,
+    mut wr: tokio::net::tcp::OwnedWriteHalf,
+    q: Outgoing,
+    timeout: Duration,
+    _alive: oneshot::Sender<()>,
+) {
+    let Outgoing {
+        mut acks,
+        mut ctl,
+        mut out,
+        out_queued,
+    } = q;
+    let mut wbuf = BytesMut::with_capacity(4096);
+    let mut written: Vec<Inflight> = Vec::new();
+    let mut routed = 0usize;
+    fn routed_len(p: &Packet) -> usize {
+        match p {
+            Packet::Publish(p) => p.payload.len(),
+            _ => 0,
+        }
+    }
+    loop {
+        let p = tokio::select! {
+            biased;
+            Some((p, w)) = acks.recv() => {
+                written.push(w);
+                p
+            }
+            Some(p) = ctl.recv() => p,
+            Some(p) = out.recv() => {
+                routed += routed_len(&p);
+                p
+            }
+            else => return,
+        };
+        // Coalesce what is ready into one write.
+        wbuf.clear();
+        if p.write(&mut wbuf, usize::MAX).is_err() {
+            return;
+        }
+        while wbuf.len() < 64 * 1024 {
+            let p = if let Ok((p, w)) = acks.try_recv() {
+                written.push(w);
+                p
+            } else if let Ok(p) = ctl.try_recv() {
+                p
+            } else if let Ok(p) = out.try_recv() {
+                routed += routed_len(&p);
+                p
+            } else {
+                break;
+            };
+            let _ = p.write(&mut wbuf, usize::MAX);
+        }
+        match tokio::time::timeout(timeout, wr.write_all(&wbuf)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return,
+            Err(_) => {
+                iot.stats().slow_clients.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("linli_mqtt_slow_clients_total").increment(1);
+                return;
+            }
+        }
+        out_queued.fetch_sub(routed, Ordering::Relaxed);
+        routed = 0;
+        written.clear();
+    }
+}
+
 async fn connection(
     iot: Iot,
     router: Arc<Router>,
     sock: TcpStream,
     conn: u64,
 ) -> Result<(), Closed> {
-    let max = iot.config().max_payload + 1024;
+    let cfg = iot.config().clone();
+    let max = cfg.max_payload + 1024;
+    let write_timeout = Duration::from_millis(cfg.write_timeout_ms.max(1));
     let (mut rd, mut wr) = sock.into_split();
     let mut buf = BytesMut::with_capacity(16 * 1024);
-    let mut wbuf = BytesMut::with_capacity(256);
     // CONNECT first, within 10 s.
     let connect =
         match read_packet(&iot, &mut rd, &mut buf, max, Some(Duration::from_secs(10))).await {
@@ -185,7 +347,7 @@ async fn connection(
                     ConnectReturnCode::RefusedProtocolVersion,
                     false,
                 ));
-                write_packet(&mut wr, &mut wbuf, &nack).await?;
+                write_now(&mut wr, &nack, write_timeout).await?;
                 return Err(Closed::Protocol(e));
             }
             Err(e) => return Err(e),
@@ -195,61 +357,80 @@ async fn connection(
         .as_ref()
         .map(|l| (l.username.clone(), l.password.clone()))
         .unwrap_or_default();
+    let epoch = iot.revocation_epoch();
+    let nack = Packet::ConnAck(ConnAck::new(ConnectReturnCode::BadUserNamePassword, false));
     let device = match iot.authenticate(&user, &pass).await {
         Ok(d) => d,
         Err(d) => {
             iot.count_drop(d);
-            let nack = Packet::ConnAck(ConnAck::new(ConnectReturnCode::BadUserNamePassword, false));
-            write_packet(&mut wr, &mut wbuf, &nack).await?;
+            write_now(&mut wr, &nack, write_timeout).await?;
             return Err(Closed::Protocol(format!("{user}: {}", d.as_str())));
         }
     };
-    write_packet(
-        &mut wr,
-        &mut wbuf,
-        &Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, false)),
-    )
-    .await?;
-    let keep_alive = match connect.keep_alive {
-        0 => None,
-        k => Some(Duration::from_millis(u64::from(k) * 1500)),
+    // Register the session before answering, so that any revocation from now on finds it; then
+    // make sure none was handled while the credentials were being checked.
+    let mut revoked = iot
+        .sessions()
+        .register(&device.id, conn, &device.token_hash);
+    let _cleanup = Cleanup {
+        iot: iot.clone(),
+        router: router.clone(),
+        device: device.id.clone(),
+        conn,
     };
+    if !iot.still_valid(&device, epoch).await {
+        iot.count_drop(Drop::BadToken);
+        write_now(&mut wr, &nack, write_timeout).await?;
+        return Err(Closed::Protocol(format!(
+            "{user}: revoked while connecting"
+        )));
+    }
+    let ok = Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, false));
+    write_now(&mut wr, &ok, write_timeout).await?;
+    // Keep-alive 0 means "none" to MQTT; here it means the longest one granted.
+    let most = cfg.max_keep_alive_secs.max(1);
+    let keep_alive = match connect.keep_alive {
+        0 => most,
+        k => k.min(most),
+    };
+    let keep_alive = Some(Duration::from_millis(u64::from(keep_alive) * 1500));
     let own_prefix = format!("linli/{}/", device.id);
 
-    // Writer task: subscriptions' messages (bounded) and acknowledgements (bounded by the
-    // in-flight semaphore).
-    let (out_tx, mut out_rx) = mpsc::channel::<Packet>(1024);
-    let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<Packet>();
-    let inflight = Arc::new(Semaphore::new(iot.config().max_inflight.max(1)));
-    let writer = tokio::spawn(async move {
-        let mut wbuf = BytesMut::with_capacity(4096);
-        loop {
-            let p = tokio::select! {
-                biased;
-                p = ack_rx.recv() => p,
-                p = out_rx.recv() => p,
-            };
-            let Some(p) = p else { break };
-            // Coalesce what is ready into one write.
-            wbuf.clear();
-            if p.write(&mut wbuf, usize::MAX).is_err() {
-                break;
-            }
-            while wbuf.len() < 64 * 1024 {
-                match ack_rx.try_recv().or_else(|_| out_rx.try_recv()) {
-                    Ok(p) => {
-                        let _ = p.write(&mut wbuf, usize::MAX);
-                    }
-                    Err(_) => break,
-                }
-            }
-            if wr.write_all(&wbuf).await.is_err() {
-                break;
-            }
-        }
-    });
+    // Writer task, and the bounded queues it drains.
+    let window = cfg.max_inflight.max(1);
+    let (ack_tx, ack_rx) = mpsc::channel::<Reply>(window);
+    let (ctl_tx, ctl_rx) = mpsc::channel::<Packet>(CONTROL_QUEUE);
+    let (out_tx, out_rx) = mpsc::channel::<Packet>(OUT_QUEUE);
+    let out_queued = Arc::new(AtomicUsize::new(0));
+    let inflight = Arc::new(Semaphore::new(window));
+    let inflight_bytes = cfg
+        .inflight_bytes
+        .clamp(cfg.max_payload.max(1), Semaphore::MAX_PERMITS);
+    let inflight_bytes_sem = Arc::new(Semaphore::new(inflight_bytes));
+    let (alive, mut writer_gone) = oneshot::channel::<()>();
+    let mut writer = tokio::spawn(writer(
+        iot.clone(),
+        wr,
+        Outgoing {
+            acks: ack_rx,
+            ctl: ctl_rx,
+            out: out_rx,
+            out_queued: out_queued.clone(),
+        },
+        write_timeout,
+        alive,
+    ));
 
-    let result: Result<(), Closed> = async {
+    let reader = async {
+        let mut filters: HashSet<String> = HashSet::new();
+        // Other replies wait for room in their queue: a client that does not read stops
+        // being read.
+        let send = async |p: Packet| {
+            ctl_tx
+                .send(p)
+                .await
+                .map_err(|_| Closed::Protocol("writer gone".into()))
+        };
         loop {
             let Some(packet) = read_packet(&iot, &mut rd, &mut buf, max, keep_alive).await? else {
                 return Ok(());
@@ -260,14 +441,15 @@ async fn connection(
                         iot.count_drop(Drop::WrongTopic);
                         return Err(Closed::Protocol(format!("publish to {}", p.topic)));
                     }
-                    router.route(&iot, &p.topic, &p.payload);
+                    router.route(&iot, &device.id, &p.topic, &p.payload);
                     let Some((_, kind)) = parse_topic(&p.topic) else {
                         // Routed only (e.g. a device's own status topics).
                         if p.qos == QoS::AtLeastOnce {
-                            let _ = ack_tx.send(Packet::PubAck(PubAck::new(p.pkid)));
+                            send(Packet::PubAck(PubAck::new(p.pkid))).await?;
                         }
                         continue;
                     };
+                    let bytes = p.payload.len();
                     let payload = match iot.parse(kind, &p.payload) {
                         Ok(x) => x,
                         Err(d) => {
@@ -276,10 +458,10 @@ async fn connection(
                             // never be accepted; it is counted and dropped.
                             match p.qos {
                                 QoS::AtLeastOnce => {
-                                    let _ = ack_tx.send(Packet::PubAck(PubAck::new(p.pkid)));
+                                    send(Packet::PubAck(PubAck::new(p.pkid))).await?;
                                 }
                                 QoS::ExactlyOnce => {
-                                    let _ = ack_tx.send(Packet::PubRec(PubRec::new(p.pkid)));
+                                    send(Packet::PubRec(PubRec::new(p.pkid))).await?;
                                 }
                                 QoS::AtMostOnce => {}
                             }
@@ -292,14 +474,19 @@ async fn connection(
                                 device: device.clone(),
                                 payload,
                                 ack: None,
+                                bytes,
                             });
                         }
                         qos => {
-                            let permit = inflight
+                            let closed = |_| Closed::Protocol("closed".into());
+                            let one = inflight.clone().acquire_owned().await.map_err(closed)?;
+                            let size =
+                                u32::try_from(bytes.clamp(1, inflight_bytes)).unwrap_or(u32::MAX);
+                            let room = inflight_bytes_sem
                                 .clone()
-                                .acquire_owned()
+                                .acquire_many_owned(size)
                                 .await
-                                .map_err(|_| Closed::Protocol("closed".into()))?;
+                                .map_err(closed)?;
                             let tx = ack_tx.clone();
                             let pkid = p.pkid;
                             let ack: crate::Ack = Box::new(move |ok| {
@@ -309,14 +496,16 @@ async fn connection(
                                     } else {
                                         Packet::PubAck(PubAck::new(pkid))
                                     };
-                                    let _ = tx.send(reply);
+                                    // Never full: each queued acknowledgement holds one of the
+                                    // `window` permits. Closed when the connection is gone.
+                                    let _ = tx.try_send((reply, (one, room)));
                                 }
-                                drop(permit);
                             });
                             iot.submit(Job {
                                 device: device.clone(),
                                 payload,
                                 ack: Some(ack),
+                                bytes,
                             })
                             .await
                             .map_err(|_| Closed::Protocol("shutting down".into()))?;
@@ -324,38 +513,50 @@ async fn connection(
                     }
                 }
                 Packet::PubRel(r) => {
-                    let _ = ack_tx.send(Packet::PubComp(PubComp::new(r.pkid)));
+                    send(Packet::PubComp(PubComp::new(r.pkid))).await?;
                 }
                 Packet::Subscribe(s) => {
-                    let mut codes = Vec::new();
+                    let mut codes = Vec::with_capacity(s.filters.len());
                     for f in &s.filters {
-                        if f.path.starts_with(&own_prefix) {
-                            router
-                                .subs
-                                .write()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .push(Sub {
+                        let code = if !f.path.starts_with(&own_prefix) {
+                            SubscribeReasonCode::Failure
+                        } else if filters.contains(&f.path) {
+                            // The same filter again replaces the subscription (MQTT 3.8.4).
+                            SubscribeReasonCode::Success(QoS::AtMostOnce)
+                        } else if filters.len() >= cfg.max_subscriptions {
+                            iot.stats()
+                                .subscribe_refused
+                                .fetch_add(1, Ordering::Relaxed);
+                            metrics::counter!("linli_mqtt_subscribe_refused_total").increment(1);
+                            SubscribeReasonCode::Failure
+                        } else {
+                            filters.insert(f.path.clone());
+                            router.add(
+                                &device.id,
+                                Sub {
                                     conn,
                                     filter: f.path.clone(),
                                     out: out_tx.clone(),
-                                });
-                            codes.push(SubscribeReasonCode::Success(QoS::AtMostOnce));
-                        } else {
-                            codes.push(SubscribeReasonCode::Failure);
-                        }
+                                    queued: out_queued.clone(),
+                                },
+                            );
+                            SubscribeReasonCode::Success(QoS::AtMostOnce)
+                        };
+                        codes.push(code);
                     }
-                    let _ = ack_tx.send(Packet::SubAck(SubAck::new(s.pkid, codes)));
+                    send(Packet::SubAck(SubAck::new(s.pkid, codes))).await?;
                 }
                 Packet::Unsubscribe(u) => {
-                    router
-                        .subs
-                        .write()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .retain(|s| !(s.conn == conn && u.topics.contains(&s.filter)));
-                    let _ = ack_tx.send(Packet::UnsubAck(UnsubAck::new(u.pkid)));
+                    for t in &u.topics {
+                        filters.remove(t);
+                    }
+                    router.remove(&device.id, |s| {
+                        !(s.conn == conn && u.topics.contains(&s.filter))
+                    });
+                    send(Packet::UnsubAck(UnsubAck::new(u.pkid))).await?;
                 }
                 Packet::PingReq => {
-                    let _ = ack_tx.send(Packet::PingResp);
+                    send(Packet::PingResp).await?;
                 }
                 Packet::Disconnect => return Ok(()),
                 Packet::PubAck(_) | Packet::PubRec(_) | Packet::PubComp(_) => {}
@@ -364,12 +565,29 @@ async fn connection(
                 }
             }
         }
-    }
-    .await;
-    // Let pending acknowledgements of committed messages go out, then close.
+    };
+    let mut was_revoked = false;
+    let result: Result<(), Closed> = tokio::select! {
+        r = reader => r,
+        _ = &mut revoked => {
+            was_revoked = true;
+            Err(Closed::Protocol("credentials revoked".into()))
+        }
+        _ = &mut writer_gone => Err(Closed::Protocol("client not reading".into())),
+    };
     drop(out_tx);
+    drop(ctl_tx);
     drop(ack_tx);
-    router.drop_conn(conn);
-    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    router.drop_conn(&device.id, conn);
+    if was_revoked {
+        // Nothing more for a revoked session, not even acknowledgements.
+        writer.abort();
+        return result;
+    }
+    // Let pending acknowledgements of committed messages go out (bounded), then close.
+    tokio::select! {
+        _ = tokio::time::timeout(Duration::from_secs(5), &mut writer) => {}
+        _ = &mut revoked => writer.abort(),
+    }
     result
 }

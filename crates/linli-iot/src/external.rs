@@ -1,12 +1,17 @@
 //! External-broker mode: subscribe with a shared subscription (`$share/linli/…`, so several
 //! Linli instances split the load) at QoS 1 with manual acknowledgements, and acknowledge each
 //! message only after the batch holding it committed. The external broker authenticates the
-//! devices; messages for unknown device ids are counted and dropped.
+//! devices; messages for unknown device ids (or devices disabled since) are counted and dropped.
+//!
+//! Bounded like a connection of the embedded broker: at most `max_inflight` messages (and
+//! `inflight_bytes`) between receipt and the acknowledgement reaching the client's request
+//! queue; beyond that, reading from the broker pauses (it keeps the messages).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use linli_core::iot::{Drop, parse_topic};
 
@@ -48,15 +53,20 @@ pub async fn start(
         .set_keep_alive(Duration::from_secs(30))
         .set_inflight(1000)
         .set_max_packet_size(iot.config().max_payload + 1024, 64 * 1024);
-    let (client, mut events) = AsyncClient::new(opts, 1024);
-    // Acknowledgements are sent by one task, in commit order.
-    let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<rumqttc::Publish>();
+    let window = Window::new(iot.config());
+    // The client's request queue holds every acknowledgement of the window, so the acker never
+    // waits on it while the event loop waits for the window (no deadlock).
+    let (client, mut events) = AsyncClient::new(opts, window.count + 64);
+    // Acknowledgements are sent by one task, in commit order; each holds its share of the
+    // window until handed to the client, so the queue never holds more than the window.
+    let (ack_tx, mut ack_rx) = mpsc::channel::<(rumqttc::Publish, Held)>(window.count);
     let acker = client.clone();
     tokio::spawn(async move {
-        while let Some(p) = ack_rx.recv().await {
+        while let Some((p, held)) = ack_rx.recv().await {
             if acker.ack(&p).await.is_err() {
                 break;
             }
+            drop(held);
         }
     });
     let sub = client.clone();
@@ -71,7 +81,8 @@ pub async fn start(
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
-                    handle(&iot, &ack_tx, p).await;
+                    let held = window.take(p.payload.len()).await;
+                    handle(&iot, &ack_tx, p, held).await;
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -84,7 +95,54 @@ pub async fn start(
     Ok(client)
 }
 
-async fn handle(iot: &Iot, acks: &mpsc::UnboundedSender<rumqttc::Publish>, p: rumqttc::Publish) {
+type Held = (OwnedSemaphorePermit, OwnedSemaphorePermit);
+
+/// The in-flight window: messages and their bytes.
+struct Window {
+    count: usize,
+    bytes: usize,
+    messages: Arc<Semaphore>,
+    room: Arc<Semaphore>,
+}
+
+impl Window {
+    fn new(cfg: &crate::IotConfig) -> Window {
+        let count = cfg.max_inflight.max(1);
+        let bytes = cfg
+            .inflight_bytes
+            .clamp(cfg.max_payload.max(1), Semaphore::MAX_PERMITS);
+        Window {
+            count,
+            bytes,
+            messages: Arc::new(Semaphore::new(count)),
+            room: Arc::new(Semaphore::new(bytes)),
+        }
+    }
+
+    async fn take(&self, len: usize) -> Held {
+        let size = u32::try_from(len.clamp(1, self.bytes)).unwrap_or(u32::MAX);
+        let one = self
+            .messages
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("never closed");
+        let room = self
+            .room
+            .clone()
+            .acquire_many_owned(size)
+            .await
+            .expect("never closed");
+        (one, room)
+    }
+}
+
+async fn handle(
+    iot: &Iot,
+    acks: &mpsc::Sender<(rumqttc::Publish, Held)>,
+    p: rumqttc::Publish,
+    held: Held,
+) {
     let parsed = parse_topic(&p.topic).ok_or(Drop::WrongTopic);
     let outcome = match parsed {
         Err(d) => Err(d),
@@ -97,20 +155,22 @@ async fn handle(iot: &Iot, acks: &mpsc::UnboundedSender<rumqttc::Publish>, p: ru
         Err(d) => {
             iot.count_drop(d);
             // Dropped for good: acknowledge so the broker does not redeliver it.
-            let _ = acks.send(p);
+            let _ = acks.try_send((p, held));
         }
         Ok((device, payload)) => {
             let tx = acks.clone();
-            let msg = p.clone();
+            let bytes = p.payload.len();
             let _ = iot
                 .submit(Job {
                     device,
                     payload,
                     ack: Some(Box::new(move |ok| {
+                        // Never full: each queued acknowledgement holds a share of the window.
                         if ok {
-                            let _ = tx.send(msg);
+                            let _ = tx.try_send((p, held));
                         }
                     })),
+                    bytes,
                 })
                 .await;
         }

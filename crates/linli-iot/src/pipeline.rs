@@ -101,7 +101,7 @@ impl Writer {
                 break;
             }
             let deadline = tokio::time::Instant::now() + Duration::from_millis(cfg.batch_ms);
-            while cmds.len() < cfg.batch_max && !cmds.iter().any(|c| !matches!(c, Cmd::Msg(_))) {
+            while cmds.len() < cfg.batch_max && !cmds.iter().any(|c| !matches!(c, Cmd::Msg(..))) {
                 let room = cfg.batch_max - cmds.len();
                 match tokio::time::timeout_at(deadline, rx.recv_many(&mut cmds, room)).await {
                     Ok(0) | Err(_) => break,
@@ -109,16 +109,22 @@ impl Writer {
                 }
             }
             let mut jobs = Vec::with_capacity(cmds.len());
+            // The messages' share of the queue's byte budget, returned once the batch is done.
+            let mut budget = Vec::with_capacity(cmds.len());
             let mut others = Vec::new();
             for c in cmds.drain(..) {
                 match c {
-                    Cmd::Msg(j) => jobs.push(j),
+                    Cmd::Msg(j, b) => {
+                        jobs.push(j);
+                        budget.push(b);
+                    }
                     other => others.push(other),
                 }
             }
             if !jobs.is_empty() {
                 self.batch(jobs).await;
             }
+            drop(budget);
             for c in others {
                 match c {
                     Cmd::Tick(done) => {
@@ -137,7 +143,7 @@ impl Writer {
                         }
                         let _ = done.send(());
                     }
-                    Cmd::Msg(_) => {}
+                    Cmd::Msg(..) => {}
                 }
             }
         }

@@ -147,8 +147,10 @@ pub async fn reset_token(
         .store
         .reset_device_token(&g, &Actor::from(&p), &id)
         .await?;
+    // The store told every instance (bus event `device.revoked`); here it is done before the
+    // answer, so the old token's sessions are closed when the caller reads it.
     if let Some(i) = s.iot.get() {
-        i.reload_devices().await?;
+        i.revoke_device(&id).await?;
     }
     Ok(Json(DeviceTokenIssued { token }))
 }

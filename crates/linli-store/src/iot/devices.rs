@@ -10,6 +10,7 @@ use linli_core::{AppError, AppResult, new_id};
 
 use crate::Store;
 use crate::audit::{self, Actor, Entry};
+use crate::bus::BusEvent;
 use crate::db::{Sql, db_err, i64_, opt_i64, opt_str, str_};
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -64,6 +65,11 @@ pub struct DeviceAuth {
     pub person_id: Option<String>,
     pub token_hash: String,
 }
+
+/// Bus event kind published after a device's credentials changed (token reset; later also
+/// disabled or deleted): every instance's IoT runtime drops its cached credentials and closes
+/// the device's live sessions that authenticated with old ones.
+pub const REVOKED: &str = "device.revoked";
 
 pub fn token_hash(token: &str) -> String {
     sha256_hex(format!("linli-device:{token}").as_bytes())
@@ -197,6 +203,12 @@ impl Store {
         )
         .await?;
         tx.commit().await.map_err(db_err)?;
+        self.bus.publish(BusEvent {
+            kind: REVOKED.into(),
+            path: d.path,
+            id: id.to_string(),
+            users: Vec::new(),
+        });
         Ok(token)
     }
 
