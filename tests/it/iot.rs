@@ -1235,6 +1235,7 @@ async fn a_token_reset_on_one_instance_ends_sessions_and_cached_tokens_on_the_ot
         },
         &app.dir,
         None,
+        linli_server::modules::platform(),
     )
     .await
     .unwrap();
