@@ -741,7 +741,11 @@ async fn fever_and_blacklist_raise_alarms_for_the_area() {
     );
     for s in [&t.committee, &t.property] {
         let uid = s.user["id"].as_str().unwrap();
-        let inbox = app.store.inbox(uid, true, None, 50).await.unwrap();
+        let inbox = app
+            .store
+            .inbox(&app.principal_of(&uid).await, true, None, 50)
+            .await
+            .unwrap();
         let keys: Vec<&str> = inbox.iter().map(|n| n.key.as_str()).collect();
         assert!(keys.contains(&"notice-access-fever"), "{keys:?}");
         assert!(keys.contains(&"notice-access-blacklist"));
@@ -749,7 +753,7 @@ async fn fever_and_blacklist_raise_alarms_for_the_area() {
     let c3_uid = t.committee3.user["id"].as_str().unwrap();
     assert!(
         app.store
-            .inbox(c3_uid, true, None, 50)
+            .inbox(&app.principal_of(&c3_uid).await, true, None, 50)
             .await
             .unwrap()
             .is_empty()

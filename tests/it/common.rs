@@ -228,6 +228,15 @@ impl TestApp {
         .await
     }
 
+    /// The resolved principal of a user (to call store functions as that user).
+    pub async fn principal_of(&self, user_id: &str) -> linli_core::auth::Principal {
+        self.store
+            .principal(user_id)
+            .await
+            .unwrap()
+            .expect("an active user")
+    }
+
     pub async fn login(&self, login: &str) -> Session {
         self.login_as(login, PASSWORD).await
     }

@@ -26,7 +26,10 @@ async fn the_household_record_gathers_every_module() {
     let (hh, room) = app.home_of("resident").await;
     let me = app
         .store
-        .user_person_id(resident.user["id"].as_str().unwrap())
+        .own_person_id(
+            &app.principal_of(resident.user["id"].as_str().unwrap())
+                .await,
+        )
         .await
         .unwrap()
         .unwrap();

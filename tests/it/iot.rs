@@ -481,7 +481,10 @@ async fn sos_escalates_along_the_care_chain_until_acknowledged() {
     let staff = user_id(&app, "committee").await;
     let person = app
         .store
-        .user_person_id(resident.user["id"].as_str().unwrap())
+        .own_person_id(
+            &app.principal_of(resident.user["id"].as_str().unwrap())
+                .await,
+        )
         .await
         .unwrap()
         .unwrap();
@@ -553,7 +556,11 @@ async fn sos_escalates_along_the_care_chain_until_acknowledged() {
     assert_eq!(view["alarm"]["severity"], "CRITICAL");
     assert_eq!(view["alarm"]["alarm_type"], "sos");
     assert_eq!(notified(&view), vec![(volunteer.clone(), 0)]);
-    let inbox = app.store.inbox(&volunteer, true, None, 10).await.unwrap();
+    let inbox = app
+        .store
+        .inbox(&app.principal_of(&volunteer).await, true, None, 10)
+        .await
+        .unwrap();
     assert_eq!(inbox[0].kind, "alarm.sos");
     assert_eq!(inbox[0].entity_id, alarm);
     // Pressing again updates the same alarm.
@@ -590,7 +597,11 @@ async fn sos_escalates_along_the_care_chain_until_acknowledged() {
     let n = notified(&view);
     assert!(n.contains(&(staff.clone(), n.iter().map(|x| x.1).max().unwrap())));
     assert!(n.iter().filter(|(u, _)| *u == volunteer).count() >= 2);
-    let staff_inbox = app.store.inbox(&staff, true, None, 10).await.unwrap();
+    let staff_inbox = app
+        .store
+        .inbox(&app.principal_of(&staff).await, true, None, 10)
+        .await
+        .unwrap();
     assert!(staff_inbox.iter().any(|i| i.entity_id == alarm));
 
     // Acknowledged: the calls stop.

@@ -20,6 +20,7 @@ mod iot;
 mod notify;
 mod open311;
 mod open311_contact;
+mod platform;
 mod registry;
 mod repairs;
 mod reports;

@@ -81,7 +81,7 @@ async fn report(app: &TestApp, s: &Session, id: &str) -> Value {
 async fn notices(app: &TestApp, login: &str, key: &str, report_id: &str) -> usize {
     let uid = user_id(app, login).await;
     app.store
-        .inbox(&uid, false, None, 200)
+        .inbox(&app.principal_of(&uid).await, false, None, 200)
         .await
         .unwrap()
         .iter()

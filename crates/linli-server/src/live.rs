@@ -57,18 +57,6 @@ pub fn visible_to(e: &BusEvent, principal: &linli_core::auth::Principal) -> bool
     grant.is_ok_and(|g| g.allows(action, &e.path))
 }
 
-/// Tell reviewers' open pages that a correction request arrived.
-pub async fn publish_correction(s: &AppState, c: &linli_store::registry::corrections::Correction) {
-    if let Ok(Some(path)) = s.store.household_path(&c.household_id).await {
-        s.store.bus.publish(BusEvent {
-            kind: "correction".into(),
-            path,
-            id: c.id.clone(),
-            users: Vec::new(),
-        });
-    }
-}
-
 /// What a resident or a unit's staff may hear about reports: their viewer (own and household
 /// reports, moderated public reports of their communities; the reports their unit handles or
 /// was summoned to), checked in the store for each `report.*` event of one of their communities

@@ -73,7 +73,7 @@ pub async fn inbox(
     let limit = q.limit.unwrap_or(50).clamp(1, 200);
     let items = s
         .store
-        .inbox(&p.user_id(), q.unread.unwrap_or(false), q.before, limit)
+        .inbox(&p, q.unread.unwrap_or(false), q.before, limit)
         .await?;
     let lang = current_lang();
     let next_before = if items.len() as i64 == limit {
@@ -91,7 +91,7 @@ pub async fn inbox(
     Ok(Json(InboxPage {
         items,
         next_before,
-        unread: s.store.inbox_unread(&p.user_id()).await?,
+        unread: s.store.inbox_unread(&p).await?,
     }))
 }
 
@@ -100,7 +100,7 @@ pub async fn inbox(
     responses((status = 200, body = Count), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn unread_count(State(s): State<AppState>, Person(p): Person) -> ApiResult<Json<Count>> {
     Ok(Json(Count {
-        count: s.store.inbox_unread(&p.user_id()).await?,
+        count: s.store.inbox_unread(&p).await?,
     }))
 }
 
@@ -113,7 +113,7 @@ pub async fn mark_read(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Updated>> {
     Ok(Json(Updated {
-        updated: s.store.inbox_mark_read(&p.user_id(), Some(&id)).await?,
+        updated: s.store.inbox_mark_read(&p, Some(&id)).await?,
     }))
 }
 
@@ -125,7 +125,7 @@ pub async fn mark_all_read(
     Person(p): Person,
 ) -> ApiResult<Json<Updated>> {
     Ok(Json(Updated {
-        updated: s.store.inbox_mark_read(&p.user_id(), None).await?,
+        updated: s.store.inbox_mark_read(&p, None).await?,
     }))
 }
 
@@ -136,7 +136,7 @@ pub async fn get_channels(
     State(s): State<AppState>,
     Person(p): Person,
 ) -> ApiResult<Json<Channels>> {
-    Ok(Json(s.store.channels(&p.user_id()).await?))
+    Ok(Json(s.store.channels(&p).await?))
 }
 
 /// Set the caller's e-mail address, e-mail on/off and muted kinds.
@@ -165,7 +165,7 @@ pub async fn list_follows(
     State(s): State<AppState>,
     Person(p): Person,
 ) -> ApiResult<Json<Vec<Follow>>> {
-    Ok(Json(s.store.follows(&p.user_id()).await?))
+    Ok(Json(s.store.follows(&p).await?))
 }
 
 /// Follow something the caller may see: its state changes reach the caller's inbox (and

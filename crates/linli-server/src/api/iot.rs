@@ -318,7 +318,7 @@ async fn own_person(s: &AppState, p: &linli_core::auth::Principal) -> Result<Str
         return Err(AppError::forbidden());
     }
     s.store
-        .user_person_id(&p.user_id())
+        .own_person_id(&p)
         .await?
         .ok_or(AppError::new(ErrorKind::Forbidden, "iot.sos.no_person"))
 }

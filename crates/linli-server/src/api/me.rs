@@ -35,7 +35,7 @@ pub async fn my_household(
 #[utoipa::path(get, path = "/api/v1/me/export", tag = "me",
     responses((status = 200, body = OwnExport), (status = 403, body = ErrorBody)))]
 pub async fn my_export(State(s): State<AppState>, Auth(p): Auth) -> ApiResult<Response> {
-    let person = s.store.user_person_id(&p.user_id()).await?;
+    let person = s.store.own_person_id(&p).await?;
     let export = s
         .store
         .own_export(&p, person.as_deref(), &crate::modules::record_sections())
@@ -57,6 +57,5 @@ pub async fn my_correction(
     ApiJson(new): ApiJson<NewCorrection>,
 ) -> ApiResult<(StatusCode, Json<Correction>)> {
     let c = s.store.submit_correction(&p, new).await?;
-    crate::live::publish_correction(&s, &c).await;
     Ok((StatusCode::CREATED, Json(c)))
 }

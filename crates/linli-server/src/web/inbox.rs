@@ -63,7 +63,7 @@ async fn page_of(
     let items = or_page(
         &user.page,
         s.store
-            .inbox(&user.principal.user_id(), unread_only, q.before, PAGE)
+            .inbox(&user.principal, unread_only, q.before, PAGE)
             .await,
     )?;
     let older = (items.len() as i64 == PAGE)
@@ -90,10 +90,7 @@ async fn page_of(
         .collect();
     let channels = match channels {
         Some(c) => c,
-        None => or_page(
-            &user.page,
-            s.store.channels(&user.principal.user_id()).await,
-        )?,
+        None => or_page(&user.page, s.store.channels(&user.principal).await)?,
     };
     let flash = q.saved.map(|_| user.page.t("inbox-saved"));
     Ok(render_page(&InboxTpl {
@@ -127,9 +124,7 @@ async fn read_one(
     check_csrf(&user.page, &f._csrf)?;
     or_page(
         &user.page,
-        s.store
-            .inbox_mark_read(&user.principal.user_id(), Some(&id))
-            .await,
+        s.store.inbox_mark_read(&user.principal, Some(&id)).await,
     )?;
     Ok(Redirect::to("/inbox").into_response())
 }
@@ -142,9 +137,7 @@ async fn read_all(
     check_csrf(&user.page, &f._csrf)?;
     or_page(
         &user.page,
-        s.store
-            .inbox_mark_read(&user.principal.user_id(), None)
-            .await,
+        s.store.inbox_mark_read(&user.principal, None).await,
     )?;
     Ok(Redirect::to("/inbox").into_response())
 }

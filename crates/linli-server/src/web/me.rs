@@ -122,8 +122,7 @@ async fn correction_submit(
         reason: f.reason.clone(),
     };
     match s.store.submit_correction(&user.principal, new).await {
-        Ok(c) => {
-            crate::live::publish_correction(&s, &c).await;
+        Ok(_) => {
             s.form_once.finish(&f._once, "/me?done=1");
             Ok(Redirect::to("/me?done=1").into_response())
         }

@@ -257,11 +257,7 @@ where
             Some((principal, Via::Session { csrf, .. })) => {
                 let lang = current_lang();
                 let path = parts.uri.path().to_string();
-                let unread = state
-                    .store
-                    .inbox_unread(&principal.user_id())
-                    .await
-                    .unwrap_or(0);
+                let unread = state.store.inbox_unread(&principal).await.unwrap_or(0);
                 let page = Page {
                     lang,
                     big: big_text(parts),

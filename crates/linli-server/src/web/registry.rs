@@ -222,7 +222,7 @@ async fn household(
             .unwrap_or_default(),
         Err(_) => Vec::new(),
     };
-    let room_path = user_path(&s, &h).await;
+    let room_path = h.path.clone();
     let can_edit = user.principal.may(Action::HouseholdWrite, &room_path);
     let can_edit_person = user.principal.can(Action::PersonRead);
     let flash = f.saved.map(|_| page.t("web-saved"));
@@ -239,14 +239,6 @@ async fn household(
         log,
         record,
     }))
-}
-
-async fn user_path(s: &AppState, h: &HouseholdView) -> String {
-    s.store
-        .place(&Grant::system(Action::PlaceRead), &h.room_id)
-        .await
-        .map(|p| p.path)
-        .unwrap_or_default()
 }
 
 #[derive(Template)]
@@ -485,24 +477,7 @@ async fn person_page(
     let g = grant(page, &user.principal, Action::PersonRead)?;
     let sens = sensitive(&user.principal);
     let p = or_page(page, s.store.person(&g, sens.as_ref(), id).await)?;
-    let path = match &p.household_id {
-        Some(h) => s
-            .store
-            .household(&Grant::system(Action::HouseholdRead), None, h)
-            .await
-            .ok()
-            .map(|h| h.room_id),
-        None => None,
-    };
-    let path = match path {
-        Some(room) => s
-            .store
-            .place(&Grant::system(Action::PlaceRead), &room)
-            .await
-            .map(|p| p.path)
-            .unwrap_or_default(),
-        None => String::new(),
-    };
+    let path = p.home_path.clone().unwrap_or_default();
     let can_edit = user.principal.may(Action::PersonWrite, &path);
     let can_reveal = user.principal.may(Action::PersonReveal, &path);
     let show_sensitive = sens

@@ -239,9 +239,9 @@ impl NewTpl {
 /// The places a resident may report at: own home first, then its building(s) and community.
 async fn resident_places(s: &AppState, user: &WebUser) -> Result<Vec<(String, String)>, AppError> {
     let mut ids: Vec<String> = Vec::new();
-    for h in user.principal.own_households() {
-        if let Some(path) = s.store.household_path(&h).await? {
-            let p = path_ids(&path);
+    for (_, path) in s.store.own_homes(&user.principal).await? {
+        let p = path_ids(&path);
+        {
             for id in p.iter().skip(3).rev() {
                 if !ids.contains(id) {
                     ids.push(id.clone());
@@ -273,9 +273,8 @@ async fn home_plan(
     s: &AppState,
     user: &WebUser,
 ) -> Result<Option<(String, Vec<PlanBuilding>)>, AppError> {
-    for h in user.principal.own_households() {
-        if let Some(path) = s.store.household_path(&h).await?
-            && let Some(community) = community_prefix(&path)
+    for (_, path) in s.store.own_homes(&user.principal).await? {
+        if let Some(community) = community_prefix(&path)
             && let Some(id) = path_ids(&community).pop()
         {
             let buildings = s.store.plan_buildings(&community).await?;

@@ -34,7 +34,7 @@ async fn own_person(s: &AppState, user: &WebUser) -> Result<String, AppError> {
         return Err(AppError::forbidden());
     }
     s.store
-        .user_person_id(&user.principal.user_id())
+        .own_person_id(&user.principal)
         .await?
         .ok_or(AppError::new(ErrorKind::Forbidden, "iot.sos.no_person"))
 }

@@ -198,10 +198,10 @@ impl Store {
         })))
     }
 
-    /// The person record linked to a user, if any.
-    pub async fn user_person_id(&self, user_id: &str) -> AppResult<Option<String>> {
+    /// The person record linked to the caller's account, if any.
+    pub async fn own_person_id(&self, p: &Principal) -> AppResult<Option<String>> {
         let r = sqlx::query("SELECT person_id FROM users WHERE id = $1")
-            .bind(user_id.to_string())
+            .bind(p.user_id().to_string())
             .fetch_optional(&self.db.read)
             .await
             .map_err(db_err)?;

@@ -164,7 +164,8 @@ impl Store {
     }
 
     /// What a user follows, newest first.
-    pub async fn follows(&self, user_id: &str) -> AppResult<Vec<Follow>> {
+    pub async fn follows(&self, p: &Principal) -> AppResult<Vec<Follow>> {
+        let user_id = p.user_id();
         let rows = sqlx::query(
             "SELECT entity, entity_id, created_at FROM follows WHERE user_id = $1 ORDER BY created_at DESC LIMIT 500",
         )
@@ -228,7 +229,8 @@ impl Store {
     }
 
     /// A user's channels (defaults when never set).
-    pub async fn channels(&self, user_id: &str) -> AppResult<Channels> {
+    pub async fn channels(&self, p: &Principal) -> AppResult<Channels> {
+        let user_id = p.user_id();
         let r =
             sqlx::query("SELECT email, email_enabled, muted FROM user_channels WHERE user_id = $1")
                 .bind(user_id.to_string())
@@ -276,7 +278,7 @@ impl Store {
                 muted.push(m.to_string());
             }
         }
-        let before = self.channels(&p.user_id()).await?;
+        let before = self.channels(p).await?;
         let after = Channels {
             email,
             email_enabled: c.email_enabled,

@@ -10,6 +10,7 @@ use serde_json::Value;
 use sqlx::{Any, Transaction};
 
 use linli_core::AppResult;
+use linli_core::auth::Principal;
 
 use crate::Store;
 use crate::db::{Sql, db_err, i64_, opt_i64, opt_str, str_};
@@ -216,11 +217,12 @@ impl Store {
     /// previous page.
     pub async fn inbox(
         &self,
-        user_id: &str,
+        p: &Principal,
         unread_only: bool,
         before: Option<i64>,
         limit: i64,
     ) -> AppResult<Vec<InboxItem>> {
+        let user_id = p.user_id();
         let mut q = Sql::new(
             "SELECT id, kind, msg_key, args, entity, entity_id, link, created_at, read_at FROM notifications WHERE user_id = ",
         );
@@ -251,7 +253,8 @@ impl Store {
     }
 
     /// How many unread notices a user has.
-    pub async fn inbox_unread(&self, user_id: &str) -> AppResult<i64> {
+    pub async fn inbox_unread(&self, p: &Principal) -> AppResult<i64> {
+        let user_id = p.user_id();
         let r = sqlx::query(
             "SELECT COUNT(*) AS n FROM notifications WHERE user_id = $1 AND read_at IS NULL",
         )
@@ -264,7 +267,8 @@ impl Store {
 
     /// Mark one notice (or, with `None`, all) of the user as read. Someone else's notice is
     /// simply not found: nothing changes.
-    pub async fn inbox_mark_read(&self, user_id: &str, id: Option<&str>) -> AppResult<u64> {
+    pub async fn inbox_mark_read(&self, p: &Principal, id: Option<&str>) -> AppResult<u64> {
+        let user_id = p.user_id();
         if let Some(id) = id {
             let exists =
                 sqlx::query("SELECT 1 AS x FROM notifications WHERE id = $1 AND user_id = $2")

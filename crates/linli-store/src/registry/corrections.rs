@@ -279,6 +279,13 @@ impl Store {
         )
         .await?;
         tx.commit().await.map_err(db_err)?;
+        // Tell reviewers' open pages that a request arrived.
+        self.bus.publish(crate::bus::BusEvent {
+            kind: "correction".into(),
+            path: h.path.clone(),
+            id: c.id.clone(),
+            users: Vec::new(),
+        });
         Ok(c)
     }
 

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use linli_core::auth::{Action, Grant};
+use linli_core::auth::{Action, Grant, Principal};
 use linli_core::{AppError, AppResult, new_id, now_ms};
 
 use crate::Store;
@@ -63,6 +63,9 @@ pub struct FormerMember {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct HouseholdView {
     pub id: String,
+    /// The household's place path (pages decide what the viewer may do here).
+    #[serde(skip)]
+    pub path: String,
     pub room_id: String,
     pub address: String,
     pub tenure: String,
@@ -118,7 +121,7 @@ fn snapshot(h: &HouseholdRow) -> serde_json::Value {
 
 impl Store {
     /// The place path of a household (for routing events to those who cover it).
-    pub async fn household_path(&self, id: &str) -> AppResult<Option<String>> {
+    pub(crate) async fn household_path(&self, id: &str) -> AppResult<Option<String>> {
         Ok(self.household_row_unscoped(id).await?.map(|h| h.path))
     }
 
@@ -138,6 +141,17 @@ impl Store {
             note: str_(&r, "note"),
             version: i64_(&r, "version"),
         }))
+    }
+
+    /// The homes of the caller's own households (residents): (household id, place path).
+    pub async fn own_homes(&self, p: &Principal) -> AppResult<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        for h in p.own_households() {
+            if let Some(row) = self.household_row_unscoped(&h).await? {
+                out.push((row.id, row.path));
+            }
+        }
+        Ok(out)
     }
 
     /// A household inside the grant: read, written, or given a new member.
@@ -262,6 +276,7 @@ impl Store {
         let room = self.place_unscoped(&h.room_id).await?;
         Ok(HouseholdView {
             address: self.address(&h.path).await?,
+            path: h.path.clone(),
             corrections: self.corrections_of_household(&h.id).await?,
             room_area_x100: room.and_then(|r| r.area_x100),
             id: h.id,

@@ -48,6 +48,9 @@ pub struct PersonSummary {
     pub household_id: Option<String>,
     pub relation: Option<String>,
     pub address: Option<String>,
+    /// The place path of the person's home (pages decide what the viewer may do here).
+    #[serde(skip)]
+    pub home_path: Option<String>,
     pub version: i64,
 }
 
@@ -478,6 +481,7 @@ impl Store {
                 household_id: r.take_str("household_id"),
                 relation: r.take_str("relation"),
                 address,
+                home_path: hpath,
                 version: r.i64("version"),
             });
         }

@@ -201,7 +201,11 @@ impl Store {
 
     /// The contact a report came with, masked, for staff who see the report (`staff`, see
     /// [`super::Viewer::is_staff_on`]); `None` for everyone else and for reports without one.
-    pub async fn report_contact(&self, staff: bool, id: &str) -> AppResult<Option<ReportContact>> {
+    pub(crate) async fn report_contact(
+        &self,
+        staff: bool,
+        id: &str,
+    ) -> AppResult<Option<ReportContact>> {
         if !staff {
             return Ok(None);
         }
