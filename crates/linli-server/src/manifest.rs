@@ -199,12 +199,16 @@ impl Cell {
 /// Demo seeding of one module, after the registry's district and accounts exist.
 pub type DemoSeed = fn(&Store) -> BoxFuture<'_, AppResult<()>>;
 
-/// A figure for dashboards: `compute` returns (label key, value) pairs inside the caller's
-/// area, or nothing when the caller may not read it.
+/// A figure a module contributes to dashboards — the staff workbench now, the roll-ups by
+/// level of the insight module later: a count inside the caller's area.
 pub struct Measure {
     pub key: &'static str,
-    pub compute:
-        for<'a> fn(&'a Store, &'a Principal) -> BoxFuture<'a, AppResult<Vec<(String, Value)>>>,
+    /// The figure's label (a Fluent key).
+    pub label: &'static str,
+    /// Where the work behind the figure is done.
+    pub href: &'static str,
+    /// The figure for the caller; `None` when the caller may not read it.
+    pub compute: for<'a> fn(&'a Store, &'a Principal) -> BoxFuture<'a, AppResult<Option<i64>>>,
 }
 
 /// Web pages of a module. Routes are added one method at a time so that the authorization

@@ -73,3 +73,14 @@ action-alarm_handle = Handle alarms
 action-access_read = See gate records
 action-visitor_verify = Verify visitor passes
 action-webhook_admin = Manage webhooks
+
+web-nav-workbench = Workbench
+web-workbench-help = Today's work in one place: open a figure to work on it. Red means overdue work or an unhandled alarm.
+web-workbench-empty = Nothing waits for your account right now.
+web-workbench-sections = Sections
+web-measure-households = Households in your area
+web-measure-corrections = Corrections to review
+web-measure-reports-open = Open reports
+web-measure-reports-overdue = Overdue reports
+web-measure-alarms-active = Active alarms
+web-services = Services

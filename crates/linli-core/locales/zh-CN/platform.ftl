@@ -73,3 +73,14 @@ action-alarm_handle = 处理告警
 action-access_read = 查看门禁记录
 action-visitor_verify = 核验访客通行证
 action-webhook_admin = 管理外部推送（Webhook）
+
+web-nav-workbench = 工作台
+web-workbench-help = 这里汇总您今天要处理的工作：点击数字进入对应页面。红色表示已超期或有未处理的告警。
+web-workbench-empty = 您的账号暂时没有需要处理的事项。
+web-workbench-sections = 常用功能
+web-measure-households = 辖区住户
+web-measure-corrections = 待审核的居民更正
+web-measure-reports-open = 未办结的报事
+web-measure-reports-overdue = 已超期的报事
+web-measure-alarms-active = 未解除的告警
+web-services = 便民服务

@@ -5,7 +5,11 @@ pub mod record;
 
 use linli_core::auth::{Action, ActionInfo, CatalogPart, Principal, RoleGrant};
 
-use crate::manifest::{Api, Face, LiveKind, Module, NavEntry, Pages};
+use linli_core::{AppResult, BoxFuture};
+use linli_store::Store;
+use linli_store::iot::alarms::AlarmQuery;
+
+use crate::manifest::{Api, Face, LiveKind, Measure, Module, NavEntry, Pages};
 use crate::{api, web};
 
 pub static MODULE: Module = Module {
@@ -74,6 +78,12 @@ pub static MODULE: Module = Module {
             audience: None,
         },
     ],
+    measures: &[Measure {
+        key: "alarms_active",
+        label: "web-measure-alarms-active",
+        href: "/staff/safety",
+        compute: alarms_active,
+    }],
     locales: &["iot", "safety"],
     ..Module::NONE
 };
@@ -84,4 +94,18 @@ fn pages() -> Pages {
 
 fn reads_alarms(p: &Principal) -> bool {
     p.can(Action::AlarmRead)
+}
+
+fn alarms_active<'a>(store: &'a Store, p: &'a Principal) -> BoxFuture<'a, AppResult<Option<i64>>> {
+    Box::pin(async move {
+        let Ok(g) = p.grant(Action::AlarmRead) else {
+            return Ok(None);
+        };
+        let q = AlarmQuery {
+            active: Some(true),
+            limit: Some(1000),
+            ..Default::default()
+        };
+        Ok(Some(store.alarms(&g, &q).await?.len() as i64))
+    })
 }

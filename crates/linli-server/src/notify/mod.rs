@@ -3,7 +3,7 @@
 
 use linli_core::auth::{Action, ActionInfo, CatalogPart, Principal, RoleGrant};
 
-use crate::manifest::{Api, Face, Module, NavEntry, Pages};
+use crate::manifest::{Api, Face, HomeTile, Module, NavEntry, Pages};
 use crate::{api, web};
 
 pub static MODULE: Module = Module {
@@ -46,6 +46,12 @@ pub static MODULE: Module = Module {
             visible: can_admin_webhooks,
         },
     ],
+    tiles: &[HomeTile {
+        href: "/inbox",
+        label: "inbox-title",
+        icon: "✉️",
+        visible: everyone,
+    }],
     locales: &["notify"],
     ..Module::NONE
 };

@@ -21,6 +21,12 @@ pub static MODULE: Module = Module {
     pages: Some(pages),
     nav: &[
         NavEntry {
+            href: "/staff",
+            label: "web-nav-workbench",
+            face: Face::Staff,
+            visible: is_staff,
+        },
+        NavEntry {
             href: "/admin/users",
             label: "web-nav-users",
             face: Face::Admin,
@@ -53,8 +59,13 @@ fn api_router() -> utoipa_axum::router::OpenApiRouter<crate::AppState> {
 
 fn pages() -> Pages {
     web::account::pages()
+        .merge(web::workbench::pages())
         .merge(web::admin::pages())
         .merge(web::roles::pages())
+}
+
+fn is_staff(p: &Principal) -> bool {
+    p.is_staff()
 }
 
 fn can_admin_users(p: &Principal) -> bool {

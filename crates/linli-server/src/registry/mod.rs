@@ -3,7 +3,10 @@
 
 use linli_core::auth::{Action, ActionInfo, CatalogPart, Principal, RoleGrant};
 
-use crate::manifest::{Api, Face, HomeTile, LiveKind, Module, NavEntry, Pages};
+use linli_core::{AppResult, BoxFuture};
+use linli_store::Store;
+
+use crate::manifest::{Api, Face, HomeTile, LiveKind, Measure, Module, NavEntry, Pages};
 use crate::{api, web};
 
 pub static MODULE: Module = Module {
@@ -199,6 +202,20 @@ pub static MODULE: Module = Module {
         area_roles_only: false,
         audience: None,
     }],
+    measures: &[
+        Measure {
+            key: "households",
+            label: "web-measure-households",
+            href: "/registry",
+            compute: households,
+        },
+        Measure {
+            key: "corrections_pending",
+            label: "web-measure-corrections",
+            href: "/admin/corrections",
+            compute: corrections_pending,
+        },
+    ],
     locales: &["web"],
     ..Module::NONE
 };
@@ -238,4 +255,27 @@ fn can_export(p: &Principal) -> bool {
 }
 fn can_review_corrections(p: &Principal) -> bool {
     p.can(Action::CorrectionReview)
+}
+
+fn households<'a>(store: &'a Store, p: &'a Principal) -> BoxFuture<'a, AppResult<Option<i64>>> {
+    Box::pin(async move {
+        let Ok(g) = p.grant(Action::HouseholdRead) else {
+            return Ok(None);
+        };
+        Ok(Some(store.registry_counts(&g).await?.0))
+    })
+}
+
+fn corrections_pending<'a>(
+    store: &'a Store,
+    p: &'a Principal,
+) -> BoxFuture<'a, AppResult<Option<i64>>> {
+    Box::pin(async move {
+        let Ok(g) = p.grant(Action::CorrectionReview) else {
+            return Ok(None);
+        };
+        Ok(Some(
+            store.corrections(&g, Some("pending")).await?.len() as i64
+        ))
+    })
 }

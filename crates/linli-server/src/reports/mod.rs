@@ -7,7 +7,10 @@ use std::time::Duration;
 
 pub mod record;
 
-use crate::manifest::{Api, Face, HomeTile, Job, LiveKind, Module, NavEntry, Pages};
+use linli_core::{AppResult, BoxFuture};
+use linli_store::Store;
+
+use crate::manifest::{Api, Face, HomeTile, Job, LiveKind, Measure, Module, NavEntry, Pages};
 use crate::{api, web};
 
 pub static MODULE: Module = Module {
@@ -130,6 +133,20 @@ pub static MODULE: Module = Module {
         area_roles_only: true,
         audience: Some(crate::live::report_audience),
     }],
+    measures: &[
+        Measure {
+            key: "reports_open",
+            label: "web-measure-reports-open",
+            href: "/staff/reports",
+            compute: reports_open,
+        },
+        Measure {
+            key: "reports_overdue",
+            label: "web-measure-reports-overdue",
+            href: "/staff/reports?overdue=true",
+            compute: reports_overdue,
+        },
+    ],
     locales: &["reports", "reports_web", "open311"],
     ..Module::NONE
 };
@@ -148,4 +165,26 @@ fn works_reports(p: &Principal) -> bool {
 }
 fn reads_catalogue(p: &Principal) -> bool {
     p.can(Action::RoutingAdmin) || p.can(Action::ReportDispatch)
+}
+
+async fn workload(
+    store: &Store,
+    p: &Principal,
+) -> AppResult<Option<linli_store::reports::queries::Workload>> {
+    if !p.is_staff() || !p.can(Action::ReportRead) {
+        return Ok(None);
+    }
+    let viewer = store.report_viewer(p).await?;
+    Ok(Some(store.report_workload(&viewer).await?))
+}
+
+fn reports_open<'a>(store: &'a Store, p: &'a Principal) -> BoxFuture<'a, AppResult<Option<i64>>> {
+    Box::pin(async move { Ok(workload(store, p).await?.map(|w| w.open)) })
+}
+
+fn reports_overdue<'a>(
+    store: &'a Store,
+    p: &'a Principal,
+) -> BoxFuture<'a, AppResult<Option<i64>>> {
+    Box::pin(async move { Ok(workload(store, p).await?.map(|w| w.overdue)) })
 }

@@ -30,6 +30,8 @@ struct MeTpl {
     flash: Option<String>,
     /// The rest of the household's record (reports, devices, vehicles, contacts …).
     record: Vec<crate::web::record::RecordTable>,
+    /// The modules' services for residents: (link, label, icon).
+    tiles: Vec<(&'static str, String, &'static str)>,
 }
 
 #[derive(Deserialize)]
@@ -48,11 +50,18 @@ async fn my_household(
         crate::web::record::record_tables(&s, &user.page, &user.principal, &h.id, false).await,
     )?;
     let flash = f.done.map(|_| user.page.t("web-correction-sent"));
+    let tiles = crate::modules::ALL
+        .iter()
+        .flat_map(|m| m.tiles.iter())
+        .filter(|t| t.href != "/me" && (t.visible)(&user.principal))
+        .map(|t| (t.href, user.page.t(t.label), t.icon))
+        .collect();
     Ok(render(&MeTpl {
         page: user.page,
         h,
         flash,
         record,
+        tiles,
     }))
 }
 

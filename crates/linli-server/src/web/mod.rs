@@ -18,6 +18,7 @@ pub mod roles;
 pub mod safety;
 pub mod safety_live;
 pub mod webhooks;
+pub mod workbench;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -91,7 +92,7 @@ struct WelcomeTpl {
 /// volunteers) on a welcome page until their modules exist.
 async fn home(user: WebUser) -> Response {
     if user.page.staff {
-        Redirect::to("/registry").into_response()
+        Redirect::to("/staff").into_response()
     } else if !user.principal.own_households().is_empty() {
         Redirect::to("/me").into_response()
     } else {

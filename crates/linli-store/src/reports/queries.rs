@@ -522,3 +522,32 @@ impl Store {
             .collect())
     }
 }
+
+/// What waits for a viewer: open reports they can see, and the overdue ones among them.
+#[derive(Debug, Clone, Copy, Default, Serialize, utoipa::ToSchema)]
+pub struct Workload {
+    pub open: i64,
+    pub overdue: i64,
+}
+
+impl Store {
+    /// Open and overdue reports the viewer can see (the staff workbench's figures).
+    pub async fn report_workload(&self, v: &Viewer) -> AppResult<Workload> {
+        let now = self.now_ms();
+        let mut q = Sql::new(
+            "SELECT COUNT(*) AS open, COALESCE(SUM(CASE WHEN (r.status = 'dispatched' AND r.sign_by < ",
+        );
+        q.bind(now)
+            .push(") OR (r.status = 'in_progress' AND r.resolve_by < ")
+            .bind(now)
+            .push(") THEN 1 ELSE 0 END), 0) AS overdue FROM reports r WHERE r.status NOT IN ('closed', 'replied', 'awaiting_visit') AND ");
+        push_visibility(&mut q, v);
+        let row = self.db.fetch_optional_fast(&q).await?;
+        Ok(row
+            .map(|r| Workload {
+                open: r.i64("open"),
+                overdue: r.i64("overdue"),
+            })
+            .unwrap_or_default())
+    }
+}
