@@ -21,7 +21,7 @@ pub struct Config {
     /// Site address used in links of e-mails (e.g. `https://linli.example.org`).
     pub public_url: String,
     /// Outgoing e-mail; disabled while `smtp.host` is empty.
-    pub smtp: linli_store::notify::outbox::SmtpConfig,
+    pub smtp: linli_delivery::SmtpConfig,
     /// Embedded MQTT broker address ("" = off). Ignored when `mqtt_url` is set.
     pub mqtt_listen: String,
     /// External MQTT broker (mqtt://host:port) instead of the embedded one.
@@ -52,7 +52,7 @@ impl Default for Config {
             secure_cookies: false,
             log: "info".into(),
             public_url: String::new(),
-            smtp: linli_store::notify::outbox::SmtpConfig {
+            smtp: linli_delivery::SmtpConfig {
                 host: String::new(),
                 port: 25,
                 tls: "none".into(),

@@ -355,11 +355,15 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
         Some(cfg.smtp.clone())
     };
-    store.configure_outbox(linli_store::notify::outbox::OutboxConfig {
-        smtp,
-        public_url: cfg.public_url.clone(),
-    });
-    store.spawn_outbox();
+    // Network delivery (webhooks, e-mail) from the outbox: one worker, outside the store.
+    linli_delivery::Worker::configured(
+        &store,
+        &linli_delivery::DeliveryConfig {
+            smtp,
+            public_url: cfg.public_url.clone(),
+        },
+    )
+    .spawn();
     if store
         .start_pg_bus()
         .await

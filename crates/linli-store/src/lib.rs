@@ -40,7 +40,7 @@ pub struct Store {
     pub bus: bus::Bus,
     /// The group-commit writer of report intake (started on first use).
     report_writer: Arc<tokio::sync::OnceCell<reports::writer::WriterHandle>>,
-    /// Delivery settings (SMTP, public URL) of the notification outbox.
+    /// What the notification outbox queues (e-mail on/off, public URL for links).
     outbox_cfg: Arc<RwLock<notify::outbox::OutboxConfig>>,
 }
 

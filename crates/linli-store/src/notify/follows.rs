@@ -56,9 +56,24 @@ pub fn kind_matches(pattern: &str, kind: &str) -> bool {
     }
 }
 
-/// Validate an e-mail address (RFC 5321 mailbox syntax as lettre parses it).
+/// Validate an e-mail address: the rules of lettre's `Address` (which the SMTP channel of the
+/// delivery worker parses it with), without lettre in the store: a local part and a domain
+/// (ASCII, or internationalized and convertible to ASCII, or an address literal).
 pub fn valid_email(s: &str) -> bool {
-    s.len() <= 254 && s.parse::<lettre::Address>().is_ok()
+    use email_address::EmailAddress;
+    fn domain_ok(d: &str) -> bool {
+        let ip = d
+            .strip_prefix('[')
+            .and_then(|ip| ip.strip_suffix(']'))
+            .unwrap_or(d);
+        EmailAddress::is_valid_domain(d) || ip.parse::<std::net::IpAddr>().is_ok()
+    }
+    let Some((user, domain)) = s.rsplit_once('@') else {
+        return false;
+    };
+    s.len() <= 254
+        && EmailAddress::is_valid_local_part(user)
+        && (domain_ok(domain) || idna::domain_to_ascii(domain).is_ok_and(|d| domain_ok(&d)))
 }
 
 impl Store {
