@@ -469,6 +469,8 @@ async fn failed_deliveries_are_retried_with_backoff_then_dead() {
     );
     app.store.clock.advance(10 * 86_400_000);
     assert_eq!(tick(&app).await, 0);
+    // Sessions live on the same clock: ten days later the committee signs in again.
+    let committee = app.login("committee").await;
     let got = got.lock().unwrap().clone();
     assert_eq!(got.len(), 3, "delivered once after two failures");
     assert!(got.iter().all(|r| r.header("x-linli-delivery") == did));

@@ -23,7 +23,9 @@ pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-/// Now as milliseconds since the Unix epoch (UTC); all instants are stored this way.
+/// Now as milliseconds since the Unix epoch (UTC); all instants are stored this way. Read it
+/// through the store's clock (`linli_store::Clock`, `Store::now_ms`), which tests move forward;
+/// this function is that clock's source.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }

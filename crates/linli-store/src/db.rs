@@ -133,8 +133,9 @@ impl Db {
         }
     }
 
-    /// Run all pending migrations (idempotent; safe with several processes starting at once).
-    pub async fn migrate(&self) -> Result<(), sqlx::Error> {
+    /// Run all pending migrations (idempotent; safe with several processes starting at once);
+    /// `now_ms` (the store's clock) is recorded as their time.
+    pub async fn migrate(&self, now_ms: i64) -> Result<(), sqlx::Error> {
         let mut tx = self.begin_write().await?;
         if self.backend == Backend::Postgres {
             tx.execute("SELECT pg_advisory_xact_lock(424242)").await?;
@@ -164,7 +165,7 @@ impl Db {
             )
             .bind(m.version)
             .bind(m.name)
-            .bind(linli_core::now_ms())
+            .bind(now_ms)
             .execute(&mut *tx)
             .await?;
         }

@@ -9,7 +9,7 @@ use linli_core::crypto::{random_token, sha256_hex};
 use linli_core::{AppError, AppResult, new_id};
 
 use crate::Store;
-use crate::audit::{self, Actor, Entry};
+use crate::audit::{Actor, Entry};
 use crate::db::{Sql, db_err, i64_, opt_i64, opt_str, str_};
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -145,7 +145,7 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        audit::append(
+        self.audit(
             &mut tx,
             actor,
             Entry {
@@ -182,7 +182,7 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        audit::append(
+        self.audit(
             &mut tx,
             actor,
             Entry {

@@ -9,7 +9,7 @@ use linli_core::iot::{Condition, EscalationStep, Op, RuleSpec, Severity, Trigger
 use linli_core::{AppError, AppResult, new_id};
 
 use crate::Store;
-use crate::audit::{self, Actor, Entry};
+use crate::audit::{Actor, Entry};
 use crate::db::{Sql, db_err, i64_, opt_str, str_};
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -310,7 +310,7 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        audit::append(
+        self.audit(
             &mut tx,
             actor,
             Entry {

@@ -10,7 +10,7 @@ use linli_core::iot::{RuleSpec, Schedule, Severity, Trigger};
 use linli_core::{AppError, AppResult, new_id};
 
 use crate::Store;
-use crate::audit::{self, Actor, Entry};
+use crate::audit::{Actor, Entry};
 use crate::bus::BusEvent;
 use crate::db::{db_err, i64_, str_};
 use crate::iot::alarms::{Chain, Raise, Tier, users_with_role_over};
@@ -101,7 +101,7 @@ impl Store {
             .await
             .map_err(db_err)?;
         }
-        audit::append(
+        self.audit(
             &mut tx,
             actor,
             Entry {

@@ -12,7 +12,7 @@ use linli_core::auth::{Action, Principal};
 use linli_core::{AppError, AppResult};
 
 use crate::Store;
-use crate::audit::{self, Actor, Entry};
+use crate::audit::{Actor, Entry};
 use crate::db::{db_err, i64_, opt_str, str_};
 
 /// Entities that can be followed by anyone who may read them: entity name, table (with `id`
@@ -87,7 +87,7 @@ impl Store {
             .follow_in(&mut tx, &p.user_id, entity, entity_id)
             .await?;
         if created {
-            audit::append(
+            self.audit(
                 &mut tx,
                 &Actor::from(p),
                 Entry {
@@ -160,7 +160,7 @@ impl Store {
         if r.rows_affected() == 0 {
             return Err(AppError::not_found("notify.follow.not_found"));
         }
-        audit::append(
+        self.audit(
             &mut tx,
             &Actor::from(p),
             Entry {
@@ -311,7 +311,7 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        audit::append(
+        self.audit(
             &mut tx,
             &Actor::from(p),
             Entry {

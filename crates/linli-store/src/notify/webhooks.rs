@@ -15,7 +15,7 @@ use super::follows::{kind_matches, split_list};
 use super::outbox::Delivery;
 use super::{Notice, render};
 use crate::Store;
-use crate::audit::{self, Actor, Entry};
+use crate::audit::{Actor, Entry};
 use crate::db::{Sql, db_err, i64_, opt_i64, str_};
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -203,7 +203,7 @@ impl Store {
         .await
         .map_err(db_err)?;
         let webhook = self.webhook_in(&mut tx, &id).await?;
-        audit::append(
+        self.audit(
             &mut tx,
             actor,
             Entry {
@@ -295,7 +295,7 @@ impl Store {
         .await
         .map_err(db_err)?;
         let after = self.webhook_in(&mut tx, id).await?;
-        audit::append(
+        self.audit(
             &mut tx,
             actor,
             Entry {
@@ -333,7 +333,7 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        audit::append(
+        self.audit(
             &mut tx,
             actor,
             Entry {
@@ -376,7 +376,7 @@ impl Store {
         let delivery_id = self
             .enqueue_delivery(&mut tx, "webhook", Some(&w.id), None, &w.url, "ping", &body)
             .await?;
-        audit::append(
+        self.audit(
             &mut tx,
             actor,
             Entry {
@@ -445,7 +445,7 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        audit::append(
+        self.audit(
             &mut tx,
             actor,
             Entry {

@@ -14,7 +14,7 @@ use linli_core::reports::calendar::{DayKind, OFFICIAL, WorkCalendar};
 use linli_core::{AppError, AppResult, new_id};
 
 use crate::Store;
-use crate::audit::{self, Actor, Entry};
+use crate::audit::{Actor, Entry};
 use crate::db::{Sql, db_err, i64_, str_};
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -336,7 +336,7 @@ impl Store {
             created_at: self.now_ms(),
         };
         insert_rule(&mut tx, &rule).await?;
-        audit::append(
+        self.audit(
             &mut tx,
             actor,
             Entry {
@@ -471,7 +471,7 @@ impl Store {
             self.now_ms(),
         )
         .await?;
-        audit::append(
+        self.audit(
             &mut tx,
             actor,
             Entry {
@@ -739,7 +739,7 @@ impl Store {
             };
             insert_rule(&mut tx, &rule).await?;
         }
-        audit::append(
+        self.audit(
             &mut tx,
             &Actor::system("demo"),
             Entry {

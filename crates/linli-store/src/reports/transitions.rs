@@ -19,7 +19,7 @@ use linli_core::reports::state::{
 use linli_core::{AppError, AppResult, new_id};
 
 use crate::Store;
-use crate::audit::{self, Actor, Entry};
+use crate::audit::{Actor, Entry};
 use crate::db::{Sql, Val, db_err, i64_, str_};
 use crate::notify::Notice;
 
@@ -1089,7 +1089,7 @@ impl Store {
         )
         .await?;
         let audit_action = format!("report.{action}");
-        audit::append(
+        self.audit(
             &mut tx,
             &actor,
             Entry {
@@ -1214,7 +1214,7 @@ impl Store {
             data.clone(),
         )
         .await?;
-        audit::append(
+        self.audit(
             tx,
             &actor,
             Entry {
