@@ -203,9 +203,14 @@ pub fn db_config(cfg: &Config) -> DbConfig {
 }
 
 pub async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
+    let zone = cfg
+        .time_zone
+        .parse::<linli_core::tz::Zone>()
+        .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
     let store = Store::open(&db_config(cfg), &cfg.data_dir, cfg.master_key.as_deref())
         .await
         .with_context(|| format!("opening the database ({})", redact(&db_config(cfg).url)))?;
+    store.clock.set_zone(zone);
     store
         .ensure_default_labels()
         .await

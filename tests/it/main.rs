@@ -31,5 +31,6 @@ mod resident;
 mod safety_live;
 mod security;
 mod system;
+mod time_zone;
 mod web;
 mod webhooks_web;

@@ -97,8 +97,6 @@ async fn a_report_walks_through_every_transition_and_produces_metrics() {
     let resident = app.login("resident").await;
     let committee = app.login("committee").await;
     let property = app.login("property").await;
-    let dept = app.login("dept").await;
-    let street = app.login("street").await;
     let (_, room) = resident_home(&app).await;
     let committee1 = org(&app, "幸福里社区居民委员会").await;
     let property1 = org(&app, "江城物业").await;
@@ -206,6 +204,8 @@ async fn a_report_walks_through_every_transition_and_produces_metrics() {
     let resident = app.login("resident").await;
     let committee = app.login("committee").await;
     let property = app.login("property").await;
+    let dept = app.login("dept").await;
+    let street = app.login("street").await;
     let t = app.store.reports_tick().await.unwrap();
     assert_eq!((t.urged, t.escalated), (1, 1), "{t:?}");
     let again = app.store.reports_tick().await.unwrap();

@@ -15,6 +15,7 @@ pub mod iot;
 pub mod password;
 pub mod phone;
 pub mod reports;
+pub mod tz;
 
 pub use error::{AppError, AppResult, ErrorKind};
 

@@ -4,14 +4,21 @@
 //! does. `tests::no_wall_clock_outside_the_clock` fails when a new direct read appears in the
 //! store. Process-local timing (an `Instant` for a latency measurement) is not a time of day
 //! and may stay where it is.
+//!
+//! The clock also carries the one time zone (`time_zone`, Asia/Shanghai by default; see
+//! [`linli_core::tz`]) in which days begin and end: display, the working-day calendar and
+//! deadlines, "this year", the daily check-in, month buckets, Open311's offsets.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+
+use linli_core::tz::Zone;
 
 /// Wall-clock time plus an offset that tests can move forward, so deadline and escalation
 /// jobs can be driven through days in a test without waiting. Production never changes it.
 #[derive(Clone, Debug, Default)]
 pub struct Clock {
     offset_ms: Arc<std::sync::atomic::AtomicI64>,
+    zone: Arc<RwLock<Zone>>,
 }
 
 impl Clock {
@@ -19,12 +26,20 @@ impl Clock {
     pub fn now_ms(&self) -> i64 {
         linli_core::now_ms() + self.offset_ms.load(std::sync::atomic::Ordering::Relaxed)
     }
-    /// Today's date (`YYYY-MM-DD`, China time), e.g. the default move-in date.
+    /// The time zone days are counted and times shown in.
+    pub fn zone(&self) -> Zone {
+        *self.zone.read().unwrap_or_else(|e| e.into_inner())
+    }
+    /// Set the time zone (once at start from the configuration; tests may change it).
+    pub fn set_zone(&self, zone: Zone) {
+        *self.zone.write().unwrap_or_else(|e| e.into_inner()) = zone;
+    }
+    /// Today's date (`YYYY-MM-DD`, in the zone), e.g. the default move-in date.
     pub fn today(&self) -> String {
-        (chrono::DateTime::from_timestamp_millis(self.now_ms()).unwrap_or_default()
-            + chrono::Duration::hours(8))
-        .format("%Y-%m-%d")
-        .to_string()
+        self.zone()
+            .date(self.now_ms())
+            .format("%Y-%m-%d")
+            .to_string()
     }
     /// Move the clock forward (tests, and `linli` commands that simulate time).
     pub fn advance(&self, ms: i64) {

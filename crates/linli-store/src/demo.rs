@@ -387,7 +387,7 @@ impl Store {
             .filter(|p| p.kind == "community")
             .map(|p| ids[&p.key].clone())
             .collect();
-        crate::access::demo::seed(&mut tx, &communities, now).await?;
+        crate::access::demo::seed(&mut tx, &communities, now, self.clock.zone()).await?;
         sqlx::query("INSERT INTO settings (key, value) VALUES ('demo_seeded', $1)")
             .bind(now.to_string())
             .execute(&mut *tx)

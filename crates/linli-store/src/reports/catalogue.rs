@@ -358,7 +358,7 @@ impl Store {
     /// written to the tables the first time (the database is the one source afterwards, and an
     /// administrator can add years).
     pub async fn work_calendar(&self) -> AppResult<WorkCalendar> {
-        let mut cal = WorkCalendar::default();
+        let mut cal = WorkCalendar::default().in_zone(self.clock.zone());
         for y in self.calendar_years().await? {
             let day = |d: &String| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok();
             let days: Vec<(NaiveDate, DayKind)> = y
@@ -536,7 +536,7 @@ impl Store {
     pub async fn calendar_info(&self) -> AppResult<CalendarInfo> {
         let years = self.work_calendar().await?.known_years();
         // One check for every place that warns (`/readyz`, the pages, this API): the current
-        // and next year in Asia/Shanghai.
+        // and next year in the configured time zone.
         let missing: Vec<String> = self
             .calendar_missing_years()
             .await?
