@@ -610,6 +610,7 @@ async fn two_workers_send_each_row_exactly_once() {
     // A worker that found nothing due may stop while the other still holds leased rows: drain.
     let rest = tick(&app).await;
     assert_eq!(rest, 0);
+    eprintln!("two workers claimed {a} + {b} rows");
     assert_eq!(a + b, N, "claims: {a} + {b}");
     let got = got.lock().unwrap().clone();
     let mut ids: Vec<&str> = got.iter().map(|r| r.header("x-linli-delivery")).collect();
