@@ -21,7 +21,7 @@ pub struct Config {
     /// Site address used in links of e-mails (e.g. `https://linli.example.org`).
     pub public_url: String,
     /// Outgoing e-mail; disabled while `smtp.host` is empty.
-    pub smtp: linli_store::notify::outbox::SmtpConfig,
+    pub smtp: linli_delivery::SmtpConfig,
     /// Embedded MQTT broker address ("" = off). Ignored when `mqtt_url` is set.
     pub mqtt_listen: String,
     /// External MQTT broker (mqtt://host:port) instead of the embedded one.
@@ -46,8 +46,11 @@ pub struct Config {
     pub iot_retention_days: i64,
     /// Minutes between SOS escalation tiers and repeats until someone acknowledges.
     pub sos_repeat_minutes: i64,
-    /// Local time ("HH:MM", China time) by which 独居老人 must have checked in.
+    /// Local time ("HH:MM", in `time_zone`) by which 独居老人 must have checked in.
     pub checkin_deadline: String,
+    /// The time zone (IANA name) for display, the working-day calendar and deadlines, "this
+    /// year", the daily check-in and Open311's offsets; instants are stored in UTC.
+    pub time_zone: String,
 }
 
 impl Default for Config {
@@ -64,7 +67,7 @@ impl Default for Config {
             secure_cookies: false,
             log: "info".into(),
             public_url: String::new(),
-            smtp: linli_store::notify::outbox::SmtpConfig {
+            smtp: linli_delivery::SmtpConfig {
                 host: String::new(),
                 port: 25,
                 tls: "none".into(),
@@ -85,6 +88,7 @@ impl Default for Config {
             iot_retention_days: 365,
             sos_repeat_minutes: 5,
             checkin_deadline: "10:00".into(),
+            time_zone: "Asia/Shanghai".into(),
         }
     }
 }
@@ -156,6 +160,13 @@ sos_repeat_minutes = 5
 # 独居老人 who have not checked in by this local time get a missed-check-in alarm.
 checkin_deadline = "10:00"
 
+# Time zone (IANA name) in which times are shown and days counted: the working-day calendar and
+# deadlines, "this year", the check-in deadline, monthly statistics, Open311 timestamps.
+# Instants are stored in UTC. Zones without daylight saving time only (Asia/Shanghai,
+# Asia/Urumqi, Asia/Hong_Kong, Asia/Taipei, UTC …; an unknown name stops the start with the
+# list). Every instance sharing one database must use the same zone.
+time_zone = "Asia/Shanghai"
+
 # Outgoing e-mail for notices (users turn it on under Messages → settings). Disabled while host
 # is empty. Also LINLI_SMTP_HOST, LINLI_SMTP_PORT, LINLI_SMTP_TLS, LINLI_SMTP_USER,
 # LINLI_SMTP_PASSWORD, LINLI_SMTP_FROM. tls: "none" (plain, a relay nearby), "starttls"
@@ -217,5 +228,7 @@ mod tests {
         assert_eq!(parsed.mqtt_max_keep_alive, d.mqtt_max_keep_alive);
         assert_eq!(parsed.mqtt_write_timeout, d.mqtt_write_timeout);
         assert_eq!(parsed.iot_revalidate_secs, d.iot_revalidate_secs);
+        assert_eq!(parsed.time_zone, d.time_zone);
+        assert!(d.time_zone.parse::<linli_core::tz::Zone>().is_ok());
     }
 }

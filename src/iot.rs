@@ -29,7 +29,6 @@ pub fn iot_config(cfg: &Config) -> anyhow::Result<IotConfig> {
         safety: SafetyConfig {
             sos_repeat_ms: cfg.sos_repeat_minutes.max(1) * 60_000,
             checkin_deadline_minute: h * 60 + m,
-            utc_offset_minutes: 480,
         },
         ..IotConfig::default()
     })

@@ -203,6 +203,10 @@ pub fn db_config(cfg: &Config) -> DbConfig {
 }
 
 pub async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
+    let zone = cfg
+        .time_zone
+        .parse::<linli_core::tz::Zone>()
+        .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
     let store = Store::open(
         &db_config(cfg),
         &cfg.data_dir,
@@ -211,6 +215,7 @@ pub async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
     )
     .await
     .with_context(|| format!("opening the database ({})", redact(&db_config(cfg).url)))?;
+    store.clock.set_zone(zone);
     store
         .ensure_default_labels()
         .await
@@ -359,11 +364,15 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
         Some(cfg.smtp.clone())
     };
-    store.configure_outbox(linli_store::notify::outbox::OutboxConfig {
-        smtp,
-        public_url: cfg.public_url.clone(),
-    });
-    store.spawn_outbox();
+    // Network delivery (webhooks, e-mail) from the outbox: one worker, outside the store.
+    linli_delivery::Worker::configured(
+        &store,
+        &linli_delivery::DeliveryConfig {
+            smtp,
+            public_url: cfg.public_url.clone(),
+        },
+    )
+    .spawn();
     if store
         .start_pg_bus()
         .await

@@ -825,9 +825,9 @@ async fn missed_daily_checkin_raises_an_alarm_and_checking_in_clears_it() {
         }
     };
     assert_eq!(open(&app).await, 0);
-    // The next day at 10:30 (China time) without a check-in.
+    // The next day at 10:30 (local time) without a check-in.
     let day = 86_400_000;
-    let local = app.store.now_ms() + 8 * 3_600_000;
+    let local = app.store.now_ms() + app.store.clock.zone().offset_ms();
     let target = local - local.rem_euclid(day) + day + 10 * 3_600_000 + 30 * 60_000;
     app.store.clock.advance(target - local);
     iot.tick().await;

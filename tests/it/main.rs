@@ -33,5 +33,6 @@ mod roles;
 mod safety_live;
 mod security;
 mod system;
+mod time_zone;
 mod web;
 mod webhooks_web;

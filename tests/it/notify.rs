@@ -13,8 +13,9 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
+use linli_delivery::{DeliveryConfig, SmtpConfig, WebhookChannel, Worker};
 use linli_store::notify::Notice;
-use linli_store::notify::outbox::{MAX_ATTEMPTS, OutboxConfig, SmtpConfig};
+use linli_store::notify::outbox::MAX_ATTEMPTS;
 use linli_store::{DbConfig, Store};
 
 use crate::common::{Session, TestApp};
@@ -198,8 +199,22 @@ async fn tell(app: &TestApp, users: &[String], kind: &str, entity_id: &str, path
     app.store.publish_inbox(users);
 }
 
+/// The delivery worker as `linli serve` runs it without SMTP: webhooks only.
+fn worker(app: &TestApp) -> Worker {
+    Worker::new(app.store.clone()).with(WebhookChannel::new())
+}
+
+/// One round of that worker; how many rows it claimed.
+async fn tick(app: &TestApp) -> usize {
+    worker(app).tick().await.unwrap()
+}
+
 async fn drain(app: &TestApp) {
-    while app.store.outbox_tick().await.unwrap() > 0 {}
+    drain_with(&worker(app)).await
+}
+
+async fn drain_with(w: &Worker) {
+    while w.tick().await.unwrap() > 0 {}
 }
 
 fn uid(s: &Session) -> String {
@@ -430,38 +445,32 @@ async fn failed_deliveries_are_retried_with_backoff_then_dead() {
     let did = d["id"].as_str().unwrap().to_string();
     assert_eq!(d["status"], "pending");
 
-    assert_eq!(app.store.outbox_tick().await.unwrap(), 1);
+    assert_eq!(tick(&app).await, 1);
     assert_eq!(got.lock().unwrap().len(), 1);
     let d = app.store.delivery(&did).await.unwrap();
     assert_eq!(
         (d.status.as_str(), d.attempts, d.last_status),
         ("pending", 1, Some(500))
     );
-    assert_eq!(
-        app.store.outbox_tick().await.unwrap(),
-        0,
-        "not due before the backoff"
-    );
+    assert_eq!(tick(&app).await, 0, "not due before the backoff");
     app.store.clock.advance(9_000);
-    assert_eq!(app.store.outbox_tick().await.unwrap(), 0);
+    assert_eq!(tick(&app).await, 0);
     app.store.clock.advance(2_500); // 11.5 s: past 10 s + 10 % jitter
-    assert_eq!(app.store.outbox_tick().await.unwrap(), 1);
+    assert_eq!(tick(&app).await, 1);
     assert_eq!(app.store.delivery(&did).await.unwrap().attempts, 2);
     app.store.clock.advance(59_000);
-    assert_eq!(
-        app.store.outbox_tick().await.unwrap(),
-        0,
-        "second delay is a minute"
-    );
+    assert_eq!(tick(&app).await, 0, "second delay is a minute");
     app.store.clock.advance(8_000);
-    assert_eq!(app.store.outbox_tick().await.unwrap(), 1);
+    assert_eq!(tick(&app).await, 1);
     let d = app.store.delivery(&did).await.unwrap();
     assert_eq!(
         (d.status.as_str(), d.attempts, d.last_status),
         ("delivered", 3, Some(200))
     );
     app.store.clock.advance(10 * 86_400_000);
-    assert_eq!(app.store.outbox_tick().await.unwrap(), 0);
+    assert_eq!(tick(&app).await, 0);
+    // Sessions live on the same clock: ten days later the committee signs in again.
+    let committee = app.login("committee").await;
     let got = got.lock().unwrap().clone();
     assert_eq!(got.len(), 3, "delivered once after two failures");
     assert!(got.iter().all(|r| r.header("x-linli-delivery") == did));
@@ -486,10 +495,10 @@ async fn failed_deliveries_are_retried_with_backoff_then_dead() {
         .expect(202);
     let d2 = d2["id"].as_str().unwrap().to_string();
     for _ in 0..MAX_ATTEMPTS {
-        assert_eq!(app.store.outbox_tick().await.unwrap(), 1);
+        assert_eq!(tick(&app).await, 1);
         app.store.clock.advance(14 * 3_600_000);
     }
-    assert_eq!(app.store.outbox_tick().await.unwrap(), 0);
+    assert_eq!(tick(&app).await, 0);
     assert_eq!(got2.lock().unwrap().len() as i64, MAX_ATTEMPTS);
     let log = app
         .get(&committee, &format!("/api/v1/webhooks/{id}/deliveries"))
@@ -542,22 +551,109 @@ async fn failed_deliveries_are_retried_with_backoff_then_dead() {
     app.close().await;
 }
 
+/// Two delivery workers on two instances (two stores on one database) drain the outbox at the
+/// same time: every row is claimed by one of them and sent once. On PostgreSQL the claims run
+/// `FOR UPDATE SKIP LOCKED`; on SQLite the two writers take turns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_send_each_row_exactly_once() {
+    let app = TestApp::demo().await;
+    let committee = app.login("committee").await;
+    let c1 = app.place_id("community", "幸福里社区").await;
+    let (url, got) = webhook_receiver(vec![]).await;
+    app.post(
+        &committee,
+        "/api/v1/webhooks",
+        json!({"name": "twice?", "url": url, "place_id": c1}),
+    )
+    .await
+    .expect(201);
+    let (_, room) = app.a_room_in("幸福里社区").await;
+    const N: usize = 100; // three batches and a bit
+    for i in 0..N {
+        tell(
+            &app,
+            &[],
+            "report.dispatched",
+            &format!("r-{i}"),
+            Some(&room),
+        )
+        .await;
+    }
+    let other = Store::open(
+        &DbConfig {
+            url: app
+                .database_url()
+                .unwrap_or_else(|| linli_store::sqlite_url(&app.dir)),
+            max_connections: 2,
+            sqlite_synchronous: "NORMAL".into(),
+        },
+        &app.dir,
+        None,
+        linli_server::modules::platform(),
+    )
+    .await
+    .unwrap();
+    let run = |w: Worker| {
+        tokio::spawn(async move {
+            let mut claimed = 0;
+            loop {
+                let n = w.tick().await.unwrap();
+                if n == 0 {
+                    return claimed;
+                }
+                claimed += n;
+            }
+        })
+    };
+    let a = run(worker(&app));
+    let b = run(Worker::new(other.clone()).with(WebhookChannel::new()));
+    let (a, b) = (a.await.unwrap(), b.await.unwrap());
+    // A worker that found nothing due may stop while the other still holds leased rows: drain.
+    let rest = tick(&app).await;
+    assert_eq!(rest, 0);
+    eprintln!("two workers claimed {a} + {b} rows");
+    assert_eq!(a + b, N, "claims: {a} + {b}");
+    let got = got.lock().unwrap().clone();
+    let mut ids: Vec<&str> = got.iter().map(|r| r.header("x-linli-delivery")).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!((got.len(), ids.len()), (N, N), "each delivery sent once");
+    let mut entities: Vec<String> = got
+        .iter()
+        .map(|r| serde_json::from_str::<Value>(&r.body).unwrap()["entity_id"].to_string())
+        .collect();
+    entities.sort_unstable();
+    entities.dedup();
+    assert_eq!(entities.len(), N);
+    for id in ids {
+        let d = app.store.delivery(id).await.unwrap();
+        assert_eq!((d.status.as_str(), d.attempts), ("delivered", 1), "{d:?}");
+    }
+    other.db.read.close().await;
+    other.db.write.close().await;
+    app.close().await;
+}
+
 #[tokio::test]
 async fn email_reaches_the_smtp_sink_for_users_who_enabled_it() {
     let app = TestApp::demo().await;
     let (port, mails) = smtp_sink().await;
-    app.store.configure_outbox(OutboxConfig {
-        smtp: Some(SmtpConfig {
-            host: "127.0.0.1".into(),
-            port,
-            tls: "none".into(),
-            user: None,
-            password: None,
-            from: "邻里 <noreply@linli.test>".into(),
-            helo: None,
-        }),
-        public_url: "http://linli.test".into(),
-    });
+    let mailer = Worker::configured(
+        &app.store,
+        &DeliveryConfig {
+            smtp: Some(SmtpConfig {
+                host: "127.0.0.1".into(),
+                port,
+                tls: "none".into(),
+                user: None,
+                password: None,
+                from: "邻里 <noreply@linli.test>".into(),
+                helo: None,
+            }),
+            public_url: "http://linli.test".into(),
+        },
+    );
+    assert_eq!(mailer.channels(), ["email", "webhook"]);
     let resident = app.login("resident").await;
     let grid = app.login("grid").await;
     let street = app.login("street").await;
@@ -627,7 +723,7 @@ async fn email_reaches_the_smtp_sink_for_users_who_enabled_it() {
         Some(&room),
     )
     .await;
-    drain(&app).await;
+    drain_with(&mailer).await;
     let got = mails.lock().unwrap().clone();
     assert_eq!(
         got.len(),
@@ -645,7 +741,7 @@ async fn email_reaches_the_smtp_sink_for_users_who_enabled_it() {
 
     // The grid worker still hears about other kinds; everyone still has the inbox entry.
     tell(&app, &[uid(&grid)], "alarm.sos", "d-1", Some(&room)).await;
-    drain(&app).await;
+    drain_with(&mailer).await;
     let got = mails.lock().unwrap().clone();
     assert_eq!(got.len(), 2);
     assert_eq!(got[1].rcpt, vec!["grid@linli.test".to_string()]);
@@ -653,9 +749,10 @@ async fn email_reaches_the_smtp_sink_for_users_who_enabled_it() {
     assert_eq!(inbox["items"].as_array().unwrap().len(), 1);
 
     // Without SMTP configured nothing is queued.
-    app.store.configure_outbox(OutboxConfig::default());
+    let plain = Worker::configured(&app.store, &DeliveryConfig::default());
+    assert_eq!(plain.channels(), ["webhook"]);
     tell(&app, &[uid(&resident)], "report.closed", "r-1", Some(&room)).await;
-    assert_eq!(app.store.outbox_tick().await.unwrap(), 0);
+    assert_eq!(plain.tick().await.unwrap(), 0);
     assert_eq!(mails.lock().unwrap().len(), 2);
     app.close().await;
 }
@@ -1120,7 +1217,7 @@ async fn tls_is_used_for_https_webhooks_and_smtp_tls() {
         )
         .await
         .expect(202);
-    assert_eq!(app.store.outbox_tick().await.unwrap(), 1);
+    assert_eq!(tick(&app).await, 1);
     let d = app.store.delivery(d["id"].as_str().unwrap()).await.unwrap();
     assert_eq!((d.status.as_str(), d.attempts), ("pending", 1));
     assert!(d.last_error.is_some() && d.last_status.is_none(), "{d:?}");
@@ -1131,18 +1228,21 @@ async fn tls_is_used_for_https_webhooks_and_smtp_tls() {
 
     let (port, mails) = smtp_sink().await;
     for tls in ["tls", "starttls"] {
-        app.store.configure_outbox(OutboxConfig {
-            smtp: Some(SmtpConfig {
-                host: "127.0.0.1".into(),
-                port,
-                tls: tls.into(),
-                user: None,
-                password: None,
-                from: "noreply@linli.test".into(),
-                helo: None,
-            }),
-            public_url: String::new(),
-        });
+        let mailer = Worker::configured(
+            &app.store,
+            &DeliveryConfig {
+                smtp: Some(SmtpConfig {
+                    host: "127.0.0.1".into(),
+                    port,
+                    tls: tls.into(),
+                    user: None,
+                    password: None,
+                    from: "noreply@linli.test".into(),
+                    helo: None,
+                }),
+                public_url: String::new(),
+            },
+        );
         let resident = app.login("resident").await;
         put(
             &app,
@@ -1155,7 +1255,7 @@ async fn tls_is_used_for_https_webhooks_and_smtp_tls() {
         .ok();
         tell(&app, &[uid(&resident)], "report.dispatched", "r-tls", None).await;
         app.store.clock.advance(3_600_000);
-        assert!(app.store.outbox_tick().await.unwrap() >= 1);
+        assert!(mailer.tick().await.unwrap() >= 1);
     }
     assert!(
         mails.lock().unwrap().is_empty(),

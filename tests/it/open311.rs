@@ -818,7 +818,13 @@ fn ids_of(v: &Value) -> Vec<String> {
 
 #[tokio::test]
 async fn request_filters_and_the_default_window() {
-    let s = setup().await;
+    let mut s = setup().await;
+    let old = create(&s, &[]).await;
+    s.app.store.clock.advance(100 * DAY);
+    // Sessions (a week) and API tokens (30 days here) live on the same clock: new ones.
+    s.committee = s.app.login("committee").await;
+    s.key = api_token(&s.app, &s.committee, &["report_create"], &s.community).await;
+    let s = s;
     let app = &s.app;
     let reader = api_token(
         app,
@@ -827,8 +833,6 @@ async fn request_filters_and_the_default_window() {
         &s.community,
     )
     .await;
-    let old = create(&s, &[]).await;
-    app.store.clock.advance(100 * DAY);
     let lift = create(&s, &[]).await;
     let dirty = create(
         &s,

@@ -181,8 +181,13 @@ const WITHOUT_GRANT: &[(&str, &str)] = &[
     ("telemetry_retention", "telemetry retention job"),
     ("telemetry_count", "counts rows (benchmarks, tests)"),
     ("configure_outbox", "delivery settings"),
-    ("spawn_outbox", "starts the delivery worker"),
-    ("outbox_tick", "delivery worker"),
+    ("outbox_claim", "the delivery worker claims due rows"),
+    ("outbox_record", "the delivery worker records an outcome"),
+    (
+        "webhook_target",
+        "the delivery worker's view of a webhook (URL, secret)",
+    ),
+    ("audit", "appends inside a workflow's transaction"),
     ("outbox_purge", "delivery log retention"),
     ("delivery", "one delivery row for the worker"),
     // The IoT runtime (device-authenticated pipeline) and the writing transactions of other

@@ -97,8 +97,6 @@ async fn a_report_walks_through_every_transition_and_produces_metrics() {
     let resident = app.login("resident").await;
     let committee = app.login("committee").await;
     let property = app.login("property").await;
-    let dept = app.login("dept").await;
-    let street = app.login("street").await;
     let (_, room) = resident_home(&app).await;
     let committee1 = org(&app, "幸福里社区居民委员会").await;
     let property1 = org(&app, "江城物业").await;
@@ -202,6 +200,12 @@ async fn a_report_walks_through_every_transition_and_produces_metrics() {
     // Missed deadline: the clock moves past resolve-by; the job urges and escalates once.
     let now = app.store.now_ms();
     app.store.clock.advance(new_due - now + 25 * HOUR);
+    // Sessions live on the same clock: a week later everyone signs in again.
+    let resident = app.login("resident").await;
+    let committee = app.login("committee").await;
+    let property = app.login("property").await;
+    let dept = app.login("dept").await;
+    let street = app.login("street").await;
     let t = app.store.reports_tick().await.unwrap();
     assert_eq!((t.urged, t.escalated), (1, 1), "{t:?}");
     let again = app.store.reports_tick().await.unwrap();
@@ -1019,6 +1023,10 @@ async fn catalogue_versions_and_the_calendar_are_data() {
     // A year without data: working-day deadlines fall back to clock days, with the warning
     // recorded on the report; once the year is entered, no warning.
     app.store.clock.advance(3 * 365 * 24 * HOUR);
+    // Sessions live on the same clock: three years later everyone signs in again.
+    let admin = app.login("admin").await;
+    let committee = app.login("committee").await;
+    let resident = app.login("resident").await;
     let info = app.get(&admin, "/api/v1/work-calendar").await.ok();
     assert!(info["warning"].is_string());
     let id2 = app

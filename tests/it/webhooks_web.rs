@@ -202,7 +202,14 @@ async fn webhook_console_registers_pauses_retries_dead_letters_and_deletes() {
     .await;
     assert_eq!(r.status, 303);
     for _ in 0..MAX_ATTEMPTS {
-        assert_eq!(app.store.outbox_tick().await.unwrap(), 1);
+        assert_eq!(
+            linli_delivery::Worker::new(app.store.clone())
+                .with(linli_delivery::WebhookChannel::new())
+                .tick()
+                .await
+                .unwrap(),
+            1
+        );
         app.store.clock.advance(14 * 3_600_000);
     }
     assert_eq!(*hits.lock().unwrap(), MAX_ATTEMPTS as usize);
@@ -223,7 +230,14 @@ async fn webhook_console_registers_pauses_retries_dead_letters_and_deletes() {
     )
     .await;
     assert_eq!(r.status, 303);
-    assert_eq!(app.store.outbox_tick().await.unwrap(), 1);
+    assert_eq!(
+        linli_delivery::Worker::new(app.store.clone())
+            .with(linli_delivery::WebhookChannel::new())
+            .tick()
+            .await
+            .unwrap(),
+        1
+    );
     assert_eq!(*hits.lock().unwrap(), MAX_ATTEMPTS as usize + 1);
     let d = app.store.delivery(&did).await.unwrap();
     assert_eq!(d.status, "delivered");

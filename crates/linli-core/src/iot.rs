@@ -160,7 +160,9 @@ fn one() -> u32 {
 }
 
 /// When the rule is active: local minutes of the day `[start, end)` (wrapping past midnight
-/// when start > end), in a fixed offset from UTC (China: +480).
+/// when start > end), in a fixed offset from UTC (China: +480). A schedule stored without an
+/// offset is read in the default zone ([`crate::tz::Zone::SHANGHAI`]); the store writes the
+/// configured zone's offset into the rules it creates.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Schedule {
     pub start_minute: u32,
@@ -170,7 +172,7 @@ pub struct Schedule {
 }
 
 fn china_offset() -> i32 {
-    480
+    crate::tz::Zone::SHANGHAI.offset_minutes()
 }
 
 impl Schedule {

@@ -15,6 +15,7 @@ pub mod iot;
 pub mod password;
 pub mod phone;
 pub mod reports;
+pub mod tz;
 
 pub use error::{AppError, AppResult, ErrorKind};
 
@@ -23,7 +24,9 @@ pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-/// Now as milliseconds since the Unix epoch (UTC); all instants are stored this way.
+/// Now as milliseconds since the Unix epoch (UTC); all instants are stored this way. Read it
+/// through the store's clock (`linli_store::Clock`, `Store::now_ms`), which tests move forward;
+/// this function is that clock's source.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }

@@ -1,6 +1,7 @@
 //! The HTTP face of `AppError`: `{"code", "message", "details"}` in the caller's language.
 //! The language and a request id live in a task-local set by the `context` middleware, so any
-//! error produced while handling the request is localized without threading the language through.
+//! error produced while handling the request is localized without threading the language through;
+//! so does the time zone (copied from the store's clock), for formatters of local times.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -14,6 +15,8 @@ use linli_core::i18n::Lang;
 pub struct RequestCtx {
     pub lang: Lang,
     pub request_id: String,
+    /// The store clock's time zone, for everything that shows or reads a local time.
+    pub zone: linli_core::tz::Zone,
 }
 
 tokio::task_local! {
@@ -22,6 +25,12 @@ tokio::task_local! {
 
 pub fn current_lang() -> Lang {
     CTX.try_with(|c| c.lang).unwrap_or_default()
+}
+
+/// The time zone of the request (the store's, `time_zone` in the configuration); the default
+/// zone outside a request.
+pub fn current_zone() -> linli_core::tz::Zone {
+    CTX.try_with(|c| c.zone).unwrap_or_default()
 }
 
 pub fn current_request_id() -> String {

@@ -170,6 +170,7 @@ pub fn app(state: AppState) -> Router {
     let docs: Router<AppState> = utoipa_swagger_ui::SwaggerUi::new("/api/docs")
         .url("/api/v1/openapi.json", openapi)
         .into();
+    let clock = state.store.clock.clone();
     Router::new()
         .merge(api)
         .merge(docs)
@@ -182,11 +183,15 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware::from_fn(same_origin_writes))
         .layer(middleware::from_fn(metrics_layer))
         .layer(middleware::from_fn(security_headers))
-        .layer(middleware::from_fn(context))
+        .layer(middleware::from_fn_with_state(clock, context))
 }
 
-/// Request id and language for everything that runs while handling the request.
-async fn context(req: Request, next: Next) -> Response {
+/// Request id, language and time zone for everything that runs while handling the request.
+async fn context(
+    axum::extract::State(clock): axum::extract::State<linli_store::Clock>,
+    req: Request,
+    next: Next,
+) -> Response {
     let lang = req
         .headers()
         .get(header::COOKIE)
@@ -207,6 +212,7 @@ async fn context(req: Request, next: Next) -> Response {
     let ctx = RequestCtx {
         lang,
         request_id: request_id.clone(),
+        zone: clock.zone(),
     };
     // A panic in a handler answers a plain 500 with the request id (and is logged), instead of
     // dropping the connection without a response.

@@ -116,9 +116,24 @@ fn entry_hash(
     sha256_hex(s.as_bytes())
 }
 
-/// Append an entry inside the caller's transaction.
+impl Store {
+    /// Append an entry inside the caller's transaction, at the store clock's time; returns its
+    /// sequence number.
+    pub async fn audit(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        actor: &Actor,
+        e: Entry<'_>,
+    ) -> AppResult<i64> {
+        append(tx, self.now_ms(), actor, e).await
+    }
+}
+
+/// Append an entry inside the caller's transaction; `at` comes from the store's clock
+/// ([`Store::audit`]).
 pub async fn append(
     tx: &mut Transaction<'static, Any>,
+    at: i64,
     actor: &Actor,
     e: Entry<'_>,
 ) -> AppResult<i64> {
@@ -129,7 +144,6 @@ pub async fn append(
         .map_err(db_err)?;
     let seq = i64_(&head, "seq");
     let prev = str_(&head, "hash");
-    let at = linli_core::now_ms();
     let before = e.before.map(|v| v.to_string());
     let after = e.after.map(|v| v.to_string());
     let hash = entry_hash(
@@ -323,9 +337,11 @@ impl Store {
 }
 
 /// Append several entries inside the caller's transaction, chained in the given order, with one
-/// head update and multi-row inserts (group commit of many small writes).
+/// head update and multi-row inserts (group commit of many small writes); all at `at` (the
+/// store clock's time of the batch).
 pub async fn append_many(
     tx: &mut Transaction<'static, Any>,
+    at: i64,
     entries: Vec<OwnedEntry>,
 ) -> AppResult<()> {
     if entries.is_empty() {
@@ -342,7 +358,6 @@ pub async fn append_many(
     let mut rows = Vec::with_capacity(entries.len());
     for e in entries {
         seq += 1;
-        let at = linli_core::now_ms();
         let after = e.after.map(|v| v.to_string());
         let hash = entry_hash(
             seq,

@@ -136,9 +136,11 @@ impl Db {
     /// Run all pending migrations of every module, module by module in the platform's order
     /// (idempotent; safe with several processes starting at once). Versions count per module,
     /// so modules built in parallel never collide; `module_migrations` records what ran.
+    /// `now_ms` (the store's clock) is recorded as their time.
     pub async fn migrate(
         &self,
         schema: &[crate::platform::ModuleSchema],
+        now_ms: i64,
     ) -> Result<(), sqlx::Error> {
         let mut tx = self.begin_write().await?;
         if self.backend == Backend::Postgres {
@@ -148,7 +150,7 @@ impl Db {
             "CREATE TABLE IF NOT EXISTS module_migrations (module TEXT NOT NULL, version BIGINT NOT NULL, name TEXT NOT NULL, applied_at BIGINT NOT NULL, PRIMARY KEY (module, version))",
         )
         .await?;
-        crate::migrations::adopt_legacy_versions(&mut tx).await?;
+        crate::migrations::adopt_legacy_versions(&mut tx, now_ms).await?;
         let done: Vec<(String, i64)> = sqlx::query("SELECT module, version FROM module_migrations")
             .fetch_all(&mut *tx)
             .await?
@@ -180,7 +182,7 @@ impl Db {
                 .bind(part.module)
                 .bind(m.version)
                 .bind(m.name)
-                .bind(linli_core::now_ms())
+                .bind(now_ms)
                 .execute(&mut *tx)
                 .await?;
             }

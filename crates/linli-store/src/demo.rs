@@ -4,11 +4,11 @@
 use std::collections::HashMap;
 
 use linli_core::auth::Role;
-use linli_core::{AppResult, new_id, now_ms, password};
+use linli_core::{AppResult, new_id, password};
 
 use crate::Store;
 use crate::accounts::users::{BindingSpec, insert_binding, insert_user};
-use crate::audit::{self, Actor, Entry};
+use crate::audit::{Actor, Entry};
 use crate::db::{Val, db_err, insert_many};
 use crate::registry::persons::seal;
 
@@ -41,7 +41,7 @@ impl Store {
         if self.demo_seeded().await? {
             return Ok(demo_accounts_summary(&data));
         }
-        let now = now_ms();
+        let now = self.now_ms();
         let labels: HashMap<String, String> = self
             .labels()
             .await?
@@ -366,15 +366,24 @@ impl Store {
             let phone_bidx = phone
                 .as_deref()
                 .map(|p| self.cipher.blind_index("phone", p));
-            let uid = insert_user(&mut tx, login, display, &hash, phone_bidx, person_id).await?;
-            insert_binding(&mut tx, &uid, &binding).await?;
+            let uid = insert_user(
+                &mut tx,
+                self.now_ms(),
+                login,
+                display,
+                &hash,
+                phone_bidx,
+                person_id,
+            )
+            .await?;
+            insert_binding(&mut tx, self.now_ms(), &uid, &binding).await?;
         }
         sqlx::query("INSERT INTO settings (key, value) VALUES ('demo_seeded', $1)")
             .bind(now.to_string())
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        audit::append(
+        self.audit(
             &mut tx,
             &Actor::system("demo"),
             Entry {

@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod audit;
 pub mod bus;
 pub mod bus_pg;
+pub mod clock;
 pub mod db;
 pub mod db_fast;
 pub mod demo;
@@ -24,6 +25,7 @@ use std::sync::{Arc, RwLock};
 
 use linli_core::crypto::FieldCipher;
 
+pub use clock::Clock;
 pub use db::{Backend, Db, DbConfig};
 
 /// The handle every part of Linli uses to reach its data. Cheap to clone.
@@ -41,29 +43,10 @@ pub struct Store {
     pub bus: bus::Bus,
     /// The group-commit writer of report intake (started on first use).
     report_writer: Arc<tokio::sync::OnceCell<reports::writer::WriterHandle>>,
-    /// Delivery settings (SMTP, public URL) of the notification outbox.
+    /// What the notification outbox queues (e-mail on/off, public URL for links).
     outbox_cfg: Arc<RwLock<notify::outbox::OutboxConfig>>,
     /// The modules' catalogue of actions and roles, and their schema.
     platform: Arc<platform::Platform>,
-}
-
-/// Wall-clock time plus an offset that tests can move forward, so deadline and escalation
-/// jobs can be driven through days in a test without waiting. Production never changes it.
-#[derive(Clone, Debug, Default)]
-pub struct Clock {
-    offset_ms: Arc<std::sync::atomic::AtomicI64>,
-}
-
-impl Clock {
-    /// Milliseconds since the Unix epoch (UTC), as seen by Linli.
-    pub fn now_ms(&self) -> i64 {
-        linli_core::now_ms() + self.offset_ms.load(std::sync::atomic::Ordering::Relaxed)
-    }
-    /// Move the clock forward (tests, and `linli` commands that simulate time).
-    pub fn advance(&self, ms: i64) {
-        self.offset_ms
-            .fetch_add(ms, std::sync::atomic::Ordering::Relaxed);
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,14 +71,15 @@ impl Store {
             .map_err(|e| OpenError::DataDir(data_dir.display().to_string(), e))?;
         let cipher = load_or_create_key(data_dir, master_key_hex)?;
         let db = Db::connect(cfg).await?;
-        db.migrate(&platform.schema).await?;
+        let clock = Clock::default();
+        db.migrate(&platform.schema, clock.now_ms()).await?;
         check_master_key(&db, &cipher).await?;
         Ok(Store {
             db,
             cipher: Arc::new(cipher),
             places_cache: Arc::default(),
             labels_cache: Arc::default(),
-            clock: Clock::default(),
+            clock,
             bus: bus::Bus::default(),
             report_writer: Arc::default(),
             outbox_cfg: Arc::default(),

@@ -65,6 +65,7 @@ const LEGACY: &[(i64, &[(&str, i64)])] = &[
 /// Adopt a pre-module database's versions (once: only while `module_migrations` is empty).
 pub(crate) async fn adopt_legacy_versions(
     tx: &mut Transaction<'static, Any>,
+    now_ms: i64,
 ) -> Result<(), sqlx::Error> {
     let adopted: i64 = sqlx::query("SELECT COUNT(*) FROM module_migrations")
         .fetch_one(&mut **tx)
@@ -96,7 +97,7 @@ pub(crate) async fn adopt_legacy_versions(
             .bind(*module)
             .bind(*version)
             .bind("adopted from schema_migrations")
-            .bind(linli_core::now_ms())
+            .bind(now_ms)
             .execute(&mut **tx)
             .await?;
         }

@@ -1,6 +1,7 @@
 //! The working-day calendar for report deadlines: weekends off, official holidays off, and the
 //! make-up working days (调休上班) on, as published each year by the State Council. Deadlines in
-//! working days count whole working days in Asia/Shanghai (UTC+8, no daylight saving).
+//! working days count whole working days in the calendar's time zone ([`crate::tz::Zone`]; the
+//! configured `time_zone`, Asia/Shanghai by default).
 //!
 //! Built-in data covers the years listed in [`OFFICIAL`]; an administrator can add more (the
 //! store keeps them). A deadline that runs into a year with no data is an error the caller must
@@ -8,7 +9,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, Weekday};
+use chrono::{Datelike, Duration, NaiveDate, NaiveTime, Weekday};
+
+use crate::tz::Zone;
 
 /// A day that differs from the weekday rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -87,10 +90,9 @@ impl CalendarError {
 pub struct WorkCalendar {
     days: BTreeMap<NaiveDate, DayKind>,
     years: BTreeSet<i32>,
+    /// Where days begin and end (Asia/Shanghai unless set with [`WorkCalendar::in_zone`]).
+    zone: Zone,
 }
-
-/// Asia/Shanghai offset.
-pub const UTC_OFFSET_HOURS: i64 = 8;
 
 impl WorkCalendar {
     /// The built-in official years.
@@ -112,6 +114,16 @@ impl WorkCalendar {
             c.years.insert(y.year);
         }
         c
+    }
+
+    /// The same calendar with days counted in `zone`.
+    pub fn in_zone(mut self, zone: Zone) -> WorkCalendar {
+        self.zone = zone;
+        self
+    }
+
+    pub fn zone(&self) -> Zone {
+        self.zone
     }
 
     /// Add an administrator's year (all its exceptional days); replaces what was known for it.
@@ -142,8 +154,7 @@ impl WorkCalendar {
     /// The end (23:59:59, local time) of the `n`-th working day after the local day of `start`.
     /// `n = 0` is the end of the start day itself if it is a working day, else of the next one.
     pub fn add_working_days(&self, start_utc_ms: i64, n: u32) -> Result<i64, CalendarError> {
-        let local = to_local(start_utc_ms);
-        let mut day = local.date();
+        let mut day = self.zone.date(start_utc_ms);
         let mut left = n;
         if !self.is_working_day(day)? {
             day = self.next_working_day(day)?;
@@ -153,7 +164,7 @@ impl WorkCalendar {
             left -= 1;
         }
         let end = day.and_time(NaiveTime::from_hms_milli_opt(23, 59, 59, 999).expect("valid time"));
-        Ok(from_local(end))
+        Ok(self.zone.utc_ms(end))
     }
 
     fn next_working_day(&self, from: NaiveDate) -> Result<NaiveDate, CalendarError> {
@@ -163,19 +174,6 @@ impl WorkCalendar {
         }
         Ok(d)
     }
-}
-
-fn to_local(utc_ms: i64) -> NaiveDateTime {
-    chrono::DateTime::from_timestamp_millis(utc_ms)
-        .expect("valid instant")
-        .naive_utc()
-        + Duration::hours(UTC_OFFSET_HOURS)
-}
-
-fn from_local(local: NaiveDateTime) -> i64 {
-    (local - Duration::hours(UTC_OFFSET_HOURS))
-        .and_utc()
-        .timestamp_millis()
 }
 
 /// The longest range an administrator may type as one entry (the longest holiday is 9 days).
@@ -271,11 +269,11 @@ mod tests {
 
     /// Noon, Shanghai time, as UTC millis.
     fn noon(y: i32, m: u32, day: u32) -> i64 {
-        from_local(d(y, m, day).and_hms_opt(12, 0, 0).unwrap())
+        Zone::SHANGHAI.utc_ms(d(y, m, day).and_hms_opt(12, 0, 0).unwrap())
     }
 
     fn local_date(ms: i64) -> NaiveDate {
-        to_local(ms).date()
+        Zone::SHANGHAI.date(ms)
     }
 
     #[test]
@@ -341,14 +339,45 @@ mod tests {
         // The deadline is the end of the local day.
         let due = c.add_working_days(noon(2026, 3, 2), 3).unwrap();
         assert_eq!(
-            to_local(due).time(),
+            Zone::SHANGHAI.local(due).time(),
             NaiveTime::from_hms_milli_opt(23, 59, 59, 999).unwrap()
         );
         // Late in the evening UTC is already the next local day.
-        let evening_utc = from_local(d(2026, 3, 3).and_hms_opt(1, 0, 0).unwrap());
+        let evening_utc = Zone::SHANGHAI.utc_ms(d(2026, 3, 3).and_hms_opt(1, 0, 0).unwrap());
         assert_eq!(
             local_date(c.add_working_days(evening_utc, 0).unwrap()),
             d(2026, 3, 3)
+        );
+    }
+
+    #[test]
+    fn days_begin_and_end_in_the_calendars_zone() {
+        // Monday 2 March 2026, 17:00 UTC: already Tuesday 3 March 01:00 in Shanghai, still
+        // Monday 23:00 in Urumqi (UTC+6).
+        let t = d(2026, 3, 2)
+            .and_hms_opt(17, 0, 0)
+            .unwrap()
+            .and_utc()
+            .timestamp_millis();
+        let urumqi = Zone::from_name("Asia/Urumqi").unwrap();
+        let sh = WorkCalendar::official();
+        let ur = WorkCalendar::official().in_zone(urumqi);
+        let due_sh = sh.add_working_days(t, 0).unwrap();
+        let due_ur = ur.add_working_days(t, 0).unwrap();
+        assert_eq!(Zone::SHANGHAI.date(due_sh), d(2026, 3, 3));
+        assert_eq!(urumqi.date(due_ur), d(2026, 3, 2));
+        // Each ends at 23:59:59.999 local time.
+        assert_eq!(
+            urumqi.local(due_ur).time(),
+            NaiveTime::from_hms_milli_opt(23, 59, 59, 999).unwrap()
+        );
+        assert_eq!(
+            due_ur,
+            d(2026, 3, 2)
+                .and_hms_milli_opt(17, 59, 59, 999)
+                .unwrap()
+                .and_utc()
+                .timestamp_millis()
         );
     }
 

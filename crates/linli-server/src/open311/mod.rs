@@ -231,21 +231,22 @@ fn discovery(headers: &HeaderMap) -> Value {
         .unwrap_or("http");
     let lang = current_lang();
     json!({
-        "changeset": CHANGESET,
+        "changeset": iso(CHANGESET_MS),
         "contact": t(lang, "open311-contact"),
         "key_service": t(lang, "open311-key_service"),
         "endpoints": [{
             "specification": "http://wiki.open311.org/GeoReport_v2",
             "url": format!("{scheme}://{host}/open311/v2"),
-            "changeset": CHANGESET,
+            "changeset": iso(CHANGESET_MS),
             "type": "production",
             "formats": ["application/json", "text/xml"],
         }],
     })
 }
 
-/// When this endpoint's interface last changed.
-const CHANGESET: &str = "2026-11-25T00:00:00+08:00";
+/// When this endpoint's interface last changed (2026-11-25T00:00:00+08:00), written like every
+/// Open311 time with the configured zone's offset.
+const CHANGESET_MS: i64 = 1_795_536_000_000;
 
 fn kind_label(lang: Lang, kind: &str) -> String {
     t(lang, &format!("open311-kind-{kind}"))

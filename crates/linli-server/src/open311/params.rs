@@ -4,19 +4,22 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, TimeZone};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone};
 
 use linli_core::AppError;
+use linli_core::tz::Zone;
 
-/// Asia/Shanghai (UTC+8, no daylight saving): the offset Linli writes dates with and the one a
-/// date without offset is read in.
-pub fn china() -> FixedOffset {
-    FixedOffset::east_opt(8 * 3600).expect("valid offset")
+use crate::error::current_zone;
+
+/// ISO 8601 / W3C date-time with the offset of the configured time zone, e.g.
+/// `2026-11-24T09:30:00+08:00` (Asia/Shanghai, the default).
+pub fn iso(ms: i64) -> String {
+    iso_in(current_zone(), ms)
 }
 
-/// ISO 8601 / W3C date-time with offset, e.g. `2026-11-24T09:30:00+08:00`.
-pub fn iso(ms: i64) -> String {
-    match china().timestamp_millis_opt(ms).single() {
+/// [`iso`] in a given zone.
+pub fn iso_in(zone: Zone, ms: i64) -> String {
+    match zone.fixed().timestamp_millis_opt(ms).single() {
         Some(t) => t.to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
         None => String::new(),
     }
@@ -83,7 +86,7 @@ impl Params {
     }
 
     /// A W3C date-time (`2010-01-01T00:00:00Z`, with or without offset; without one it is
-    /// read in Asia/Shanghai) or a date (midnight, Asia/Shanghai), as epoch ms.
+    /// read in the configured time zone) or a date (local midnight), as epoch ms.
     pub fn date(&self, name: &'static str) -> Result<Option<i64>, AppError> {
         let Some(v) = self.get(name) else {
             return Ok(None);
@@ -95,6 +98,11 @@ impl Params {
 }
 
 pub fn parse_date(v: &str) -> Option<i64> {
+    parse_date_in(current_zone(), v)
+}
+
+/// [`parse_date`] with local times read in a given zone.
+pub fn parse_date_in(zone: Zone, v: &str) -> Option<i64> {
     if let Ok(t) = DateTime::parse_from_rfc3339(v) {
         return Some(t.timestamp_millis());
     }
@@ -104,7 +112,8 @@ pub fn parse_date(v: &str) -> Option<i64> {
         "%Y-%m-%d %H:%M:%S",
     ] {
         if let Ok(n) = NaiveDateTime::parse_from_str(v, f) {
-            return china()
+            return zone
+                .fixed()
                 .from_local_datetime(&n)
                 .single()
                 .map(|t| t.timestamp_millis());
@@ -113,7 +122,7 @@ pub fn parse_date(v: &str) -> Option<i64> {
     NaiveDate::parse_from_str(v, "%Y-%m-%d")
         .ok()
         .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .and_then(|n| china().from_local_datetime(&n).single())
+        .and_then(|n| zone.fixed().from_local_datetime(&n).single())
         .map(|t| t.timestamp_millis())
 }
 
@@ -147,6 +156,15 @@ mod tests {
         assert_eq!(parse_date("2026-01-01"), Some(utc - 8 * 3_600_000));
         assert_eq!(parse_date("yesterday"), None);
         assert_eq!(iso(utc), "2026-01-01T08:00:00+08:00");
+        // Another zone: its offset in what is written, its midnight for a bare date.
+        let tokyo = Zone::from_name("Asia/Tokyo").unwrap();
+        assert_eq!(iso_in(tokyo, utc), "2026-01-01T09:00:00+09:00");
+        assert_eq!(
+            parse_date_in(tokyo, "2026-01-01"),
+            Some(utc - 9 * 3_600_000)
+        );
+        assert_eq!(parse_date_in(tokyo, "2026-01-01T09:00:00"), Some(utc));
+        assert_eq!(parse_date_in(tokyo, "2026-01-01T08:00:00+08:00"), Some(utc));
     }
 }
 

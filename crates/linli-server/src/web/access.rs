@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Redirect};
 use serde::Deserialize;
 
 use linli_core::auth::Action;
+use linli_core::tz::Zone;
 use linli_core::{AppError, ErrorKind};
 use linli_store::access::gates::{
     BlacklistEntry, Gate, GatePatch, GateQuery, NewBlacklistEntry, NewGate, NewVehicle, Vehicle,
@@ -41,8 +42,6 @@ pub fn pages() -> Pages {
 /// Validity choices offered on the form, in hours.
 const DURATIONS: [i64; 5] = [2, 8, 24, 72, 168];
 const HOUR_MS: i64 = 3_600_000;
-/// China Standard Time, the zone the forms are filled in.
-const CST_MS: i64 = 8 * HOUR_MS;
 
 #[derive(Template)]
 #[template(path = "access_passes.html")]
@@ -69,7 +68,7 @@ struct PassForm {
     phone: String,
     #[serde(default)]
     plate: String,
-    /// `YYYY-MM-DDTHH:MM` (China time) or empty for now.
+    /// `YYYY-MM-DDTHH:MM` (local time, `time_zone`) or empty for now.
     #[serde(default)]
     start: String,
     #[serde(default)]
@@ -122,11 +121,11 @@ fn resident(user: &WebUser) -> Result<(), AppError> {
     Ok(())
 }
 
-/// `2026-11-24T09:30` in China time → epoch ms.
-fn parse_local(s: &str) -> Option<i64> {
+/// `2026-11-24T09:30` in the configured time zone → epoch ms.
+fn parse_local(zone: Zone, s: &str) -> Option<i64> {
     chrono::NaiveDateTime::parse_from_str(s.trim(), "%Y-%m-%dT%H:%M")
         .ok()
-        .map(|t| t.and_utc().timestamp_millis() - CST_MS)
+        .map(|t| zone.utc_ms(t))
 }
 
 async fn create_pass(
@@ -143,7 +142,7 @@ async fn create_pass(
     let start = if f.start.trim().is_empty() {
         Ok(now)
     } else {
-        parse_local(&f.start)
+        parse_local(s.store.clock.zone(), &f.start)
             .ok_or_else(|| AppError::bad_request("validation.bad_value").arg("field", "start"))
     };
     let hours = f
@@ -402,6 +401,7 @@ async fn staff_page(
             .map_err(AppError::from),
     )?;
     let now = s.store.now_ms();
+    let zone = s.store.clock.zone();
     let to = (now / HOUR_MS + 1) * HOUR_MS;
     let from = to - 24 * HOUR_MS;
     let hours = or_page(
@@ -432,7 +432,7 @@ async fn staff_page(
                 .unwrap_or(0);
             total += n;
             let height = n * CHART_H / max;
-            let label = ((start + CST_MS) / HOUR_MS % 24).to_string();
+            let label = chrono::Timelike::hour(&zone.local(start)).to_string();
             bars.push((i * 20 + 2, CHART_H - height, height, n, label));
         }
         charts.push(Chart {
@@ -645,13 +645,19 @@ async fn remove_blacklist(
 
 #[cfg(test)]
 mod tests {
-    use super::parse_local;
+    use super::{Zone, parse_local};
 
     #[test]
-    fn form_times_are_china_time() {
-        // 2026-11-24 08:00 in Beijing is 00:00 UTC.
-        assert_eq!(parse_local("2026-11-24T08:00"), Some(1_795_478_400_000));
-        assert_eq!(parse_local("2026-11-24"), None);
-        assert_eq!(parse_local("tomorrow"), None);
+    fn form_times_are_local_time() {
+        // 2026-11-24 08:00 in Beijing is 00:00 UTC; in Tokyo 23:00 UTC the day before.
+        let sh = Zone::SHANGHAI;
+        assert_eq!(parse_local(sh, "2026-11-24T08:00"), Some(1_795_478_400_000));
+        let tokyo = Zone::from_name("Asia/Tokyo").unwrap();
+        assert_eq!(
+            parse_local(tokyo, "2026-11-24T08:00"),
+            Some(1_795_478_400_000 - 3_600_000)
+        );
+        assert_eq!(parse_local(sh, "2026-11-24"), None);
+        assert_eq!(parse_local(sh, "tomorrow"), None);
     }
 }

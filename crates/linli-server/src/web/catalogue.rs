@@ -430,7 +430,7 @@ async fn calendar_page(
     flash: Option<String>,
 ) -> WebResult {
     let years = or_page(&user.page, s.store.calendar_years().await)?;
-    // The same check as `/readyz` and the report pages' banner (the year in Asia/Shanghai).
+    // The same check as `/readyz` and the report pages' banner (the year in the configured time zone).
     let missing = or_page(&user.page, s.store.calendar_missing_years().await)?;
     let can_edit = user.principal.can(Action::RoutingAdmin);
     Ok(render(&CalendarTpl {

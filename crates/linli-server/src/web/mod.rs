@@ -166,10 +166,9 @@ impl Page {
             zh.to_string()
         }
     }
-    /// ¥-free plain number with Chinese-style date formatting of epoch millis (Asia/Shanghai).
+    /// Chinese-style date and time of epoch millis, in the configured time zone.
     pub fn datetime(&self, ms: &i64) -> String {
-        let t = chrono::DateTime::from_timestamp_millis(*ms).unwrap_or_default()
-            + chrono::Duration::hours(8);
+        let t = crate::error::current_zone().local(*ms);
         match self.lang {
             Lang::ZhCn => t.format("%Y年%m月%d日 %H:%M").to_string(),
             Lang::En => t.format("%Y-%m-%d %H:%M").to_string(),

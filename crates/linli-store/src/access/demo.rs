@@ -13,7 +13,7 @@ use crate::db::{Val, insert_many};
 
 const HOUR_MS: i64 = 3_600_000;
 
-/// Entries per hour of the day (China time) at a face gate of a busy community.
+/// Entries per hour of the day (local time) at a face gate of a busy community.
 const DAY_SHAPE: [i64; 24] = [
     0, 0, 0, 0, 0, 1, 3, 9, 12, 6, 4, 4, 5, 4, 3, 4, 5, 8, 11, 7, 5, 3, 2, 1,
 ];
@@ -39,7 +39,7 @@ impl Store {
         .iter()
         .map(|r| (crate::db::str_(r, "id"), crate::db::str_(r, "path")))
         .collect();
-        seed(&mut tx, &communities, self.now_ms()).await?;
+        seed(&mut tx, &communities, self.now_ms(), self.clock.zone()).await?;
         tx.commit().await.map_err(db_err)
     }
 }
@@ -49,7 +49,9 @@ async fn seed(
     tx: &mut Transaction<'static, Any>,
     communities: &[(String, String)],
     now: i64,
+    zone: linli_core::tz::Zone,
 ) -> AppResult<()> {
+    use chrono::Timelike;
     let mut gates = Vec::new();
     let mut records = Vec::new();
     let to = (now / HOUR_MS) * HOUR_MS;
@@ -74,7 +76,7 @@ async fn seed(
         }
         for h in 0..24i64 {
             let start = to - (24 - h) * HOUR_MS;
-            let cst_hour = ((start + 8 * HOUR_MS) / HOUR_MS % 24) as usize;
+            let cst_hour = zone.local(start).hour() as usize;
             // Smaller communities see fewer people.
             let n = DAY_SHAPE[cst_hour] * (3 - ci as i64 % 3) / 3;
             for k in 0..n {

@@ -8,7 +8,7 @@ use linli_core::auth::{Action, Grant, Principal};
 use linli_core::{AppError, AppResult, new_id};
 
 use crate::Store;
-use crate::audit::{self, Actor, Entry};
+use crate::audit::{Actor, Entry};
 use crate::db::{Sql, db_err, i64_, opt_str, str_};
 use crate::registry::households::HouseholdRow;
 
@@ -241,7 +241,7 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        audit::append(
+        self.audit(
             &mut tx,
             actor,
             Entry {
@@ -297,7 +297,7 @@ impl Store {
         if r.rows_affected() != 1 {
             return Err(AppError::conflict("conflict"));
         }
-        audit::append(
+        self.audit(
             &mut tx,
             actor,
             Entry {
@@ -374,7 +374,7 @@ impl Store {
             c if c.code == "conflict" => AppError::conflict("access.blacklist.duplicate"),
             other => other,
         })?;
-        audit::append(
+        self.audit(
             &mut tx,
             actor,
             Entry {
@@ -409,7 +409,7 @@ impl Store {
             .await
             .map_err(db_err)?;
         let path = str_(&row, "path");
-        audit::append(
+        self.audit(
             &mut tx,
             actor,
             Entry {
@@ -516,7 +516,7 @@ impl Store {
             c if c.code == "conflict" => AppError::conflict("access.vehicle.plate_taken"),
             other => other,
         })?;
-        audit::append(
+        self.audit(
             &mut tx,
             actor,
             Entry {
@@ -554,7 +554,7 @@ impl Store {
         if r.rows_affected() != 1 {
             return Err(AppError::not_found("access.vehicle.not_found"));
         }
-        audit::append(
+        self.audit(
             &mut tx,
             actor,
             Entry {
@@ -618,7 +618,7 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        audit::append(
+        self.audit(
             &mut tx,
             actor,
             Entry {

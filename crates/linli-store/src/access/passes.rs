@@ -13,7 +13,7 @@ use linli_core::{AppError, AppResult, new_id, phone};
 use super::gates::{check_text, plate};
 use super::records::{AccessRecord, insert_record};
 use crate::Store;
-use crate::audit::{self, Actor, Entry};
+use crate::audit::{Actor, Entry};
 use crate::bus::BusEvent;
 use crate::db::{Sql, db_err, i64_, opt_i64, opt_str, str_};
 
@@ -255,7 +255,7 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        audit::append(
+        self.audit(
             &mut tx,
             actor,
             Entry {
@@ -362,7 +362,7 @@ impl Store {
         if r.rows_affected() != 1 {
             return Err(AppError::conflict("access.pass.already_revoked"));
         }
-        audit::append(
+        self.audit(
             &mut tx,
             actor,
             Entry {
@@ -477,7 +477,7 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        audit::append(
+        self.audit(
             &mut tx,
             actor,
             Entry {

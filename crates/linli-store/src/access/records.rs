@@ -12,7 +12,7 @@ use linli_core::{AppError, AppResult, new_id};
 use super::gates::{Gate, bad, plate};
 use super::{AccessAlarm, AccessAlarmSink};
 use crate::Store;
-use crate::audit::{self, Actor, Entry};
+use crate::audit::{Actor, Entry};
 use crate::bus::BusEvent;
 use crate::db::{Sql, db_err, i64_, opt_i64, opt_str, str_};
 
@@ -311,7 +311,7 @@ impl Store {
             }
         }
         let first = &checked[0];
-        audit::append(
+        self.audit(
             &mut tx,
             actor,
             Entry {

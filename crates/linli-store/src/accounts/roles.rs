@@ -11,7 +11,7 @@ use linli_core::auth::{Action, CUSTOM_PREFIX, Principal, Role, RoleDef, RoleKind
 use linli_core::{AppError, AppResult, new_id};
 
 use crate::Store;
-use crate::audit::{self, Actor, Entry};
+use crate::audit::{Actor, Entry};
 use crate::db::{Sql, db_err};
 
 /// One action as the roles page shows it.
@@ -290,7 +290,7 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        audit::append(
+        self.audit(
             &mut tx,
             &Actor::from(p),
             Entry {
@@ -350,7 +350,7 @@ impl Store {
             return Err(AppError::conflict("version_conflict"));
         }
         let before_names: Vec<&str> = before.actions.iter().map(|a| a.as_str()).collect();
-        audit::append(
+        self.audit(
             &mut tx,
             &Actor::from(p),
             Entry {
@@ -390,7 +390,7 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        audit::append(
+        self.audit(
             &mut tx,
             &Actor::from(p),
             Entry {

@@ -1,9 +1,9 @@
 //! Browser sessions: an opaque random cookie value, stored only as its SHA-256, with a CSRF
 //! token bound to the session. A new session (new id) is created at every login.
 
+use linli_core::AppResult;
 use linli_core::auth::Principal;
 use linli_core::crypto::{random_token, sha256_hex};
-use linli_core::{AppResult, now_ms};
 
 use crate::Store;
 use crate::db::{Sql, db_err};
@@ -20,7 +20,7 @@ impl Store {
     pub async fn create_session(&self, user_id: &str) -> AppResult<NewSession> {
         let token = random_token(32);
         let csrf = random_token(24);
-        let now = now_ms();
+        let now = self.now_ms();
         let mut tx = self.db.begin_write().await.map_err(db_err)?;
         // Housekeeping: expired sessions go.
         sqlx::query("DELETE FROM sessions WHERE expires_at < $1")
@@ -47,7 +47,7 @@ impl Store {
             "SELECT user_id, csrf FROM sessions WHERE token_hash = $1 AND expires_at > $2",
         )
         .arg(sha256_hex(token.as_bytes()))
-        .arg(now_ms());
+        .arg(self.now_ms());
         let Some(mut row) = self.db.fetch_optional_fast(&q).await? else {
             return Ok(None);
         };

@@ -6,10 +6,10 @@ use serde::{Deserialize, Serialize};
 
 use linli_core::auth::{Action, Principal, TokenLimit};
 use linli_core::crypto::{random_token, sha256_hex};
-use linli_core::{AppError, AppResult, new_id, now_ms};
+use linli_core::{AppError, AppResult, new_id};
 
 use crate::Store;
-use crate::audit::{self, Actor, Entry};
+use crate::audit::{Actor, Entry};
 use crate::db::{Sql, db_err, i64_, opt_i64, str_};
 
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -91,8 +91,8 @@ impl Store {
             name: new.name.trim().to_string(),
             actions,
             place_id: place.id.clone(),
-            expires_at: now_ms() + days * 24 * 3600 * 1000,
-            created_at: now_ms(),
+            expires_at: self.now_ms() + days * 24 * 3600 * 1000,
+            created_at: self.now_ms(),
             revoked: false,
         };
         let actions: Vec<&str> = info.actions.iter().map(|a| a.as_str()).collect();
@@ -113,7 +113,7 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        audit::append(
+        self.audit(
             &mut tx,
             &Actor::from(creator),
             Entry {
@@ -138,7 +138,7 @@ impl Store {
     pub async fn token_principal(&self, secret: &str) -> AppResult<Option<Principal>> {
         let q = Sql::new("SELECT user_id, actions, path FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > $2")
             .arg(sha256_hex(secret.as_bytes()))
-            .arg(now_ms());
+            .arg(self.now_ms());
         let Some(row) = self.db.fetch_optional_fast(&q).await? else {
             return Ok(None);
         };
@@ -185,7 +185,7 @@ impl Store {
     pub async fn revoke_token(&self, p: &Principal, id: &str) -> AppResult<()> {
         let mut tx = self.db.begin_write().await.map_err(db_err)?;
         let res = sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL")
-            .bind(now_ms())
+            .bind(self.now_ms())
             .bind(id.to_string())
             .bind(p.user_id().to_string())
             .execute(&mut *tx)
@@ -194,7 +194,7 @@ impl Store {
         if res.rows_affected() != 1 {
             return Err(AppError::not_found("not_found"));
         }
-        audit::append(
+        self.audit(
             &mut tx,
             &Actor::from(p),
             Entry {

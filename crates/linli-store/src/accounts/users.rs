@@ -4,10 +4,10 @@ use serde::{Deserialize, Serialize};
 use sqlx::{Any, Transaction};
 
 use linli_core::auth::{Action, Binding, Grant, Principal, PrincipalParts, Role, RoleKind};
-use linli_core::{AppError, AppResult, new_id, now_ms, password, phone};
+use linli_core::{AppError, AppResult, new_id, password, phone};
 
 use crate::Store;
-use crate::audit::{self, Actor, Entry};
+use crate::audit::{Actor, Entry};
 use crate::db::{Sql, db_err, i64_, opt_str, str_};
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -54,6 +54,7 @@ fn validate_login(login: &str) -> AppResult<String> {
 
 pub(crate) async fn insert_user(
     tx: &mut Transaction<'static, Any>,
+    now: i64,
     login: &str,
     display_name: &str,
     password_hash: &str,
@@ -71,7 +72,7 @@ pub(crate) async fn insert_user(
     .bind(display_name.to_string())
     .bind(password_hash.to_string())
     .bind(person_id)
-    .bind(now_ms())
+    .bind(now)
     .execute(&mut **tx)
     .await
     .map_err(|e| match db_err(e) {
@@ -83,6 +84,7 @@ pub(crate) async fn insert_user(
 
 pub(crate) async fn insert_binding(
     tx: &mut Transaction<'static, Any>,
+    now: i64,
     user_id: &str,
     b: &BindingSpec,
 ) -> AppResult<()> {
@@ -93,7 +95,7 @@ pub(crate) async fn insert_binding(
         .bind(b.place_id.clone())
         .bind(b.org_id.clone())
         .bind(b.household_id.clone())
-        .bind(now_ms())
+        .bind(now)
         .execute(&mut **tx)
         .await
         .map_err(db_err)?;
@@ -300,6 +302,7 @@ impl Store {
         let mut tx = self.db.begin_write().await.map_err(db_err)?;
         let id = insert_user(
             &mut tx,
+            self.now_ms(),
             &login,
             new.display_name.trim(),
             &hash,
@@ -308,9 +311,9 @@ impl Store {
         )
         .await?;
         for b in &new.bindings {
-            insert_binding(&mut tx, &id, b).await?;
+            insert_binding(&mut tx, self.now_ms(), &id, b).await?;
         }
-        audit::append(
+        self.audit(
             &mut tx,
             &Actor::from(creator),
             Entry {
@@ -411,7 +414,7 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        audit::append(
+        self.audit(
             &mut tx,
             &Actor::from(p),
             Entry {
@@ -459,6 +462,7 @@ impl Store {
             None => {
                 crate::registry::places::insert_place(
                     &mut tx,
+                    self.now_ms(),
                     None,
                     "city",
                     city,
@@ -472,9 +476,10 @@ impl Store {
                 .id
             }
         };
-        let uid = insert_user(&mut tx, &login, "管理员", &hash, None, None).await?;
+        let uid = insert_user(&mut tx, self.now_ms(), &login, "管理员", &hash, None, None).await?;
         insert_binding(
             &mut tx,
+            self.now_ms(),
             &uid,
             &BindingSpec {
                 role: Role::CityAdmin,
@@ -484,7 +489,7 @@ impl Store {
             },
         )
         .await?;
-        audit::append(
+        self.audit(
             &mut tx,
             &Actor::system("cli-admin"),
             Entry {

@@ -14,7 +14,7 @@ use linli_core::iot::Severity;
 use linli_core::{AppError, AppResult, new_id};
 
 use crate::Store;
-use crate::audit::{self, Actor, Entry};
+use crate::audit::{Actor, Entry};
 use crate::bus::BusEvent;
 use crate::db::{Sql, db_err, i64_, opt_i64, opt_str, str_};
 use crate::notify::Notice;
@@ -268,7 +268,7 @@ impl Store {
         .await
         .map_err(db_err)?;
         add_event(tx, &id, now, "raised", None, None, "").await?;
-        audit::append(
+        self.audit(
             tx,
             &Actor::system("iot"),
             Entry {
@@ -751,7 +751,7 @@ impl Store {
         now: i64,
     ) -> AppResult<()> {
         add_event(tx, &a.id, now, event, Some(&actor.id), None, detail).await?;
-        audit::append(
+        self.audit(
             tx,
             actor,
             Entry {

@@ -168,7 +168,7 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        crate::audit::append(
+        self.audit(
             &mut tx,
             &crate::audit::Actor::system("demo"),
             crate::audit::Entry {

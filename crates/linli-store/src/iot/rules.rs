@@ -9,7 +9,7 @@ use linli_core::iot::{Condition, EscalationStep, Op, RuleSpec, Severity, Trigger
 use linli_core::{AppError, AppResult, new_id};
 
 use crate::Store;
-use crate::audit::{self, Actor, Entry};
+use crate::audit::{Actor, Entry};
 use crate::db::{Sql, db_err, i64_, opt_str, str_};
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -92,7 +92,7 @@ fn cond(key: &str, op: Op, value: f64) -> Condition {
 }
 
 /// The rules every installation starts with.
-pub fn default_rules() -> Vec<(&'static str, RuleSpec)> {
+pub fn default_rules(zone: linli_core::tz::Zone) -> Vec<(&'static str, RuleSpec)> {
     use linli_core::auth::Role;
     let spec = |t: &str, sev, trigger| RuleSpec {
         alarm_type: t.into(),
@@ -177,7 +177,7 @@ pub fn default_rules() -> Vec<(&'static str, RuleSpec)> {
                 schedule: Some(linli_core::iot::Schedule {
                     start_minute: 23 * 60,
                     end_minute: 5 * 60,
-                    utc_offset_minutes: 480,
+                    utc_offset_minutes: zone.offset_minutes(),
                 }),
                 ..spec(
                     "intrusion",
@@ -226,7 +226,7 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.db.begin_write().await.map_err(db_err)?;
-        for (kind, spec) in default_rules() {
+        for (kind, spec) in default_rules(self.clock.zone()) {
             sqlx::query(
                 "INSERT INTO alarm_rules (id, device_kind, alarm_type, spec, enabled, created_at) VALUES ($1, $2, $3, $4, 1, $5)",
             )
@@ -312,7 +312,7 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        audit::append(
+        self.audit(
             &mut tx,
             actor,
             Entry {
@@ -352,7 +352,7 @@ mod tests {
             device_id: dev.map(str::to_string),
             spec: RuleSpec {
                 alarm_type: t.into(),
-                ..default_rules()[0].1.clone()
+                ..default_rules(linli_core::tz::Zone::SHANGHAI)[0].1.clone()
             },
             enabled: true,
         }

@@ -10,7 +10,7 @@ use linli_core::iot::{RuleSpec, Schedule, Severity, Trigger};
 use linli_core::{AppError, AppResult, new_id};
 
 use crate::Store;
-use crate::audit::{self, Actor, Entry};
+use crate::audit::{Actor, Entry};
 use crate::bus::BusEvent;
 use crate::db::{db_err, i64_, str_};
 use crate::iot::alarms::{Chain, Raise, Tier, users_with_role_over};
@@ -40,9 +40,9 @@ pub struct CheckinResult {
 pub struct SafetyConfig {
     /// Minutes between escalation tiers and repeats of an unacknowledged SOS.
     pub sos_repeat_ms: i64,
-    /// Local minute of the day by which 独居老人 must have checked in (e.g. 10:00 = 600).
+    /// Local minute of the day (in the store clock's time zone) by which 独居老人 must have
+    /// checked in (e.g. 10:00 = 600).
     pub checkin_deadline_minute: u32,
-    pub utc_offset_minutes: i32,
 }
 
 impl Default for SafetyConfig {
@@ -50,7 +50,6 @@ impl Default for SafetyConfig {
         SafetyConfig {
             sos_repeat_ms: 5 * 60_000,
             checkin_deadline_minute: 10 * 60,
-            utc_offset_minutes: 480,
         }
     }
 }
@@ -101,7 +100,7 @@ impl Store {
             .await
             .map_err(db_err)?;
         }
-        audit::append(
+        self.audit(
             &mut tx,
             actor,
             Entry {
@@ -278,8 +277,8 @@ impl Store {
     /// MAJOR `checkin_missed` alarm told to their care chain. Returns the alarms raised.
     pub async fn missed_checkins(&self, cfg: &SafetyConfig) -> AppResult<Vec<String>> {
         let now = self.now_ms();
-        let offset = i64::from(cfg.utc_offset_minutes) * 60_000;
-        let local_midnight = (now + offset) - (now + offset).rem_euclid(86_400_000) - offset;
+        let zone = self.clock.zone();
+        let local_midnight = zone.start_of_day(now);
         let rule = RuleSpec {
             alarm_type: "checkin_missed".into(),
             severity: Severity::Major,
@@ -290,7 +289,7 @@ impl Store {
             schedule: Some(Schedule {
                 start_minute: cfg.checkin_deadline_minute,
                 end_minute: 1440,
-                utc_offset_minutes: cfg.utc_offset_minutes,
+                utc_offset_minutes: zone.offset_minutes(),
             }),
             escalation: vec![],
             open_report: None,

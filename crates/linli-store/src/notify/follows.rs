@@ -12,7 +12,7 @@ use linli_core::auth::{Action, Principal};
 use linli_core::{AppError, AppResult};
 
 use crate::Store;
-use crate::audit::{self, Actor, Entry};
+use crate::audit::{Actor, Entry};
 use crate::db::{db_err, i64_, opt_str, str_};
 
 /// Entities that can be followed by anyone who may read them: entity name, table (with `id`
@@ -56,9 +56,24 @@ pub fn kind_matches(pattern: &str, kind: &str) -> bool {
     }
 }
 
-/// Validate an e-mail address (RFC 5321 mailbox syntax as lettre parses it).
+/// Validate an e-mail address: the rules of lettre's `Address` (which the SMTP channel of the
+/// delivery worker parses it with), without lettre in the store: a local part and a domain
+/// (ASCII, or internationalized and convertible to ASCII, or an address literal).
 pub fn valid_email(s: &str) -> bool {
-    s.len() <= 254 && s.parse::<lettre::Address>().is_ok()
+    use email_address::EmailAddress;
+    fn domain_ok(d: &str) -> bool {
+        let ip = d
+            .strip_prefix('[')
+            .and_then(|ip| ip.strip_suffix(']'))
+            .unwrap_or(d);
+        EmailAddress::is_valid_domain(d) || ip.parse::<std::net::IpAddr>().is_ok()
+    }
+    let Some((user, domain)) = s.rsplit_once('@') else {
+        return false;
+    };
+    s.len() <= 254
+        && EmailAddress::is_valid_local_part(user)
+        && (domain_ok(domain) || idna::domain_to_ascii(domain).is_ok_and(|d| domain_ok(&d)))
 }
 
 impl Store {
@@ -72,7 +87,7 @@ impl Store {
             .follow_in(&mut tx, &p.user_id(), entity, entity_id)
             .await?;
         if created {
-            audit::append(
+            self.audit(
                 &mut tx,
                 &Actor::from(p),
                 Entry {
@@ -145,7 +160,7 @@ impl Store {
         if r.rows_affected() == 0 {
             return Err(AppError::not_found("notify.follow.not_found"));
         }
-        audit::append(
+        self.audit(
             &mut tx,
             &Actor::from(p),
             Entry {
@@ -298,7 +313,7 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        audit::append(
+        self.audit(
             &mut tx,
             &Actor::from(p),
             Entry {

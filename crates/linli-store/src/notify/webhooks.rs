@@ -15,8 +15,8 @@ use super::follows::{kind_matches, split_list};
 use super::outbox::Delivery;
 use super::{Notice, render};
 use crate::Store;
-use crate::audit::{self, Actor, Entry};
-use crate::db::{Sql, db_err, i64_, str_};
+use crate::audit::{Actor, Entry};
+use crate::db::{Sql, db_err, i64_, opt_i64, str_};
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Webhook {
@@ -80,7 +80,7 @@ fn from_row(r: &AnyRow) -> Webhook {
 pub fn validate_url(url: &str) -> AppResult<String> {
     let url = url.trim();
     let ok = url.len() <= 2000
-        && url.parse::<hyper::Uri>().is_ok_and(|u| {
+        && url.parse::<http::Uri>().is_ok_and(|u| {
             matches!(u.scheme_str(), Some("http" | "https"))
                 && u.host().is_some_and(|h| !h.is_empty())
         });
@@ -88,7 +88,7 @@ pub fn validate_url(url: &str) -> AppResult<String> {
         return Err(AppError::bad_request("notify.webhook.url_invalid"));
     }
     let host = url
-        .parse::<hyper::Uri>()
+        .parse::<http::Uri>()
         .ok()
         .and_then(|u| u.host().map(str::to_owned));
     if host.as_deref().is_some_and(never_a_receiver) {
@@ -102,9 +102,11 @@ pub fn validate_url(url: &str) -> AppResult<String> {
 /// at 169.254.169.254, `fe80::/10`), unspecified, broadcast and multicast addresses. Private
 /// networks (10/8, 192.168/16, loopback) stay allowed: receivers on a trusted network are
 /// supported. A *name* that resolves to such an address is caught when delivering: the
-/// delivery client resolves through [`crate::notify::outbox`]'s filtering resolver, which drops
-/// these addresses (so a DNS answer that changes after the check cannot slip one in either).
-pub(crate) fn never_a_receiver(host: &str) -> bool {
+/// delivery worker (`linli-delivery`) resolves through a filtering resolver built on
+/// [`never_a_receiver_ip`], which drops these addresses and connects only to what is left (so a
+/// DNS answer that changes after the check cannot slip one in either), and checks an address
+/// written into the URL with this function again before sending.
+pub fn never_a_receiver(host: &str) -> bool {
     use std::net::IpAddr;
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     if bare.eq_ignore_ascii_case("metadata.google.internal") {
@@ -117,7 +119,7 @@ pub(crate) fn never_a_receiver(host: &str) -> bool {
 }
 
 /// [`never_a_receiver`] for an address.
-pub(crate) fn never_a_receiver_ip(ip: std::net::IpAddr) -> bool {
+pub fn never_a_receiver_ip(ip: std::net::IpAddr) -> bool {
     use std::net::IpAddr;
     let ip = match ip {
         IpAddr::V6(v6) => v6
@@ -201,7 +203,7 @@ impl Store {
         .await
         .map_err(db_err)?;
         let webhook = self.webhook_in(&mut tx, &id).await?;
-        audit::append(
+        self.audit(
             &mut tx,
             actor,
             Entry {
@@ -294,7 +296,7 @@ impl Store {
         .await
         .map_err(db_err)?;
         let after = self.webhook_in(&mut tx, id).await?;
-        audit::append(
+        self.audit(
             &mut tx,
             actor,
             Entry {
@@ -332,7 +334,7 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        audit::append(
+        self.audit(
             &mut tx,
             actor,
             Entry {
@@ -375,7 +377,7 @@ impl Store {
         let delivery_id = self
             .enqueue_delivery(&mut tx, "webhook", Some(&w.id), None, &w.url, "ping", &body)
             .await?;
-        audit::append(
+        self.audit(
             &mut tx,
             actor,
             Entry {
@@ -444,7 +446,7 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        audit::append(
+        self.audit(
             &mut tx,
             actor,
             Entry {
@@ -460,6 +462,33 @@ impl Store {
         .await?;
         tx.commit().await.map_err(db_err)?;
         self.delivery(delivery_id).await
+    }
+
+    /// Where a claimed webhook delivery goes now, for the delivery worker: the webhook's
+    /// current URL and its signing secret (decrypted), or why nothing is sent.
+    pub async fn webhook_target(&self, webhook_id: &str) -> AppResult<WebhookTarget> {
+        let row =
+            sqlx::query("SELECT url, secret_enc, active, deleted_at FROM webhooks WHERE id = $1")
+                .bind(webhook_id.to_string())
+                .fetch_optional(&self.db.read)
+                .await
+                .map_err(db_err)?;
+        let Some(w) = row else {
+            return Ok(WebhookTarget::Gone);
+        };
+        if opt_i64(&w, "deleted_at").is_some() {
+            return Ok(WebhookTarget::Gone);
+        }
+        if i64_(&w, "active") != 1 {
+            return Ok(WebhookTarget::Paused);
+        }
+        Ok(match self.cipher.decrypt(&str_(&w, "secret_enc")) {
+            Ok(secret) => WebhookTarget::Ready {
+                url: str_(&w, "url"),
+                secret,
+            },
+            Err(_) => WebhookTarget::SecretUnreadable,
+        })
     }
 
     /// Queue one delivery per active webhook whose subtree covers the notice's place and whose
@@ -529,6 +558,21 @@ impl Store {
         }
         Ok(targets.len())
     }
+}
+
+/// A webhook as the delivery worker sees it when sending.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookTarget {
+    /// Deleted (or never existed): the delivery is cancelled.
+    Gone,
+    /// Paused: the delivery waits.
+    Paused,
+    /// The signing secret cannot be decrypted (another master key).
+    SecretUnreadable,
+    Ready {
+        url: String,
+        secret: String,
+    },
 }
 
 /// An active webhook as the notifier needs it.

@@ -5,10 +5,10 @@
 use serde::{Deserialize, Serialize};
 
 use linli_core::auth::{Action, Grant, Principal};
-use linli_core::{AppError, AppResult, new_id, now_ms};
+use linli_core::{AppError, AppResult, new_id};
 
 use crate::Store;
-use crate::audit::{self, Actor, AuditFilter, AuditRecord, Entry};
+use crate::audit::{Actor, AuditFilter, AuditRecord, Entry};
 use crate::db::{Sql, db_err, i64_, opt_i64, opt_str, str_};
 use crate::registry::households::{HouseholdPatch, HouseholdView, validate_tenure};
 use crate::registry::persons::{PersonPatch, validate_date, validate_name, validate_phone};
@@ -171,7 +171,7 @@ impl Store {
         log.sort_by_key(|r| r.seq);
         let linked = self.household_record(p, &household.id, sections).await?;
         Ok(OwnExport {
-            exported_at: now_ms(),
+            exported_at: self.now_ms(),
             household,
             me,
             processing_log: log,
@@ -240,7 +240,7 @@ impl Store {
             status: "pending".into(),
             decided_at: None,
             decision_note: None,
-            created_at: now_ms(),
+            created_at: self.now_ms(),
         };
         let mut tx = self.db.begin_write().await.map_err(db_err)?;
         sqlx::query(
@@ -264,7 +264,7 @@ impl Store {
         } else {
             c.new_value.clone()
         };
-        audit::append(
+        self.audit(
             &mut tx,
             &Actor::from(p),
             Entry {
@@ -386,7 +386,7 @@ impl Store {
         )
         .bind(status)
         .bind(actor.id.clone())
-        .bind(now_ms())
+        .bind(self.now_ms())
         .bind(d.note.clone())
         .bind(id.to_string())
         .execute(&mut *tx)
@@ -395,7 +395,7 @@ impl Store {
         if res.rows_affected() != 1 {
             return Err(AppError::conflict("registry.correction.already_decided"));
         }
-        audit::append(
+        self.audit(
             &mut tx,
             actor,
             Entry {
@@ -416,7 +416,7 @@ impl Store {
         tx.commit().await.map_err(db_err)?;
         Ok(Correction {
             status: status.into(),
-            decided_at: Some(now_ms()),
+            decided_at: Some(self.now_ms()),
             decision_note: d.note,
             ..c
         })

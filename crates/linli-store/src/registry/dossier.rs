@@ -109,15 +109,12 @@ impl RecordCtx<'_> {
     }
 }
 
-/// Midnight of a `YYYY-MM-DD` day in China (ms); 0 when missing or unreadable.
-fn day_start(day: Option<&str>) -> i64 {
+/// Midnight of a `YYYY-MM-DD` day in the installation's time zone (ms); 0 when missing or
+/// unreadable.
+fn day_start(zone: linli_core::tz::Zone, day: Option<&str>) -> i64 {
     day.and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
         .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|t| {
-            (t - chrono::Duration::hours(linli_core::reports::calendar::UTC_OFFSET_HOURS))
-                .and_utc()
-                .timestamp_millis()
-        })
+        .map(|t| zone.utc_ms(t))
         .unwrap_or(0)
 }
 
@@ -139,6 +136,7 @@ impl Store {
         if !own && !p.may(Action::HouseholdRead, &h.path) {
             return Err(not_found());
         }
+        let zone = self.clock.zone();
         let members: Vec<RecordMember> = self
             .db
             .fetch_all_fast(
@@ -152,7 +150,7 @@ impl Store {
             .map(|mut r| RecordMember {
                 person_id: r.take_str("id").unwrap_or_default(),
                 name: r.take_str("name").unwrap_or_default(),
-                since: day_start(r.opt_str_ref("start_date")),
+                since: day_start(zone, r.opt_str_ref("start_date")),
             })
             .collect();
         let ctx = RecordCtx {
@@ -160,7 +158,7 @@ impl Store {
             household_id: &h.id,
             path: &h.path,
             own,
-            since: day_start(h.moved_in.as_deref()),
+            since: day_start(zone, h.moved_in.as_deref()),
             members: &members,
         };
         let mut out = Map::new();

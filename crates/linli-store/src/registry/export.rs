@@ -8,7 +8,7 @@ use linli_core::import_rows::{HOUSEHOLD_HEADERS, relation_name, tenure_name};
 use linli_core::{AppError, AppResult};
 
 use crate::Store;
-use crate::audit::{self, Actor, Entry};
+use crate::audit::{Actor, Entry};
 use crate::db::{Sql, db_err, opt_str, str_};
 
 pub const HOUSEHOLD_EXPORT_HEADERS: [&str; 9] = [
@@ -179,7 +179,7 @@ impl Store {
         }
         if let Masking::Revealed { purpose, .. } = masking {
             let mut tx = self.db.begin_write().await.map_err(db_err)?;
-            audit::append(
+            self.audit(
                 &mut tx,
                 actor,
                 Entry {

@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use linli_core::auth::{Action, Grant};
 use linli_core::geo::{self, LatLon};
-use linli_core::{AppError, AppResult, now_ms};
+use linli_core::{AppError, AppResult};
 
 use crate::Store;
-use crate::audit::{self, Actor, Entry};
+use crate::audit::{Actor, Entry};
 use crate::db::{Sql, db_err, i64_, opt_str, str_};
 
 /// Largest radius accepted (metres): a community, not a district.
@@ -126,8 +126,8 @@ impl Store {
         let place = self.place(grant, place_id).await?;
         let before = self.place_geo(grant, place_id).await?;
         let mut tx = self.db.begin_write().await.map_err(db_err)?;
-        write_geo(&mut tx, place_id, &g).await?;
-        audit::append(
+        write_geo(&mut tx, self.now_ms(), place_id, &g).await?;
+        self.audit(
             &mut tx,
             actor,
             Entry {
@@ -233,7 +233,7 @@ impl Store {
                     radius_m: a.radius_m,
                     boundary: a.boundary.iter().map(|p| [p.0, p.1]).collect(),
                 };
-                write_geo(&mut tx, &str_(&r, "id"), &g).await?;
+                write_geo(&mut tx, self.now_ms(), &str_(&r, "id"), &g).await?;
             }
         }
         tx.commit().await.map_err(db_err)?;
@@ -243,6 +243,7 @@ impl Store {
 
 async fn write_geo(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    now: i64,
     place_id: &str,
     g: &PlaceGeo,
 ) -> AppResult<()> {
@@ -265,7 +266,7 @@ async fn write_geo(
     .bind(max_lat)
     .bind(min_lon)
     .bind(max_lon)
-    .bind(now_ms())
+    .bind(now)
     .execute(&mut **tx)
     .await
     .map_err(db_err)?;

@@ -4,10 +4,10 @@
 use serde::{Deserialize, Serialize};
 
 use linli_core::auth::{Action, Grant, Principal};
-use linli_core::{AppError, AppResult, new_id, now_ms};
+use linli_core::{AppError, AppResult, new_id};
 
 use crate::Store;
-use crate::audit::{self, Actor, Entry};
+use crate::audit::{Actor, Entry};
 use crate::db::{Sql, db_err, i64_, opt_str, str_};
 use crate::registry::corrections::Correction;
 use crate::registry::persons::{NewPerson, PersonSummary, validate_date};
@@ -319,7 +319,7 @@ impl Store {
             new.head.phone.as_deref(),
         )?;
         let id = new_id();
-        let now = now_ms();
+        let now = self.now_ms();
         let mut tx = self.db.begin_write().await.map_err(db_err)?;
         sqlx::query(
             "INSERT INTO households (id, room_id, path, tenure, moved_in, note, version, created_at, updated_at)
@@ -335,7 +335,7 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        audit::append(
+        self.audit(
             &mut tx,
             actor,
             Entry {
@@ -364,7 +364,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
-            audit::append(
+            self.audit(
                 &mut tx,
                 actor,
                 Entry {
@@ -422,7 +422,7 @@ impl Store {
         .bind(after.tenure.clone())
         .bind(after.moved_in.clone())
         .bind(after.note.clone())
-        .bind(now_ms())
+        .bind(self.now_ms())
         .bind(id.to_string())
         .bind(patch.version)
         .execute(&mut *tx)
@@ -431,7 +431,7 @@ impl Store {
         if res.rows_affected() != 1 {
             return Err(AppError::conflict("conflict"));
         }
-        audit::append(
+        self.audit(
             &mut tx,
             actor,
             Entry {

@@ -12,10 +12,10 @@ use linli_core::auth::{Action, Grant};
 use linli_core::crypto::sha256_hex;
 use linli_core::import_rows::{self, ImportHousehold, RowIssue};
 use linli_core::sheet::{self, SheetError};
-use linli_core::{AppError, AppResult, new_id, now_ms};
+use linli_core::{AppError, AppResult, new_id};
 
 use crate::Store;
-use crate::audit::{self, Actor, Entry};
+use crate::audit::{Actor, Entry};
 use crate::db::{Sql, Val, db_err, insert_many, opt_str, str_};
 use crate::registry::persons::seal;
 
@@ -367,9 +367,9 @@ impl Store {
         bytes: &[u8],
         report: &ImportReport,
     ) -> AppResult<()> {
-        let now = now_ms();
+        let now = self.now_ms();
         let t0 = std::time::Instant::now();
-        let today = crate::registry::persons::today();
+        let today = self.clock.today();
         // Seal the new persons first and give them ids in blind-index order: the primary key and
         // the unique ID index then grow at their ends instead of splitting pages all over the
         // file (measured: twice as fast for 250,000 persons on SQLite).
@@ -625,7 +625,7 @@ impl Store {
             .prefixes()
             .first()
             .cloned();
-        audit::append(
+        self.audit(
             &mut tx,
             actor,
             Entry {

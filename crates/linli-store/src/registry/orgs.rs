@@ -6,10 +6,10 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 
 use linli_core::auth::{Action, Grant};
-use linli_core::{AppError, AppResult, new_id, now_ms};
+use linli_core::{AppError, AppResult, new_id};
 
 use crate::Store;
-use crate::audit::{self, Actor, Entry};
+use crate::audit::{Actor, Entry};
 use crate::db::{Sql, db_err, str_};
 
 pub const ORG_KINDS: [&str; 6] = [
@@ -125,6 +125,7 @@ impl Store {
         let mut tx = self.db.begin_write().await.map_err(db_err)?;
         let id = insert_org(
             &mut tx,
+            self.now_ms(),
             &new.kind,
             new.name.trim(),
             &place.id,
@@ -141,7 +142,7 @@ impl Store {
             categories: new.categories,
             serves: served,
         };
-        audit::append(
+        self.audit(
             &mut tx,
             actor,
             Entry {
@@ -162,6 +163,7 @@ impl Store {
 
 pub(crate) async fn insert_org(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    now: i64,
     kind: &str,
     name: &str,
     place_id: &str,
@@ -177,7 +179,7 @@ pub(crate) async fn insert_org(
         .bind(place_id.to_string())
         .bind(path.to_string())
         .bind(serde_json::to_string(categories).unwrap_or_else(|_| "[]".into()))
-        .bind(now_ms())
+        .bind(now)
         .execute(&mut **tx)
         .await
         .map_err(db_err)?;

@@ -8,10 +8,10 @@ use sqlx::{Any, Transaction};
 
 use linli_core::auth::{Action, Grant};
 use linli_core::crypto::FieldCipher;
-use linli_core::{AppError, AppResult, idcard, new_id, now_ms, phone};
+use linli_core::{AppError, AppResult, idcard, new_id, phone};
 
 use crate::Store;
-use crate::audit::{self, Actor, Entry};
+use crate::audit::{Actor, Entry};
 use crate::db::{Sql, db_err, i64_, opt_str, str_};
 use crate::db_fast::FastRow;
 
@@ -215,12 +215,6 @@ pub(crate) fn validate_date(d: &str, field: &str) -> AppResult<String> {
         .map_err(|_| AppError::bad_request("validation.bad_value").arg("field", field.to_string()))
 }
 
-pub(crate) fn today() -> String {
-    (chrono::Utc::now() + chrono::Duration::hours(8))
-        .format("%Y-%m-%d")
-        .to_string()
-}
-
 pub(crate) fn validate_relation(r: &str) -> AppResult<&'static str> {
     RELATIONS
         .iter()
@@ -259,10 +253,10 @@ pub(crate) fn seal(
 
 pub(crate) async fn insert_person(
     tx: &mut Transaction<'static, Any>,
+    now: i64,
     p: &SealedPerson,
 ) -> AppResult<String> {
     let id = new_id();
-    let now = now_ms();
     sqlx::query(
         "INSERT INTO persons (id, name, gender, birth_year, id_enc, id_bidx, id_masked, phone_enc, phone_bidx, phone_masked, version, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11, $11)",
@@ -289,6 +283,7 @@ pub(crate) async fn insert_person(
 
 pub(crate) async fn insert_residence(
     tx: &mut Transaction<'static, Any>,
+    now: i64,
     household_id: &str,
     person_id: &str,
     relation: &str,
@@ -303,7 +298,7 @@ pub(crate) async fn insert_residence(
     .bind(person_id.to_string())
     .bind(relation.to_string())
     .bind(start_date.to_string())
-    .bind(now_ms())
+    .bind(now)
     .execute(&mut **tx)
     .await
     .map_err(|e| match db_err(e) {
@@ -824,7 +819,7 @@ impl Store {
         let relation = validate_relation(&new.relation)?;
         let start = match &new.start_date {
             Some(d) => validate_date(d, "start_date")?,
-            None => today(),
+            None => self.clock.today(),
         };
         let sealed = seal(
             &self.cipher,
@@ -843,9 +838,9 @@ impl Store {
             .map_err(db_err)?;
         let person_id = match existing {
             Some(r) => str_(&r, "id"),
-            None => insert_person(&mut tx, &sealed).await?,
+            None => insert_person(&mut tx, self.now_ms(), &sealed).await?,
         };
-        insert_residence(&mut tx, &hh.id, &person_id, relation, &start)
+        insert_residence(&mut tx, self.now_ms(), &hh.id, &person_id, relation, &start)
             .await
             .map_err(|e| {
                 if e.code == "registry.person.already_resident" {
@@ -857,7 +852,7 @@ impl Store {
         if relation == "head" {
             sqlx::query("UPDATE households SET head_person_id = $1, updated_at = $2 WHERE id = $3")
                 .bind(person_id.clone())
-                .bind(now_ms())
+                .bind(self.now_ms())
                 .bind(hh.id.clone())
                 .execute(&mut *tx)
                 .await
@@ -868,7 +863,7 @@ impl Store {
             "name": sealed.name, "id_number": sealed.id_masked, "phone": sealed.phone_masked,
             "relation": relation, "household_id": hh.id, "start_date": start, "labels": new.labels,
         });
-        audit::append(
+        self.audit(
             &mut tx,
             actor,
             Entry {
@@ -927,7 +922,7 @@ impl Store {
         };
         let mut tx = self.db.begin_write().await.map_err(db_err)?;
         let mut q = Sql::new("UPDATE persons SET version = version + 1, updated_at = ");
-        q.bind(now_ms());
+        q.bind(self.now_ms());
         if let Some(n) = &name {
             q.push(", name = ").bind(n.clone());
         }
@@ -988,7 +983,7 @@ impl Store {
                 })
                 .collect();
         }
-        audit::append(
+        self.audit(
             &mut tx,
             actor,
             Entry {
@@ -1053,20 +1048,21 @@ impl Store {
         };
         // The reveal is only returned once its audit record is committed.
         let mut tx = self.db.begin_write().await.map_err(db_err)?;
-        let seq = audit::append(
-            &mut tx,
-            actor,
-            Entry {
-                action: "person.reveal",
-                entity: "person",
-                entity_id: id,
-                path: Some(&path),
-                purpose: Some(purpose),
-                before: None,
-                after: Some(serde_json::json!({ "fields": req.fields })),
-            },
-        )
-        .await?;
+        let seq = self
+            .audit(
+                &mut tx,
+                actor,
+                Entry {
+                    action: "person.reveal",
+                    entity: "person",
+                    entity_id: id,
+                    path: Some(&path),
+                    purpose: Some(purpose),
+                    before: None,
+                    after: Some(serde_json::json!({ "fields": req.fields })),
+                },
+            )
+            .await?;
         tx.commit().await.map_err(db_err)?;
         Ok(Revealed {
             id_number,
@@ -1086,7 +1082,7 @@ impl Store {
         let scope = grant.scope(Action::HouseholdWrite)?;
         let end = match &m.end_date {
             Some(d) => validate_date(d, "end_date")?,
-            None => today(),
+            None => self.clock.today(),
         };
         if m.reason.trim().is_empty() {
             return Err(AppError::required("reason"));
@@ -1119,13 +1115,13 @@ impl Store {
             return Err(AppError::conflict("conflict"));
         }
         sqlx::query("UPDATE households SET head_person_id = NULL, updated_at = $1 WHERE id = $2 AND head_person_id = $3")
-            .bind(now_ms())
+            .bind(self.now_ms())
             .bind(str_(&row, "household_id"))
             .bind(person_id.to_string())
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        audit::append(
+        self.audit(
             &mut tx,
             actor,
             Entry {

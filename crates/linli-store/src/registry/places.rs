@@ -6,10 +6,10 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 
 use linli_core::auth::{Action, Grant};
-use linli_core::{AppError, AppResult, division, new_id, now_ms};
+use linli_core::{AppError, AppResult, division, new_id};
 
 use crate::Store;
-use crate::audit::{self, Actor, Entry};
+use crate::audit::{Actor, Entry};
 use crate::db::{Sql, db_err, i64_, opt_i64, opt_str, str_};
 
 pub const KINDS: [&str; 8] = [
@@ -251,6 +251,7 @@ impl Store {
         let mut tx = self.db.begin_write().await.map_err(db_err)?;
         let place = insert_place(
             &mut tx,
+            self.now_ms(),
             Some(&parent),
             &new.kind,
             new.name.trim(),
@@ -261,7 +262,7 @@ impl Store {
             0,
         )
         .await?;
-        audit::append(
+        self.audit(
             &mut tx,
             actor,
             Entry {
@@ -322,7 +323,7 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        audit::append(
+        self.audit(
             &mut tx,
             actor,
             Entry {
@@ -436,6 +437,7 @@ impl Store {
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn insert_place(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    now: i64,
     parent: Option<&Place>,
     kind: &str,
     name: &str,
@@ -461,7 +463,7 @@ pub(crate) async fn insert_place(
     .bind(room_use.map(str::to_string))
     .bind(plan.map(|p| serde_json::to_string(&p).unwrap_or_default()))
     .bind(sort_key)
-    .bind(now_ms())
+    .bind(now)
     .execute(&mut **tx)
     .await
     .map_err(db_err)?;

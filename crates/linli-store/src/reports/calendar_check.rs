@@ -4,23 +4,13 @@
 //! of `linli serve` and the staff report pages can all say so loudly.
 
 use linli_core::AppResult;
-use linli_core::reports::calendar::{OFFICIAL, UTC_OFFSET_HOURS};
+use linli_core::reports::calendar::OFFICIAL;
 
 use crate::Store;
 use crate::db::{db_err, i64_};
 
-/// The year (China time) of an instant in milliseconds.
-pub fn china_year(ms: i64) -> i32 {
-    let local = ms + UTC_OFFSET_HOURS * 3_600_000;
-    chrono::Datelike::year(
-        &chrono::DateTime::from_timestamp_millis(local)
-            .unwrap_or_default()
-            .naive_utc(),
-    )
-}
-
 impl Store {
-    /// The current and the next year (store clock, China time) that the calendar lacks, in
+    /// The current and the next year (store clock, in its time zone) that the calendar lacks, in
     /// order; empty when both are there.
     pub async fn calendar_missing_years(&self) -> AppResult<Vec<i32>> {
         let mut years = self.calendar_year_list().await?;
@@ -29,7 +19,7 @@ impl Store {
             self.work_calendar().await?;
             years = self.calendar_year_list().await?;
         }
-        let this_year = china_year(self.now_ms());
+        let this_year = self.clock.zone().year(self.now_ms());
         Ok([this_year, this_year + 1]
             .into_iter()
             .filter(|y| !years.contains(y))

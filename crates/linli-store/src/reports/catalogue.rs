@@ -14,7 +14,7 @@ use linli_core::reports::calendar::{DayKind, OFFICIAL, WorkCalendar};
 use linli_core::{AppError, AppResult, new_id};
 
 use crate::Store;
-use crate::audit::{self, Actor, Entry};
+use crate::audit::{Actor, Entry};
 use crate::db::{Sql, db_err, i64_, str_};
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -335,7 +335,7 @@ impl Store {
             created_at: self.now_ms(),
         };
         insert_rule(&mut tx, &rule).await?;
-        audit::append(
+        self.audit(
             &mut tx,
             actor,
             Entry {
@@ -357,7 +357,7 @@ impl Store {
     /// written to the tables the first time (the database is the one source afterwards, and an
     /// administrator can add years).
     pub async fn work_calendar(&self) -> AppResult<WorkCalendar> {
-        let mut cal = WorkCalendar::default();
+        let mut cal = WorkCalendar::default().in_zone(self.clock.zone());
         for y in self.calendar_years().await? {
             let day = |d: &String| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok();
             let days: Vec<(NaiveDate, DayKind)> = y
@@ -468,7 +468,7 @@ impl Store {
             self.now_ms(),
         )
         .await?;
-        audit::append(
+        self.audit(
             &mut tx,
             actor,
             Entry {
@@ -533,7 +533,7 @@ impl Store {
     pub async fn calendar_info(&self) -> AppResult<CalendarInfo> {
         let years = self.work_calendar().await?.known_years();
         // One check for every place that warns (`/readyz`, the pages, this API): the current
-        // and next year in Asia/Shanghai.
+        // and next year in the configured time zone.
         let missing: Vec<String> = self
             .calendar_missing_years()
             .await?
@@ -736,7 +736,7 @@ impl Store {
             };
             insert_rule(&mut tx, &rule).await?;
         }
-        audit::append(
+        self.audit(
             &mut tx,
             &Actor::system("demo"),
             Entry {

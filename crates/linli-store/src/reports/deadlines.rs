@@ -19,7 +19,7 @@ use linli_core::AppResult;
 use linli_core::reports::state::{self, Status, Transition};
 
 use crate::Store;
-use crate::audit::{self, Actor, Entry};
+use crate::audit::{Actor, Entry};
 use crate::db::{db_err, opt_i64, str_};
 use crate::notify::Notice;
 
@@ -270,7 +270,7 @@ impl Store {
         )
         .await?;
         let audit_action = format!("report.deadline_{action}");
-        audit::append(
+        self.audit(
             &mut tx,
             &actor,
             Entry {

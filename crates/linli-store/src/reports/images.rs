@@ -17,7 +17,7 @@ use linli_core::auth::{Action, Principal};
 use linli_core::{AppError, AppResult, ErrorKind, new_id};
 
 use crate::Store;
-use crate::audit::{self, Actor, Entry};
+use crate::audit::{Actor, Entry};
 use crate::db::{db_err, i64_, str_};
 use crate::notify::Notice;
 
@@ -460,7 +460,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
-            audit::append(
+            self.audit(
                 &mut tx,
                 &Actor::from(p),
                 Entry {
@@ -546,7 +546,7 @@ impl Store {
             data.clone(),
         )
         .await?;
-        audit::append(
+        self.audit(
             tx,
             &actor,
             Entry {

@@ -9,7 +9,7 @@ use linli_core::auth::{Action, Principal};
 use linli_core::{AppError, AppResult, new_id};
 
 use crate::Store;
-use crate::audit::{self, Actor, Entry};
+use crate::audit::{Actor, Entry};
 use crate::db::{Sql, Val, db_err, i64_, opt_i64, str_};
 
 use super::contacts::NewContact;
@@ -544,7 +544,7 @@ impl Store {
         .map_err(db_err)?
         .ok_or_else(|| AppError::conflict("report.illegal_transition"))?;
         let n = i64_(&row, "supporters");
-        audit::append(
+        self.audit(
             &mut tx,
             &Actor::from(p),
             Entry {

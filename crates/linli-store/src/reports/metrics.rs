@@ -1,4 +1,4 @@
-//! Report metrics per unit, category, area (community) or month (Asia/Shanghai):
+//! Report metrics per unit, category, area (community) or month (in the configured time zone):
 //! 响应率 (signed in time / dispatched), 解决率 (solved / replied), 满意率 (rated 4–5 / rated),
 //! 按时办结率 (closed on time / closed after handling), 回退率 (returned at least once /
 //! dispatched), 重办率 (reopened / replied at least once), 延期率 (extended / dispatched), and
@@ -67,11 +67,8 @@ fn rate(n: i64, d: i64) -> Option<f64> {
     (d > 0).then(|| (n as f64 / d as f64 * 10_000.0).round() / 10_000.0)
 }
 
-fn month_of(ms: i64) -> String {
-    let local = chrono::DateTime::from_timestamp_millis(ms + 8 * 3_600_000)
-        .unwrap_or_default()
-        .naive_utc();
-    local.format("%Y-%m").to_string()
+fn month_of(zone: linli_core::tz::Zone, ms: i64) -> String {
+    zone.local(ms).format("%Y-%m").to_string()
 }
 
 /// Column headers of the export, in order.
@@ -206,6 +203,7 @@ impl Store {
         }
         let rows = s.query().fetch_all(&self.db.read).await.map_err(db_err)?;
         let mut groups: BTreeMap<String, StatsRow> = BTreeMap::new();
+        let zone = self.clock.zone();
         for r in &rows {
             let (key, label) = match by {
                 "unit" => (
@@ -214,7 +212,7 @@ impl Store {
                 ),
                 "category" => (str_(r, "category"), str_(r, "category_name")),
                 "area" => (str_(r, "community_path"), String::new()),
-                _ => (month_of(i64_(r, "created_at")), String::new()),
+                _ => (month_of(zone, i64_(r, "created_at")), String::new()),
             };
             let g = groups.entry(key.clone()).or_insert_with(|| StatsRow {
                 key,

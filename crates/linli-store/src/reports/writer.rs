@@ -177,7 +177,7 @@ impl Store {
         if !contacts.is_empty() {
             insert_many(&mut tx, "report_contacts", &CONTACT_COLS, contacts).await?;
         }
-        audit::append_many(&mut tx, entries).await?;
+        audit::append_many(&mut tx, self.now_ms(), entries).await?;
         let links: Vec<String> = rows.iter().map(|r| format!("/reports/{}", r.id)).collect();
         let notices: Vec<(&[String], Notice<'_>)> = rows
             .iter()

@@ -310,6 +310,7 @@ impl Written<'_> {
         let audit_action = format!("report.{}", a.name);
         audit::append(
             &mut self.tx,
+            a.now,
             &actor,
             Entry {
                 action: &audit_action,

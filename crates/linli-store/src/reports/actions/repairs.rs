@@ -243,6 +243,7 @@ pub(super) async fn record_auto_assign(
     .await?;
     audit::append(
         tx,
+        now,
         &actor,
         Entry {
             action: "report.assign",
