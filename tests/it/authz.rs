@@ -12,6 +12,31 @@ use crate::common::{Session, TestApp, fresh_id};
 
 /// Every operation, with how the matrix exercises it.
 const MATRIX: &[(&str, &str, &str)] = &[
+    (
+        "GET",
+        "/api/v1/celebrations",
+        "own community only (celebrations.rs)",
+    ),
+    (
+        "POST",
+        "/api/v1/celebrations",
+        "own household only (celebrations.rs)",
+    ),
+    (
+        "GET",
+        "/api/v1/celebrations/{id}",
+        "other community: 404 (celebrations.rs)",
+    ),
+    (
+        "POST",
+        "/api/v1/celebrations/{id}/congratulations",
+        "other community: 404 (celebrations.rs)",
+    ),
+    (
+        "POST",
+        "/api/v1/celebrations/{id}/hide",
+        "other community: 404; residents: 403 (celebrations.rs)",
+    ),
     ("GET", "/api/v1/auth/me", "own identity only"),
     ("GET", "/api/v1/auth/tokens", "own tokens only"),
     ("POST", "/api/v1/auth/tokens", "token outside own area: 403"),

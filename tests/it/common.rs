@@ -421,6 +421,55 @@ pub async fn post_form(app: &TestApp, s: &Session, uri: &str, fields: &[(&str, &
 
 impl TestApp {
     /// The household of a demo resident account (by login) and the room it lives in.
+    /// A new resident account `login` in another household of the same community as
+    /// `own_household`.
+    pub async fn neighbour_of(&self, own_household: &str, login: &str) -> Session {
+        let path: String = sqlx::Row::get(
+            &sqlx::query("SELECT path FROM households WHERE id = $1")
+                .bind(own_household.to_string())
+                .fetch_one(&self.store.db.read)
+                .await
+                .unwrap(),
+            0,
+        );
+        let community: String = path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .take(4)
+            .map(|s| format!("/{s}"))
+            .collect::<String>()
+            + "/";
+        let rows = sqlx::query("SELECT id, path FROM households ORDER BY id")
+            .fetch_all(&self.store.db.read)
+            .await
+            .unwrap();
+        let other = rows
+            .iter()
+            .map(|r| {
+                (
+                    sqlx::Row::get::<String, _>(r, 0),
+                    sqlx::Row::get::<String, _>(r, 1),
+                )
+            })
+            .find(|(id, p)| id != own_household && p.starts_with(&community))
+            .unwrap()
+            .0;
+        let admin = self.login("admin").await;
+        self.post(
+            &admin,
+            "/api/v1/users",
+            serde_json::json!({
+                "login": login,
+                "display_name": "邻居",
+                "password": PASSWORD,
+                "bindings": [{ "role": "resident", "household_id": other }],
+            }),
+        )
+        .await
+        .expect(201);
+        self.login(login).await
+    }
+
     pub async fn home_of(&self, login: &str) -> (String, String) {
         let text = |row: sqlx::any::AnyRow| sqlx::Row::get::<String, _>(&row, 0);
         let hh = text(

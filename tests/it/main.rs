@@ -11,6 +11,7 @@ mod audit;
 mod authz;
 mod backup;
 mod catalogue_web;
+mod celebrations;
 mod cli;
 mod crash;
 mod fast_read;

@@ -41,48 +41,7 @@ async fn org(app: &TestApp, name_like: &str) -> String {
 
 /// A second resident account in another household of the same community.
 async fn neighbour(app: &TestApp, own_household: &str) -> Session {
-    let path = one(
-        app,
-        "SELECT path FROM households WHERE id = $1",
-        own_household,
-    )
-    .await;
-    let community: String = path
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .take(4)
-        .map(|s| format!("/{s}"))
-        .collect::<String>()
-        + "/";
-    let rows = sqlx::query("SELECT id, path FROM households ORDER BY id")
-        .fetch_all(&app.store.db.read)
-        .await
-        .unwrap();
-    let other = rows
-        .iter()
-        .map(|r| {
-            (
-                sqlx::Row::get::<String, _>(r, 0),
-                sqlx::Row::get::<String, _>(r, 1),
-            )
-        })
-        .find(|(id, p)| id != own_household && p.starts_with(&community))
-        .unwrap()
-        .0;
-    let admin = app.login("admin").await;
-    app.post(
-        &admin,
-        "/api/v1/users",
-        json!({
-            "login": "neighbour",
-            "display_name": "邻居",
-            "password": crate::common::PASSWORD,
-            "bindings": [{ "role": "resident", "household_id": other }],
-        }),
-    )
-    .await
-    .expect(201);
-    app.login("neighbour").await
+    app.neighbour_of(own_household, "neighbour").await
 }
 
 async fn act(app: &TestApp, s: &Session, id: &str, body: Value) -> Value {

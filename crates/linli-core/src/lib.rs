@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod celebrations;
 pub mod crypto;
 pub mod division;
 pub mod error;

@@ -19,6 +19,7 @@ pub mod web;
 
 // The modules' manifests (each folder grows to hold its module's API and pages).
 pub mod access;
+pub mod celebrations;
 pub mod iot;
 pub mod notify;
 pub mod platform;

@@ -21,6 +21,7 @@ pub static ALL: &[&Module] = &[
     &crate::reports::MODULE,
     &crate::iot::MODULE,
     &crate::access::MODULE,
+    &crate::celebrations::MODULE,
 ];
 
 /// What the store needs from the modules: the catalogue of actions and roles, the schema.

@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod audit;
 pub mod bus;
 pub mod bus_pg;
+pub mod celebrations;
 pub mod clock;
 pub mod db;
 pub mod db_fast;

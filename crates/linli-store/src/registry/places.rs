@@ -479,3 +479,17 @@ pub(crate) async fn insert_place(
         plan,
     })
 }
+
+/// The ids of the places on a materialized path (`/a/b/c/` → a, b, c), root first.
+pub fn path_ids(path: &str) -> Vec<String> {
+    path.split('/')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The community prefix of a path (city / district / street / community), if it is that deep.
+pub fn community_prefix(path: &str) -> Option<String> {
+    let ids = path_ids(path);
+    (ids.len() >= 4).then(|| format!("/{}/", ids[..4].join("/")))
+}

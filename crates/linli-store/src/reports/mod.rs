@@ -328,19 +328,7 @@ pub(crate) fn report_from_row<R: crate::db::Cols>(r: &R) -> Report {
     }
 }
 
-/// The ids of the places on a materialized path (`/a/b/c/` → a, b, c), root first.
-pub fn path_ids(path: &str) -> Vec<String> {
-    path.split('/')
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
-/// The community prefix of a path (city / district / street / community), if it is that deep.
-pub fn community_prefix(path: &str) -> Option<String> {
-    let ids = path_ids(path);
-    (ids.len() >= 4).then(|| format!("/{}/", ids[..4].join("/")))
-}
+pub use crate::registry::places::{community_prefix, path_ids};
 
 /// An organisation a report can be routed to, with where it sits.
 #[derive(Debug, Clone)]
