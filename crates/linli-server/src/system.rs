@@ -87,13 +87,19 @@ async fn metrics_text(State(s): State<AppState>) -> Response {
 }
 
 /// 404: JSON under `/api`, a page in the site's style elsewhere.
-pub async fn not_found(parts: axum::http::request::Parts) -> Response {
+pub async fn not_found(
+    axum::extract::State(s): axum::extract::State<AppState>,
+    mut parts: axum::http::request::Parts,
+) -> Response {
     if parts.uri.path().starts_with("/api/") {
-        ApiError(AppError::not_found("not_found")).into_response()
-    } else {
-        crate::web::error_page(
-            &crate::web::anonymous_page(&parts),
-            AppError::not_found("not_found"),
-        )
+        return ApiError(AppError::not_found("not_found")).into_response();
     }
+    // A signed-in visitor keeps the navigation on the "not found" page: it is a dead end
+    // otherwise.
+    use axum::extract::FromRequestParts;
+    let page = match crate::web::WebUser::from_request_parts(&mut parts, &s).await {
+        Ok(user) => user.page,
+        Err(_) => crate::web::anonymous_page(&parts),
+    };
+    crate::web::error_page(&page, AppError::not_found("not_found"))
 }

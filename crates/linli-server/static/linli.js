@@ -16,53 +16,21 @@
     var el = e.target.closest ? e.target.closest("[data-confirm]") : null;
     if (el && !window.confirm(el.getAttribute("data-confirm"))) { e.preventDefault(); }
   });
-  // Live updates: a region marked data-live="<event>" is refreshed in place when the server
-  // announces such an event (server-sent events); without JS the page is simply reloaded by hand.
-  var region = document.querySelector("[data-live]");
+  // Live updates, over ONE server-sent-events connection per page (the badge and every live
+  // region share it). It is closed when the page is hidden or put into the back-forward cache
+  // (`pagehide`) and opened again when the page is shown (`pageshow`) — a browser allows only six
+  // connections per host, and pages kept in the cache must not hold them: with them held, the
+  // next request (an SOS!) waited up to a minute. Without JS the page is reloaded by hand.
   var badge = document.getElementById("inbox-badge");
+  var single = document.querySelector("[data-live]");
+  var regions = Array.prototype.slice.call(document.querySelectorAll("[data-live-events]"));
+  if (single) { regions.push(single); }
+  if (!(badge || regions.length) || !window.EventSource || !window.fetch || !window.DOMParser) { return; }
   var source = null;
-  if ((region || badge) && window.EventSource && window.fetch) {
-    source = new EventSource("/events");
-  }
-  // The unread badge in the header follows the user's inbox events.
-  if (badge && source) {
-    source.addEventListener("inbox", function () {
-      fetch("/api/v1/inbox/unread-count", { credentials: "same-origin" })
-        .then(function (r) { return r.json(); })
-        .then(function (v) { badge.textContent = String(v.count); badge.hidden = v.count === 0; });
-    });
-  }
-  if (region && source && window.DOMParser) {
-    var refresh = function () {
-      fetch(window.location.href, { credentials: "same-origin" })
-        .then(function (r) { return r.text(); })
-        .then(function (html) {
-          var doc = new DOMParser().parseFromString(html, "text/html");
-          var fresh = doc.getElementById(region.id);
-          if (fresh) {
-            region.innerHTML = fresh.innerHTML;
-            var status = document.getElementById("live-status");
-            if (status) { status.textContent = region.getAttribute("data-live-message") || ""; }
-          }
-        });
-    };
-    source.addEventListener(region.getAttribute("data-live"), refresh);
-    source.addEventListener("resync", refresh);
-  }
-})();
-
-// Live regions: a region marked data-live-events="<event> <event> …" (the staff safety page
-// listens for alarm.*, report pages for `report`) is refreshed in place from the server whenever
-// one of those events arrives; with data-live-id="<id>" only events about that record count.
-(function () {
-  "use strict";
-  var regions = document.querySelectorAll("[data-live-events]");
-  if (!regions.length || !window.EventSource || !window.fetch || !window.DOMParser) { return; }
-  var source = new EventSource("/events");
   var pending = null;
   // One fetch of the page refreshes every live region in it.
   var refresh = function () {
-    if (pending) { return; }
+    if (pending || !regions.length) { return; }
     pending = window.setTimeout(function () {
       pending = null;
       fetch(window.location.href, { credentials: "same-origin" })
@@ -70,7 +38,7 @@
         .then(function (html) {
           var doc = new DOMParser().parseFromString(html, "text/html");
           var message = "";
-          Array.prototype.forEach.call(regions, function (region) {
+          regions.forEach(function (region) {
             var fresh = doc.getElementById(region.id);
             if (fresh) {
               region.innerHTML = fresh.innerHTML;
@@ -82,15 +50,36 @@
         });
     }, 300);
   };
-  Array.prototype.forEach.call(regions, function (region) {
-    var only = region.getAttribute("data-live-id");
-    region.getAttribute("data-live-events").split(/\s+/).forEach(function (name) {
-      if (!name) { return; }
-      source.addEventListener(name, function (e) {
-        if (only && e.data !== only) { return; }
-        refresh();
+  var unread = function () {
+    fetch("/api/v1/inbox/unread-count", { credentials: "same-origin" })
+      .then(function (r) { return r.json(); })
+      .then(function (v) { badge.textContent = String(v.count); badge.hidden = v.count === 0; });
+  };
+  var open = function () {
+    if (source) { return; }
+    source = new EventSource("/events");
+    if (badge) { source.addEventListener("inbox", unread); }
+    regions.forEach(function (region) {
+      var only = region.getAttribute("data-live-id");
+      var names = region.getAttribute("data-live-events") || region.getAttribute("data-live") || "";
+      names.split(/\s+/).forEach(function (name) {
+        if (!name) { return; }
+        source.addEventListener(name, function (e) {
+          if (only && e.data !== only) { return; }
+          refresh();
+        });
       });
     });
+    source.addEventListener("resync", refresh);
+  };
+  var close = function () {
+    if (source) { source.close(); source = null; }
+  };
+  window.addEventListener("pagehide", close);
+  window.addEventListener("pageshow", function (e) {
+    open();
+    // Back from the cache: what happened meanwhile was not heard; catch up once.
+    if (e.persisted) { refresh(); if (badge) { unread(); } }
   });
-  source.addEventListener("resync", refresh);
+  open();
 })();

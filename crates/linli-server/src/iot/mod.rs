@@ -1,6 +1,7 @@
 //! IoT and safety (物联感知): devices, telemetry over MQTT and HTTP, alarm rules, alarms with
 //! their lifecycle and escalation, SOS 一键通 and daily check-ins.
 
+pub mod alarm_page;
 pub mod record;
 
 use linli_core::auth::{Action, ActionInfo, CatalogPart, Principal, RoleGrant};
@@ -89,7 +90,9 @@ pub static MODULE: Module = Module {
 };
 
 fn pages() -> Pages {
-    web::safety::pages().merge(web::safety_live::pages())
+    web::safety::pages()
+        .merge(web::safety_live::pages())
+        .merge(alarm_page::pages())
 }
 
 fn reads_alarms(p: &Principal) -> bool {

@@ -36,6 +36,7 @@ pub fn pages() -> Pages {
         .get("/me/reports/new", new_report)
         .post_limited("/me/reports/new", create_report, NEW_FORM_LIMIT)
         .get("/me/reports/{id}", my_report)
+        .get("/reports/{id}", open_report)
         .post("/me/reports/{id}/me-too", me_too)
         .post("/me/reports/{id}/rate", rate)
         .post("/me/reports/{id}/quote", answer_quote)
@@ -774,6 +775,24 @@ async fn detail(
         flash,
         calendar_warning,
     }))
+}
+
+/// The link every notice about a report carries (inbox, e-mail, webhooks): the same for every
+/// recipient, it opens the report as the recipient may see it — the staff page for staff of its
+/// area or unit, the resident's page for the reporter, the household and neighbours.
+async fn open_report(
+    State(s): State<AppState>,
+    user: WebUser,
+    Path(id): Path<String>,
+) -> WebResult {
+    let v = or_page(&user.page, s.store.report_viewer(&user.principal).await)?;
+    let view = or_page(&user.page, s.store.report(&v, &id).await)?;
+    let to = if view.staff_view && user.page.staff {
+        format!("/staff/reports/{id}")
+    } else {
+        format!("/me/reports/{id}")
+    };
+    Ok(Redirect::to(&to).into_response())
 }
 
 async fn my_report(

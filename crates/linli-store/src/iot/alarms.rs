@@ -781,3 +781,84 @@ impl Store {
         });
     }
 }
+
+/// Whom an alarm concerns, for the people who answer it: the household of the person (an SOS
+/// button) or of the home the device is in, its address, and — for callers who may read persons
+/// there — its members with their masked phones and the person's SOS contacts.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AlarmHousehold {
+    pub household_id: String,
+    pub address: String,
+    /// Empty when the caller may not read persons there.
+    pub members: Vec<AlarmMember>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AlarmMember {
+    pub person_id: String,
+    pub name: String,
+    pub relation: String,
+    pub phone_masked: Option<String>,
+    /// The one the alarm is about (an SOS).
+    pub concerned: bool,
+}
+
+impl Store {
+    /// The household an alarm concerns, if any (see [`AlarmHousehold`]); the alarm must be
+    /// inside the caller's alarm area.
+    pub async fn alarm_household(
+        &self,
+        p: &linli_core::auth::Principal,
+        id: &str,
+    ) -> AppResult<Option<AlarmHousehold>> {
+        let g = p.grant(Action::AlarmRead)?;
+        let a = self.alarm_row(&g, id).await?;
+        // The person's current home, else a household living at the alarm's place.
+        let household = match &a.person_id {
+            Some(pid) => self.person_path(pid).await?.map(|(h, _)| h),
+            None => None,
+        };
+        let household = match household {
+            Some(h) => Some(h),
+            None => {
+                let q = Sql::new("SELECT id FROM households WHERE path = $1 ORDER BY id LIMIT 1")
+                    .arg(&a.path);
+                self.db.fetch_optional_fast(&q).await?.map(|r| r.str("id"))
+            }
+        };
+        let Some(hid) = household else {
+            return Ok(None);
+        };
+        let Some(h) = self.household_row_unscoped(&hid).await? else {
+            return Ok(None);
+        };
+        let members = if p.may(Action::PersonRead, &h.path) {
+            let q = Sql::new(
+                "SELECT p.id, p.name, p.phone_masked, r.relation FROM residences r JOIN persons p ON p.id = r.person_id WHERE r.household_id = $1 AND r.end_date IS NULL ORDER BY p.id",
+            )
+            .arg(&h.id);
+            self.db
+                .fetch_all_fast(&q)
+                .await?
+                .into_iter()
+                .map(|mut r| {
+                    let person_id = r.take_str("id").unwrap_or_default();
+                    AlarmMember {
+                        concerned: a.person_id.as_deref() == Some(person_id.as_str()),
+                        person_id,
+                        name: r.take_str("name").unwrap_or_default(),
+                        relation: r.take_str("relation").unwrap_or_default(),
+                        phone_masked: r.take_str("phone_masked"),
+                    }
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(Some(AlarmHousehold {
+            household_id: h.id,
+            address: self.address(&h.path).await?,
+            members,
+        }))
+    }
+}
