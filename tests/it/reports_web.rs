@@ -456,3 +456,48 @@ async fn a_rating_binds_to_the_reply_the_resident_was_shown() {
     assert_eq!(done["report"]["status"], "closed");
     app.close().await;
 }
+
+/// A work order says where and who: the address, and for staff the reporter's name, masked
+/// phone and household (a technician must know where to go and whom to call).
+#[tokio::test]
+async fn a_work_order_shows_where_and_who() {
+    let app = TestApp::demo().await;
+    let resident = app.login("resident").await;
+    let committee = app.login("committee").await;
+    let (_, room) = app.home_of("resident").await;
+    let created = app
+        .post(
+            &resident,
+            "/api/v1/reports",
+            serde_json::json!({ "category": "repair_common", "description": "厨房下水道堵了", "place_id": room }),
+        )
+        .await
+        .expect(201);
+    let id = created["report"]["id"].as_str().unwrap().to_string();
+    let html = app
+        .get(&committee, &format!("/staff/reports/{id}"))
+        .await
+        .text();
+    assert!(
+        html.contains("id=\"report-where\"") && html.contains("幸福里社区"),
+        "{html:.200}"
+    );
+    assert!(html.contains("id=\"report-reporter\"") && html.contains("****"));
+    let api = app
+        .get(&committee, &format!("/api/v1/reports/{id}"))
+        .await
+        .ok();
+    assert!(
+        api["reporter"]["phone_masked"]
+            .as_str()
+            .unwrap()
+            .contains("****")
+    );
+    // The resident's own view: where, but no reporter block about themselves to others.
+    let mine = app
+        .get(&resident, &format!("/api/v1/reports/{id}"))
+        .await
+        .ok();
+    assert!(mine["reporter"].is_null() && !mine["address"].as_str().unwrap().is_empty());
+    app.close().await;
+}

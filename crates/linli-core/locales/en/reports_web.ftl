@@ -198,3 +198,7 @@ web-routing-deadline-unit = Deadlines in
 web-routing-sign-by = Sign within
 web-routing-contact-by = First contact within
 web-routing-resolve-by = Resolve within
+web-report-where = Where
+web-report-reporter = Filed by
+web-report-reveal-hint = open the name to see the full number before calling
+web-report-household = Household

@@ -198,3 +198,7 @@ web-routing-deadline-unit = 时限单位
 web-routing-sign-by = 签收时限
 web-routing-contact-by = 首次联系时限
 web-routing-resolve-by = 办结时限
+web-report-where = 地点
+web-report-reporter = 报事人
+web-report-reveal-hint = 打电话前点姓名，在人员页面查看完整号码
+web-report-household = 住户

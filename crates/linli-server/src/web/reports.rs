@@ -1382,6 +1382,8 @@ mod fuzz {
         }))
         .expect("a report");
         ReportView {
+            address: String::new(),
+            reporter: None,
             report,
             staff_view: true,
             events: vec![ReportEvent {

@@ -123,6 +123,12 @@ pub struct PhotoMeta {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ReportView {
     pub report: Report,
+    /// Where: the address of the report's place.
+    pub address: String,
+    /// Staff: who filed it and how to reach them (masked; the full number through an audited
+    /// reveal on the person's page). Absent for anonymous reports and for residents.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reporter: Option<Reporter>,
     /// The viewer sees it as staff (internal notes included).
     pub staff_view: bool,
     pub events: Vec<ReportEvent>,
@@ -131,6 +137,18 @@ pub struct ReportView {
     /// Staff only: the contact details it was filed with (Open311), masked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub contact: Option<super::contacts::ReportContact>,
+}
+
+/// Who filed a report, for the staff who work it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Reporter {
+    pub name: String,
+    pub phone_masked: Option<String>,
+    /// The person's record (the reveal is there).
+    pub person_id: Option<String>,
+    /// The household it was filed for, and its address.
+    pub household_id: Option<String>,
+    pub household_address: Option<String>,
 }
 
 /// Whether a report is the viewer's as a resident: their own, their household's, or a
@@ -494,14 +512,56 @@ impl Store {
             .collect();
         let photos = photos?;
         let contact = self.report_contact(staff, id).await?;
+        let address = self.address(&r.path).await?;
+        let reporter = if staff && !r.anonymous {
+            self.reporter_of(&r).await?
+        } else {
+            None
+        };
         Ok(ReportView {
             contact,
+            address,
+            reporter,
             report: self.redact(v, staff, r),
             staff_view: staff,
             events,
             summons,
             photos,
         })
+    }
+
+    /// The reporter's name and masked phone (their person record, else the account's name), and
+    /// the household the report was filed for.
+    async fn reporter_of(&self, r: &Report) -> AppResult<Option<Reporter>> {
+        let mut out = Reporter {
+            name: String::new(),
+            phone_masked: None,
+            person_id: None,
+            household_id: r.household_id.clone(),
+            household_address: None,
+        };
+        if let Some(uid) = &r.reporter_user_id {
+            let q = Sql::new(
+                "SELECT u.display_name, p.id AS person_id, p.name, p.phone_masked FROM users u LEFT JOIN persons p ON p.id = u.person_id WHERE u.id = $1",
+            )
+            .arg(uid);
+            if let Some(row) = self.db.fetch_optional_fast(&q).await? {
+                out.person_id = row.opt_str("person_id");
+                out.name = row
+                    .opt_str("name")
+                    .unwrap_or_else(|| row.str("display_name"));
+                out.phone_masked = row.opt_str("phone_masked");
+            }
+        }
+        if let Some(h) = &r.household_id
+            && let Some(path) = self.household_path(h).await?
+        {
+            out.household_address = Some(self.address(&path).await?);
+        }
+        if out.name.is_empty() && out.household_id.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(out))
     }
 
     pub(crate) async fn report_photos(&self, id: &str) -> AppResult<Vec<PhotoMeta>> {
