@@ -1,6 +1,8 @@
 // Linli — the resident's report form: "use my location" fills latitude and longitude from the
-// browser's geolocation, and a tap on the site plan fills the plan coordinates. Both choose
-// "by the position below" in the place list. Without this file the fields are typed by hand.
+// browser's geolocation and chooses "by the position below"; a tap on the site plan marks the
+// spot and, on a building, chooses that building (or "by the position" when the building is not
+// in the list) — a tap beside the buildings keeps the place chosen ("my home"), and every change
+// is said in words, never silently. Without this file the fields are typed by hand.
 (function () {
   "use strict";
   var form = document.getElementById("report-new");
@@ -51,8 +53,26 @@
       px.value = String(x);
       py.value = String(y);
       show(x, y);
-      byPosition();
-      if (status) { status.textContent = plan.getAttribute("data-set") || ""; }
+      // Which building was tapped, if any.
+      var hit = null;
+      Array.prototype.forEach.call(plan.querySelectorAll(".plan-building"), function (g) {
+        var bx = +g.getAttribute("data-x"), by = +g.getAttribute("data-y");
+        var bw = +g.getAttribute("data-w"), bh = +g.getAttribute("data-h");
+        if (x >= bx && x <= bx + bw && y >= by && y <= by + bh) { hit = g; }
+      });
+      var say = "";
+      if (hit && place) {
+        var id = hit.getAttribute("data-id");
+        var listed = Array.prototype.some.call(place.options, function (o) { return o.value === id; });
+        place.value = listed ? id : "";
+        say = (plan.getAttribute("data-set-building") || "").replace("{name}", hit.getAttribute("data-name") || "");
+      } else if (place) {
+        var chosen = place.options[place.selectedIndex];
+        say = (plan.getAttribute("data-set-kept") || "").replace("{place}", chosen ? chosen.text : "");
+      } else {
+        say = plan.getAttribute("data-set") || "";
+      }
+      if (status) { status.textContent = say; }
     });
     var typed = function () {
       var x = parseInt(px.value, 10), y = parseInt(py.value, 10);

@@ -202,3 +202,5 @@ web-report-where = Where
 web-report-reporter = Filed by
 web-report-reveal-hint = open the name to see the full number before calling
 web-report-household = Household
+web-report-plan-set-building = Spot marked on the plan; the place is now {name}
+web-report-plan-set-kept = Spot marked on the plan; the place stays {place}

@@ -202,3 +202,5 @@ web-report-where = 地点
 web-report-reporter = 报事人
 web-report-reveal-hint = 打电话前点姓名，在人员页面查看完整号码
 web-report-household = 住户
+web-report-plan-set-building = 已在平面图上标出位置，地点改为：{name}
+web-report-plan-set-kept = 已在平面图上标出位置，地点仍为：{place}
