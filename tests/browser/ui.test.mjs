@@ -15,7 +15,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import net from "node:net";
 import { deflateSync } from "node:zlib";
+import { createRequire } from "node:module";
 import { chromium, request } from "playwright-core";
+
+const require = createRequire(import.meta.url);
+const AXE = require.resolve("axe-core/axe.min.js");
 
 const BIN = process.env.LINLI_BIN || "/var/tmp/linli-target/debug/linli";
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
@@ -105,6 +109,18 @@ async function lowContrast(page) {
   });
 }
 
+// axe-core on the page as it is now: no serious or critical accessibility violation.
+async function axe(page) {
+  await page.addScriptTag({ path: AXE });
+  const result = await page.evaluate(async () => {
+    const r = await window.axe.run(document, { resultTypes: ["violations"] });
+    return r.violations
+      .filter((v) => v.impact === "serious" || v.impact === "critical")
+      .map((v) => `${v.id} (${v.impact}): ${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join(" | ")}`);
+  });
+  return result;
+}
+
 async function shot(page, name) {
   if (!SHOTS) return;
   mkdirSync(SHOTS, { recursive: true });
@@ -114,7 +130,9 @@ async function shot(page, name) {
 test("staff finds a person and opens the household (一户一表)", async () => {
   const page = await newPage();
   await login(page, "committee");
-  assert.match(page.url(), /\/registry$/);
+  // Staff land on their workbench; the registry is one click away.
+  assert.match(page.url(), /\/staff$/);
+  await page.goto(base + "/registry");
   assert.equal(await page.locator("h1").textContent(), "一户一表");
   // The community site plan is drawn as SVG with one link per building.
   await page.click("text=幸福里社区");
@@ -688,5 +706,70 @@ test("administrator enters a calendar year as the notice reads and versions a ro
   assert.match(history, /v2/);
   assert.deepEqual(await lowContrast(page), []);
   await shot(page, "admin-routing-1366x768.png");
+  await page.context().close();
+});
+
+test("staff land on the workbench, compose a role and answer an SOS from its notice", async () => {
+  const page = await newPage();
+  await login(page, "committee");
+  assert.match(page.url(), /\/staff$/);
+  assert.equal((await page.locator("h1").textContent()).trim(), "工作台");
+  assert.ok((await page.locator("#workbench-figures .figure").count()) >= 3, "the modules' figures");
+  assert.deepEqual(await axe(page), [], "axe: workbench");
+  await shot(page, "staff-workbench-1366x768.png");
+
+  // Roles: compose a front desk from rights the committee holds; a right it lacks is greyed.
+  await page.goto(base + "/admin/roles");
+  assert.equal(await page.locator("input[name=actions][value=routing_admin]").isDisabled(), true);
+  await page.fill("#role-name", "物业前台");
+  await page.check("input[name=actions][value=household_read]");
+  await page.check("input[name=actions][value=place_read]");
+  assert.deepEqual(await axe(page), [], "axe: roles");
+  await shot(page, "admin-roles-1366x768.png");
+  await Promise.all([page.waitForURL(/\/admin\/roles\/[0-9a-f-]{36}\?saved=1$/), page.click("#role-create")]);
+  assert.equal(await page.locator("#role-name").inputValue(), "物业前台");
+
+  // A resident presses SOS; the committee's notice opens the alarm page with the household.
+  const resident = await request.newContext({ baseURL: base });
+  const r = await resident.post("/api/v1/auth/login", { data: { login: "resident", password: "linli-demo" } });
+  const csrf = (await r.json()).csrf_token;
+  const sos = await resident.post("/api/v1/me/sos", { data: {}, headers: { "x-csrf-token": csrf } });
+  assert.equal(sos.status(), 201);
+  await page.goto(base + "/inbox");
+  const link = page.locator("a[href^='/staff/alarms/']").first();
+  await Promise.all([page.waitForURL(/\/staff\/alarms\/[0-9a-f-]{36}$/), link.click()]);
+  assert.ok(await page.locator("#alarm-household").isVisible(), "the household of the SOS");
+  assert.deepEqual(await axe(page), [], "axe: alarm page");
+  await shot(page, "staff-alarm-1366x768.png");
+  await Promise.all([page.waitForLoadState("load"), page.click("#alarm-ack")]);
+  assert.equal(await page.locator("#alarm-ack").count(), 0, "acknowledged");
+  await resident.dispose();
+  await page.context().close();
+});
+
+test("a resident shares a celebration on the phone and neighbours' pages stay fast after browsing (back-forward cache)", async () => {
+  const page = await newPage({ width: 390, height: 844 });
+  await login(page, "resident");
+  assert.match(page.url(), /\/me$/);
+  await Promise.all([page.waitForURL(/\/me\/celebrations$/), page.click("#home-tiles a[href='/me/celebrations']")]);
+  await page.selectOption("#c-kind", "longevity");
+  await page.fill("#c-title", "奶奶九十大寿");
+  await Promise.all([page.waitForURL(/\/me\/celebrations\?done=shared$/), page.click("#celebration-share button[type=submit]")]);
+  assert.ok((await page.locator("#celebrations").textContent()).includes("奶奶九十大寿"));
+  assert.deepEqual(await axe(page), [], "axe: celebrations");
+  await shot(page, "resident-celebrations-390x844.png");
+
+  // Browse back and forth through pages that listen for live events: each closes its event
+  // stream when it goes into the back-forward cache, so the next request is answered at once.
+  for (const path of ["/me", "/me/reports", "/inbox", "/me/passes", "/me/celebrations", "/me/reports", "/me"]) {
+    await page.goto(base + path);
+  }
+  for (let i = 0; i < 4; i++) { await page.goBack(); }
+  for (let i = 0; i < 2; i++) { await page.goForward(); }
+  await page.goto(base + "/me");
+  const started = Date.now();
+  await Promise.all([page.waitForLoadState("load"), page.locator(".sos-card form[action='/me/sos'] button").click()]);
+  const took = Date.now() - started;
+  assert.ok(took < 5000, `SOS answered in ${took} ms after browsing`);
   await page.context().close();
 });
