@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::{Any, Transaction};
 
-use linli_core::auth::{Action, Grant, Role};
+use linli_core::auth::{Action, Grant, Principal, Role};
 use linli_core::iot::Severity;
 use linli_core::{AppError, AppResult, new_id};
 
@@ -808,7 +808,7 @@ impl Store {
     /// inside the caller's alarm area.
     pub async fn alarm_household(
         &self,
-        p: &linli_core::auth::Principal,
+        p: &Principal,
         id: &str,
     ) -> AppResult<Option<AlarmHousehold>> {
         let g = p.grant(Action::AlarmRead)?;
