@@ -11,6 +11,11 @@ use proptest::prelude::*;
 
 use crate::{idcard, import_rows, phone, sheet};
 
+/// This crate's test binary counts allocations per thread, so parser tests can assert a memory
+/// bound (`crate::alloc_meter::measure`).
+#[global_allocator]
+static ALLOC: crate::alloc_meter::Metered = crate::alloc_meter::Metered;
+
 fn cases() -> ProptestConfig {
     ProptestConfig {
         cases: std::env::var("PROPTEST_CASES")
