@@ -19,6 +19,8 @@ use std::collections::BTreeMap;
 
 mod xls;
 mod xlsx;
+#[cfg(test)]
+pub(crate) use xls::tests as xls_tests;
 
 const ZIP_MAGIC: &[u8] = b"PK\x03\x04";
 const OLE_MAGIC: &[u8] = &[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1];

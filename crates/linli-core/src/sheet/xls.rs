@@ -426,7 +426,7 @@ pub(super) fn read(bytes: &[u8], limits: &SheetLimits, grid: &mut Grid) -> Resul
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A BIFF8 record.
