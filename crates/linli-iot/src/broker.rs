@@ -124,7 +124,7 @@ impl From<std::io::Error> for Closed {
 /// Read one packet, reading more bytes as needed. `Ok(None)` at end of stream.
 async fn read_packet(
     iot: &Iot,
-    sock: &mut tokio::net::tcp::OwnedReadHalf,
+    sock: &mut (impl tokio::io::AsyncRead + Unpin),
     buf: &mut BytesMut,
     max: usize,
     timeout: Option<Duration>,
@@ -373,3 +373,7 @@ async fn connection(
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
     result
 }
+
+#[cfg(test)]
+#[path = "broker_fuzz.rs"]
+mod fuzz;
