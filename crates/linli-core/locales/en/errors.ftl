@@ -17,6 +17,7 @@ auth-token_not_allowed = An API token cannot be used for personal features (inbo
 auth-csrf = This page has expired; reload it and submit again.
 validation-required = "{ $field }" is required.
 validation-too_long = "{ $field }" is too long.
+validation-too_many_fields = The form has too many fields (at most { $max }).
 validation-id_card-length = An ID card number has 18 characters.
 validation-id_card-characters = An ID card number has digits only, except a final X.
 validation-id_card-birth_date = The birth date inside the ID card number is not valid.

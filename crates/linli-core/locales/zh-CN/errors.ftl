@@ -17,6 +17,7 @@ auth-token_not_allowed = API 令牌不能用于个人功能（消息、通知设
 auth-csrf = 页面已过期，请刷新后重新提交。
 validation-required = 「{ $field }」不能为空。
 validation-too_long = 「{ $field }」过长。
+validation-too_many_fields = 表单字段过多（最多 { $max } 个）。
 validation-id_card-length = 身份证号应为 18 位。
 validation-id_card-characters = 身份证号只能包含数字，最后一位可以是 X。
 validation-id_card-birth_date = 身份证号中的出生日期无效。

@@ -22,6 +22,9 @@ pub fn iso(ms: i64) -> String {
     }
 }
 
+/// Parameter pairs read from one call (query string and form body together).
+pub const MAX_PARAMS: usize = 1000;
+
 /// Parameters of one call.
 #[derive(Debug, Default, Clone)]
 pub struct Params {
@@ -32,24 +35,28 @@ pub struct Params {
 }
 
 impl Params {
-    /// Parse `a=1&b=&attribute[x]=y` pairs, later sources overriding earlier ones.
+    /// Parse `a=1&b=&attribute[x]=y` pairs, later sources overriding earlier ones. At most
+    /// [`MAX_PARAMS`] pairs are read (a call has a few dozen); the rest of a body is not, so a
+    /// 2 MB body of one-letter parameters cannot become a million strings.
     pub fn parse(sources: &[&[u8]]) -> Params {
         let mut p = Params::default();
-        for src in sources {
-            for (k, v) in form_urlencoded::parse(src) {
-                let v = v.trim().to_string();
-                if v.is_empty() {
-                    continue;
-                }
-                if let Some(code) = k
-                    .strip_prefix("attribute[")
-                    .and_then(|c| c.strip_suffix(']'))
-                {
-                    let code = code.trim_end_matches("[]").to_string();
-                    p.attributes.entry(code).or_default().push(v);
-                } else {
-                    p.values.insert(k.into_owned(), v);
-                }
+        let pairs = sources
+            .iter()
+            .flat_map(|src| form_urlencoded::parse(src))
+            .take(MAX_PARAMS);
+        for (k, v) in pairs {
+            let v = v.trim().to_string();
+            if v.is_empty() {
+                continue;
+            }
+            if let Some(code) = k
+                .strip_prefix("attribute[")
+                .and_then(|c| c.strip_suffix(']'))
+            {
+                let code = code.trim_end_matches("[]").to_string();
+                p.attributes.entry(code).or_default().push(v);
+            } else {
+                p.values.insert(k.into_owned(), v);
             }
         }
         p
@@ -294,5 +301,177 @@ mod fuzz {
             let description = format!("<description>{escaped}</description>");
             prop_assert!(doc.contains(&description));
         }
+    }
+}
+
+/// Memory bounds of the server's parsers of request bodies, measured with the counting
+/// allocator installed in this crate's test binary: Open311 parameters, list-shaped web forms
+/// ([`crate::extract::FormPairs`]), JSON bodies ([`crate::extract::ApiJson`]) and multipart
+/// text fields ([`crate::extract::field_text`]). Bodies are the largest the server reads (2 MB,
+/// axum's default limit and the NUL check's) built to make as many small values as possible.
+#[cfg(test)]
+mod fuzz_memory {
+    use axum::body::Body;
+    use axum::extract::{FromRequest, Request};
+    use proptest::prelude::*;
+
+    use linli_core::alloc_meter::{Metered, measure};
+
+    use super::{MAX_PARAMS, Params};
+    use crate::extract::{ApiJson, FormPairs, MAX_FORM_FIELDS};
+
+    #[global_allocator]
+    static ALLOC: Metered = Metered;
+
+    const MIB: usize = 1024 * 1024;
+    const BODY: usize = 2 * MIB;
+
+    fn cases() -> ProptestConfig {
+        ProptestConfig {
+            cases: std::env::var("PROPTEST_CASES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(256)
+                .min(64),
+            ..ProptestConfig::default()
+        }
+    }
+
+    /// A body of `unit` repeated up to `len` bytes, with a numbered suffix where `{}` stands.
+    fn repeat(unit: &str, len: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(len + 64);
+        let mut i = 0usize;
+        while out.len() < len {
+            out.extend_from_slice(unit.replace("{}", &i.to_string()).as_bytes());
+            i += 1;
+        }
+        out.truncate(len);
+        out
+    }
+
+    fn hostile_form() -> impl Strategy<Value = Vec<u8>> {
+        let unit = prop_oneof![
+            Just("&"),
+            Just("=&"),
+            Just("a=1&"),
+            Just("k{}=1&"),
+            Just("attribute[c{}]=v&"),
+            Just("attribute[x][]=v&"),
+            Just("labels=%E8%80%81&"),
+            Just("%FF"),
+        ];
+        (unit, 0..=BODY).prop_map(|(u, len)| repeat(u, len))
+    }
+
+    fn hostile_json() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            (0..=BODY).prop_map(|n| {
+                let mut v = b"[".to_vec();
+                v.extend(repeat("0,", n.saturating_sub(3)));
+                v.extend_from_slice(b"0]");
+                v
+            }),
+            (0..=BODY).prop_map(|n| {
+                let mut v = b"[".to_vec();
+                v.extend(repeat("[],", n.saturating_sub(4)));
+                v.extend_from_slice(b"[]]");
+                v
+            }),
+            (0..=BODY).prop_map(|n| {
+                let mut v = b"{".to_vec();
+                v.extend(repeat("\"k{}\":{},", n.saturating_sub(16)));
+                v.extend_from_slice(b"\"z\":0}");
+                v
+            }),
+            (0..=BODY).prop_map(|n| repeat("[", n)),
+            (0..=BODY).prop_map(|n| {
+                let mut v = b"\"".to_vec();
+                v.extend(repeat("\\u4e2d", n.saturating_sub(2)));
+                v.push(b'"');
+                v
+            }),
+        ]
+    }
+
+    fn request(content_type: &str, body: Vec<u8>) -> Request {
+        Request::builder()
+            .method("POST")
+            .header("content-type", content_type)
+            .body(Body::from(body))
+            .unwrap()
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(cases())]
+
+        #[test]
+        fn open311_parameters_stay_within_a_memory_bound(body in hostile_form()) {
+            let (p, peak) = measure(256 * MIB, || Params::parse(&[b"api_key=k", &body]));
+            prop_assert!(p.values.len() + p.attributes.values().map(Vec::len).sum::<usize>() <= MAX_PARAMS);
+            // At most 1,000 pairs, whose text is the body's (an invalid byte may decode to
+            // three), however many the body holds.
+            prop_assert!(peak <= 3 * body.len() + MIB, "held {} bytes for {}", peak, body.len());
+        }
+
+        #[test]
+        fn form_pairs_stay_within_a_memory_bound(body in hostile_form()) {
+            let rt = runtime();
+            let len = body.len();
+            let req = request("application/x-www-form-urlencoded", body);
+            let (r, peak) = measure(256 * MIB, || rt.block_on(FormPairs::from_request(req, &())));
+            if let Ok(FormPairs(pairs)) = &r {
+                prop_assert!(pairs.len() <= MAX_FORM_FIELDS);
+            }
+            // The body once (it arrives as one chunk here), and up to 1,000 pairs.
+            prop_assert!(peak <= len + 4 * MIB, "held {} bytes for {}", peak, len);
+        }
+
+        #[test]
+        fn json_bodies_stay_within_a_memory_bound(body in hostile_json()) {
+            let rt = runtime();
+            let req = request("application/json", body);
+            let (r, peak) = measure(256 * MIB, || {
+                rt.block_on(ApiJson::<serde_json::Value>::from_request(req, &()))
+            });
+            drop(r);
+            // serde_json's Value is the worst case (32 bytes a value, whatever its text).
+            prop_assert!(peak <= 64 * MIB, "held {} bytes", peak);
+        }
+    }
+
+    #[test]
+    fn multipart_text_fields_keep_at_most_their_limit() {
+        let rt = runtime();
+        let boundary = "XyZ";
+        let mut body =
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"_csrf\"\r\n\r\n")
+                .into_bytes();
+        // Within axum's default 2 MB body limit (a route raises it for uploads).
+        body.extend(std::iter::repeat_n(b'a', MIB + MIB / 2));
+        body.extend_from_slice(
+            format!("\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"back\"\r\n\r\nstaff\r\n--{boundary}--\r\n").as_bytes(),
+        );
+        let req = request(&format!("multipart/form-data; boundary={boundary}"), body);
+        let (fields, peak) = measure(256 * MIB, || {
+            rt.block_on(async {
+                let mut mp = axum::extract::Multipart::from_request(req, &())
+                    .await
+                    .unwrap();
+                let mut out = Vec::new();
+                while let Some(mut f) = mp.next_field().await.unwrap() {
+                    out.push(crate::extract::field_text(&mut f, 256).await.unwrap());
+                }
+                out
+            })
+        });
+        assert_eq!(fields, [None, Some("staff".to_string())]);
+        // The body itself (one chunk here) and multer's buffer of it; not a copy of the field.
+        assert!(peak <= 4 * MIB, "held {peak} bytes");
     }
 }
