@@ -324,17 +324,63 @@ mod fuzz_memory {
     static ALLOC: Metered = Metered;
 
     const MIB: usize = 1024 * 1024;
+    /// The largest body the server reads as JSON or a form.
     const BODY: usize = 2 * MIB;
+    /// Bodies of the properties (run 5,000 times in CI: small, the ratio is what they test);
+    /// [`largest_bodies_stay_within_their_bounds`] takes the same shapes at [`BODY`].
+    const PROPERTY_BODY: usize = 16 * 1024;
 
     fn cases() -> ProptestConfig {
         ProptestConfig {
             cases: std::env::var("PROPTEST_CASES")
                 .ok()
                 .and_then(|v| v.parse().ok())
-                .unwrap_or(256)
-                .min(64),
+                .unwrap_or(256),
             ..ProptestConfig::default()
         }
+    }
+
+    const FORM_UNITS: [&str; 8] = [
+        "&",
+        "=&",
+        "a=1&",
+        "k{}=1&",
+        "attribute[c{}]=v&",
+        "attribute[x][]=v&",
+        "labels=%E8%80%81&",
+        "%FF",
+    ];
+
+    /// JSON of `len` bytes of one shape (0..5): numbers, empty arrays, distinct keys, open
+    /// brackets (refused at depth 128), escapes.
+    fn json(shape: u8, n: usize) -> Vec<u8> {
+        let wrap = |open: &str, unit: &str, close: &str| {
+            let mut v = open.as_bytes().to_vec();
+            v.extend(repeat(unit, n.saturating_sub(16)));
+            v.extend_from_slice(close.as_bytes());
+            v
+        };
+        match shape {
+            0 => wrap("[", "0,", "0]"),
+            1 => wrap("[", "[],", "[]]"),
+            2 => wrap("{", "\"k{}\":{},", "\"z\":0}"),
+            3 => repeat("[", n),
+            _ => wrap("\"", "\\u4e2d", "\""),
+        }
+    }
+
+    /// Bounds: Open311 parameters hold at most 1,000 pairs whose text is the body's (`%FF`, three
+    /// bytes of body, decodes to one invalid byte and then to a three-byte U+FFFD); form pairs
+    /// the body besides; JSON as `serde_json::Value`, the worst case: 32 bytes a value from two
+    /// bytes of `0,`, and an array that grows holds its old and new buffer for a moment (48×).
+    fn params_bound(len: usize) -> usize {
+        3 * len + 256 * 1024
+    }
+    fn pairs_bound(len: usize) -> usize {
+        4 * len + 256 * 1024
+    }
+    fn json_bound(len: usize) -> usize {
+        64 * len + 64 * 1024
     }
 
     /// A body of `unit` repeated up to `len` bytes, with a numbered suffix where `{}` stands.
@@ -350,47 +396,30 @@ mod fuzz_memory {
     }
 
     fn hostile_form() -> impl Strategy<Value = Vec<u8>> {
-        let unit = prop_oneof![
-            Just("&"),
-            Just("=&"),
-            Just("a=1&"),
-            Just("k{}=1&"),
-            Just("attribute[c{}]=v&"),
-            Just("attribute[x][]=v&"),
-            Just("labels=%E8%80%81&"),
-            Just("%FF"),
-        ];
-        (unit, 0..=BODY).prop_map(|(u, len)| repeat(u, len))
+        (0..FORM_UNITS.len(), 0..=PROPERTY_BODY).prop_map(|(u, len)| repeat(FORM_UNITS[u], len))
     }
 
     fn hostile_json() -> impl Strategy<Value = Vec<u8>> {
-        prop_oneof![
-            (0..=BODY).prop_map(|n| {
-                let mut v = b"[".to_vec();
-                v.extend(repeat("0,", n.saturating_sub(3)));
-                v.extend_from_slice(b"0]");
-                v
-            }),
-            (0..=BODY).prop_map(|n| {
-                let mut v = b"[".to_vec();
-                v.extend(repeat("[],", n.saturating_sub(4)));
-                v.extend_from_slice(b"[]]");
-                v
-            }),
-            (0..=BODY).prop_map(|n| {
-                let mut v = b"{".to_vec();
-                v.extend(repeat("\"k{}\":{},", n.saturating_sub(16)));
-                v.extend_from_slice(b"\"z\":0}");
-                v
-            }),
-            (0..=BODY).prop_map(|n| repeat("[", n)),
-            (0..=BODY).prop_map(|n| {
-                let mut v = b"\"".to_vec();
-                v.extend(repeat("\\u4e2d", n.saturating_sub(2)));
-                v.push(b'"');
-                v
-            }),
-        ]
+        (0..5u8, 0..=PROPERTY_BODY).prop_map(|(shape, n)| json(shape, n))
+    }
+
+    fn parse_params(body: &[u8]) -> (Params, usize) {
+        measure(256 * MIB, || Params::parse(&[b"api_key=k", body]))
+    }
+
+    fn form_pairs(rt: &tokio::runtime::Runtime, body: Vec<u8>) -> (Option<usize>, usize) {
+        let req = request("application/x-www-form-urlencoded", body);
+        let (r, peak) = measure(256 * MIB, || rt.block_on(FormPairs::from_request(req, &())));
+        (r.ok().map(|FormPairs(p)| p.len()), peak)
+    }
+
+    fn json_value(rt: &tokio::runtime::Runtime, body: Vec<u8>) -> usize {
+        let req = request("application/json", body);
+        let (r, peak) = measure(256 * MIB, || {
+            rt.block_on(ApiJson::<serde_json::Value>::from_request(req, &()))
+        });
+        drop(r);
+        peak
     }
 
     fn request(content_type: &str, body: Vec<u8>) -> Request {
@@ -412,36 +441,43 @@ mod fuzz_memory {
 
         #[test]
         fn open311_parameters_stay_within_a_memory_bound(body in hostile_form()) {
-            let (p, peak) = measure(256 * MIB, || Params::parse(&[b"api_key=k", &body]));
+            let (p, peak) = parse_params(&body);
             prop_assert!(p.values.len() + p.attributes.values().map(Vec::len).sum::<usize>() <= MAX_PARAMS);
-            // At most 1,000 pairs, whose text is the body's (an invalid byte may decode to
-            // three), however many the body holds.
-            prop_assert!(peak <= 3 * body.len() + MIB, "held {} bytes for {}", peak, body.len());
+            prop_assert!(peak <= params_bound(body.len()), "held {} bytes for {}", peak, body.len());
         }
 
         #[test]
         fn form_pairs_stay_within_a_memory_bound(body in hostile_form()) {
-            let rt = runtime();
             let len = body.len();
-            let req = request("application/x-www-form-urlencoded", body);
-            let (r, peak) = measure(256 * MIB, || rt.block_on(FormPairs::from_request(req, &())));
-            if let Ok(FormPairs(pairs)) = &r {
-                prop_assert!(pairs.len() <= MAX_FORM_FIELDS);
-            }
-            // The body once (it arrives as one chunk here), and up to 1,000 pairs.
-            prop_assert!(peak <= len + 4 * MIB, "held {} bytes for {}", peak, len);
+            let (pairs, peak) = form_pairs(&runtime(), body);
+            prop_assert!(pairs.unwrap_or(0) <= MAX_FORM_FIELDS);
+            prop_assert!(peak <= pairs_bound(len), "held {} bytes for {}", peak, len);
         }
 
         #[test]
         fn json_bodies_stay_within_a_memory_bound(body in hostile_json()) {
-            let rt = runtime();
-            let req = request("application/json", body);
-            let (r, peak) = measure(256 * MIB, || {
-                rt.block_on(ApiJson::<serde_json::Value>::from_request(req, &()))
-            });
-            drop(r);
-            // serde_json's Value is the worst case (32 bytes a value, whatever its text).
-            prop_assert!(peak <= 64 * MIB, "held {} bytes", peak);
+            let len = body.len();
+            let peak = json_value(&runtime(), body);
+            prop_assert!(peak <= json_bound(len), "held {} bytes for {}", peak, len);
+        }
+    }
+
+    /// The same shapes at the largest body the server reads (2 MB).
+    #[test]
+    fn largest_bodies_stay_within_their_bounds() {
+        let rt = runtime();
+        for unit in FORM_UNITS {
+            let body = repeat(unit, BODY);
+            let (p, peak) = parse_params(&body);
+            assert!(p.values.len() <= MAX_PARAMS);
+            assert!(peak <= params_bound(BODY), "{unit}: held {peak} bytes");
+            let (pairs, peak) = form_pairs(&rt, body);
+            assert!(pairs.unwrap_or(0) <= MAX_FORM_FIELDS, "{unit}");
+            assert!(peak <= pairs_bound(BODY), "{unit}: held {peak} bytes");
+        }
+        for shape in 0..5 {
+            let peak = json_value(&rt, json(shape, BODY));
+            assert!(peak <= 64 * MIB, "shape {shape}: held {peak} bytes");
         }
     }
 
