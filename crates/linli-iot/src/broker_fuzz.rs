@@ -25,7 +25,17 @@ fn broker() -> &'static (tokio::runtime::Runtime, Iot) {
             .enable_all()
             .build()
             .unwrap();
-        let dir = std::env::temp_dir().join(format!("linli-broker-fuzz-{}", linli_core::new_id()));
+        // One folder per test process; those of finished runs are removed.
+        let tmp = std::env::temp_dir();
+        for old in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
+            let name = old.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name.strip_prefix("linli-broker-fuzz-")
+                && !std::path::Path::new("/proc").join(pid).exists()
+            {
+                let _ = std::fs::remove_dir_all(old.path());
+            }
+        }
+        let dir = tmp.join(format!("linli-broker-fuzz-{}", std::process::id()));
         let iot = rt.block_on(async {
             let cfg = linli_store::DbConfig {
                 url: linli_store::sqlite_url(&dir),
