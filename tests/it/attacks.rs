@@ -916,3 +916,105 @@ async fn a_pass_window_cannot_overflow() {
     assert_eq!(app.store.audit_verify().await.unwrap().entries, before);
     app.close().await;
 }
+
+/// Issue #13, finding 1: a 1.6 KB xlsx whose only cells are A1 and XFD1048576 made the reader
+/// allocate the dense grid between them (550 GB) and the server abort. Through the API (raw body
+/// and multipart) and the web import wizard it is now a 400 that says the limits, at once, in
+/// the caller's language, and nothing is written. (The memory itself is measured in
+/// `linli-core`'s `sheet::tests`, under a counting allocator.)
+#[tokio::test]
+async fn a_tiny_spreadsheet_declaring_a_far_cell_is_refused_without_exhausting_memory() {
+    use std::io::Write;
+    let app = TestApp::demo().await;
+    let committee = app.login("committee").await;
+    let ns = r#"xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships""#;
+    let rel = "http://schemas.openxmlformats.org/officeDocument/2006/relationships";
+    let parts = [
+        (
+            "_rels/.rels",
+            format!(
+                r#"<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="{rel}/officeDocument" Target="xl/workbook.xml"/></Relationships>"#
+            ),
+        ),
+        (
+            "xl/workbook.xml",
+            format!(
+                r#"<workbook {ns}><sheets><sheet name="S" sheetId="1" r:id="rId1"/></sheets></workbook>"#
+            ),
+        ),
+        (
+            "xl/_rels/workbook.xml.rels",
+            format!(
+                r#"<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="{rel}/worksheet" Target="worksheets/sheet1.xml"/></Relationships>"#
+            ),
+        ),
+        (
+            "xl/worksheets/sheet1.xml",
+            format!(
+                r#"<worksheet {ns}><dimension ref="A1:XFD1048576"/><sheetData><row r="1"><c r="A1" t="inlineStr"><is><t>户号</t></is></c></row><row r="1048576"><c r="XFD1048576"><v>1</v></c></row></sheetData></worksheet>"#
+            ),
+        ),
+    ];
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, text) in parts {
+        w.start_file(name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        w.write_all(text.as_bytes()).unwrap();
+    }
+    let bomb = w.finish().unwrap().into_inner();
+    assert!(bomb.len() < 2048, "{} bytes", bomb.len());
+    let entries = app.store.audit_verify().await.unwrap().entries;
+    let url = "/api/v1/registry/import/households";
+
+    let r = app
+        .call(
+            "POST",
+            url,
+            Some(&committee),
+            Some(("application/octet-stream", bomb.clone())),
+            &[("accept-language", "en")],
+        )
+        .await
+        .expect(400);
+    assert_eq!(r["code"], "import.sheet_too_large", "{r}");
+    let msg = r["message"].as_str().unwrap();
+    assert!(msg.contains("500000") && msg.contains("256"), "{msg}");
+
+    let boundary = "linliboundary";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.xlsx\"\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(&bomb);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let ct = format!("multipart/form-data; boundary={boundary}");
+    let r = app
+        .call("POST", url, Some(&committee), Some((&ct, body)), &[])
+        .await
+        .expect(400);
+    assert_eq!(r["code"], "import.sheet_too_large");
+    assert!(r["message"].as_str().unwrap().contains("列"), "{r}");
+
+    // The web wizard answers its own page again, with the message.
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"_csrf\"\r\n\r\n{}\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.xlsx\"\r\n\r\n",
+        committee.csrf
+    )
+    .into_bytes();
+    body.extend_from_slice(&bomb);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let r = app
+        .call(
+            "POST",
+            "/registry/import",
+            None,
+            Some((&ct, body)),
+            &[("cookie", committee.cookie.as_str())],
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("256"), "{}", r.text());
+
+    assert_eq!(app.store.audit_verify().await.unwrap().entries, entries);
+    app.close().await;
+}

@@ -11,6 +11,11 @@ use proptest::prelude::*;
 
 use crate::{idcard, import_rows, phone, sheet};
 
+/// This crate's test binary counts allocations per thread, so parser tests can assert a memory
+/// bound (`crate::alloc_meter::measure`).
+#[global_allocator]
+static ALLOC: crate::alloc_meter::Metered = crate::alloc_meter::Metered;
+
 fn cases() -> ProptestConfig {
     ProptestConfig {
         cases: std::env::var("PROPTEST_CASES")
@@ -200,6 +205,216 @@ mod outside_devices_and_gates {
         #[test]
         fn arbitrary_scanner_input_is_never_a_pass(s in "[\\PC]{0,80}", key in proptest::array::uniform32(any::<u8>())) {
             prop_assert!(decode_pass(&key, &s).is_err());
+        }
+    }
+}
+
+/// Spreadsheets that declare far more than they hold (cells at the far corner, huge shared
+/// string counts, one long shared string in many cells, fonts copied into many formats, records
+/// naming any row and column, CSV with endless fields): whatever they declare, reading one holds
+/// no more than the limits allow. Measured with the counting allocator of this test binary; an
+/// allocation beyond the cap aborts the binary (a failure, without eating the machine).
+mod spreadsheet_memory {
+    use proptest::prelude::*;
+
+    use crate::alloc_meter::measure;
+    use crate::sheet::tests::tiny_xlsx;
+    use crate::sheet::xls_tests::{rc, record, wide, xls};
+    use crate::sheet::{SheetLimits, read_table_with};
+
+    const MIB: usize = 1024 * 1024;
+    /// What reading any of these inputs may hold at its peak (the input itself is apart).
+    const BOUND: usize = 64 * MIB;
+
+    fn limits() -> SheetLimits {
+        SheetLimits {
+            max_rows: 1000,
+            max_columns: 256,
+            max_cells: 100_000,
+            max_cell_chars: 32_767,
+            max_text_bytes: 8 * MIB,
+            max_unzipped_bytes: 64 * MIB as u64,
+        }
+    }
+
+    /// A row or column anywhere, near the start more often.
+    fn position(max: u32) -> impl Strategy<Value = u32> {
+        prop_oneof![0..8u32, 0..max, Just(max - 1)]
+    }
+
+    fn xlsx() -> impl Strategy<Value = Vec<u8>> {
+        let cell = (position(1 << 20), position(1 << 14), 0..4u8, 0..3u32);
+        (
+            proptest::collection::vec(cell, 0..40),
+            any::<u64>(),
+            0..40_000usize,
+            0..2_000usize,
+            0..20_000usize,
+            0..4usize,
+        )
+            .prop_map(|(cells, unique, long, xfs, font, repeat)| {
+                let mut rows = String::new();
+                for (r, c, kind, v) in cells {
+                    let at = format!("{}{}", crate::sheet::column_name(c as usize), r + 1);
+                    let cell = match kind {
+                        0 => format!(r#"<c r="{at}" t="s"><v>{v}</v></c>"#),
+                        1 => format!(r#"<c r="{at}" t="inlineStr"><is><t>名{v}</t></is></c>"#),
+                        2 => format!(r#"<c r="{at}" s="{v}"><v>4{v}678</v></c>"#),
+                        _ => format!(r#"<c r="{at}" t="b"><v>1</v></c>"#),
+                    };
+                    rows.push_str(&format!(r#"<row r="{}">{cell}</row>"#, r + 1));
+                }
+                // Many rows naming the long shared string.
+                for r in 0..repeat * 300 {
+                    rows.push_str(&format!(r#"<row r="{}"><c r="A{}" t="s"><v>0</v></c></row>"#, r + 2, r + 2));
+                }
+                let sst = format!(
+                    r#"<sst count="{unique}" uniqueCount="{unique}"><si><t>{}</t></si><si><t>户主</t></si><si><r><t>王</t></r><rPh><t>わん</t></rPh></si></sst>"#,
+                    "长".repeat(long)
+                );
+                let styles = format!(
+                    r#"<styleSheet><fonts><font><name val="{}"/></font></fonts><cellXfs><xf numFmtId="14" fontId="0"/>{}</cellXfs></styleSheet>"#,
+                    "F".repeat(font),
+                    r#"<xf numFmtId="0" fontId="0"/>"#.repeat(xfs)
+                );
+                tiny_xlsx(
+                    &format!(r#"<dimension ref="A1:XFD1048576"/><sheetData>{rows}</sheetData>"#),
+                    &[
+                        ("xl/sharedStrings.xml", sst.into_bytes()),
+                        ("xl/styles.xml", styles.into_bytes()),
+                    ],
+                )
+            })
+    }
+
+    fn xls_file() -> impl Strategy<Value = Vec<u8>> {
+        let cell = (position(1 << 16), position(1 << 16), 0..4u8, any::<u32>());
+        (
+            proptest::collection::vec(cell, 0..40),
+            any::<(u32, u32, u16, u16)>(),
+            0..8000usize,
+            0..2000u16,
+        )
+            .prop_map(|(cells, (r0, r1, c0, c1), long, repeat)| {
+                let mut sst = 2u32.to_le_bytes().to_vec();
+                sst.extend_from_slice(&u32::MAX.to_le_bytes());
+                sst.extend_from_slice(&wide(&"长".repeat(long / 2)));
+                sst.extend_from_slice(&wide("户主"));
+                let mut dims = r0.to_le_bytes().to_vec();
+                dims.extend_from_slice(&r1.to_le_bytes());
+                dims.extend_from_slice(&c0.to_le_bytes());
+                dims.extend_from_slice(&c1.to_le_bytes());
+                dims.extend_from_slice(&[0, 0]);
+                let mut records = vec![record(0x0200, &dims)];
+                for (r, c, kind, v) in cells {
+                    let mut d = rc(r as u16, c as u16);
+                    let typ = match kind {
+                        0 => {
+                            d.extend_from_slice(&(v % 3).to_le_bytes());
+                            0x00FD
+                        }
+                        1 => {
+                            d.extend_from_slice(&f64::from(v).to_le_bytes());
+                            0x0203
+                        }
+                        2 => {
+                            d.extend_from_slice(&v.to_le_bytes());
+                            0x027E
+                        }
+                        _ => {
+                            d.extend_from_slice(&wide("名"));
+                            0x0204
+                        }
+                    };
+                    records.push(record(typ, &d));
+                }
+                for r in 0..repeat {
+                    let mut d = rc(r + 1, 0);
+                    d.extend_from_slice(&0u32.to_le_bytes());
+                    records.push(record(0x00FD, &d));
+                }
+                xls(&[record(0x00FC, &sst)], &records)
+            })
+    }
+
+    fn csv() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            (0..100_000usize).prop_map(|n| ",".repeat(n)),
+            (0..100_000usize).prop_map(|n| "\n".repeat(n)),
+            (0..40_000usize).prop_map(|n| format!("\"{}", "长".repeat(n))),
+            (0..300usize).prop_map(|n| format!("{}x\n", ",".repeat(n))),
+            "[\\PC]{0,20}",
+        ];
+        proptest::collection::vec(piece, 0..8).prop_map(|pieces| {
+            let mut s = String::from("户号,姓名\n");
+            for p in pieces {
+                s.push_str(&p);
+            }
+            s.into_bytes()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(super::cases())]
+
+        #[test]
+        fn any_upload_stays_within_its_memory_bound(bytes in prop_oneof![xlsx(), xls_file(), csv()]) {
+            let l = limits();
+            let (r, peak) = measure(4 * BOUND, || read_table_with(&bytes, &l));
+            prop_assert!(peak <= BOUND, "held {} bytes for {} bytes of input", peak, bytes.len());
+            if let Ok(t) = r {
+                prop_assert!(t.rows.len() <= l.max_rows);
+                prop_assert!(t.headers.len() <= l.max_columns);
+                let cells: usize = t.rows.iter().map(|(_, c)| c.len()).sum();
+                prop_assert!(cells <= l.max_cells);
+            }
+        }
+
+        #[test]
+        fn written_workbooks_read_back_as_written(
+            cells in proptest::collection::btree_map((1..40u32, 0..12u16), "[\\PC]{0,12}|-?[0-9]{1,9}", 0..60)
+        ) {
+            let mut wb = rust_xlsxwriter::Workbook::new();
+            let ws = wb.add_worksheet();
+            ws.write_string(0, 0, "表头").unwrap();
+            for ((r, c), v) in &cells {
+                match v.parse::<i32>() {
+                    Ok(n) => ws.write_number(*r, *c, f64::from(n)).unwrap(),
+                    Err(_) => ws.write_string(*r, *c, v).unwrap(),
+                };
+            }
+            let bytes = wb.save_to_buffer().unwrap();
+            let expected: std::collections::BTreeMap<(usize, usize), String> = cells
+                .iter()
+                .filter_map(|((r, c), v)| {
+                    let text = match v.parse::<i32>() {
+                        Ok(n) => n.to_string(),
+                        Err(_) => v.trim().to_string(),
+                    };
+                    (!text.is_empty()).then(|| ((*r as usize + 1, usize::from(*c)), text))
+                })
+                .collect();
+            let Ok(t) = crate::sheet::read_table(&bytes, 1000) else {
+                // Only a header, or nothing below it.
+                prop_assert!(expected.is_empty());
+                return Ok(());
+            };
+            let mut got = std::collections::BTreeMap::new();
+            for (c, h) in t.headers.iter().enumerate() {
+                if !h.is_empty() {
+                    got.insert((1, c), h.clone());
+                }
+            }
+            for (r, row) in &t.rows {
+                for (c, v) in row.iter().enumerate() {
+                    if !v.is_empty() {
+                        got.insert((*r, c), v.clone());
+                    }
+                }
+            }
+            let mut want = expected;
+            want.insert((1, 0), "表头".to_string());
+            prop_assert_eq!(got, want);
         }
     }
 }

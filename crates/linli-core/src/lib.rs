@@ -2,6 +2,7 @@
 //! so it can be unit-tested and reused by the store, the server and the CLI.
 
 pub mod access;
+pub mod alloc_meter;
 pub mod auth;
 pub mod celebrations;
 pub mod crypto;

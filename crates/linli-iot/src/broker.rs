@@ -182,7 +182,7 @@ impl From<std::io::Error> for Closed {
 /// Read one packet, reading more bytes as needed. `Ok(None)` at end of stream.
 async fn read_packet(
     iot: &Iot,
-    sock: &mut tokio::net::tcp::OwnedReadHalf,
+    sock: &mut (impl tokio::io::AsyncRead + Unpin),
     buf: &mut BytesMut,
     max: usize,
     timeout: Option<Duration>,
@@ -591,3 +591,7 @@ async fn connection(
     }
     result
 }
+
+#[cfg(test)]
+#[path = "broker_fuzz.rs"]
+mod fuzz;

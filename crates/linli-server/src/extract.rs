@@ -218,3 +218,66 @@ pub fn body_rejection(r: BytesRejection, limit: usize) -> ApiError {
             .into()
     }
 }
+
+/// Most fields a form body may carry where a handler takes it as a list of pairs.
+pub const MAX_FORM_FIELDS: usize = 1000;
+
+/// A `application/x-www-form-urlencoded` body as `(name, value)` pairs, for forms whose fields
+/// repeat (labels) or vary. The fields are counted before any is decoded: the body is at most
+/// 2 MB (axum's default limit, and the NUL check's), but `&&&…` of that size would otherwise
+/// become a million pairs of strings.
+pub struct FormPairs(pub Vec<(String, String)>);
+
+impl<S> FromRequest<S> for FormPairs
+where
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|r| body_rejection(r, 2 * 1024 * 1024))?;
+        let fields = bytes.iter().filter(|b| **b == b'&').count() + 1;
+        if fields > MAX_FORM_FIELDS {
+            return Err(AppError::bad_request("validation.too_many_fields")
+                .arg("max", MAX_FORM_FIELDS.to_string())
+                .into());
+        }
+        Ok(FormPairs(
+            form_urlencoded::parse(&bytes)
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        ))
+    }
+}
+
+/// Read a multipart field to its end keeping at most `max` bytes of it: `Ok(None)` when it
+/// was longer (the rest is read and dropped, so the fields after it still arrive).
+pub async fn field_bytes(
+    field: &mut axum::extract::multipart::Field<'_>,
+    max: usize,
+) -> Result<Option<Vec<u8>>, axum::extract::multipart::MultipartError> {
+    let mut out = Vec::new();
+    let mut over = false;
+    while let Some(chunk) = field.chunk().await? {
+        if over || out.len() + chunk.len() > max {
+            over = true;
+            out = Vec::new();
+        } else {
+            out.extend_from_slice(&chunk);
+        }
+    }
+    Ok((!over).then_some(out))
+}
+
+/// A multipart text field of at most `max` bytes (invalid UTF-8 replaced); `Ok(None)` when
+/// it was longer.
+pub async fn field_text(
+    field: &mut axum::extract::multipart::Field<'_>,
+    max: usize,
+) -> Result<Option<String>, axum::extract::multipart::MultipartError> {
+    Ok(field_bytes(field, max)
+        .await?
+        .map(|b| String::from_utf8_lossy(&b).into_owned()))
+}

@@ -25,6 +25,9 @@ pub fn iso_in(zone: Zone, ms: i64) -> String {
     }
 }
 
+/// Parameter pairs read from one call (query string and form body together).
+pub const MAX_PARAMS: usize = 1000;
+
 /// Parameters of one call.
 #[derive(Debug, Default, Clone)]
 pub struct Params {
@@ -35,24 +38,28 @@ pub struct Params {
 }
 
 impl Params {
-    /// Parse `a=1&b=&attribute[x]=y` pairs, later sources overriding earlier ones.
+    /// Parse `a=1&b=&attribute[x]=y` pairs, later sources overriding earlier ones. At most
+    /// [`MAX_PARAMS`] pairs are read (a call has a few dozen); the rest of a body is not, so a
+    /// 2 MB body of one-letter parameters cannot become a million strings.
     pub fn parse(sources: &[&[u8]]) -> Params {
         let mut p = Params::default();
-        for src in sources {
-            for (k, v) in form_urlencoded::parse(src) {
-                let v = v.trim().to_string();
-                if v.is_empty() {
-                    continue;
-                }
-                if let Some(code) = k
-                    .strip_prefix("attribute[")
-                    .and_then(|c| c.strip_suffix(']'))
-                {
-                    let code = code.trim_end_matches("[]").to_string();
-                    p.attributes.entry(code).or_default().push(v);
-                } else {
-                    p.values.insert(k.into_owned(), v);
-                }
+        let pairs = sources
+            .iter()
+            .flat_map(|src| form_urlencoded::parse(src))
+            .take(MAX_PARAMS);
+        for (k, v) in pairs {
+            let v = v.trim().to_string();
+            if v.is_empty() {
+                continue;
+            }
+            if let Some(code) = k
+                .strip_prefix("attribute[")
+                .and_then(|c| c.strip_suffix(']'))
+            {
+                let code = code.trim_end_matches("[]").to_string();
+                p.attributes.entry(code).or_default().push(v);
+            } else {
+                p.values.insert(k.into_owned(), v);
             }
         }
         p
@@ -312,5 +319,213 @@ mod fuzz {
             let description = format!("<description>{escaped}</description>");
             prop_assert!(doc.contains(&description));
         }
+    }
+}
+
+/// Memory bounds of the server's parsers of request bodies, measured with the counting
+/// allocator installed in this crate's test binary: Open311 parameters, list-shaped web forms
+/// ([`crate::extract::FormPairs`]), JSON bodies ([`crate::extract::ApiJson`]) and multipart
+/// text fields ([`crate::extract::field_text`]). Bodies are the largest the server reads (2 MB,
+/// axum's default limit and the NUL check's) built to make as many small values as possible.
+#[cfg(test)]
+mod fuzz_memory {
+    use axum::body::Body;
+    use axum::extract::{FromRequest, Request};
+    use proptest::prelude::*;
+
+    use linli_core::alloc_meter::{Metered, measure};
+
+    use super::{MAX_PARAMS, Params};
+    use crate::extract::{ApiJson, FormPairs, MAX_FORM_FIELDS};
+
+    #[global_allocator]
+    static ALLOC: Metered = Metered;
+
+    const MIB: usize = 1024 * 1024;
+    /// The largest body the server reads as JSON or a form.
+    const BODY: usize = 2 * MIB;
+    /// Bodies of the properties (run 5,000 times in CI: small, the ratio is what they test);
+    /// [`largest_bodies_stay_within_their_bounds`] takes the same shapes at [`BODY`].
+    const PROPERTY_BODY: usize = 16 * 1024;
+
+    fn cases() -> ProptestConfig {
+        ProptestConfig {
+            cases: std::env::var("PROPTEST_CASES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(256),
+            ..ProptestConfig::default()
+        }
+    }
+
+    const FORM_UNITS: [&str; 8] = [
+        "&",
+        "=&",
+        "a=1&",
+        "k{}=1&",
+        "attribute[c{}]=v&",
+        "attribute[x][]=v&",
+        "labels=%E8%80%81&",
+        "%FF",
+    ];
+
+    /// JSON of `len` bytes of one shape (0..5): numbers, empty arrays, distinct keys, open
+    /// brackets (refused at depth 128), escapes.
+    fn json(shape: u8, n: usize) -> Vec<u8> {
+        let wrap = |open: &str, unit: &str, close: &str| {
+            let mut v = open.as_bytes().to_vec();
+            v.extend(repeat(unit, n.saturating_sub(16)));
+            v.extend_from_slice(close.as_bytes());
+            v
+        };
+        match shape {
+            0 => wrap("[", "0,", "0]"),
+            1 => wrap("[", "[],", "[]]"),
+            2 => wrap("{", "\"k{}\":{},", "\"z\":0}"),
+            3 => repeat("[", n),
+            _ => wrap("\"", "\\u4e2d", "\""),
+        }
+    }
+
+    /// Bounds: Open311 parameters hold at most 1,000 pairs whose text is the body's (`%FF`, three
+    /// bytes of body, decodes to one invalid byte and then to a three-byte U+FFFD); form pairs
+    /// the body besides; JSON as `serde_json::Value`, the worst case: 32 bytes a value from two
+    /// bytes of `0,`, and an array that grows holds its old and new buffer for a moment (48×).
+    fn params_bound(len: usize) -> usize {
+        3 * len + 256 * 1024
+    }
+    fn pairs_bound(len: usize) -> usize {
+        4 * len + 256 * 1024
+    }
+    fn json_bound(len: usize) -> usize {
+        64 * len + 64 * 1024
+    }
+
+    /// A body of `unit` repeated up to `len` bytes, with a numbered suffix where `{}` stands.
+    fn repeat(unit: &str, len: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(len + 64);
+        let mut i = 0usize;
+        while out.len() < len {
+            out.extend_from_slice(unit.replace("{}", &i.to_string()).as_bytes());
+            i += 1;
+        }
+        out.truncate(len);
+        out
+    }
+
+    fn hostile_form() -> impl Strategy<Value = Vec<u8>> {
+        (0..FORM_UNITS.len(), 0..=PROPERTY_BODY).prop_map(|(u, len)| repeat(FORM_UNITS[u], len))
+    }
+
+    fn hostile_json() -> impl Strategy<Value = Vec<u8>> {
+        (0..5u8, 0..=PROPERTY_BODY).prop_map(|(shape, n)| json(shape, n))
+    }
+
+    fn parse_params(body: &[u8]) -> (Params, usize) {
+        measure(256 * MIB, || Params::parse(&[b"api_key=k", body]))
+    }
+
+    fn form_pairs(rt: &tokio::runtime::Runtime, body: Vec<u8>) -> (Option<usize>, usize) {
+        let req = request("application/x-www-form-urlencoded", body);
+        let (r, peak) = measure(256 * MIB, || rt.block_on(FormPairs::from_request(req, &())));
+        (r.ok().map(|FormPairs(p)| p.len()), peak)
+    }
+
+    fn json_value(rt: &tokio::runtime::Runtime, body: Vec<u8>) -> usize {
+        let req = request("application/json", body);
+        let (r, peak) = measure(256 * MIB, || {
+            rt.block_on(ApiJson::<serde_json::Value>::from_request(req, &()))
+        });
+        drop(r);
+        peak
+    }
+
+    fn request(content_type: &str, body: Vec<u8>) -> Request {
+        Request::builder()
+            .method("POST")
+            .header("content-type", content_type)
+            .body(Body::from(body))
+            .unwrap()
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(cases())]
+
+        #[test]
+        fn open311_parameters_stay_within_a_memory_bound(body in hostile_form()) {
+            let (p, peak) = parse_params(&body);
+            prop_assert!(p.values.len() + p.attributes.values().map(Vec::len).sum::<usize>() <= MAX_PARAMS);
+            prop_assert!(peak <= params_bound(body.len()), "held {} bytes for {}", peak, body.len());
+        }
+
+        #[test]
+        fn form_pairs_stay_within_a_memory_bound(body in hostile_form()) {
+            let len = body.len();
+            let (pairs, peak) = form_pairs(&runtime(), body);
+            prop_assert!(pairs.unwrap_or(0) <= MAX_FORM_FIELDS);
+            prop_assert!(peak <= pairs_bound(len), "held {} bytes for {}", peak, len);
+        }
+
+        #[test]
+        fn json_bodies_stay_within_a_memory_bound(body in hostile_json()) {
+            let len = body.len();
+            let peak = json_value(&runtime(), body);
+            prop_assert!(peak <= json_bound(len), "held {} bytes for {}", peak, len);
+        }
+    }
+
+    /// The same shapes at the largest body the server reads (2 MB).
+    #[test]
+    fn largest_bodies_stay_within_their_bounds() {
+        let rt = runtime();
+        for unit in FORM_UNITS {
+            let body = repeat(unit, BODY);
+            let (p, peak) = parse_params(&body);
+            assert!(p.values.len() <= MAX_PARAMS);
+            assert!(peak <= params_bound(BODY), "{unit}: held {peak} bytes");
+            let (pairs, peak) = form_pairs(&rt, body);
+            assert!(pairs.unwrap_or(0) <= MAX_FORM_FIELDS, "{unit}");
+            assert!(peak <= pairs_bound(BODY), "{unit}: held {peak} bytes");
+        }
+        for shape in 0..5 {
+            let peak = json_value(&rt, json(shape, BODY));
+            assert!(peak <= 64 * MIB, "shape {shape}: held {peak} bytes");
+        }
+    }
+
+    #[test]
+    fn multipart_text_fields_keep_at_most_their_limit() {
+        let rt = runtime();
+        let boundary = "XyZ";
+        let mut body =
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"_csrf\"\r\n\r\n")
+                .into_bytes();
+        // Within axum's default 2 MB body limit (a route raises it for uploads).
+        body.extend(std::iter::repeat_n(b'a', MIB + MIB / 2));
+        body.extend_from_slice(
+            format!("\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"back\"\r\n\r\nstaff\r\n--{boundary}--\r\n").as_bytes(),
+        );
+        let req = request(&format!("multipart/form-data; boundary={boundary}"), body);
+        let (fields, peak) = measure(256 * MIB, || {
+            rt.block_on(async {
+                let mut mp = axum::extract::Multipart::from_request(req, &())
+                    .await
+                    .unwrap();
+                let mut out = Vec::new();
+                while let Some(mut f) = mp.next_field().await.unwrap() {
+                    out.push(crate::extract::field_text(&mut f, 256).await.unwrap());
+                }
+                out
+            })
+        });
+        assert_eq!(fields, [None, Some("staff".to_string())]);
+        // The body itself (one chunk here) and multer's buffer of it; not a copy of the field.
+        assert!(peak <= 4 * MIB, "held {peak} bytes");
     }
 }

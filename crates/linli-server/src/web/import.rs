@@ -19,6 +19,7 @@ use linli_store::registry::import::ImportReport;
 use crate::AppState;
 use crate::api::import_export::IMPORT_LIMIT;
 use crate::api::sensitive;
+use crate::extract::field_text;
 use crate::manifest::Pages;
 use crate::web::{Page, WebResult, WebUser, check_csrf, error_page, render};
 
@@ -86,13 +87,13 @@ async fn upload(State(s): State<AppState>, user: WebUser, mut mp: Multipart) -> 
         .grant(Action::RegistryImport)
         .map_err(|_| error_page(page, AppError::forbidden()))?;
     let mut csrf = String::new();
-    let mut file: Option<Vec<u8>> = None;
+    let mut file: Option<axum::body::Bytes> = None;
     let too_big = || {
         AppError::new(ErrorKind::PayloadTooLarge, "payload_too_large")
             .arg("limit", format!("{} MB", IMPORT_LIMIT / 1_048_576))
     };
     loop {
-        let field = match mp.next_field().await {
+        let mut field = match mp.next_field().await {
             Ok(Some(f)) => f,
             Ok(None) => break,
             Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
@@ -106,9 +107,17 @@ async fn upload(State(s): State<AppState>, user: WebUser, mut mp: Multipart) -> 
             }
         };
         match field.name() {
-            Some("_csrf") => csrf = field.text().await.unwrap_or_default(),
+            // A token is 43 characters: a longer field is no token (and is not kept).
+            Some("_csrf") => {
+                csrf = field_text(&mut field, 256)
+                    .await
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default()
+            }
+            // The route's body limit bounds the file; it is kept once, not copied.
             Some("file") => match field.bytes().await {
-                Ok(b) => file = Some(b.to_vec()),
+                Ok(b) => file = Some(b),
                 Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                     return Err(error_page(page, too_big()));
                 }

@@ -544,7 +544,7 @@ async fn person_save(
     State(s): State<AppState>,
     user: WebUser,
     Path(id): Path<String>,
-    axum::Form(fields): axum::Form<Vec<(String, String)>>,
+    crate::extract::FormPairs(fields): crate::extract::FormPairs,
 ) -> WebResult {
     let get = |k: &str| {
         fields
@@ -676,7 +676,7 @@ async fn labels(State(s): State<AppState>, user: WebUser, Query(f): Query<Flash>
 async fn label_create(
     State(s): State<AppState>,
     user: WebUser,
-    axum::Form(fields): axum::Form<Vec<(String, String)>>,
+    crate::extract::FormPairs(fields): crate::extract::FormPairs,
 ) -> WebResult {
     let get = |k: &str| {
         fields

@@ -24,6 +24,7 @@ use linli_store::reports::repairs::Assignee;
 use linli_store::reports::{community_prefix, path_ids};
 
 use crate::AppState;
+use crate::extract::field_text;
 use crate::manifest::Pages;
 use crate::web::registry::PlanBuilding;
 use crate::web::{
@@ -189,6 +190,9 @@ struct Upload {
     name: String,
     bytes: Vec<u8>,
 }
+
+/// The longest text field of a multipart form kept (the description's limit is far below).
+const MAX_TEXT_FIELD: usize = 64 * 1024;
 
 /// The largest filing form: every photo the store accepts at its size limit, plus the text.
 const NEW_FORM_LIMIT: usize = MAX_PHOTOS as usize * (MAX_PHOTO_BYTES + 64 * 1024) + 256 * 1024;
@@ -421,16 +425,23 @@ async fn read_new_form(s: &AppState, req: Request) -> (NewForm, Vec<Upload>, Opt
         };
         if name == "photos" {
             let file_name = field.file_name().unwrap_or_default().to_string();
+            // One photo more than the store takes is kept (so it names the limit); the parts
+            // after that are read and dropped.
+            let keep = uploads.len() <= MAX_PHOTOS as usize;
             let mut bytes = Vec::new();
             loop {
                 match field.chunk().await {
-                    Ok(Some(c)) => {
+                    Ok(Some(c)) if keep => {
                         let room = (MAX_PHOTO_BYTES + 1).saturating_sub(bytes.len());
                         bytes.extend_from_slice(&c[..c.len().min(room)]);
                     }
+                    Ok(Some(_)) => {}
                     Ok(None) => break,
                     Err(e) => return (form, uploads, Some(stream_error(e))),
                 }
+            }
+            if !keep {
+                continue;
             }
             // A file input left empty still sends a part, without a name or content.
             if !(file_name.is_empty() && bytes.is_empty()) {
@@ -441,8 +452,14 @@ async fn read_new_form(s: &AppState, req: Request) -> (NewForm, Vec<Upload>, Opt
             }
             continue;
         }
-        match field.text().await {
-            Ok(v) => form.set(&name, v),
+        // Text fields are short (the longest, the description, is checked by the store); one
+        // longer than any of them is refused without being kept.
+        match field_text(&mut field, MAX_TEXT_FIELD).await {
+            Ok(Some(v)) => form.set(&name, v),
+            Ok(None) => {
+                let e = AppError::bad_request("validation.too_long").arg("field", name);
+                return (form, uploads, Some(e));
+            }
             Err(e) => return (form, uploads, Some(stream_error(e))),
         }
     }
@@ -939,6 +956,15 @@ async fn act_and_redirect(
     }
 }
 
+/// A short multipart text field (a token, a page name): empty when it is longer than any.
+async fn short_text(field: &mut axum::extract::multipart::Field<'_>) -> String {
+    field_text(field, 256)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
 /// A photo from the detail page (multipart: `_csrf`, `back`, `photo`); the store validates the
 /// image and strips its metadata.
 async fn upload_photo(
@@ -955,7 +981,7 @@ async fn upload_photo(
             .arg("limit", format!("{} MB", MAX_PHOTO_BYTES / 1_048_576))
     };
     loop {
-        let field = match mp.next_field().await {
+        let mut field = match mp.next_field().await {
             Ok(Some(f)) => f,
             Ok(None) => break,
             Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
@@ -969,8 +995,8 @@ async fn upload_photo(
             }
         };
         match field.name() {
-            Some("_csrf") => csrf = field.text().await.unwrap_or_default(),
-            Some("back") => staff_page = field.text().await.unwrap_or_default() == "staff",
+            Some("_csrf") => csrf = short_text(&mut field).await,
+            Some("back") => staff_page = short_text(&mut field).await == "staff",
             Some("photo") => match field.bytes().await {
                 Ok(b) => photo = Some(b.to_vec()),
                 Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {

@@ -80,6 +80,13 @@ struct Plan {
     members: Vec<(usize, Option<String>)>,
 }
 
+/// A spreadsheet refused by its reader (not a table, or beyond a limit), as a localized 400.
+fn sheet_error(e: SheetError) -> AppError {
+    e.args()
+        .into_iter()
+        .fold(AppError::bad_request(e.code()), |err, (k, v)| err.arg(k, v))
+}
+
 impl Store {
     pub async fn import_households(
         &self,
@@ -92,12 +99,7 @@ impl Store {
     ) -> AppResult<ImportReport> {
         grant.scope(Action::RegistryImport)?;
         let started = std::time::Instant::now();
-        let table = sheet::read_table(bytes, MAX_ROWS).map_err(|e| match e {
-            SheetError::TooManyRows(n) => {
-                AppError::bad_request("import.too_many_rows").arg("limit", n.to_string())
-            }
-            other => AppError::bad_request(other.code()),
-        })?;
+        let table = sheet::read_table(bytes, MAX_ROWS).map_err(sheet_error)?;
         let parsed = import_rows::parse_households(&table).map_err(|issues| {
             let first = issues.first().and_then(|i| i.column.clone()).unwrap_or_default();
             AppError::bad_request("import.missing_column")

@@ -256,7 +256,10 @@ fn webp(b: &[u8]) -> AppResult<Vec<u8>> {
         return Err(bad());
     }
     let body = &b[12..riff + 8];
-    let mut chunks = Vec::new();
+    // The kept chunks are copied straight into the output (never one allocation per chunk: a
+    // file of empty chunks would cost many times its size), the RIFF size filled in at the end.
+    let mut out = Vec::with_capacity(b.len());
+    out.extend_from_slice(b"RIFF\0\0\0\0WEBP");
     let mut i = 0;
     let mut image = false;
     let mut first = true;
@@ -282,30 +285,24 @@ fn webp(b: &[u8]) -> AppResult<Vec<u8>> {
                 if len < 10 {
                     return Err(bad());
                 }
-                let mut c = body[i..end].to_vec();
+                let at = out.len();
+                out.extend_from_slice(&body[i..end]);
                 // Clear the EXIF (0x08) and XMP (0x04) flags: those chunks are gone.
-                c[8] &= !0x0C;
-                chunks.push(c);
+                out[at + 8] &= !0x0C;
             }
             b"VP8 " | b"VP8L" | b"ANMF" => {
                 image = true;
-                chunks.push(body[i..end].to_vec());
+                out.extend_from_slice(&body[i..end]);
             }
-            _ => chunks.push(body[i..end].to_vec()),
+            _ => out.extend_from_slice(&body[i..end]),
         }
         i = end;
     }
     if !image {
         return Err(bad());
     }
-    let size: usize = 4 + chunks.iter().map(Vec::len).sum::<usize>();
-    let mut out = Vec::with_capacity(size + 8);
-    out.extend_from_slice(b"RIFF");
-    out.extend_from_slice(&(size as u32).to_le_bytes());
-    out.extend_from_slice(b"WEBP");
-    for c in chunks {
-        out.extend_from_slice(&c);
-    }
+    let size = (out.len() - 8) as u32;
+    out[4..8].copy_from_slice(&size.to_le_bytes());
     Ok(out)
 }
 
@@ -1102,6 +1099,135 @@ mod fuzz {
             let (_, from_clean) = sanitize(&clean).expect("the clean image is accepted");
             prop_assert_eq!(&out, &from_clean);
             prop_assert_eq!(out, clean);
+        }
+    }
+}
+
+/// Memory bound of the photo sanitizer, measured with the counting allocator installed in this
+/// crate's test binary. Photos are walked and rewritten, never decoded: no pixel buffer is made,
+/// so a header declaring 2³¹ × 2³¹ pixels costs nothing, and the output is never larger than
+/// the input. Inputs here are up to the 8 MB upload limit, built to make as many pieces as
+/// possible (empty chunks and segments, fill bytes, restart markers) or to declare huge sizes.
+#[cfg(test)]
+mod fuzz_memory {
+    use proptest::prelude::*;
+
+    use linli_core::alloc_meter::{Metered, measure};
+
+    use super::*;
+
+    #[global_allocator]
+    static ALLOC: Metered = Metered;
+
+    fn cases() -> ProptestConfig {
+        ProptestConfig {
+            cases: std::env::var("PROPTEST_CASES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(256),
+            ..ProptestConfig::default()
+        }
+    }
+
+    fn png_chunk(ty: &[u8], data: &[u8]) -> Vec<u8> {
+        let mut c = (data.len() as u32).to_be_bytes().to_vec();
+        c.extend_from_slice(ty);
+        c.extend_from_slice(data);
+        let mut crc_in = ty.to_vec();
+        crc_in.extend_from_slice(data);
+        c.extend_from_slice(&crc32(&crc_in).to_be_bytes());
+        c
+    }
+
+    /// Adversarial images of about `size` bytes.
+    fn hostile(kind: u8, size: usize, w: u32, h: u32) -> Vec<u8> {
+        match kind {
+            // PNG: huge declared dimensions, then many empty kept and dropped chunks.
+            0 => {
+                let mut v = b"\x89PNG\r\n\x1a\n".to_vec();
+                let mut ihdr = w.to_be_bytes().to_vec();
+                ihdr.extend_from_slice(&h.to_be_bytes());
+                ihdr.extend_from_slice(&[8, 6, 0, 0, 0]);
+                v.extend(png_chunk(b"IHDR", &ihdr));
+                let idat = png_chunk(b"IDAT", &[]);
+                let text = png_chunk(b"tEXt", &[]);
+                while v.len() + 24 < size {
+                    v.extend_from_slice(&idat);
+                    v.extend_from_slice(&text);
+                }
+                v.extend(png_chunk(b"IEND", &[]));
+                v
+            }
+            // JPEG: a 65535 × 65535 frame, then restart markers and fill bytes.
+            1 => {
+                let mut v = vec![0xFF, 0xD8];
+                let mut sof = vec![0xFF, 0xC0, 0, 11, 8];
+                sof.extend_from_slice(&(w as u16).to_be_bytes());
+                sof.extend_from_slice(&(h as u16).to_be_bytes());
+                sof.extend_from_slice(&[1, 1, 0x11, 0]);
+                v.extend(sof);
+                v.extend_from_slice(&[0xFF, 0xDA, 0, 8, 1, 1, 0, 0, 0x3F, 0]);
+                while v.len() + 4 < size {
+                    v.extend_from_slice(&[0xFF, 0xD0, 0xFF, 0xFF]);
+                }
+                v.extend_from_slice(&[0xFF, 0xD9]);
+                v
+            }
+            // WebP: a 2^24 × 2^24 canvas, then many empty kept chunks.
+            _ => {
+                let mut body = b"VP8X".to_vec();
+                body.extend_from_slice(&10u32.to_le_bytes());
+                body.extend_from_slice(&[0x3C, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]);
+                body.extend_from_slice(b"VP8L\0\0\0\0");
+                while body.len() + 8 < size {
+                    body.extend_from_slice(b"ALPH\0\0\0\0");
+                }
+                let mut v = b"RIFF".to_vec();
+                v.extend_from_slice(&((body.len() + 4) as u32).to_le_bytes());
+                v.extend_from_slice(b"WEBP");
+                v.extend(body);
+                v
+            }
+        }
+    }
+
+    /// Clean `bytes`, checking the output and the peak: the output (never more than the input)
+    /// and nothing per piece.
+    fn check(bytes: &[u8]) -> Result<(), String> {
+        let (r, peak) = measure(64 << 20, || sanitize(bytes));
+        if let Ok((_, clean)) = &r
+            && clean.len() > bytes.len()
+        {
+            return Err(format!("{} bytes out of {}", clean.len(), bytes.len()));
+        }
+        if peak > bytes.len() + 64 * 1024 {
+            return Err(format!("held {peak} bytes for {}", bytes.len()));
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(cases())]
+
+        /// Run 5,000 times in CI, so small; `largest_photos_are_cleaned_within_twice_their_size`
+        /// takes the same shapes at the 8 MB limit.
+        #[test]
+        fn photos_are_cleaned_within_twice_their_size(
+            kind in 0u8..3,
+            size in prop_oneof![0usize..4096, 0usize..64 * 1024],
+            w in prop_oneof![Just(u32::MAX >> 1), any::<u32>(), 1u32..64],
+            h in prop_oneof![Just(u32::MAX >> 1), any::<u32>(), 1u32..64],
+        ) {
+            let bytes = hostile(kind, size, w, h);
+            prop_assert!(check(&bytes).is_ok(), "{:?}", check(&bytes));
+        }
+    }
+
+    #[test]
+    fn largest_photos_are_cleaned_within_twice_their_size() {
+        for kind in 0..3 {
+            let bytes = hostile(kind, MAX_PHOTO_BYTES, u32::MAX >> 1, u32::MAX >> 1);
+            check(&bytes).unwrap();
         }
     }
 }
