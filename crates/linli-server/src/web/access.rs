@@ -11,11 +11,11 @@ use serde::Deserialize;
 use linli_core::auth::Action;
 use linli_core::tz::Zone;
 use linli_core::{AppError, ErrorKind};
-use linli_store::access::gates::{
-    BlacklistEntry, Gate, GatePatch, GateQuery, NewBlacklistEntry, NewGate, NewVehicle, Vehicle,
-};
+use linli_store::access::blacklist::{BlacklistEntry, NewBlacklistEntry};
+use linli_store::access::gates::{Gate, GatePatch, GateQuery, NewGate};
 use linli_store::access::passes::{NewPass, Pass, PassQuery};
 use linli_store::access::records::{AccessAlert, AccessRecord, RecordQuery, StatsQuery};
+use linli_store::access::vehicles::{NewVehicle, Vehicle};
 use linli_store::audit::Actor;
 
 use crate::AppState;
