@@ -1,6 +1,8 @@
 //! IoT and safety (物联感知): devices, telemetry over MQTT and HTTP, alarm rules, alarms with
 //! their lifecycle and escalation, SOS 一键通 and daily check-ins.
 
+pub mod live_page;
+pub mod pages;
 pub mod record;
 
 use linli_core::auth::{Action, ActionInfo, CatalogPart, Principal, RoleGrant};
@@ -9,8 +11,8 @@ use linli_core::{AppResult, BoxFuture};
 use linli_store::Store;
 use linli_store::iot::alarms::AlarmQuery;
 
+use crate::api;
 use crate::manifest::{Api, Face, LiveKind, Measure, Module, NavEntry, Pages};
-use crate::{api, web};
 
 pub static MODULE: Module = Module {
     name: "iot",
@@ -55,7 +57,7 @@ pub static MODULE: Module = Module {
         )],
         router: api::iot::router,
     }),
-    pages: Some(pages),
+    pages: Some(all_pages),
     nav: &[NavEntry {
         href: "/staff/safety",
         label: "web-nav-safety",
@@ -84,12 +86,12 @@ pub static MODULE: Module = Module {
         href: "/staff/safety",
         compute: alarms_active,
     }],
-    locales: &["iot", "safety"],
+    locales: &["iot"],
     ..Module::NONE
 };
 
-fn pages() -> Pages {
-    web::safety::pages().merge(web::safety_live::pages())
+fn all_pages() -> Pages {
+    pages::pages().merge(live_page::pages())
 }
 
 fn reads_alarms(p: &Principal) -> bool {

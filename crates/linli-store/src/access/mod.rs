@@ -73,7 +73,7 @@ pub struct AccessAlarm {
 
 /// Where access alarms go. Raised inside the transaction that stores the access record, so an
 /// alarm exists exactly when its record does; the events returned are published after commit.
-/// The IoT alarms module implements this to turn access alarms into alarms with a lifecycle;
+/// The IoT module (`iot`) can implement this to turn access alarms into alarms with a lifecycle;
 /// [`BuiltinAlarmSink`] works on its own.
 pub trait AccessAlarmSink: Send + Sync {
     fn raise<'a>(

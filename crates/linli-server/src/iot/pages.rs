@@ -17,7 +17,7 @@ pub fn pages() -> Pages {
 }
 
 #[derive(Template)]
-#[template(path = "sos_sent.html")]
+#[template(path = "iot_sos_sent.html")]
 struct SentTpl {
     page: Page,
     message: String,

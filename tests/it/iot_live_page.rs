@@ -75,7 +75,7 @@ async fn acked(app: &TestApp, id: &str) -> i64 {
 }
 
 #[tokio::test]
-async fn safety_live_page_lists_alarms_marks_buildings_and_acknowledges_with_csrf() {
+async fn live_page_lists_alarms_marks_buildings_and_acknowledges_with_csrf() {
     let (app, _iot) = iot_app().await;
     let committee = app.login("committee").await;
     let other = app.login("committee3").await;
