@@ -24,6 +24,7 @@ use crate::web::{Page, WebResult, WebUser, check_csrf, or_page, render, urlencod
 pub fn pages() -> Pages {
     Pages::new()
         .get("/staff/safety", live)
+        .get("/staff/alarms/{id}", open_alarm)
         .post("/staff/safety/alarms/{id}/ack", ack)
         .post("/staff/safety/alarms/{id}/clear", clear)
 }
@@ -88,6 +89,20 @@ struct LiveTpl {
 struct LiveQuery {
     community: Option<String>,
     done: Option<String>,
+}
+
+/// The link alarm notices and e-mails carry (`/staff/alarms/{id}`): the live view of the
+/// community the alarm is in (a 404 page for an alarm outside the caller's area).
+async fn open_alarm(State(s): State<AppState>, user: WebUser, Path(id): Path<String>) -> WebResult {
+    let page = &user.page;
+    let g = grant(page, &user.principal, Action::AlarmRead)?;
+    let alarm = or_page(page, s.store.alarm(&g, &id).await)?.alarm;
+    let communities = or_page(page, s.store.places(&g, None, Some("community")).await)?;
+    let to = match communities.iter().find(|c| alarm.path.starts_with(&c.path)) {
+        Some(c) => format!("/staff/safety?community={}", urlencode(&c.id)),
+        None => "/staff/safety".to_string(),
+    };
+    Ok(Redirect::to(&to).into_response())
 }
 
 fn sev_label(page: &Page, s: Severity) -> String {

@@ -44,6 +44,7 @@ pub fn pages() -> Pages {
             upload_photo,
             MAX_PHOTO_BYTES + 64 * 1024,
         )
+        .get("/reports/{id}", open_report)
         .get("/staff/reports", staff_queue)
         .get("/staff/reports/stats", stats)
         .get("/staff/reports/{id}", staff_report)
@@ -1149,6 +1150,18 @@ fn status_actions(status: &str) -> Vec<&'static str> {
         "closed" => vec!["reopen", "moderate"],
         _ => vec![],
     }
+}
+
+/// The link notices and e-mails carry (`/reports/{id}`, one link for every recipient): staff who
+/// read reports open the staff page, everyone else (the reporter) their own report page. Each
+/// page checks access as usual.
+async fn open_report(user: WebUser, Path(id): Path<String>) -> WebResult {
+    let to = if user.page.staff && user.principal.can(Action::ReportRead) {
+        format!("/staff/reports/{}", crate::web::urlencode(&id))
+    } else {
+        format!("/me/reports/{}", crate::web::urlencode(&id))
+    };
+    Ok(Redirect::to(&to).into_response())
 }
 
 async fn staff_report(
