@@ -70,3 +70,7 @@ web-safety-kind-manhole = Manhole cover
 web-safety-kind-water_leak = Water leak
 web-safety-kind-sos_button = SOS button
 web-safety-kind-thermometer = Thermometer
+web-safety-kind-gate_face = Face gate
+web-safety-kind-vehicle_camera = Vehicle camera
+web-safety-kind-water_meter = Water meter
+web-safety-kind-power_meter = Power meter

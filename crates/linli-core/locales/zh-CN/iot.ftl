@@ -70,3 +70,7 @@ web-safety-kind-manhole = 井盖
 web-safety-kind-water_leak = 水浸
 web-safety-kind-sos_button = 呼叫按钮
 web-safety-kind-thermometer = 温度计
+web-safety-kind-gate_face = 人脸门禁
+web-safety-kind-vehicle_camera = 车辆识别摄像机
+web-safety-kind-water_meter = 水表
+web-safety-kind-power_meter = 电表
