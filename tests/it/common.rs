@@ -635,35 +635,37 @@ impl Doc {
             .unwrap_or_default()
     }
 
-    /// The `<head>` holds only what belongs there, and the title is plain text: no form, input
-    /// or link (a template block put in the wrong place ends up in `<title>` as text, or pushes
-    /// the parser out of `<head>`).
-    #[track_caller]
-    pub fn assert_head_clean(&self) {
+    /// What is wrong with `<head>`: it must hold only what belongs there, and the title must be
+    /// plain text — no form, input or link (a template block put in the wrong place ends up in
+    /// `<title>` as text, or pushes the parser out of `<head>`).
+    pub fn head_problems(&self) -> Vec<String> {
+        let mut bad = Vec::new();
         let title = self.title();
-        assert!(
-            !title.contains('<') && !title.contains('>'),
-            "markup inside <title>: {title:?}"
-        );
-        assert_eq!(
-            self.count("title"),
-            self.count("svg title") + 1,
-            "one <title>"
-        );
+        if title.contains('<') || title.contains('>') {
+            bad.push(format!("markup inside <title>: {title:?}"));
+        }
+        if self.count("head > title") != 1 {
+            bad.push(format!("{} <title> in <head>", self.count("head > title")));
+        }
         for e in self.select("head > *") {
             let name = e.value().name();
-            assert!(
-                matches!(
-                    name,
-                    "meta" | "title" | "link" | "script" | "style" | "base" | "noscript"
-                ),
-                "<{name}> inside <head>"
-            );
+            if !matches!(
+                name,
+                "meta" | "title" | "link" | "script" | "style" | "base" | "noscript"
+            ) {
+                bad.push(format!("<{name}> inside <head>"));
+            }
         }
-        assert!(
-            !self.has("head form, head input, head a, head button, title *"),
-            "form, input or link inside <head>"
-        );
+        if self.has("head form, head input, head a, head button, title *") {
+            bad.push("form, input or link inside <head>".into());
+        }
+        bad
+    }
+
+    #[track_caller]
+    pub fn assert_head_clean(&self) {
+        let bad = self.head_problems();
+        assert!(bad.is_empty(), "{}", bad.join("; "));
     }
 
     /// The value of a hidden input named `name` inside the first element matching `form`.

@@ -6,6 +6,7 @@ mod common;
 
 mod access;
 mod accounts;
+mod all_pages;
 mod attacks;
 mod audit;
 mod authz;
