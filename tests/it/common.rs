@@ -678,18 +678,24 @@ impl Doc {
     }
 
     /// The error shown beside the field with id `field`: the field is `aria-invalid` and its
-    /// `aria-describedby` names an element holding the message.
+    /// `aria-describedby` names the element holding the message (the `.field-error` one when it
+    /// names a hint too).
     pub fn field_error(&self, field: &str) -> Option<String> {
         let f = self.select(&format!("[id='{field}']")).into_iter().next()?;
         if f.attr("aria-invalid") != Some("true") {
             return None;
         }
-        let described = f.attr("aria-describedby")?;
-        let msg = self
-            .select(&format!("[id='{described}']"))
-            .into_iter()
-            .next()?;
-        Some(visible_text(msg))
+        // `aria-describedby` may name a hint and the error: the error is the `.field-error`.
+        let named: Vec<ElementRef<'_>> = f
+            .attr("aria-describedby")?
+            .split_whitespace()
+            .filter_map(|id| self.select(&format!("[id='{id}']")).into_iter().next())
+            .collect();
+        let msg = named
+            .iter()
+            .find(|e| e.value().classes().any(|c| c == "field-error"))
+            .or(named.first())?;
+        Some(visible_text(*msg))
     }
 
     /// What a browser submits from the first form matching `form`: its named inputs (checked
