@@ -616,12 +616,6 @@ impl Doc {
         );
     }
 
-    /// The visible text of `<main>` (the page's own content, without header and navigation).
-    #[track_caller]
-    pub fn main_text(&self) -> String {
-        self.text("main")
-    }
-
     /// The visible text of the whole body.
     pub fn body_text(&self) -> String {
         self.text("body")
