@@ -14,7 +14,7 @@ use serde_json::json;
 
 use linli_server::modules::ALL;
 
-use crate::common::{Doc, ElementRef, TestApp};
+use crate::common::{Doc, ElementRef, TestApp, submit};
 
 /// The demo logins of the README's table.
 const LOGINS: &[&str] = &[
@@ -423,6 +423,32 @@ async fn every_page_of_every_demo_account_is_well_formed_labelled_and_chinese() 
                 *n += 1;
                 queue.push_back((next, depth + 1, uri.clone()));
             }
+        }
+    }
+    // The pages a resident's home forms answer with (SOS, check-in) are pages too.
+    let cookie = sign_in(&app, "resident").await;
+    let resident = crate::common::Session {
+        cookie: cookie.clone(),
+        csrf: String::new(),
+        user: serde_json::Value::Null,
+    };
+    for action in ["/me/checkin", "/me/sos"] {
+        let home = app
+            .call("GET", "/me", None, None, &[("cookie", &cookie)])
+            .await
+            .doc();
+        let r = submit(
+            &app,
+            &resident,
+            &home,
+            &format!("main form[action='{action}']"),
+            &[],
+        )
+        .await;
+        assert_eq!(r.status, 200, "{action}: {}", r.text());
+        opened += 1;
+        for f in check(&r.doc(), true) {
+            findings.push(format!("resident POST {action}: {f}"));
         }
     }
     eprintln!(
