@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::common::{Resp, Session, TestApp, form};
+use crate::common::{Resp, Session, TestApp, form, submit};
 
 /// A demo district with gates and gate-terminal tokens in two communities.
 struct Setup {
@@ -1155,10 +1155,48 @@ async fn post_form(app: &TestApp, s: &Session, uri: &str, fields: &[(&str, &str)
     .await
 }
 
-fn hidden(html: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html.find(&marker).expect("hidden input") + marker.len();
-    html[start..].split('"').next().unwrap().to_string()
+/// The residents' forms on `/me/passes`.
+const PASS_FORM: &str = "form[action='/me/passes']";
+const VEHICLE_FORM: &str = "form[action='/me/vehicles']";
+
+/// Issue #12: the vehicle form sat in the page's `title` block, so browsers showed it as the
+/// tab's text (CSRF token included, into the history) and residents could not register a car.
+/// The page as a browser parses it, then a car registered through that very form.
+#[tokio::test]
+async fn residents_register_a_car_through_the_form_on_their_passes_page() {
+    let app = TestApp::demo().await;
+    let r = app.login("resident").await;
+    let page = app.get(&r, "/me/passes").await;
+    assert_eq!(page.status.as_u16(), 200);
+    let doc = page.doc();
+    doc.assert_head_clean();
+    assert_eq!(doc.title(), "访客通行证 · 邻里");
+    assert!(
+        !doc.title().contains(&r.csrf),
+        "the CSRF token is in the title"
+    );
+    doc.assert_inside(VEHICLE_FORM, "main");
+    let plate = format!("{VEHICLE_FORM} input[name=plate]");
+    assert_eq!(doc.attr(&plate, "id"), "vplate");
+    doc.one(&format!("main {VEHICLE_FORM} label[for=vplate]"));
+    doc.one(&format!("main {VEHICLE_FORM} button[type=submit]"));
+    assert_eq!(doc.hidden(VEHICLE_FORM, "_csrf"), r.csrf);
+    assert_eq!(doc.texts("main h2").last().unwrap(), "我家的车辆");
+
+    let done = submit(&app, &r, &doc, VEHICLE_FORM, &[("plate", "鄂A12345")]).await;
+    assert_eq!(done.status.as_u16(), 303, "{}", done.text());
+    let back = done.headers["location"].to_str().unwrap().to_string();
+    assert_eq!(back, "/me/passes?done=vehicle");
+    let doc = app.get(&r, &back).await.doc();
+    assert!(doc.inside("[role=status]", "main"));
+    assert_eq!(
+        doc.texts("main form[action$='/remove'] strong"),
+        ["鄂A12345"]
+    );
+    let cars = app.get(&r, "/api/v1/access/vehicles").await.ok();
+    assert_eq!(cars.as_array().unwrap().len(), 1, "{cars}");
+    assert_eq!(cars[0]["plate"], "鄂A12345");
+    app.close().await;
 }
 
 #[tokio::test]
@@ -1168,9 +1206,9 @@ async fn resident_and_staff_pages() {
     let r = &t.resident;
     let page = app.get(r, "/me/passes").await;
     assert_eq!(page.status.as_u16(), 200);
-    let html = page.text();
-    assert!(html.contains("访客通行证"));
-    let once = hidden(&html, "_once");
+    let doc = page.doc();
+    assert_eq!(doc.text("main h1"), "访客通行证");
+    let once = doc.hidden(PASS_FORM, "_once");
     // Without the CSRF token: refused, nothing created.
     let no_csrf = app
         .call(
@@ -1204,10 +1242,16 @@ async fn resident_and_staff_pages() {
     )
     .await;
     assert_eq!(bad.status.as_u16(), 400);
-    let html = bad.text();
-    assert!(html.contains("id=\"phone-error\""));
-    assert!(html.contains("value=\"赵&") && !html.contains("赵<b>"));
-    let once = hidden(&html, "_once");
+    let doc = bad.doc();
+    assert!(doc.field_error("phone").is_some(), "{}", doc.main_html());
+    doc.assert_inside("[id='phone-error']", PASS_FORM);
+    // The typed name is kept as the field's value, as text: no element made of it.
+    assert_eq!(
+        doc.attr(&format!("{PASS_FORM} input[name=visitor_name]"), "value"),
+        "赵<b>客"
+    );
+    assert!(!doc.has("main b"));
+    let once = doc.hidden(PASS_FORM, "_once");
     let fields = [
         ("_csrf", r.csrf.as_str()),
         ("_once", once.as_str()),
@@ -1233,7 +1277,16 @@ async fn resident_and_staff_pages() {
     );
     let pass_page = app.get(r, &loc).await;
     assert_eq!(pass_page.status.as_u16(), 200);
-    assert!(pass_page.text().contains("/qr.svg"));
+    let doc = pass_page.doc();
+    let qr = doc.attr("main img.qr", "src");
+    assert!(
+        qr.starts_with("/api/v1/access/passes/") && qr.ends_with("/qr.svg"),
+        "{qr}"
+    );
+    assert!(
+        doc.has("main img.qr[alt]"),
+        "the QR code has a text alternative"
+    );
     // Another user's pass page is a 404 page.
     app.get(&t.committee3, &loc).await.expect(404);
     let rv = post_form(app, r, &format!("{loc}/revoke"), &[("_csrf", &r.csrf)]).await;
@@ -1252,7 +1305,14 @@ async fn resident_and_staff_pages() {
     )
     .await;
     assert_eq!(bad.status.as_u16(), 400);
-    assert!(bad.text().contains("vplate-error"));
+    let doc = bad.doc();
+    assert!(doc.field_error("vplate").is_some(), "{}", doc.main_html());
+    doc.assert_inside("[id='vplate-error']", VEHICLE_FORM);
+    assert_eq!(
+        doc.attr(&format!("{VEHICLE_FORM} input[name=plate]"), "value"),
+        "??",
+        "the typed plate is kept"
+    );
     let ok = post_form(
         app,
         r,
@@ -1261,7 +1321,13 @@ async fn resident_and_staff_pages() {
     )
     .await;
     assert_eq!(ok.status.as_u16(), 303);
-    assert!(app.get(r, "/me/passes").await.text().contains("沪E55555"));
+    assert_eq!(
+        app.get(r, "/me/passes")
+            .await
+            .doc()
+            .texts("main form[action$='/remove'] strong"),
+        ["沪E55555"]
+    );
     let cars = app.get(r, "/api/v1/access/vehicles").await.ok();
     let car = cars[0]["id"].as_str().unwrap().to_string();
     let rm = post_form(
@@ -1285,10 +1351,25 @@ async fn resident_and_staff_pages() {
     .expect(201);
     let staff = app.get(&t.committee, "/staff/access").await;
     assert_eq!(staff.status.as_u16(), 200);
-    let html = staff.text();
-    assert!(html.contains("<svg") && html.contains("东门人脸") && html.contains("39.0"));
-    assert!(!html.contains("新村北门"));
-    assert!(!html.contains("add-blacklist"), "no DeviceAdmin, no form");
+    let doc = staff.doc();
+    // One chart per gate of the area, each an SVG with its bars.
+    let charts = doc.texts("main figure figcaption strong");
+    assert!(charts.iter().any(|c| c == "东门人脸"), "{charts:?}");
+    assert!(doc.inside("figure svg[role=img] rect", "main"));
+    assert!(
+        doc.texts("main table td")
+            .iter()
+            .any(|t| t.contains("39.0")),
+        "the fever reading is listed"
+    );
+    assert!(
+        !doc.body_text().contains("新村北门"),
+        "another community's gate"
+    );
+    assert!(
+        !doc.has("#add-blacklist") && !doc.has("form[action='/staff/access/blacklist']"),
+        "no DeviceAdmin, no form"
+    );
     let en = app
         .call(
             "GET",
@@ -1298,7 +1379,13 @@ async fn resident_and_staff_pages() {
             &[("accept-language", "en")],
         )
         .await;
-    assert!(en.text().contains("Entries per gate per hour"));
+    let headings = en.doc().texts("main h2");
+    assert!(
+        headings
+            .iter()
+            .any(|h| h.starts_with("Entries per gate per hour")),
+        "{headings:?}"
+    );
     app.get(r, "/staff/access").await.expect(403);
     let p = &t.property;
     let bad = post_form(
@@ -1314,7 +1401,12 @@ async fn resident_and_staff_pages() {
     )
     .await;
     assert_eq!(bad.status.as_u16(), 400);
-    assert!(bad.text().contains("bl-plate-error"));
+    let doc = bad.doc();
+    assert!(doc.field_error("bl-plate").is_some(), "{}", doc.main_html());
+    doc.assert_inside(
+        "[id='bl-plate-error']",
+        "form[action='/staff/access/blacklist']",
+    );
     let ok = post_form(
         app,
         p,
@@ -1328,12 +1420,14 @@ async fn resident_and_staff_pages() {
     )
     .await;
     assert_eq!(ok.status.as_u16(), 303);
-    assert!(
-        app.get(p, "/staff/access")
-            .await
-            .text()
-            .contains("京C12345")
-    );
+    let doc = app.get(p, "/staff/access").await.doc();
+    let listed = doc
+        .select("main tr")
+        .into_iter()
+        .find(|tr| crate::common::visible_text(*tr).starts_with("京C12345"))
+        .expect("the plate is on the blacklist table");
+    assert!(crate::common::Doc::within(listed, "main table"));
+    assert!(crate::common::visible_text(listed).contains("欠费"));
     // Gates from the same page: a name is required; a new gate can be taken out of service.
     let bad = post_form(
         app,
@@ -1348,7 +1442,16 @@ async fn resident_and_staff_pages() {
     )
     .await;
     assert_eq!(bad.status.as_u16(), 400);
-    assert!(bad.text().contains("gate-name-error"));
+    let doc = bad.doc();
+    assert!(
+        doc.field_error("gate-name").is_some(),
+        "{}",
+        doc.main_html()
+    );
+    doc.assert_inside(
+        "[id='gate-name-error']",
+        "form[action='/staff/access/gates']",
+    );
     let ok = post_form(
         app,
         p,

@@ -5,23 +5,20 @@
 
 use serde_json::Value;
 
-use crate::common::{Session, TestApp, post_form};
+use crate::common::{Doc, Session, TestApp, post_form};
 
-/// The value of a form control in a page (`name="…" value="…"`), or the selected option.
-fn field(html: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    if let Some(start) = html.find(&marker) {
-        return html[start + marker.len()..]
-            .split('"')
-            .next()
-            .unwrap()
-            .to_string();
-    }
-    let select = html.find(&format!("name=\"{name}\"")).expect("the control");
-    let rest = &html[select..];
-    let selected = rest.find(" selected>").expect("a selected option");
-    let opt = rest[..selected].rfind("value=\"").unwrap() + 7;
-    rest[opt..].split('"').next().unwrap().to_string()
+const ROUTING_FORM: &str = "main form#routing-form[action='/admin/routing']";
+const CALENDAR_FORM: &str = "main form#calendar-form[action='/admin/calendar']";
+
+/// The value a form control of `form` sends (an input's value, the selected option, a
+/// textarea's text).
+#[track_caller]
+fn field(doc: &Doc, form: &str, name: &str) -> String {
+    doc.form_values(form, &[])
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("no control {name} in {form}"))
+        .1
 }
 
 async fn audit_count(app: &TestApp, action: &str) -> i64 {
@@ -41,8 +38,15 @@ async fn administrators_edit_the_catalogue_as_new_versions() {
 
     let list = app.get(&district, "/admin/routing").await;
     assert_eq!(list.status, 200);
-    let html = list.text();
-    assert!(html.contains("id=\"routing-rules\"") && html.contains("江城物业"));
+    let doc = list.doc();
+    doc.assert_inside("table#routing-rules", "main");
+    assert!(
+        doc.texts("main table#routing-rules tbody td")
+            .iter()
+            .any(|t| t.contains("江城物业")),
+        "{}",
+        doc.main_html()
+    );
     // The elevator rule of the property company, in clock hours.
     let rules: Value = app.get(&district, "/api/v1/routing-rules").await.ok();
     let rule = rules
@@ -53,16 +57,18 @@ async fn administrators_edit_the_catalogue_as_new_versions() {
         .unwrap()
         .clone();
     let key = rule["rule_key"].as_str().unwrap().to_string();
-    assert!(html.contains(&format!("/admin/routing/{key}")));
+    doc.one(&format!(
+        "main table#routing-rules tr[data-rule='{key}'] a[href='/admin/routing/{key}']"
+    ));
 
     // The edit form holds the current version; saving makes version 2, audited.
     let page = app
         .get(&district, &format!("/admin/routing/{key}"))
         .await
-        .text();
-    assert_eq!(field(&page, "rule_key"), key);
-    assert_eq!(field(&page, "deadline_unit"), "hours");
-    let csrf = field(&page, "_csrf");
+        .doc();
+    assert_eq!(field(&page, ROUTING_FORM, "rule_key"), key);
+    assert_eq!(field(&page, ROUTING_FORM, "deadline_unit"), "hours");
+    let csrf = page.hidden(ROUTING_FORM, "_csrf");
     let before = audit_count(&app, "routing_rule.put").await;
     let mut fields: Vec<(&str, String)> = [
         "rule_key",
@@ -77,7 +83,7 @@ async fn administrators_edit_the_catalogue_as_new_versions() {
         "visit_sample_percent",
     ]
     .iter()
-    .map(|n| (*n, field(&page, n)))
+    .map(|n| (*n, field(&page, ROUTING_FORM, n)))
     .collect();
     fields.push(("_csrf", csrf.clone()));
     fields.push(("resolve_by", "12".into()));
@@ -111,8 +117,16 @@ async fn administrators_edit_the_catalogue_as_new_versions() {
     let page = app
         .get(&district, &format!("/admin/routing/{key}"))
         .await
-        .text();
-    assert!(page.contains("id=\"routing-history\"") && page.contains("v1") && page.contains("v2"));
+        .doc();
+    let versions: Vec<String> = page
+        .texts("main table#routing-history tbody tr td:first-child")
+        .into_iter()
+        .map(|v| v.split(' ').next().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        versions.contains(&"v1".to_string()) && versions.contains(&"v2".to_string()),
+        "{versions:?}"
+    );
 
     // Bad input: a deadline that is not a number, deadlines out of order — the form comes back
     // with the reason, and nothing is written.
@@ -121,7 +135,7 @@ async fn administrators_edit_the_catalogue_as_new_versions() {
     bad.push(("resolve_by", "十二".into()));
     let r = send(bad).await;
     assert_eq!(r.status, 400);
-    assert!(r.text().contains("id=\"routing-error\""));
+    assert!(!r.doc().text("main #routing-error[role=alert]").is_empty());
     let mut bad = fields.clone();
     bad.retain(|(k, _)| *k != "resolve_by" && *k != "sign_by");
     bad.push(("sign_by", "30".into()));
@@ -133,9 +147,10 @@ async fn administrators_edit_the_catalogue_as_new_versions() {
     assert_eq!(audit_count(&app, "routing_rule.put").await, before + 1);
 
     // A dispatcher reads the catalogue, without edit links, and cannot post to it.
-    let html = app.get(&committee, "/admin/routing").await.text();
-    assert!(html.contains("id=\"routing-rules\""));
-    assert!(!html.contains("id=\"routing-new\""));
+    let doc = app.get(&committee, "/admin/routing").await.doc();
+    doc.assert_inside("table#routing-rules", "main");
+    assert!(!doc.has("#routing-new"));
+    assert!(!doc.has("main a[href^='/admin/routing/']"), "no edit links");
     let v: Vec<(&str, &str)> = vec![("_csrf", committee.csrf.as_str()), ("category", "inquiry")];
     assert_eq!(
         post_form(&app, &committee, "/admin/routing", &v)
@@ -155,15 +170,18 @@ async fn a_year_of_the_calendar_is_entered_as_the_notice_reads() {
     let district: Session = app.login("district").await;
     let page = app.get(&district, "/admin/calendar").await;
     assert_eq!(page.status, 200);
-    let html = page.text();
-    assert!(html.contains("data-year=\"2026\""), "the built-in year");
+    let doc = page.doc();
+    assert!(
+        doc.has("main table#calendar-years tr[data-year='2026']"),
+        "the built-in year"
+    );
     // The banner follows the API's warning (a missing current or next year).
     let info: Value = app.get(&district, "/api/v1/work-calendar").await.ok();
     assert_eq!(
-        html.contains("id=\"calendar-missing\""),
+        doc.has("main #calendar-missing[role=alert]"),
         info["warning"].is_string()
     );
-    let csrf = field(&html, "_csrf");
+    let csrf = doc.hidden(CALENDAR_FORM, "_csrf");
     let before = audit_count(&app, "calendar.put_year").await;
     let post = |holidays: &'static str, workdays: &'static str| {
         let (app, district, csrf) = (&app, &district, csrf.clone());
@@ -186,10 +204,13 @@ async fn a_year_of_the_calendar_is_entered_as_the_notice_reads() {
     // Not a date of the year; a weekday as a make-up working day; a day both off and worked.
     let r = post("01-01\n02-30", "").await;
     assert_eq!(r.status, 400);
-    assert!(r.text().contains("02-30"), "the entry is named");
+    assert!(
+        r.doc().text("main #calendar-error").contains("02-30"),
+        "the entry is named"
+    );
     let r = post("01-01", "2030-01-07").await;
     assert_eq!(r.status, 400);
-    assert!(r.text().contains("2030-01-07"));
+    assert!(r.doc().text("main #calendar-error").contains("2030-01-07"));
     let r = post("01-05", "01-05").await;
     assert_eq!(r.status, 400);
     assert_eq!(audit_count(&app, "calendar.put_year").await, before);
@@ -210,16 +231,22 @@ async fn a_year_of_the_calendar_is_entered_as_the_notice_reads() {
         year["workdays"],
         serde_json::json!(["2030-01-05", "2030-02-09"])
     );
-    let html = app.get(&district, "/admin/calendar").await.text();
-    assert!(html.contains("data-year=\"2030\""));
+    let doc = app.get(&district, "/admin/calendar").await.doc();
+    assert!(doc.has("main table#calendar-years tr[data-year='2030']"));
     // Correcting a year starts from what is stored.
-    let html = app.get(&district, "/admin/calendar?year=2030").await.text();
-    assert!(html.contains("2030-02-05") && html.contains("测试：2030年节假日安排"));
+    let doc = app.get(&district, "/admin/calendar?year=2030").await.doc();
+    assert_eq!(field(&doc, CALENDAR_FORM, "year"), "2030");
+    assert!(field(&doc, CALENDAR_FORM, "holidays").contains("2030-02-05"));
+    assert_eq!(
+        field(&doc, CALENDAR_FORM, "source"),
+        "测试：2030年节假日安排"
+    );
 
     // Staff who may only read see the years but no form.
     let committee = app.login("committee").await;
-    let html = app.get(&committee, "/admin/calendar").await.text();
-    assert!(html.contains("data-year=\"2030\"") && !html.contains("id=\"calendar-form\""));
+    let doc = app.get(&committee, "/admin/calendar").await.doc();
+    assert!(doc.has("main table#calendar-years tr[data-year='2030']"));
+    assert!(!doc.has("#calendar-form") && !doc.has("form[action='/admin/calendar']"));
     let r = post_form(
         &app,
         &committee,

@@ -491,3 +491,342 @@ impl TestApp {
         (hh, room)
     }
 }
+
+// ---- HTML pages, parsed ----
+
+/// A page parsed as a browser parses it (html5ever, through `scraper`) and queried with CSS
+/// selectors: page tests assert structure and placement ("the vehicle form is inside `<main>`"),
+/// not substrings of the markup. Selector helpers panic with the selector and the page's `<main>`
+/// when what they need is missing.
+pub struct Doc {
+    pub html: scraper::Html,
+}
+
+pub use scraper::ElementRef;
+
+/// A CSS selector (panics on a typo in the test).
+pub fn selector(css: &str) -> scraper::Selector {
+    scraper::Selector::parse(css).unwrap_or_else(|e| panic!("bad selector {css:?}: {e:?}"))
+}
+
+/// Elements whose text flows with their neighbours' (no word break around them).
+const INLINE: &[&str] = &[
+    "a", "abbr", "b", "bdi", "bdo", "cite", "code", "data", "dfn", "em", "i", "kbd", "label",
+    "mark", "q", "s", "samp", "small", "span", "strong", "sub", "sup", "time", "u", "var",
+];
+
+/// The text a reader sees in an element: no `<script>`, `<style>`, `<template>` or `hidden`
+/// elements; block boundaries count as spaces; runs of whitespace collapsed.
+pub fn visible_text(el: ElementRef<'_>) -> String {
+    fn walk(el: ElementRef<'_>, out: &mut String) {
+        for child in el.children() {
+            if let Some(t) = child.value().as_text() {
+                out.push_str(t);
+            } else if let Some(e) = ElementRef::wrap(child) {
+                let name = e.value().name();
+                if matches!(name, "script" | "style" | "template") || e.attr("hidden").is_some() {
+                    continue;
+                }
+                let block = !INLINE.contains(&name);
+                if block {
+                    out.push(' ');
+                }
+                walk(e, out);
+                if block {
+                    out.push(' ');
+                }
+            }
+        }
+    }
+    let mut out = String::new();
+    walk(el, &mut out);
+    squash(&out)
+}
+
+/// Whitespace runs collapsed to one space, trimmed.
+pub fn squash(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+impl Resp {
+    /// The body parsed as an HTML page.
+    pub fn doc(&self) -> Doc {
+        Doc::parse(&self.text())
+    }
+}
+
+impl Doc {
+    pub fn parse(source: &str) -> Doc {
+        Doc {
+            html: scraper::Html::parse_document(source),
+        }
+    }
+
+    /// What the parser had to repair (unclosed or misnested elements, stray end tags …).
+    pub fn parse_errors(&self) -> Vec<String> {
+        self.html.errors.iter().map(|e| e.to_string()).collect()
+    }
+
+    /// Every element matching `css`, in document order.
+    pub fn select(&self, css: &str) -> Vec<ElementRef<'_>> {
+        self.html.select(&selector(css)).collect()
+    }
+
+    pub fn has(&self, css: &str) -> bool {
+        self.html.select(&selector(css)).next().is_some()
+    }
+
+    pub fn count(&self, css: &str) -> usize {
+        self.html.select(&selector(css)).count()
+    }
+
+    /// The first element matching `css`.
+    #[track_caller]
+    pub fn first(&self, css: &str) -> ElementRef<'_> {
+        self.html
+            .select(&selector(css))
+            .next()
+            .unwrap_or_else(|| panic!("nothing matches {css:?} in {}", self.main_html()))
+    }
+
+    /// The one element matching `css` (panics on none or several).
+    #[track_caller]
+    pub fn one(&self, css: &str) -> ElementRef<'_> {
+        let all = self.select(css);
+        assert_eq!(
+            all.len(),
+            1,
+            "{css:?} should match once, matches {} in {}",
+            all.len(),
+            self.main_html()
+        );
+        all[0]
+    }
+
+    /// The visible text of the first element matching `css`.
+    #[track_caller]
+    pub fn text(&self, css: &str) -> String {
+        visible_text(self.first(css))
+    }
+
+    /// The visible text of every element matching `css`.
+    pub fn texts(&self, css: &str) -> Vec<String> {
+        self.select(css).into_iter().map(visible_text).collect()
+    }
+
+    /// The visible text of the element with this id.
+    #[track_caller]
+    pub fn text_by_id(&self, id: &str) -> String {
+        self.text(&format!("[id='{id}']"))
+    }
+
+    /// An attribute of the first element matching `css` (panics when absent).
+    #[track_caller]
+    pub fn attr(&self, css: &str, name: &str) -> String {
+        self.first(css)
+            .attr(name)
+            .unwrap_or_else(|| panic!("{css:?} has no attribute {name}"))
+            .to_string()
+    }
+
+    /// An attribute of every element matching `css` that has it.
+    pub fn attrs(&self, css: &str, name: &str) -> Vec<String> {
+        self.select(css)
+            .into_iter()
+            .filter_map(|e| e.attr(name).map(str::to_string))
+            .collect()
+    }
+
+    /// Whether `el` has an ancestor matching `container`.
+    pub fn within(el: ElementRef<'_>, container: &str) -> bool {
+        let c = selector(container);
+        el.ancestors()
+            .filter_map(ElementRef::wrap)
+            .any(|a| c.matches(&a))
+    }
+
+    /// At least one element matches `css`, and every one of them is inside an element matching
+    /// `container`.
+    pub fn inside(&self, css: &str, container: &str) -> bool {
+        let all = self.select(css);
+        !all.is_empty() && all.into_iter().all(|e| Self::within(e, container))
+    }
+
+    #[track_caller]
+    pub fn assert_inside(&self, css: &str, container: &str) {
+        assert!(
+            self.has(css),
+            "nothing matches {css:?} in {}",
+            self.main_html()
+        );
+        assert!(
+            self.inside(css, container),
+            "{css:?} is not (all) inside {container:?}"
+        );
+    }
+
+    /// The visible text of the whole body.
+    pub fn body_text(&self) -> String {
+        self.text("body")
+    }
+
+    /// The document's title, as the browser shows it in the tab and the history.
+    pub fn title(&self) -> String {
+        self.select("head > title")
+            .first()
+            .map(|t| squash(&t.text().collect::<String>()))
+            .unwrap_or_default()
+    }
+
+    /// What is wrong with `<head>`: it must hold only what belongs there, and the title must be
+    /// plain text — no form, input or link (a template block put in the wrong place ends up in
+    /// `<title>` as text, or pushes the parser out of `<head>`).
+    pub fn head_problems(&self) -> Vec<String> {
+        let mut bad = Vec::new();
+        let title = self.title();
+        if title.contains('<') || title.contains('>') {
+            bad.push(format!("markup inside <title>: {title:?}"));
+        }
+        if self.count("head > title") != 1 {
+            bad.push(format!("{} <title> in <head>", self.count("head > title")));
+        }
+        for e in self.select("head > *") {
+            let name = e.value().name();
+            if !matches!(
+                name,
+                "meta" | "title" | "link" | "script" | "style" | "base" | "noscript"
+            ) {
+                bad.push(format!("<{name}> inside <head>"));
+            }
+        }
+        if self.has("head form, head input, head a, head button, title *") {
+            bad.push("form, input or link inside <head>".into());
+        }
+        bad
+    }
+
+    #[track_caller]
+    pub fn assert_head_clean(&self) {
+        let bad = self.head_problems();
+        assert!(bad.is_empty(), "{}", bad.join("; "));
+    }
+
+    /// The value of a hidden input named `name` inside the first element matching `form`.
+    #[track_caller]
+    pub fn hidden(&self, form: &str, name: &str) -> String {
+        self.attr(
+            &format!("{form} input[type=hidden][name='{name}']"),
+            "value",
+        )
+    }
+
+    /// The error shown beside the field with id `field`: the field is `aria-invalid` and its
+    /// `aria-describedby` names the element holding the message (the `.field-error` one when it
+    /// names a hint too).
+    pub fn field_error(&self, field: &str) -> Option<String> {
+        let f = self.select(&format!("[id='{field}']")).into_iter().next()?;
+        if f.attr("aria-invalid") != Some("true") {
+            return None;
+        }
+        // `aria-describedby` may name a hint and the error: the error is the `.field-error`.
+        let named: Vec<ElementRef<'_>> = f
+            .attr("aria-describedby")?
+            .split_whitespace()
+            .filter_map(|id| self.select(&format!("[id='{id}']")).into_iter().next())
+            .collect();
+        let msg = named
+            .iter()
+            .find(|e| e.value().classes().any(|c| c == "field-error"))
+            .or(named.first())?;
+        Some(visible_text(*msg))
+    }
+
+    /// What a browser submits from the first form matching `form`: its named inputs (checked
+    /// boxes only), selected options and textareas, in order, with `set` replacing or adding
+    /// values (what the user types).
+    #[track_caller]
+    pub fn form_values(&self, form: &str, set: &[(&str, &str)]) -> Vec<(String, String)> {
+        let f = self.first(form);
+        let mut out: Vec<(String, String)> = Vec::new();
+        for e in f.select(&selector("input[name], select[name], textarea[name]")) {
+            let name = e.attr("name").unwrap_or_default().to_string();
+            let v = match e.value().name() {
+                "input" => {
+                    let kind = e.attr("type").unwrap_or("text");
+                    if matches!(kind, "checkbox" | "radio") && e.attr("checked").is_none() {
+                        continue;
+                    }
+                    if matches!(kind, "submit" | "button" | "image" | "reset" | "file") {
+                        continue;
+                    }
+                    e.attr("value")
+                        .unwrap_or(if kind == "checkbox" { "on" } else { "" })
+                        .to_string()
+                }
+                "select" => {
+                    let options: Vec<_> = e.select(&selector("option")).collect();
+                    options
+                        .iter()
+                        .find(|o| o.attr("selected").is_some())
+                        .or(options.first())
+                        .map(|o| {
+                            o.attr("value")
+                                .map(str::to_string)
+                                .unwrap_or_else(|| visible_text(*o))
+                        })
+                        .unwrap_or_default()
+                }
+                _ => e.text().collect(),
+            };
+            out.push((name, v));
+        }
+        for (k, v) in set {
+            match out.iter_mut().find(|(n, _)| n == k) {
+                Some(slot) => slot.1 = v.to_string(),
+                None => out.push((k.to_string(), v.to_string())),
+            }
+        }
+        out
+    }
+
+    /// `<main>` as markup, for failure messages.
+    pub fn main_html(&self) -> String {
+        self.select("main")
+            .first()
+            .map(|m| m.html())
+            .unwrap_or_else(|| self.html.html())
+    }
+}
+
+/// Submit the first form matching `form` on `doc` as the browser would (POST to its action,
+/// URL-encoded, the session cookie only: the CSRF token travels in the form's own fields), with
+/// `set` typed into it.
+#[track_caller]
+pub fn submit<'a>(
+    app: &'a TestApp,
+    s: &'a Session,
+    doc: &Doc,
+    form: &str,
+    set: &[(&str, &str)],
+) -> impl std::future::Future<Output = Resp> + 'a {
+    let f = doc.first(form);
+    assert_eq!(
+        f.attr("method").map(str::to_ascii_lowercase).as_deref(),
+        Some("post"),
+        "{form} posts"
+    );
+    assert!(
+        f.attr("enctype")
+            .is_none_or(|e| e == "application/x-www-form-urlencoded"),
+        "{form} is not a URL-encoded form"
+    );
+    let action = f.attr("action").expect("form action").to_string();
+    let values = doc.form_values(form, set);
+    async move {
+        let fields: Vec<(&str, &str)> = values
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        post_form(app, s, &action, &fields).await
+    }
+}

@@ -183,9 +183,16 @@ async fn the_household_record_gathers_every_module() {
         "东门人脸"
     );
 
-    let page = app.get(&resident, "/me").await.text();
+    let page = app.get(&resident, "/me").await.doc();
     assert!(
-        page.contains("id=\"my-linked\"") && page.contains("鄂A12345") && page.contains("厨房烟感")
+        section(&page, "main #my-linked", "vehicles").contains(&"鄂A12345".to_string()),
+        "{}",
+        page.main_html()
+    );
+    assert!(
+        section(&page, "main #my-linked", "devices").contains(&"厨房烟感".to_string()),
+        "{}",
+        page.main_html()
     );
 
     // The property company: the devices of the communities it serves — and the household's
@@ -220,20 +227,30 @@ async fn the_household_record_gathers_every_module() {
     );
 
     // The staff household page shows the sections.
-    let html = app
+    let doc = app
         .get(&committee, &format!("/registry/households/{hh}"))
         .await
-        .text();
-    for needle in [
-        "id=\"linked-reports\"",
-        "厨房水管漏水",
-        "厨房烟感",
-        "鄂A12345",
-        "张访客",
-        "东门人脸",
-        "id=\"linked-care\"",
+        .doc();
+    for (key, text) in [
+        ("reports", "厨房水管漏水"),
+        ("devices", "厨房烟感"),
+        ("vehicles", "鄂A12345"),
+        ("visitor_passes", "张访客"),
+        ("gate_passages", "东门人脸"),
     ] {
-        assert!(html.contains(needle), "{needle} missing");
+        let cells = section(&doc, "main", key);
+        assert!(
+            cells.iter().any(|c| c.contains(text)),
+            "{text} missing from the {key} section: {cells:?}"
+        );
     }
+    doc.assert_inside("h2#linked-care", "main");
     app.close().await;
+}
+
+/// The cells of one section of the household record (`<h2 id="linked-{key}">` and the table
+/// after it) inside `within`.
+fn section(doc: &crate::common::Doc, within: &str, key: &str) -> Vec<String> {
+    doc.assert_inside(&format!("h2#linked-{key}"), within);
+    doc.texts(&format!("{within} h2#linked-{key} + .table-wrap td"))
 }

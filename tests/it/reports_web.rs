@@ -5,12 +5,21 @@
 
 use serde_json::json;
 
-use crate::common::{Resp, Session, TestApp, post_form};
+use crate::common::{Doc, Resp, Session, TestApp, post_form};
 
-fn hidden(html: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html.find(&marker).expect("hidden input") + marker.len();
-    html[start..].split('"').next().unwrap().to_string()
+/// The resident's filing form, the rating form and a report page's flash notice.
+const NEW_FORM: &str = "main form#report-new[action='/me/reports/new']";
+const RATE_FORM: &str = "main form[action$='/rate']";
+const FLASH: &str = "main #report-flash[role=status]";
+
+/// The report's description, as its page shows it.
+fn description(doc: &Doc) -> String {
+    doc.text("main #report-live > section.card > p")
+}
+
+/// The notes of the timeline, in order.
+fn timeline(doc: &Doc) -> Vec<String> {
+    doc.texts("main #report-timeline ol.timeline > li")
 }
 
 async fn count_reports(app: &TestApp) -> i64 {
@@ -93,10 +102,17 @@ async fn reports_pages_for_residents_staff_and_the_dashboard() {
     // The form: home is the default place.
     let page = app.get(&resident, "/me/reports/new").await;
     assert_eq!(page.status.as_u16(), 200);
-    let html = page.text();
-    assert!(html.contains("我要报事"), "{html}");
-    assert!(html.contains(&format!("value=\"{room}\" selected")));
-    let once = hidden(&html, "_once");
+    let doc = page.doc();
+    assert_eq!(doc.text("main h1"), "我要报事");
+    assert_eq!(
+        doc.attr(
+            &format!("{NEW_FORM} select[name=place_id] option[selected]"),
+            "value"
+        ),
+        room,
+        "home is the default place"
+    );
+    let once = doc.hidden(NEW_FORM, "_once");
     let fields = [
         ("_once", once.as_str()),
         ("category", "repair_common"),
@@ -120,7 +136,13 @@ async fn reports_pages_for_residents_staff_and_the_dashboard() {
     }));
     let bad = post_form(&app, &resident, "/me/reports/new", &with).await;
     assert_eq!(bad.status.as_u16(), 400, "{}", bad.text());
-    assert!(bad.text().contains("field-error"));
+    let doc = bad.doc();
+    assert!(
+        doc.field_error("description").is_some(),
+        "{}",
+        doc.main_html()
+    );
+    doc.assert_inside("#description-error.field-error", NEW_FORM);
     assert_eq!(count_reports(&app).await, before);
     let mut with = vec![("_csrf", resident.csrf.as_str())];
     with.extend(fields.iter().copied());
@@ -137,14 +159,27 @@ async fn reports_pages_for_residents_staff_and_the_dashboard() {
     // My reports and the detail page with the timeline.
     let mine = app.get(&resident, "/me/reports").await;
     assert_eq!(mine.status.as_u16(), 200);
-    assert!(mine.text().contains(&loc));
-    assert!(mine.text().contains("待受理"));
+    let doc = mine.doc();
+    let card = doc
+        .select(&format!("main #my-reports a[href='{loc}']"))
+        .into_iter()
+        .next()
+        .expect("my report is listed with a link to its page");
+    assert!(Doc::within(card, "main"));
+    assert_eq!(doc.texts("main #my-reports .tag"), ["待受理"]);
     let detail = app.get(&resident, &loc).await;
     assert_eq!(detail.status.as_u16(), 200);
-    assert!(detail.text().contains("5楼楼道灯坏了"));
+    assert_eq!(description(&detail.doc()), "5楼楼道灯坏了，晚上看不见");
     // Another resident sees neither the report in their list nor its page.
     let theirs = app.get(&other, "/me/reports").await;
     assert_eq!(theirs.status.as_u16(), 200);
+    assert!(
+        theirs
+            .doc()
+            .attrs("main a[href]", "href")
+            .iter()
+            .all(|h| !h.contains(&id))
+    );
     assert!(!theirs.text().contains(&id));
     assert_eq!(app.get(&other, &loc).await.status.as_u16(), 404);
     // Residents have no staff queue.
@@ -156,10 +191,13 @@ async fn reports_pages_for_residents_staff_and_the_dashboard() {
     // Staff queue: the community's committee sees it, another community's does not.
     let q = app.get(&committee, "/staff/reports").await;
     assert_eq!(q.status.as_u16(), 200);
-    assert!(q.text().contains(&format!("/staff/reports/{id}")));
-    assert!(q.text().contains("data-live=\"report.submitted\""));
+    let doc = q.doc();
+    doc.one(&format!(
+        "main section#report-queue[data-live='report.submitted'] table a[href='/staff/reports/{id}']"
+    ));
     let q3 = app.get(&committee3, "/staff/reports").await;
     assert_eq!(q3.status.as_u16(), 200);
+    assert!(!q3.doc().has(&format!("a[href='/staff/reports/{id}']")));
     assert!(!q3.text().contains(&id));
     let filtered = app
         .get(
@@ -167,10 +205,18 @@ async fn reports_pages_for_residents_staff_and_the_dashboard() {
             "/staff/reports?status=closed&category=&overdue=",
         )
         .await;
+    assert!(
+        !filtered
+            .doc()
+            .has(&format!("a[href='/staff/reports/{id}']"))
+    );
     assert!(!filtered.text().contains(&id));
     let staff_page = app.get(&committee, &format!("/staff/reports/{id}")).await;
     assert_eq!(staff_page.status.as_u16(), 200);
-    assert!(staff_page.text().contains("id=\"act-accept\""));
+    staff_page.doc().assert_inside(
+        "button#act-accept[type=submit]",
+        &format!("main form.act-form[action='/staff/reports/{id}/act']"),
+    );
 
     // Acting: without CSRF refused; an illegal action is the localized 409; accept works.
     let act = format!("/staff/reports/{id}/act");
@@ -190,7 +236,7 @@ async fn reports_pages_for_residents_staff_and_the_dashboard() {
     )
     .await;
     assert_eq!(illegal.status.as_u16(), 409);
-    assert!(illegal.text().contains("id=\"report-flash\""));
+    assert!(!illegal.doc().text(FLASH).is_empty());
     let accepted = post_form(
         &app,
         &committee,
@@ -211,10 +257,25 @@ async fn reports_pages_for_residents_staff_and_the_dashboard() {
     assert_eq!(status(now), "accepted");
     // The staff timeline shows the internal note; the resident's only the public one.
     let staff_page = app.get(&committee, &format!("/staff/reports/{id}")).await;
-    assert!(staff_page.text().contains("内部：联系物业电工"));
-    let detail = app.get(&resident, &loc).await.text();
-    assert!(detail.contains("已受理，马上处理"));
-    assert!(!detail.contains("内部：联系物业电工"));
+    let doc = staff_page.doc();
+    assert!(
+        doc.texts("main ol.timeline .internal-note")
+            .iter()
+            .any(|n| n.contains("内部：联系物业电工")),
+        "{:?}",
+        timeline(&doc)
+    );
+    let detail = app.get(&resident, &loc).await;
+    let doc = detail.doc();
+    assert!(
+        timeline(&doc)
+            .iter()
+            .any(|e| e.contains("已受理，马上处理")),
+        "{:?}",
+        timeline(&doc)
+    );
+    assert!(!doc.has(".internal-note"));
+    assert!(!detail.text().contains("内部：联系物业电工"));
     // Another community's committee cannot act on it.
     let foreign = post_form(
         &app,
@@ -231,11 +292,13 @@ async fn reports_pages_for_residents_staff_and_the_dashboard() {
     assert_eq!(no_csrf.status.as_u16(), 403);
     let bad = post_photo(&app, &resident, &photos, &resident.csrf, b"not an image").await;
     assert_eq!(bad.status.as_u16(), 400, "{}", bad.text());
-    assert!(bad.text().contains("id=\"report-flash\""));
+    assert!(!bad.doc().text(FLASH).is_empty());
     let up = post_photo(&app, &resident, &photos, &resident.csrf, &tiny_jpeg()).await;
     assert_eq!(up.status.as_u16(), 303, "{}", up.text());
-    let detail = app.get(&resident, &loc).await.text();
-    assert!(detail.contains(&format!("<img src=\"/api/v1/reports/{id}/photos/")));
+    let doc = app.get(&resident, &loc).await.doc();
+    let photos = doc.attrs("main section.report-photos img[alt]", "src");
+    assert_eq!(photos.len(), 1, "{}", doc.main_html());
+    assert!(photos[0].starts_with(&format!("/api/v1/reports/{id}/photos/")));
 
     // The similar-reports list before filing offers "me too" (CSRF checked).
     let similar = app
@@ -245,8 +308,10 @@ async fn reports_pages_for_residents_staff_and_the_dashboard() {
         )
         .await;
     assert_eq!(similar.status.as_u16(), 200);
-    let html = similar.text();
-    assert!(html.contains(&format!("/me/reports/{id}/me-too")), "{html}");
+    let doc = similar.doc();
+    doc.one(&format!(
+        "main form[method=post][action='/me/reports/{id}/me-too'] button[type=submit]"
+    ));
     let me_too = format!("/me/reports/{id}/me-too");
     let no_csrf = post_form(&app, &resident, &me_too, &[]).await;
     assert_eq!(no_csrf.status.as_u16(), 403);
@@ -276,10 +341,12 @@ async fn reports_pages_for_residents_staff_and_the_dashboard() {
             .await
             .ok();
     }
-    let detail = app.get(&resident, &loc).await.text();
-    assert!(
-        detail.contains(&format!("/me/reports/{id}/rate")),
-        "{detail}"
+    let detail = app.get(&resident, &loc).await.doc();
+    assert_eq!(
+        detail.attr(RATE_FORM, "action"),
+        format!("/me/reports/{id}/rate"),
+        "{}",
+        detail.main_html()
     );
     let rate = format!("/me/reports/{id}/rate");
     let no_csrf = post_form(
@@ -298,7 +365,7 @@ async fn reports_pages_for_residents_staff_and_the_dashboard() {
             ("_csrf", &resident.csrf),
             ("rating", "5"),
             ("solved", "yes"),
-            ("version", &hidden(&detail, "version")),
+            ("version", &detail.hidden(RATE_FORM, "version")),
         ],
     )
     .await;
@@ -315,9 +382,15 @@ async fn reports_pages_for_residents_staff_and_the_dashboard() {
         .get(&committee, "/staff/reports/stats?by=category")
         .await;
     assert_eq!(dash.status.as_u16(), 200);
-    let html = dash.text();
-    assert!(html.contains("<svg") && html.contains("id=\"report-stats\""));
-    assert!(html.contains("/api/v1/reports/stats/export?by=category&amp;format=csv"));
+    let doc = dash.doc();
+    assert!(doc.inside("figure svg[role=img]", "main"));
+    doc.assert_inside("table#report-stats", "main");
+    assert!(
+        doc.attrs("main a[download]", "href")
+            .contains(&"/api/v1/reports/stats/export?by=category&format=csv".to_string()),
+        "{:?}",
+        doc.attrs("main a", "href")
+    );
     assert_eq!(
         app.get(&resident, "/staff/reports/stats")
             .await
@@ -369,8 +442,12 @@ async fn a_rating_binds_to_the_reply_the_resident_was_shown() {
     .await;
     act(&committee, "review_pass", json!({})).await;
     let page = format!("/me/reports/{id}");
-    let first = app.get(&resident, &page).await.text();
-    assert!(first.contains("已调整闭门器"));
+    let first = app.get(&resident, &page).await.doc();
+    assert!(
+        timeline(&first).iter().any(|e| e.contains("已调整闭门器")),
+        "{:?}",
+        timeline(&first)
+    );
     let shown_version = app
         .get(&resident, &format!("/api/v1/reports/{id}"))
         .await
@@ -407,14 +484,16 @@ async fn a_rating_binds_to_the_reply_the_resident_was_shown() {
     .await;
     assert_eq!(stale.status.as_u16(), 409, "{}", stale.text());
     assert_eq!(
-        hidden(&first, "version"),
+        first.hidden(RATE_FORM, "version"),
         shown_version,
         "the page posts it"
     );
-    let again = stale.text();
+    let again = stale.doc();
+    assert!(!again.text(FLASH).is_empty());
     assert!(
-        again.contains("id=\"report-flash\"") && again.contains("门框变形"),
-        "{again}"
+        timeline(&again).iter().any(|e| e.contains("门框变形")),
+        "{:?}",
+        timeline(&again)
     );
     let after = app
         .get(&committee, &format!("/api/v1/reports/{id}"))
@@ -443,7 +522,7 @@ async fn a_rating_binds_to_the_reply_the_resident_was_shown() {
             ("_csrf", &resident.csrf),
             ("rating", "2"),
             ("solved", "no"),
-            ("version", &hidden(&again, "version")),
+            ("version", &again.hidden(RATE_FORM, "version")),
         ],
     )
     .await;

@@ -162,8 +162,22 @@ async fn the_roles_page_composes_a_role() {
     let c1 = app.place_id("community", "幸福里社区").await;
     let page = app.get(&committee, "/admin/roles").await;
     assert_eq!(page.status.as_u16(), 200);
-    let html = page.text();
-    assert!(html.contains("id=\"role-new\"") && html.contains("查看完整身份证号和手机号"));
+    let doc = page.doc();
+    let form = "main form#role-new[action='/admin/roles']";
+    let reveal = doc
+        .select(&format!("{form} label.check"))
+        .into_iter()
+        .find(|l| crate::common::visible_text(*l).contains("查看完整身份证号和手机号"))
+        .expect("the reveal action is offered in the form");
+    assert!(
+        reveal
+            .select(&crate::common::selector(
+                "input[type=checkbox][name=actions]"
+            ))
+            .any(|i| i.attr("value") == Some("person_reveal")),
+        "{}",
+        reveal.html()
+    );
     // Beyond own rights: the form comes back with the reason in words, nothing created.
     let r = post_form(
         &app,
@@ -180,10 +194,12 @@ async fn the_roles_page_composes_a_role() {
     )
     .await;
     assert_eq!(r.status.as_u16(), 400);
+    let doc = r.doc();
     assert!(
-        r.text().contains("不能授予您自己没有的权限"),
+        doc.text("main form#role-new #role-error[role=alert]")
+            .contains("不能授予您自己没有的权限"),
         "{}",
-        r.text()
+        doc.main_html()
     );
     let r = post_form(
         &app,
@@ -200,11 +216,22 @@ async fn the_roles_page_composes_a_role() {
     )
     .await;
     assert_eq!(r.status.as_u16(), 303, "{}", r.text());
-    let list = app.get(&committee, "/admin/roles").await.text();
-    assert!(list.contains("收费前台"));
+    let list = app.get(&committee, "/admin/roles").await.doc();
+    assert!(
+        list.texts("main h2#custom-roles + .table-wrap tbody tr td:first-child")
+            .contains(&"收费前台".to_string()),
+        "{}",
+        list.main_html()
+    );
     // The users page offers it.
-    let users = app.get(&committee, "/admin/users").await.text();
-    assert!(users.contains("收费前台"));
+    let users = app.get(&committee, "/admin/users").await.doc();
+    assert!(
+        users
+            .texts("main form select[name=role] option")
+            .contains(&"收费前台".to_string()),
+        "{}",
+        users.main_html()
+    );
     let resident = app.login("resident").await;
     assert_eq!(
         app.get(&resident, "/admin/roles").await.status.as_u16(),

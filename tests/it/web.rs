@@ -3,15 +3,8 @@
 
 use crate::common::{Resp, TestApp, form};
 
-/// The value of a hidden input in a page.
-fn hidden(html: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no {name} in page"))
-        + marker.len();
-    html[start..].split('"').next().unwrap().to_string()
-}
+/// The resident's correction form.
+const CORRECTION_FORM: &str = "main form[action='/me/corrections']";
 
 async fn web_login(app: &TestApp, login: &str) -> String {
     let r = app
@@ -73,7 +66,14 @@ async fn pages_need_sign_in_and_follow_scope() {
         )
         .await;
     assert_eq!(r.status, 200);
-    assert!(r.text().contains("用户名、手机号或密码错误"));
+    let doc = r.doc();
+    assert_eq!(
+        doc.field_error("login").as_deref(),
+        Some("用户名、手机号或密码错误。"),
+        "{}",
+        doc.main_html()
+    );
+    doc.assert_inside("[id='login-error'][role=alert]", "main");
     // Open redirects are refused.
     let r = app
         .call(
@@ -102,13 +102,15 @@ async fn pages_need_sign_in_and_follow_scope() {
         .to_string();
     let r = page(&app, &c1, &format!("/registry/households/{hid}")).await;
     assert_eq!(r.status, 200);
-    assert!(r.text().contains("一户一表"));
+    assert_eq!(r.doc().text("main h1"), "一户一表");
     let r = page(&app, &c3, &format!("/registry/households/{hid}")).await;
     assert_eq!(r.status, 404);
+    let doc = r.doc();
+    assert_eq!(doc.text("main h1"), "找不到页面");
     assert!(
-        r.text().contains("找不到页面") || r.text().contains("不存在"),
+        doc.text("main [role=alert]").contains("不存在"),
         "{}",
-        r.text()
+        doc.main_html()
     );
     let resident = web_login(&app, "resident").await;
     assert_eq!(page(&app, &resident, "/registry/persons").await.status, 403);
@@ -123,7 +125,7 @@ async fn pages_need_sign_in_and_follow_scope() {
             &[("cookie", &format!("{resident}; linli_lang=en"))],
         )
         .await;
-    assert!(r.text().contains("Not allowed"), "{}", r.text());
+    assert_eq!(r.doc().text("main h1"), "Not allowed", "{}", r.text());
     app.close().await;
 }
 
@@ -131,9 +133,9 @@ async fn pages_need_sign_in_and_follow_scope() {
 async fn forms_need_csrf_and_do_not_create_twice() {
     let app = TestApp::demo().await;
     let resident = web_login(&app, "resident").await;
-    let html = page(&app, &resident, "/me/corrections/new").await.text();
-    let csrf = hidden(&html, "_csrf");
-    let once = hidden(&html, "_once");
+    let doc = page(&app, &resident, "/me/corrections/new").await.doc();
+    let csrf = doc.hidden(CORRECTION_FORM, "_csrf");
+    let once = doc.hidden(CORRECTION_FORM, "_once");
     let fields = [
         ("_csrf", csrf.as_str()),
         ("_once", once.as_str()),
@@ -167,25 +169,31 @@ async fn forms_need_csrf_and_do_not_create_twice() {
         .ok();
     assert_eq!(pending.as_array().unwrap().len(), 1, "created once");
     // A field error is shown beside the field, in the user's language.
-    let html = page(&app, &resident, "/me/corrections/new").await.text();
+    let doc = page(&app, &resident, "/me/corrections/new").await.doc();
     let r = post(
         &app,
         &resident,
         "/me/corrections",
         &[
-            ("_csrf", &hidden(&html, "_csrf")),
-            ("_once", &hidden(&html, "_once")),
+            ("_csrf", &doc.hidden(CORRECTION_FORM, "_csrf")),
+            ("_once", &doc.hidden(CORRECTION_FORM, "_once")),
             ("field", "moved_in"),
             ("new_value", "2024-13-01"),
         ],
     )
     .await;
     assert_eq!(r.status, 400);
-    assert!(
-        r.text().contains("field-error") && r.text().contains("aria-invalid=\"true\""),
-        "{}",
-        r.text()
-    );
+    let doc = r.doc();
+    let invalid = doc.select(&format!("{CORRECTION_FORM} [aria-invalid=true]"));
+    assert!(!invalid.is_empty(), "{}", doc.main_html());
+    for field in invalid {
+        let id = field.attr("id").expect("an invalid field has an id");
+        let msg = doc
+            .field_error(id)
+            .expect("its error is named by aria-describedby");
+        assert!(!msg.is_empty());
+        doc.assert_inside(&format!("[id='{id}-error'].field-error"), CORRECTION_FORM);
+    }
     app.close().await;
 }
 
@@ -214,11 +222,11 @@ async fn user_text_is_escaped_on_pages() {
         .await
         .text();
     assert!(!html.contains("<script>alert"), "raw script in page");
-    assert!(
-        html.contains("&#60;script&#62;") || html.contains("&lt;script&gt;"),
-        "escaped text present"
-    );
-    assert!(!html.contains("<img src=x"));
+    let doc = crate::common::Doc::parse(&html);
+    // The note is shown as the text typed, and made no element of the page.
+    assert_eq!(doc.text_by_id("note"), evil, "escaped text present");
+    assert!(!doc.has("body script"), "a script element in the body");
+    assert!(!doc.has("img[onerror], [onerror]"));
     app.close().await;
 }
 
@@ -287,7 +295,9 @@ async fn merchants_land_on_a_welcome_page() {
     let merchant = web_login(&app, "merchant").await;
     let r = page(&app, &merchant, "/").await;
     assert_eq!(r.status, 200);
-    assert!(r.text().contains("欢迎使用邻里") && r.text().contains("商户"));
+    let doc = r.doc();
+    assert_eq!(doc.text("main h1"), "欢迎使用邻里");
+    assert_eq!(doc.texts("main .tag"), ["商户"]);
     let resident = web_login(&app, "resident").await;
     assert_eq!(
         page(&app, &resident, "/")

@@ -57,15 +57,6 @@ async fn receiver(script: Vec<u16>) -> (String, Arc<Mutex<usize>>) {
     (url, count)
 }
 
-fn between<'a>(html: &'a str, start: &str, end: &str) -> &'a str {
-    let i = html
-        .find(start)
-        .unwrap_or_else(|| panic!("{start} in {html}"))
-        + start.len();
-    let j = html[i..].find(end).unwrap() + i;
-    &html[i..j]
-}
-
 async fn webhook_count(app: &TestApp) -> i64 {
     let row = sqlx::query("SELECT COUNT(*) AS n FROM webhooks WHERE deleted_at IS NULL")
         .fetch_one(&app.store.db.read)
@@ -86,8 +77,9 @@ async fn webhook_console_registers_pauses_retries_dead_letters_and_deletes() {
     // The page is listed in the side navigation and speaks both languages.
     let page = app.get(&committee, "/admin/webhooks").await;
     assert_eq!(page.status, 200);
-    let html = page.text();
-    assert!(html.contains("Webhook 推送") && html.contains("href=\"/admin/webhooks\""));
+    let doc = page.doc();
+    assert_eq!(doc.text("main h1"), "Webhook 推送");
+    doc.one("nav.side a[href='/admin/webhooks'][aria-current=page]");
     let en_cookie = format!("{}; linli_lang=en", committee.cookie);
     let en = app
         .call(
@@ -98,11 +90,12 @@ async fn webhook_console_registers_pauses_retries_dead_letters_and_deletes() {
             &[("cookie", en_cookie.as_str())],
         )
         .await
-        .text();
-    assert!(
-        en.contains("Register a webhook") && !en.contains("登记 Webhook"),
-        "{en}"
+        .doc();
+    assert_eq!(
+        en.text("main form[action='/admin/webhooks'] h2"),
+        "Register a webhook"
     );
+    assert!(!en.body_text().contains("登记 Webhook"));
     // Residents have no such right.
     assert_eq!(app.get(&resident, "/admin/webhooks").await.status, 403);
 
@@ -129,7 +122,7 @@ async fn webhook_console_registers_pauses_retries_dead_letters_and_deletes() {
     )
     .await;
     assert_eq!(bad.status, 400);
-    assert!(bad.text().contains("webhook-error"));
+    assert!(!bad.doc().text("main #webhook-error[role=alert]").is_empty());
     assert_eq!(webhook_count(&app).await, 0);
 
     // Registered: the secret is on this answer, once.
@@ -137,29 +130,35 @@ async fn webhook_console_registers_pauses_retries_dead_letters_and_deletes() {
     with_csrf.extend_from_slice(&fields);
     let created = post_form(&app, &committee, "/admin/webhooks", &with_csrf).await;
     assert_eq!(created.status, 200, "{}", created.text());
-    let html = created.text();
-    let secret = between(&html, "<code id=\"webhook-secret\">", "</code>").to_string();
+    let doc = created.doc();
+    doc.assert_inside("code#webhook-secret", "main #webhook-created[role=status]");
+    let secret = doc.text_by_id("webhook-secret");
     assert!(secret.len() >= 32, "{secret}");
-    let id = between(&html, "<a href=\"/admin/webhooks/", "\"").to_string();
-    let list = app.get(&committee, "/admin/webhooks").await.text();
-    assert!(list.contains("物业系统") && list.contains("report.*"));
-    assert!(!list.contains(&secret), "the secret is shown once");
+    let id = doc
+        .attr("main #webhook-created a[href^='/admin/webhooks/']", "href")
+        .trim_start_matches("/admin/webhooks/")
+        .to_string();
+    let list = app.get(&committee, "/admin/webhooks").await;
+    let row = format!("main table tr[data-webhook='{id}']");
+    let cells = list.doc().texts(&format!("{row} td"));
+    assert_eq!(cells[0], "物业系统", "{cells:?}");
+    assert_eq!(list.doc().text(&format!("{row} td code")), url, "{cells:?}");
+    assert!(cells[2].contains("report.*"), "{cells:?}");
+    assert!(!list.text().contains(&secret), "the secret is shown once");
     let detail_uri = format!("/admin/webhooks/{id}");
     assert!(
         !app.get(&committee, &detail_uri)
             .await
             .text()
-            .contains(&secret)
+            .contains(&secret),
+        "nor on the webhook's page"
     );
 
     // Another community's committee: not found, and their list is empty.
     assert_eq!(app.get(&committee3, &detail_uri).await.status, 404);
-    assert!(
-        !app.get(&committee3, "/admin/webhooks")
-            .await
-            .text()
-            .contains("物业系统")
-    );
+    let theirs_list = app.get(&committee3, "/admin/webhooks").await.doc();
+    assert!(!theirs_list.has("main table tr[data-webhook]"));
+    assert!(!theirs_list.body_text().contains("物业系统"));
     let theirs = post_form(
         &app,
         &committee3,
@@ -178,11 +177,12 @@ async fn webhook_console_registers_pauses_retries_dead_letters_and_deletes() {
     )
     .await;
     assert_eq!(r.status, 303);
-    assert!(
+    assert_eq!(
         app.get(&committee, &detail_uri)
             .await
-            .text()
-            .contains("已暂停")
+            .doc()
+            .text_by_id("webhook-state"),
+        "已暂停"
     );
     post_form(
         &app,
@@ -213,12 +213,16 @@ async fn webhook_console_registers_pauses_retries_dead_letters_and_deletes() {
         app.store.clock.advance(14 * 3_600_000);
     }
     assert_eq!(*hits.lock().unwrap(), MAX_ATTEMPTS as usize);
-    let html = app.get(&committee, &detail_uri).await.text();
-    assert!(html.contains("data-status=\"dead\""), "{html}");
-    assert!(html.contains("发送失败（死信）") && html.contains("HTTP 503"));
-    let did = between(&html, "<tr data-delivery=\"", "\"").to_string();
+    let doc = app.get(&committee, &detail_uri).await.doc();
+    let dead = "main table tr[data-status=dead]";
+    let cells = doc.texts(&format!("{dead} td"));
+    assert_eq!(cells[1], "发送失败（死信）", "{}", doc.main_html());
+    assert!(cells[3].contains("HTTP 503"), "{cells:?}");
+    let did = doc.attr(dead, "data-delivery");
     let retry_uri = format!("{detail_uri}/deliveries/{did}/retry");
-    assert!(html.contains(&format!("action=\"{retry_uri}\"")));
+    doc.one(&format!(
+        "{dead} form[method=post][action='{retry_uri}'] button[type=submit]"
+    ));
     // The button needs the CSRF token; with it the delivery is sent again, and succeeds.
     let no = post_form(&app, &committee, &retry_uri, &[]).await;
     assert_eq!(no.status, 403);
@@ -250,7 +254,14 @@ async fn webhook_console_registers_pauses_retries_dead_letters_and_deletes() {
     )
     .await;
     assert_eq!(again.status, 409);
-    assert!(again.text().contains("只有已失败"));
+    let doc = again.doc();
+    assert!(
+        doc.texts("main [role=alert], main [role=status]")
+            .iter()
+            .any(|t| t.contains("只有已失败")),
+        "{}",
+        doc.main_html()
+    );
     // The same through the API, scoped.
     app.post(
         &committee3,
@@ -270,11 +281,8 @@ async fn webhook_console_registers_pauses_retries_dead_letters_and_deletes() {
     .await;
     assert_eq!(r.status, 303);
     assert_eq!(webhook_count(&app).await, 0);
-    assert!(
-        !app.get(&committee, "/admin/webhooks")
-            .await
-            .text()
-            .contains("物业系统")
-    );
+    let doc = app.get(&committee, "/admin/webhooks").await.doc();
+    assert!(!doc.has("main table tr[data-webhook]"));
+    assert!(!doc.body_text().contains("物业系统"));
     app.close().await;
 }

@@ -11,14 +11,14 @@ use utoipa_axum::routes;
 use linli_core::AppError;
 use linli_core::auth::{Action, Grant, Principal};
 use linli_store::access::BuiltinAlarmSink;
-use linli_store::access::gates::{
-    AccessSettings, BlacklistEntry, Gate, GatePatch, GateQuery, NewBlacklistEntry, NewGate,
-    NewVehicle, Vehicle, VehicleQuery,
-};
+use linli_store::access::blacklist::{BlacklistEntry, NewBlacklistEntry};
+use linli_store::access::gates::{Gate, GatePatch, GateQuery, NewGate};
 use linli_store::access::passes::{NewPass, Pass, PassQuery, Verification, VerifyRequest};
 use linli_store::access::records::{
     AccessAlert, AccessRecord, GateHour, IngestResult, RecordQuery, RecordsIn, StatsQuery,
 };
+use linli_store::access::settings::AccessSettings;
+use linli_store::access::vehicles::{NewVehicle, Vehicle, VehicleQuery};
 use linli_store::audit::Actor;
 
 use crate::AppState;

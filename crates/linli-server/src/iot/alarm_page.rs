@@ -34,6 +34,26 @@ struct AlarmTpl {
 }
 
 impl AlarmTpl {
+    /// An event's detail in words: a notified tier (`family`, `grid`, or role codes) by its
+    /// name; other details (a comment) as written.
+    fn detail(&self, kind: &str, detail: &str) -> String {
+        if kind != "notified" {
+            return detail.to_string();
+        }
+        detail
+            .split(',')
+            .map(|x| {
+                let x = x.trim();
+                let tier = format!("web-alarm-tier-{x}");
+                if linli_core::i18n::has(self.page.lang, &tier) {
+                    self.page.t(&tier)
+                } else {
+                    self.page.code("role", x)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("、")
+    }
     fn severity(&self) -> String {
         self.page.t(&format!(
             "safety-sev-{}",

@@ -2,6 +2,8 @@
 //! their lifecycle and escalation, SOS 一键通 and daily check-ins.
 
 pub mod alarm_page;
+pub mod live_page;
+pub mod pages;
 pub mod record;
 
 use linli_core::auth::{Action, ActionInfo, CatalogPart, Principal, RoleGrant};
@@ -10,8 +12,8 @@ use linli_core::{AppResult, BoxFuture};
 use linli_store::Store;
 use linli_store::iot::alarms::AlarmQuery;
 
+use crate::api;
 use crate::manifest::{Api, Face, LiveKind, Measure, Module, NavEntry, Pages};
-use crate::{api, web};
 
 pub static MODULE: Module = Module {
     name: "iot",
@@ -56,7 +58,7 @@ pub static MODULE: Module = Module {
         )],
         router: api::iot::router,
     }),
-    pages: Some(pages),
+    pages: Some(all_pages),
     nav: &[NavEntry {
         href: "/staff/safety",
         label: "web-nav-safety",
@@ -85,13 +87,13 @@ pub static MODULE: Module = Module {
         href: "/staff/safety",
         compute: alarms_active,
     }],
-    locales: &["iot", "safety"],
+    locales: &["iot"],
     ..Module::NONE
 };
 
-fn pages() -> Pages {
-    web::safety::pages()
-        .merge(web::safety_live::pages())
+fn all_pages() -> Pages {
+    pages::pages()
+        .merge(live_page::pages())
         .merge(alarm_page::pages())
 }
 

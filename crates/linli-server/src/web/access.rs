@@ -11,11 +11,11 @@ use serde::Deserialize;
 use linli_core::auth::Action;
 use linli_core::tz::Zone;
 use linli_core::{AppError, ErrorKind};
-use linli_store::access::gates::{
-    BlacklistEntry, Gate, GatePatch, GateQuery, NewBlacklistEntry, NewGate, NewVehicle, Vehicle,
-};
+use linli_store::access::blacklist::{BlacklistEntry, NewBlacklistEntry};
+use linli_store::access::gates::{Gate, GatePatch, GateQuery, NewGate};
 use linli_store::access::passes::{NewPass, Pass, PassQuery};
 use linli_store::access::records::{AccessAlert, AccessRecord, RecordQuery, StatsQuery};
+use linli_store::access::vehicles::{NewVehicle, Vehicle};
 use linli_store::audit::Actor;
 
 use crate::AppState;
@@ -49,6 +49,8 @@ struct PassesTpl {
     page: Page,
     passes: Vec<Pass>,
     vehicles: Vec<Vehicle>,
+    /// The plate typed into the vehicle form (kept when it is refused).
+    vehicle_plate: String,
     once: String,
     errors: FieldErrors,
     durations: &'static [i64],
@@ -100,6 +102,7 @@ async fn my_passes(State(s): State<AppState>, user: WebUser, Query(f): Query<Fla
         page: user.page,
         passes,
         vehicles,
+        vehicle_plate: String::new(),
         once: FormOnce::new_token(),
         errors: FieldErrors::default(),
         durations: &DURATIONS,
@@ -191,6 +194,7 @@ async fn create_pass(
                 page: user.page,
                 passes,
                 vehicles,
+                vehicle_plate: String::new(),
                 once: FormOnce::new_token(),
                 errors,
                 durations: &DURATIONS,
@@ -282,6 +286,7 @@ async fn add_vehicle(
                 page: user.page,
                 passes,
                 vehicles,
+                vehicle_plate: f.plate.clone(),
                 once: FormOnce::new_token(),
                 errors,
                 durations: &DURATIONS,

@@ -15,8 +15,6 @@ pub mod record;
 pub mod registry;
 pub mod reports;
 pub mod roles;
-pub mod safety;
-pub mod safety_live;
 pub mod webhooks;
 pub mod workbench;
 

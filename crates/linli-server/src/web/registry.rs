@@ -109,6 +109,8 @@ struct TreeTpl {
     children: Vec<Place>,
     plan: Vec<PlanBuilding>,
     households: Vec<HouseholdSummary>,
+    /// The caller may search persons (the "persons here" link).
+    can_list_persons: bool,
 }
 
 #[derive(Deserialize)]
@@ -166,6 +168,7 @@ async fn tree(State(s): State<AppState>, user: WebUser, Query(q): Query<TreeQuer
         _ => Vec::new(),
     };
     Ok(render(&TreeTpl {
+        can_list_persons: user.principal.can(Action::PersonRead),
         page: user.page,
         crumbs,
         current,

@@ -1,7 +1,9 @@
 //! Gates, vehicles and visitor passes (门禁、车辆、访客通行证).
 //!
-//! - `gates`: gates (face terminals, vehicle barriers) at community or building entrances, the
-//!   plate blacklist, residents' vehicles, the fever threshold.
+//! - `gates`: gates (face terminals, vehicle barriers) at community or building entrances.
+//! - `vehicles`: residents' registered vehicles.
+//! - `blacklist`: the plate blacklist.
+//! - `settings`: the fever threshold.
 //! - `records`: access records sent by gate terminals, fever and blacklist alarms (through an
 //!   [`AccessAlarmSink`]), listing and per-gate per-hour statistics.
 //! - `passes`: visitor passes with signed tokens; verification at the gate.
@@ -16,19 +18,45 @@ use std::pin::Pin;
 use serde_json::Value;
 use sqlx::{Any, Transaction};
 
-use linli_core::AppResult;
+use linli_core::access::parse_plate;
+use linli_core::{AppError, AppResult};
 
 use crate::Store;
 use crate::bus::BusEvent;
 use crate::db::db_err;
 use crate::notify::Notice;
 
+pub mod blacklist;
 pub(crate) mod demo;
 pub mod gates;
 pub mod passes;
 pub mod record;
 pub mod records;
 pub mod schema;
+pub mod settings;
+pub mod vehicles;
+
+/// A field with a value the module does not accept.
+pub(crate) fn bad(field: &str) -> AppError {
+    AppError::bad_request("validation.bad_value").arg("field", field)
+}
+
+/// A required text field, trimmed, at most `max` characters.
+pub(crate) fn check_text(field: &str, v: &str, max: usize) -> AppResult<String> {
+    let t = v.trim();
+    if t.is_empty() {
+        return Err(AppError::required(field));
+    }
+    if t.chars().count() > max {
+        return Err(AppError::bad_request("validation.too_long").arg("field", field));
+    }
+    Ok(t.to_string())
+}
+
+/// A licence plate in its canonical form.
+pub(crate) fn plate(v: &str) -> AppResult<String> {
+    parse_plate(v).ok_or(AppError::bad_request("access.plate.invalid"))
+}
 
 /// One alarm raised by the access module: a fever reading or a blacklisted plate at a gate.
 #[derive(Debug, Clone)]
@@ -45,7 +73,7 @@ pub struct AccessAlarm {
 
 /// Where access alarms go. Raised inside the transaction that stores the access record, so an
 /// alarm exists exactly when its record does; the events returned are published after commit.
-/// The IoT alarms module implements this to turn access alarms into alarms with a lifecycle;
+/// The IoT module (`iot`) can implement this to turn access alarms into alarms with a lifecycle;
 /// [`BuiltinAlarmSink`] works on its own.
 pub trait AccessAlarmSink: Send + Sync {
     fn raise<'a>(

@@ -10,8 +10,8 @@ use linli_core::access::{PASS_KEY_PURPOSE, PassClaim, TokenError, decode_pass, e
 use linli_core::auth::{Action, Grant, Principal};
 use linli_core::{AppError, AppResult, new_id, phone};
 
-use super::gates::{check_text, plate};
 use super::records::{AccessRecord, insert_record};
+use super::{check_text, plate};
 use crate::Store;
 use crate::audit::{Actor, Entry};
 use crate::bus::BusEvent;

@@ -9,8 +9,8 @@ use linli_core::access::valid_temperature_x10;
 use linli_core::auth::{Action, Grant};
 use linli_core::{AppError, AppResult, new_id};
 
-use super::gates::{Gate, bad, plate};
-use super::{AccessAlarm, AccessAlarmSink};
+use super::gates::Gate;
+use super::{AccessAlarm, AccessAlarmSink, bad, plate};
 use crate::Store;
 use crate::audit::{Actor, Entry};
 use crate::bus::BusEvent;

@@ -75,7 +75,7 @@ async fn acked(app: &TestApp, id: &str) -> i64 {
 }
 
 #[tokio::test]
-async fn safety_live_page_lists_alarms_marks_buildings_and_acknowledges_with_csrf() {
+async fn live_page_lists_alarms_marks_buildings_and_acknowledges_with_csrf() {
     let (app, _iot) = iot_app().await;
     let committee = app.login("committee").await;
     let other = app.login("committee3").await;
@@ -105,21 +105,43 @@ async fn safety_live_page_lists_alarms_marks_buildings_and_acknowledges_with_csr
     // The page: the alarm with its actions, the building marked, the device listed.
     let page = app.get(&committee, "/staff/safety").await;
     assert_eq!(page.status.as_u16(), 200, "{}", page.text());
-    let html = page.text();
-    assert!(html.contains("安全实时监控"));
-    assert!(html.contains(&format!("data-alarm=\"{alarm}\"")), "{html}");
-    assert!(html.contains(&format!("/staff/safety/alarms/{alarm}/ack")));
-    assert!(html.contains("紧急"));
-    assert!(html.contains(&format!("data-device=\"{dev}\"")));
-    assert!(html.contains("data-live-events=\"alarm.raised"));
-    assert!(html.contains("href=\"/staff/safety\""), "nav entry");
-    let marked = path.split('/').filter(|s| !s.is_empty()).any(|id| {
-        html.contains(&format!(
-            "data-building=\"{id}\" data-severity=\"CRITICAL\""
-        ))
-    });
-    assert!(marked, "building of the alarm marked CRITICAL: {html}");
-    assert!(html.contains("data-severity=\"NONE\"") || !html.contains("data-severity=\"\""));
+    let doc = page.doc();
+    assert!(doc.text("main h1").starts_with("安全实时监控"));
+    // The live region holds the alarm's row, with its severity in words and its ack form.
+    let live = "main #iot-live[data-live-events^='alarm.raised']";
+    let row = format!("{live} table tr[data-alarm='{alarm}']");
+    doc.one(&row);
+    assert_eq!(
+        doc.text(&format!("{row} .sev-badge")),
+        "⚠ 紧急",
+        "{}",
+        doc.main_html()
+    );
+    doc.one(&format!(
+        "{row} form[method=post][action='/staff/safety/alarms/{alarm}/ack'] button[type=submit]"
+    ));
+    doc.one(&format!("{live} table tr[data-device='{dev}']"));
+    doc.one("nav.side a[href='/staff/safety'][aria-current=page]");
+    // The site plan marks the alarm's building CRITICAL, in words too; the others carry NONE.
+    let plan = "main svg.siteplan a[data-building]";
+    let marked: Vec<String> =
+        doc.attrs(&format!("{plan}[data-severity=CRITICAL]"), "data-building");
+    assert_eq!(marked.len(), 1, "{}", doc.main_html());
+    assert!(
+        path.split('/').any(|id| id == marked[0]),
+        "the marked building holds the alarm"
+    );
+    assert!(
+        doc.text(&format!("{plan}[data-severity=CRITICAL] text.sev-text"))
+            .contains("紧急")
+    );
+    assert!(
+        doc.attrs(plan, "data-severity")
+            .iter()
+            .all(|s| s == "CRITICAL" || s == "NONE"),
+        "{:?}",
+        doc.attrs(plan, "data-severity")
+    );
 
     // Another community's committee neither sees it nor can open this community.
     let theirs = app.get(&other, "/staff/safety").await;
@@ -164,9 +186,17 @@ async fn safety_live_page_lists_alarms_marks_buildings_and_acknowledges_with_csr
             .unwrap()
             .get("n");
     assert_eq!(audited, 1);
-    let page = app.get(&committee, "/staff/safety?done=acked").await.text();
-    assert!(page.contains("告警已确认"));
-    assert!(!page.contains(&format!("/staff/safety/alarms/{alarm}/ack")));
+    let page = app.get(&committee, "/staff/safety?done=acked").await.doc();
+    assert_eq!(page.text("main .notice[role=status]"), "告警已确认。");
+    let row = format!("main table tr[data-alarm='{alarm}']");
+    page.one(&row);
+    assert!(
+        !page.has(&format!("form[action='/staff/safety/alarms/{alarm}/ack']")),
+        "no ack form once acknowledged"
+    );
+    page.one(&format!(
+        "{row} form[action='/staff/safety/alarms/{alarm}/clear']"
+    ));
 
     // Clear: gone from the active list, the building back to no alarm.
     let r = form(
@@ -177,8 +207,9 @@ async fn safety_live_page_lists_alarms_marks_buildings_and_acknowledges_with_csr
     )
     .await;
     assert_eq!(r.status.as_u16(), 303);
-    let page = app.get(&committee, "/staff/safety").await.text();
-    assert!(!page.contains(&format!("data-alarm=\"{alarm}\"")));
-    assert!(!page.contains("data-severity=\"CRITICAL\""));
+    let page = app.get(&committee, "/staff/safety").await.doc();
+    assert!(!page.has(&format!("[data-alarm='{alarm}']")));
+    assert!(!page.has("[data-severity=CRITICAL]"));
+    assert!(page.has("main svg.siteplan a[data-severity=NONE]"));
     app.close().await;
 }

@@ -17,9 +17,11 @@ pub fn pages() -> Pages {
 }
 
 #[derive(Template)]
-#[template(path = "sos_sent.html")]
+#[template(path = "iot_sos_sent.html")]
 struct SentTpl {
     page: Page,
+    /// The page's heading (and title): the SOS or the check-in.
+    title: String,
     message: String,
 }
 
@@ -53,6 +55,7 @@ async fn sos(
     )?;
     let message = user.page.t("web-sos-sent");
     Ok(render(&SentTpl {
+        title: user.page.t("web-sos-title"),
         page: user.page,
         message,
     }))
@@ -68,6 +71,7 @@ async fn checkin(
     or_page(&user.page, s.store.checkin(&person).await)?;
     let message = user.page.t("web-checkin-done");
     Ok(render(&SentTpl {
+        title: user.page.t("web-checkin"),
         page: user.page,
         message,
     }))

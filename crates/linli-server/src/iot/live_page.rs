@@ -71,7 +71,7 @@ struct LegendItem {
 }
 
 #[derive(Template)]
-#[template(path = "safety_live.html")]
+#[template(path = "iot_live.html")]
 struct LiveTpl {
     page: Page,
     communities: Vec<Place>,
