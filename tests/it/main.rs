@@ -17,6 +17,7 @@ mod fast_read;
 mod household_record;
 mod import_export;
 mod iot;
+mod matrix;
 mod notify;
 mod open311;
 mod open311_contact;

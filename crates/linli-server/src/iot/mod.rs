@@ -1,6 +1,8 @@
 //! IoT and safety (物联感知): devices, telemetry over MQTT and HTTP, alarm rules, alarms with
 //! their lifecycle and escalation, SOS 一键通 and daily check-ins.
 
+pub mod probes;
+
 pub mod record;
 
 use linli_core::auth::{Action, ActionInfo, CatalogPart, Principal, RoleGrant};
@@ -75,6 +77,7 @@ pub static MODULE: Module = Module {
         },
     ],
     locales: &["iot", "safety"],
+    probes: probes::PROBES,
     ..Module::NONE
 };
 

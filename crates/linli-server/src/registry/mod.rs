@@ -1,6 +1,8 @@
 //! 一户一表: the place tree, organisations, households and persons, labels, Excel import and
 //! export, residents' own data and their correction requests.
 
+pub mod probes;
+
 use linli_core::auth::{Action, ActionInfo, CatalogPart, Principal, RoleGrant};
 
 use crate::manifest::{Api, Face, HomeTile, LiveKind, Module, NavEntry, Pages};
@@ -200,6 +202,7 @@ pub static MODULE: Module = Module {
         audience: None,
     }],
     locales: &["web"],
+    probes: probes::PROBES,
     ..Module::NONE
 };
 
