@@ -136,13 +136,23 @@ pub struct ReportView {
 /// Whether a report is the viewer's as a resident: their own, their household's, or a
 /// moderated public report of their community (never a complaint).
 fn resident_sees(v: &Viewer, r: &Report) -> bool {
-    r.reporter_user_id.as_deref() == Some(v.user_id.as_str())
+    v.filed(r)
         || r.household_id
             .as_ref()
             .is_some_and(|h| v.households.contains(h))
         || (r.public
             && r.kind != "complaint"
             && v.communities.iter().any(|c| r.path.starts_with(c.as_str())))
+}
+
+/// `(filed by the viewer, where they may read it as its reporter)` as SQL on alias `r`.
+fn push_filed(q: &mut Sql, v: &Viewer) {
+    q.push("(r.reporter_user_id = ").bind(v.user_id.clone());
+    if let Some(area) = &v.own_area {
+        q.push(" AND ");
+        q.scope("r.path", area);
+    }
+    q.push(")");
 }
 
 /// `(visible to the viewer)` as SQL on alias `r`.
@@ -165,7 +175,8 @@ fn push_visibility(q: &mut Sql, v: &Viewer) {
             .bind_list(&v.units)
             .push("))))");
     }
-    q.push(" OR r.reporter_user_id = ").bind(v.user_id.clone());
+    q.push(" OR ");
+    push_filed(q, v);
     for h in &v.households {
         q.push(" OR r.household_id = ").bind(h.clone());
     }
@@ -228,7 +239,7 @@ impl Store {
 
     /// Hide what a viewer who is not staff on it (`staff`) may not see of someone else's report.
     fn redact(&self, v: &Viewer, staff: bool, mut r: Report) -> Report {
-        let own = r.reporter_user_id.as_deref() == Some(v.user_id.as_str())
+        let own = v.filed(&r)
             || r.household_id
                 .as_ref()
                 .is_some_and(|h| v.households.contains(h));
@@ -347,7 +358,8 @@ impl Store {
             q.push("r.community_path IN (");
             q.bind_list(&cs).push(")");
         } else if f.mine == Some(true) {
-            q.push("(r.reporter_user_id = ").bind(v.user_id.clone());
+            q.push("(");
+            push_filed(&mut q, v);
             for h in &v.households {
                 q.push(" OR r.household_id = ").bind(h.clone());
             }
