@@ -145,6 +145,9 @@ fn resident_sees(v: &Viewer, r: &Report) -> bool {
             && v.communities.iter().any(|c| r.path.starts_with(c.as_str())))
 }
 
+/// Depth of a building in a place path (city / district / street / community / grid / building).
+const BUILDING_DEPTH: usize = 6;
+
 /// `(filed by the viewer, where they may read it as its reporter)` as SQL on alias `r`.
 fn push_filed(q: &mut Sql, v: &Viewer) {
     q.push("(r.reporter_user_id = ").bind(v.user_id.clone());
@@ -251,6 +254,14 @@ impl Store {
             r.assignee_name = None;
             r.quote_fen = None;
             r.quote_note = None;
+            // Where, not whose flat: a neighbour (a public report of their community) gets the
+            // place cut at the building, as Open311 answers those who see it only because it
+            // was published.
+            let ids = super::path_ids(&r.path);
+            if ids.len() > BUILDING_DEPTH {
+                r.place_id = ids[BUILDING_DEPTH - 1].clone();
+                r.path = format!("/{}/", ids[..BUILDING_DEPTH].join("/"));
+            }
         }
         r
     }
