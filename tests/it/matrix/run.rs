@@ -11,7 +11,7 @@ use tower::ServiceExt;
 
 use linli_server::manifest::{Caller, Probe, ProbeBody};
 
-use super::fixtures::{MARKER, Map, World, multipart, png};
+use super::fixtures::{MARKER, Made, Map, World, multipart, png};
 
 /// One prepared request.
 struct Call {
@@ -111,16 +111,16 @@ impl World {
         map: &mut Map,
         shared: bool,
         token: &Option<String>,
-    ) -> String {
+    ) -> Made<String> {
         let mut out = t.to_string();
         for name in placeholders(t) {
             let v = match name.as_str() {
                 "api_key" => token.clone().unwrap_or_default(),
-                _ => self.value(map, &name, shared).await,
+                _ => self.value(map, &name, shared).await?,
             };
             out = out.replacen(&format!("{{{name}}}"), &v, 1);
         }
-        out
+        Ok(out)
     }
 
     async fn prepare(
@@ -130,8 +130,8 @@ impl World {
         map: &mut Map,
         shared: bool,
         token: &Option<String>,
-    ) -> Call {
-        let path = self.fill(p.path, map, shared, token).await;
+    ) -> Made<Call> {
+        let path = self.fill(p.path, map, shared, token).await?;
         let csrf = self.session(c).map(|s| s.csrf.clone()).unwrap_or_default();
         let web_form = !p.path.starts_with("/open311/");
         let (content_type, body, sent_body): (Option<String>, Vec<u8>, String) = match p.body {
@@ -148,13 +148,13 @@ impl World {
                 }
             }
             ProbeBody::Json(t) => {
-                let b = self.fill(t, map, shared, token).await;
+                let b = self.fill(t, map, shared, token).await?;
                 (Some("application/json".into()), b.clone().into_bytes(), b)
             }
             ProbeBody::Form(fields) => {
                 let mut filled: Vec<(String, String)> = Vec::new();
                 for (k, v) in fields {
-                    filled.push((k.to_string(), self.fill(v, map, shared, token).await));
+                    filled.push((k.to_string(), self.fill(v, map, shared, token).await?));
                 }
                 if web_form {
                     filled.push(("_csrf".into(), csrf.clone()));
@@ -179,9 +179,9 @@ impl World {
                 let mut sent = String::new();
                 for (k, v) in fields {
                     let bytes = match *v {
-                        "{csv}" => self.csv(map, shared).await,
+                        "{csv}" => self.csv(map, shared).await?,
                         "{png}" => png(),
-                        _ => self.fill(v, map, shared, token).await.into_bytes(),
+                        _ => self.fill(v, map, shared, token).await?.into_bytes(),
                     };
                     sent.push_str(&String::from_utf8_lossy(&bytes));
                     sent.push('&');
@@ -197,21 +197,21 @@ impl World {
             }
             ProbeBody::Raw(ct, t) => {
                 let bytes = match t {
-                    "{csv}" => self.csv(map, shared).await,
+                    "{csv}" => self.csv(map, shared).await?,
                     "{png}" => png(),
-                    _ => self.fill(t, map, shared, token).await.into_bytes(),
+                    _ => self.fill(t, map, shared, token).await?.into_bytes(),
                 };
                 let sent = String::from_utf8_lossy(&bytes).to_string();
                 (Some(ct.to_string()), bytes, sent)
             }
         };
-        Call {
+        Ok(Call {
             method: p.method,
             uri: encode_uri(&path),
             content_type,
             body,
             sent: format!("{path} {sent_body}"),
-        }
+        })
     }
 
     async fn send(&self, call: &Call, c: Caller, token: &Option<String>, stream: bool) -> Answer {
@@ -315,9 +315,17 @@ pub async fn run() {
             } else {
                 None
             };
+            let what = format!("[{module}] {} {} as {c:?}", p.method, p.path);
             let mut shared = std::mem::take(&mut w.shared);
             let call = w.prepare(p, c, &mut shared, true, &token).await;
             w.shared = shared;
+            let call = match call {
+                Ok(call) => call,
+                Err(e) => {
+                    failures.push(format!("{what}: {e}"));
+                    continue;
+                }
+            };
             let t0 = Instant::now();
             // The row counts before: the last ones, unless something was written since.
             let writes0 = w.writes().await;
@@ -339,7 +347,6 @@ pub async fn run() {
             send_time += t2 - t1;
             w.dirty = false;
             runs += 1;
-            let what = format!("[{module}] {} {} as {c:?}", p.method, p.path);
             let status_ok = match expect {
                 Expect::Filtered => succeeded(p, &a),
                 _ => refused(p, &a),
@@ -396,6 +403,16 @@ pub async fn run() {
                 let call = w.prepare(p, c, &mut shared, true, &token).await;
                 w.shared = shared;
                 call
+            };
+            let call = match call {
+                Ok(call) => call,
+                Err(e) => {
+                    failures.push(format!(
+                        "[{module}] {} {} as {c:?} (allowed): {e}",
+                        p.method, p.path
+                    ));
+                    continue;
+                }
             };
             let a = w.send(&call, c, &token, p.stream).await;
             w.dirty = true;

@@ -66,6 +66,11 @@ pub static PROBES: &[Probe] = &[
         .actions(&[Action::HouseholdRead])
         .allow(READERS)
         .filtered(ELSEWHERE),
+    Probe::get("/api/v1/households?place_id={unit}")
+        .actions(&[Action::HouseholdRead])
+        .allow(READERS)
+        .filtered(ELSEWHERE)
+        .note("the fixtures' unit: elsewhere the list is empty, whatever the paging"),
     Probe::post("/api/v1/households")
         .json(r#"{"room_id": "{room}", "tenure": "owner", "head": {"name": "{new_name}", "id_number": "{new_id_number}", "phone": "{new_phone}", "relation": "head"}}"#)
         .actions(&[Action::HouseholdWrite])
@@ -94,6 +99,10 @@ pub static PROBES: &[Probe] = &[
         .allow(READERS)
         .filtered(ELSEWHERE)
         .note("finds exactly the fixtures' persons"),
+    Probe::get("/api/v1/persons?place_id={unit}")
+        .actions(&[Action::PersonRead])
+        .allow(READERS)
+        .filtered(ELSEWHERE),
     Probe::get("/api/v1/persons/{person}")
         .actions(&[Action::PersonRead])
         .allow(READERS),

@@ -18,6 +18,9 @@ const SIGNED_IN: &[Caller] = Caller::SIGNED_IN;
 /// Who sees `{report}`: the committee, the grid worker of its grid, its reporter.
 const SEES: &[Caller] = &[Staff, Grid, Resident];
 const READ: &[Action] = &[Action::ReportRead];
+/// Reading lists: `report_read`, or `report_create` for what the caller's account filed (a
+/// token: inside its area).
+const LIST: &[Action] = &[Action::ReportRead, Action::ReportCreate];
 const STATS: &[Action] = &[Action::ReportStats];
 const CATALOGUE: &[Action] = &[Action::RoutingAdmin, Action::ReportDispatch];
 /// Who may say "me too": staff of the area and the community's residents.
@@ -26,12 +29,12 @@ const ME_TOO: &[Caller] = &[Staff, Grid, Resident, OtherResident];
 pub static PROBES: &[Probe] = &[
     // ---- API: reports ----
     Probe::get("/api/v1/reports?status=submitted")
-        .actions(READ)
+        .actions(LIST)
         .allow(SEES)
         .filtered(&[OtherGrid, OtherResident, ResidentB, StaffB, Property, Merchant, Volunteer, TokenB, TokenNoAction])
         .note("visibility in SQL: unit staff see what reaches their unit, residents their own"),
     Probe::get("/api/v1/reports")
-        .actions(READ)
+        .actions(LIST)
         .allow(&[Staff, Grid, Resident, Property])
         .filtered(&[OtherGrid, OtherResident, ResidentB, StaffB, Merchant, Volunteer, TokenB, TokenNoAction]),
     Probe::post("/api/v1/reports")
@@ -42,9 +45,8 @@ pub static PROBES: &[Probe] = &[
         .note("residents in their own community, staff with report_create over the place; a place outside is no place (400 report.location_required)"),
     Probe::get("/api/v1/reports/duplicates?category=repair_common&place_id={home_room}")
         .actions(READ)
-        .allow(&[Staff, Grid, Resident, OtherResident])
-        .filtered(&[Property])
-        .note("the caller's own community or area; unit staff see only what reaches their unit"),
+        .allow(&[Staff, Grid, Resident, OtherResident, Property])
+        .note("the caller's own community or area: ids of open reports, titles of those the caller sees (docs/reports.md)"),
     Probe::get("/api/v1/reports/stats")
         .actions(STATS)
         .allow(&[Staff, Property])
@@ -206,7 +208,7 @@ pub static PROBES: &[Probe] = &[
     Probe::get("/open311/v2/services.json").filtered(EVERYONE),
     Probe::get("/open311/v2/requests.json").filtered(EVERYONE),
     Probe::get("/open311/v2/requests.json?api_key={api_key}")
-        .actions(READ)
+        .actions(LIST)
         .allow(&[TokenA])
         .filtered(EVERYONE)
         .note("a key adds its report_read area; an empty key is no key"),
