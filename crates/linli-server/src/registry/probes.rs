@@ -75,6 +75,11 @@ pub static PROBES: &[Probe] = &[
         .json(r#"{"room_id": "{room}", "tenure": "owner", "head": {"name": "{new_name}", "id_number": "{new_id_number}", "phone": "{new_phone}", "relation": "head"}}"#)
         .actions(&[Action::HouseholdWrite])
         .allow(WRITERS),
+    Probe::post("/api/v1/households")
+        .json(r#"{"room_id": "{room}", "tenure": "owner", "head": {"name": "{new_name}", "id_number": "{new_id_number}", "phone": "{new_phone}", "relation": "head"}}"#)
+        .actions(&[Action::PersonWrite])
+        .allow(WRITERS)
+        .note("the second action the route needs: a token with household_write but not person_write is refused"),
     Probe::get("/api/v1/households/{household}")
         .actions(&[Action::HouseholdRead])
         .allow(READERS),
