@@ -24,25 +24,37 @@ use linli_server::manifest::Probe;
 /// Every (method, route) the server answers: the OpenAPI operations, every module's pages, and
 /// the kernel's routes.
 pub fn all_routes() -> BTreeSet<(String, String)> {
-    let mut out = BTreeSet::new();
+    let (api, pages, kernel) = routes_by_source();
+    api.into_iter().chain(pages).chain(kernel).collect()
+}
+
+/// The OpenAPI operations, the modules' pages, the kernel's routes.
+fn routes_by_source() -> (
+    BTreeSet<(String, String)>,
+    BTreeSet<(String, String)>,
+    BTreeSet<(String, String)>,
+) {
+    let mut api = BTreeSet::new();
     let (_, spec) = linli_server::api_parts();
     let v = serde_json::to_value(&spec).unwrap();
     for (path, item) in v["paths"].as_object().unwrap() {
         for method in item.as_object().unwrap().keys() {
-            out.insert((method.to_uppercase(), path.clone()));
+            api.insert((method.to_uppercase(), path.clone()));
         }
     }
+    let mut pages = BTreeSet::new();
     for m in linli_server::modules::ALL {
-        if let Some(pages) = m.pages {
-            for (method, path) in pages().routes() {
-                out.insert((method.to_string(), path.to_string()));
+        if let Some(p) = m.pages {
+            for (method, path) in p().routes() {
+                pages.insert((method.to_string(), path.to_string()));
             }
         }
     }
-    for (method, path) in linli_server::kernel_routes() {
-        out.insert((method.to_string(), path.to_string()));
-    }
-    out
+    let kernel = linli_server::kernel_routes()
+        .into_iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    (api, pages, kernel)
 }
 
 /// Every module's probes, with the module's name.
@@ -104,6 +116,14 @@ fn every_route_has_a_probe_and_every_probe_a_route() {
             None => stale.push(format!("{module}: {} {}", p.method, p.path)),
         }
     }
+    let (api, pages, kernel) = routes_by_source();
+    eprintln!(
+        "authorization matrix: {} API operations, {} module pages, {} kernel routes; {} probes",
+        api.len(),
+        pages.len(),
+        kernel.len(),
+        all_probes().len()
+    );
     let missing: Vec<String> = routes
         .difference(&covered)
         .map(|(m, p)| format!("{m} {p}"))
