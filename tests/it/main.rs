@@ -21,6 +21,7 @@ mod import_export;
 mod iot;
 mod iot_live_page;
 mod links;
+mod matrix;
 mod notify;
 mod open311;
 mod open311_contact;

@@ -165,11 +165,31 @@ pub fn module_pages() -> Router<AppState> {
     router
 }
 
+/// Where the browsable API docs and the OpenAPI document are served.
+const DOCS_PATH: &str = "/api/docs";
+const OPENAPI_PATH: &str = "/api/v1/openapi.json";
+
+/// The routes outside the modules' API and pages: health and metrics, the home page, static
+/// files, the live event stream, the API docs (`utoipa-swagger-ui` serves `/api/docs`, its
+/// files below it, and the OpenAPI document). The authorization matrix needs a probe for each.
+pub fn kernel_routes() -> Vec<(axum::http::Method, &'static str)> {
+    let mut routes: Vec<(axum::http::Method, &'static str)> = system::pages()
+        .routes()
+        .iter()
+        .chain(web::kernel_pages().routes())
+        .cloned()
+        .collect();
+    for path in [DOCS_PATH, "/api/docs/", "/api/docs/{*rest}", OPENAPI_PATH] {
+        routes.push((axum::http::Method::GET, path));
+    }
+    routes
+}
+
 /// The whole application.
 pub fn app(state: AppState) -> Router {
     let (api, openapi) = api_parts();
-    let docs: Router<AppState> = utoipa_swagger_ui::SwaggerUi::new("/api/docs")
-        .url("/api/v1/openapi.json", openapi)
+    let docs: Router<AppState> = utoipa_swagger_ui::SwaggerUi::new(DOCS_PATH)
+        .url(OPENAPI_PATH, openapi)
         .into();
     let clock = state.store.clock.clone();
     Router::new()

@@ -58,6 +58,10 @@ pub struct Module {
     pub measures: &'static [Measure],
     /// The module's Fluent files (`locales/{zh-CN,en}/<file>.ftl`).
     pub locales: &'static [&'static str],
+    /// How the authorization matrix (`tests/it/matrix`) calls each of the module's API
+    /// operations and web routes, and who must get what (`<module>/probes.rs`). A route
+    /// without a probe fails the matrix.
+    pub probes: &'static [Probe],
 }
 
 impl Module {
@@ -81,6 +85,7 @@ impl Module {
         record: &[],
         measures: &[],
         locales: &[],
+        probes: &[],
     };
 }
 
@@ -297,5 +302,265 @@ impl Pages {
     }
     pub fn into_router(self) -> Router<AppState> {
         self.router
+    }
+}
+
+/// A kind of caller of the authorization matrix. Every probe is run by each of the standard
+/// callers (`Caller::STANDARD`); a probe names the ones that must succeed (`allow`) and the ones
+/// that are answered but must see nothing of community A (`filtered`); every other standard
+/// caller must be refused and change nothing. The extra callers (after `Anonymous`) run only
+/// where a probe allows them.
+///
+/// The fixtures live in community A (幸福里社区 of the demo), in the grid of the demo resident's
+/// home; community B is 新村社区.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Caller {
+    /// Committee staff of A (demo `committee`).
+    Staff,
+    /// The grid worker of the fixtures' grid (demo `grid`).
+    Grid,
+    /// A grid worker of another grid of A.
+    OtherGrid,
+    /// The resident of the fixtures' home (demo `resident`): reporter, pass and vehicle owner.
+    Resident,
+    /// A resident of another household of A (the `{household}` fixture).
+    OtherResident,
+    /// A resident of a household of B.
+    ResidentB,
+    /// Committee staff of B (demo `committee3`).
+    StaffB,
+    /// Property company staff, serving A and B (demo `property`): a unit, not area staff.
+    Property,
+    /// A merchant of A (demo `merchant`).
+    Merchant,
+    /// A volunteer of A (demo `volunteer`).
+    Volunteer,
+    /// An API token of the city administrator narrowed to community B, with every action.
+    TokenB,
+    /// An API token of the city administrator narrowed to A, with every action but the probe's
+    /// (`Probe::actions`; every action when the probe names none).
+    TokenNoAction,
+    /// No credentials.
+    Anonymous,
+    /// The city administrator (the only holder of `routing_admin` and whole-tree rights).
+    Admin,
+    /// An API token of the city administrator narrowed to A, with every action.
+    TokenA,
+    /// A property technician (demo `repair1`).
+    Repair,
+    /// The `{device}` fixture's device token.
+    Device,
+}
+
+impl Caller {
+    /// The callers every probe is run with.
+    pub const STANDARD: &'static [Caller] = &[
+        Caller::Staff,
+        Caller::Grid,
+        Caller::OtherGrid,
+        Caller::Resident,
+        Caller::OtherResident,
+        Caller::ResidentB,
+        Caller::StaffB,
+        Caller::Property,
+        Caller::Merchant,
+        Caller::Volunteer,
+        Caller::TokenB,
+        Caller::TokenNoAction,
+        Caller::Anonymous,
+    ];
+    /// Every caller, standard and extra.
+    pub const ALL: &'static [Caller] = &[
+        Caller::Staff,
+        Caller::Grid,
+        Caller::OtherGrid,
+        Caller::Resident,
+        Caller::OtherResident,
+        Caller::ResidentB,
+        Caller::StaffB,
+        Caller::Property,
+        Caller::Merchant,
+        Caller::Volunteer,
+        Caller::TokenB,
+        Caller::TokenNoAction,
+        Caller::Anonymous,
+        Caller::Admin,
+        Caller::TokenA,
+        Caller::Repair,
+        Caller::Device,
+    ];
+    /// Every standard caller, anonymous included (public pages).
+    pub const EVERYONE: &'static [Caller] = Caller::STANDARD;
+    /// Every standard caller with credentials (a session or a token).
+    pub const SIGNED_IN: &'static [Caller] = &[
+        Caller::Staff,
+        Caller::Grid,
+        Caller::OtherGrid,
+        Caller::Resident,
+        Caller::OtherResident,
+        Caller::ResidentB,
+        Caller::StaffB,
+        Caller::Property,
+        Caller::Merchant,
+        Caller::Volunteer,
+        Caller::TokenB,
+        Caller::TokenNoAction,
+    ];
+    /// Every standard caller signed in as a person (a session, not a token).
+    pub const PEOPLE: &'static [Caller] = &[
+        Caller::Staff,
+        Caller::Grid,
+        Caller::OtherGrid,
+        Caller::Resident,
+        Caller::OtherResident,
+        Caller::ResidentB,
+        Caller::StaffB,
+        Caller::Property,
+        Caller::Merchant,
+        Caller::Volunteer,
+    ];
+    /// Residents of every household the matrix knows.
+    pub const RESIDENTS: &'static [Caller] =
+        &[Caller::Resident, Caller::OtherResident, Caller::ResidentB];
+
+    /// Whether the caller authenticates with a bearer token.
+    pub fn is_token(self) -> bool {
+        matches!(
+            self,
+            Caller::TokenB | Caller::TokenNoAction | Caller::TokenA | Caller::Device
+        )
+    }
+}
+
+/// The request body of a probe. Values are templates: `{name}` is replaced by the fixture or
+/// generated value of that name (see [`Probe`]). Web forms get the caller's `_csrf` added.
+#[derive(Debug, Clone, Copy)]
+pub enum ProbeBody {
+    None,
+    /// JSON text (placeholders may stand inside strings or for numbers).
+    Json(&'static str),
+    /// An `application/x-www-form-urlencoded` form: (field, value template) pairs.
+    Form(&'static [(&'static str, &'static str)]),
+    /// A `multipart/form-data` form: (field, value template) pairs; a field named `file` or
+    /// `photo` is sent as a file.
+    Multipart(&'static [(&'static str, &'static str)]),
+    /// Raw bytes of a content type: `{png}` is a small PNG, `{csv}` a one-household import
+    /// sheet; otherwise the template as text.
+    Raw(&'static str, &'static str),
+}
+
+/// One request of the authorization matrix: how to call a route with community A's objects,
+/// and who must get what. Plain data, written in each module's `probes.rs`:
+///
+/// ```ignore
+/// Probe::get("/api/v1/reports/{report}").allow(&[Staff, Grid, Resident]).actions(&[Action::ReportRead])
+/// ```
+///
+/// The path is the route with its parameters replaced by fixture names in braces (a query
+/// string may follow); `{report}` is the id of the fixture named `report`, made by the matrix
+/// harness (`tests/it/matrix/fixtures.rs`, which lists them). Generated values: `{new_id_number}`,
+/// `{new_phone}`, `{new_name}`, `{new_code}`, `{new_plate}`, `{now}`, `{in_1h}`, `{in_1d}`,
+/// `{api_key}` (the caller's token, empty for others).
+#[derive(Debug, Clone, Copy)]
+pub struct Probe {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub body: ProbeBody,
+    /// The actions any of which lets a caller through; `Caller::TokenNoAction` holds every
+    /// other action. Empty: the route checks none (own data, public pages).
+    pub actions: &'static [Action],
+    /// Callers that must succeed (2xx, or a redirect other than to `/login`).
+    pub allow: &'static [Caller],
+    /// Callers that are answered (2xx) but must see nothing of A (lists filtered by scope).
+    pub filtered: &'static [Caller],
+    /// A status this route documents for refusing a caller besides 401, 403 and 404 (e.g. a
+    /// place outside the caller's area named in a form is a 400 of the form); 0 when none.
+    pub refusal: u16,
+    /// The exact status an allowed caller gets, when it is one the matrix would otherwise take
+    /// for a refusal (sign-out answers with a redirect to the sign-in page); 0 when any success
+    /// will do.
+    pub success: u16,
+    /// A response streams (`/events`): only its status is read.
+    pub stream: bool,
+    /// Why, when the expectation is not obvious.
+    pub note: &'static str,
+}
+
+impl Probe {
+    pub const fn new(method: &'static str, path: &'static str) -> Probe {
+        Probe {
+            method,
+            path,
+            body: ProbeBody::None,
+            actions: &[],
+            allow: &[],
+            filtered: &[],
+            refusal: 0,
+            success: 0,
+            stream: false,
+            note: "",
+        }
+    }
+    pub const fn get(path: &'static str) -> Probe {
+        Probe::new("GET", path)
+    }
+    pub const fn post(path: &'static str) -> Probe {
+        Probe::new("POST", path)
+    }
+    pub const fn put(path: &'static str) -> Probe {
+        Probe::new("PUT", path)
+    }
+    pub const fn patch(path: &'static str) -> Probe {
+        Probe::new("PATCH", path)
+    }
+    pub const fn delete(path: &'static str) -> Probe {
+        Probe::new("DELETE", path)
+    }
+    pub const fn options(path: &'static str) -> Probe {
+        Probe::new("OPTIONS", path)
+    }
+    pub const fn json(mut self, body: &'static str) -> Probe {
+        self.body = ProbeBody::Json(body);
+        self
+    }
+    pub const fn form(mut self, fields: &'static [(&'static str, &'static str)]) -> Probe {
+        self.body = ProbeBody::Form(fields);
+        self
+    }
+    pub const fn multipart(mut self, fields: &'static [(&'static str, &'static str)]) -> Probe {
+        self.body = ProbeBody::Multipart(fields);
+        self
+    }
+    pub const fn raw(mut self, content_type: &'static str, body: &'static str) -> Probe {
+        self.body = ProbeBody::Raw(content_type, body);
+        self
+    }
+    pub const fn actions(mut self, actions: &'static [Action]) -> Probe {
+        self.actions = actions;
+        self
+    }
+    pub const fn allow(mut self, callers: &'static [Caller]) -> Probe {
+        self.allow = callers;
+        self
+    }
+    pub const fn filtered(mut self, callers: &'static [Caller]) -> Probe {
+        self.filtered = callers;
+        self
+    }
+    pub const fn refused_with(mut self, status: u16) -> Probe {
+        self.refusal = status;
+        self
+    }
+    pub const fn succeeds_with(mut self, status: u16) -> Probe {
+        self.success = status;
+        self
+    }
+    pub const fn stream(mut self) -> Probe {
+        self.stream = true;
+        self
+    }
+    pub const fn note(mut self, note: &'static str) -> Probe {
+        self.note = note;
+        self
     }
 }

@@ -6,7 +6,6 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use linli_core::AppError;
@@ -15,10 +14,15 @@ use crate::AppState;
 use crate::error::ApiError;
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
+    pages().into_router()
+}
+
+/// Health, readiness and metrics, recorded for the authorization matrix.
+pub fn pages() -> crate::manifest::Pages {
+    crate::manifest::Pages::new()
+        .get("/healthz", healthz)
+        .get("/readyz", readyz)
+        .get("/metrics", metrics_text)
 }
 
 /// One Prometheus recorder per process (tests build several apps in one process).

@@ -1,6 +1,8 @@
 //! Gates, vehicles and visitor passes (门禁与访客): access records from face terminals and
 //! vehicle barriers, fever and blacklist alarms, residents' vehicles, signed visitor passes.
 
+pub mod probes;
+
 pub mod record;
 
 use linli_core::auth::{Action, ActionInfo, CatalogPart, Principal, RoleGrant};
@@ -71,6 +73,7 @@ pub static MODULE: Module = Module {
         audience: None,
     }],
     locales: &["access"],
+    probes: probes::PROBES,
     ..Module::NONE
 };
 

@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod pages;
+pub mod probes;
 pub mod record;
 
 use std::sync::Arc;
@@ -72,6 +73,7 @@ pub static MODULE: Module = Module {
     demo: Some(|store| Box::pin(store.seed_celebrations_demo())),
     record: &[&record::CELEBRATIONS],
     locales: &["celebrations"],
+    probes: probes::PROBES,
     ..Module::NONE
 };
 

@@ -4,6 +4,7 @@
 pub mod alarm_page;
 pub mod live_page;
 pub mod pages;
+pub mod probes;
 pub mod record;
 
 use linli_core::auth::{Action, ActionInfo, CatalogPart, Principal, RoleGrant};
@@ -88,6 +89,7 @@ pub static MODULE: Module = Module {
         compute: alarms_active,
     }],
     locales: &["iot"],
+    probes: probes::PROBES,
     ..Module::NONE
 };
 

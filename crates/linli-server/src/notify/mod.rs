@@ -1,6 +1,8 @@
 //! Notifications: every user's inbox (live, with an unread badge), follows, the e-mail channel,
 //! and outbound webhooks of an area with their delivery log.
 
+pub mod probes;
+
 use linli_core::auth::{Action, ActionInfo, CatalogPart, Principal, RoleGrant};
 
 use crate::manifest::{Api, Face, HomeTile, Module, NavEntry, Pages};
@@ -53,6 +55,7 @@ pub static MODULE: Module = Module {
         visible: everyone,
     }],
     locales: &["notify"],
+    probes: probes::PROBES,
     ..Module::NONE
 };
 

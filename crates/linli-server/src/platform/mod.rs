@@ -1,6 +1,8 @@
 //! The platform itself: accounts, sessions and API tokens, roles (templates and custom roles),
 //! the audit log. Its catalogue part declares the built-in role templates every module adds to.
 
+pub mod probes;
+
 use linli_core::auth::{Action, KERNEL, Principal};
 
 use crate::manifest::{Api, Face, Module, NavEntry, Pages};
@@ -46,6 +48,7 @@ pub static MODULE: Module = Module {
         },
     ],
     locales: &["web", "errors"],
+    probes: probes::PROBES,
     ..Module::NONE
 };
 

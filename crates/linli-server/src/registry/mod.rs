@@ -1,6 +1,8 @@
 //! 一户一表: the place tree, organisations, households and persons, labels, Excel import and
 //! export, residents' own data and their correction requests.
 
+pub mod probes;
+
 use linli_core::auth::{Action, ActionInfo, CatalogPart, Principal, RoleGrant};
 
 use linli_core::{AppResult, BoxFuture};
@@ -217,6 +219,7 @@ pub static MODULE: Module = Module {
         },
     ],
     locales: &["web"],
+    probes: probes::PROBES,
     ..Module::NONE
 };
 

@@ -1,6 +1,8 @@
 //! Reports (报事 / 报修 / 投诉): intake, the routing catalogue and working-day calendar, the
 //! state machine with deadlines, repairs, statistics, Open311 GeoReport v2.
 
+pub mod probes;
+
 use linli_core::auth::{Action, ActionInfo, CatalogPart, Principal, RoleGrant};
 
 use std::time::Duration;
@@ -148,6 +150,7 @@ pub static MODULE: Module = Module {
         },
     ],
     locales: &["reports", "reports_web", "open311"],
+    probes: probes::PROBES,
     ..Module::NONE
 };
 

@@ -28,7 +28,6 @@ use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::get;
 
 use linli_core::auth::Principal;
 use linli_core::i18n::{self, Lang};
@@ -39,12 +38,18 @@ use crate::error::{current_lang, current_request_id};
 use crate::extract::{Via, authenticate};
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/", get(home))
-        .route("/static/linli.css", get(css))
-        .route("/static/linli.js", get(js))
-        .route("/static/report-form.js", get(report_form_js))
-        .route("/events", get(crate::live::events))
+    kernel_pages().into_router()
+}
+
+/// The pages of no module (home, static files, the live event stream), recorded for the
+/// authorization matrix.
+pub fn kernel_pages() -> crate::manifest::Pages {
+    crate::manifest::Pages::new()
+        .get("/", home)
+        .get("/static/linli.css", css)
+        .get("/static/linli.js", js)
+        .get("/static/report-form.js", report_form_js)
+        .get("/events", crate::live::events)
 }
 
 async fn css() -> Response {

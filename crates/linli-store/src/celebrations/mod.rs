@@ -186,6 +186,16 @@ impl Store {
         Ok(self.celebration_from(&r, p, mine, place))
     }
 
+    async fn celebration_path(&self, id: &str) -> AppResult<String> {
+        let q = Sql::new("SELECT path FROM celebrations WHERE id = $1").arg(id);
+        Ok(self
+            .db
+            .fetch_optional_fast(&q)
+            .await?
+            .map(|r| r.str("path"))
+            .unwrap_or_default())
+    }
+
     /// A resident shares a celebration of their own household with their community.
     pub async fn share_celebration(
         &self,
@@ -250,6 +260,16 @@ impl Store {
     /// once-only rule are kept inside the writing transaction; the sharer hears about it.
     pub async fn congratulate(&self, p: &Principal, id: &str) -> AppResult<Celebration> {
         let c = self.celebration(p, id).await?;
+        // Neighbours congratulate: residents of the post's community, not the staff who
+        // moderate it (nor an integration token).
+        let homes = self.own_homes(p).await?;
+        let post_community = community_prefix(&self.celebration_path(id).await?);
+        if !homes
+            .iter()
+            .any(|(_, path)| community_prefix(path) == post_community)
+        {
+            return Err(AppError::forbidden());
+        }
         if c.own || c.hidden {
             return Err(AppError::conflict("celebration.not_yours_to_congratulate"));
         }

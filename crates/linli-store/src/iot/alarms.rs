@@ -568,6 +568,13 @@ impl Store {
         }
     }
 
+    /// An alarm to act on (acknowledge, clear, assign, comment): the grant must be the one for
+    /// `alarm_handle` (one for `alarm_read` finds the alarm but may not change it).
+    async fn handled_alarm(&self, grant: &Grant, id: &str) -> AppResult<Alarm> {
+        grant.scope(Action::AlarmHandle)?;
+        self.alarm_row(grant, id).await
+    }
+
     /// One alarm with its history (raised, notified, acknowledged …).
     pub async fn alarm(&self, grant: &Grant, id: &str) -> AppResult<AlarmView> {
         let alarm = self.alarm_row(grant, id).await?;
@@ -644,7 +651,7 @@ impl Store {
         unless_done: &str,
         (conflict, event, audit_action, bus_kind): (&'static str, &str, &str, &str),
     ) -> AppResult<AlarmView> {
-        let a = self.alarm_row(grant, id).await?;
+        let a = self.handled_alarm(grant, id).await?;
         let now = self.now_ms();
         let mut tx = self.db.begin_write().await.map_err(db_err)?;
         let n = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -675,7 +682,7 @@ impl Store {
         id: &str,
         user_id: &str,
     ) -> AppResult<AlarmView> {
-        let a = self.alarm_row(grant, id).await?;
+        let a = self.handled_alarm(grant, id).await?;
         let assignee = self
             .principal(user_id)
             .await?
@@ -710,7 +717,7 @@ impl Store {
         if text.is_empty() || text.chars().count() > 2000 {
             return Err(AppError::required("text"));
         }
-        let a = self.alarm_row(grant, id).await?;
+        let a = self.handled_alarm(grant, id).await?;
         let now = self.now_ms();
         let mut tx = self.db.begin_write().await.map_err(db_err)?;
         self.alarm_change(&mut tx, actor, &a, "commented", "alarm.comment", text, now)

@@ -112,6 +112,8 @@ impl Store {
         actor: &Actor,
         new: NewDevice,
     ) -> AppResult<DeviceCreated> {
+        // `place` resolves the place with any grant's area: the action is checked here.
+        grant.scope(Action::DeviceAdmin)?;
         if !linli_core::iot::valid_kind(&new.kind) {
             return Err(AppError::bad_request("iot.device.bad_kind").arg("kind", new.kind));
         }

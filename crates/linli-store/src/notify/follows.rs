@@ -1,9 +1,10 @@
 //! Follows (关注) and a user's delivery channels (e-mail address, on/off, muted kinds).
 //!
 //! Who may follow what: a user may follow an entity they were told about (a notice about it in
-//! their inbox), or an entity whose place lies inside their grant for the capability that reads
-//! it ([`FOLLOWABLE`]). Modules with their own visibility rules (a resident following their own
-//! report) call [`Store::follow_in`] from their own transaction instead.
+//! their inbox), a report they may see (the reports' own visibility: unit staff see what reaches
+//! their unit, residents their own and public ones), or an entity whose place lies inside their
+//! grant for the capability that reads it ([`FOLLOWABLE`]). Modules call [`Store::follow_in`]
+//! from their own transaction to subscribe someone (a resident following the report they filed).
 
 use serde::{Deserialize, Serialize};
 use sqlx::{Any, Transaction};
@@ -15,12 +16,13 @@ use crate::Store;
 use crate::audit::{Actor, Entry};
 use crate::db::{db_err, i64_, opt_str, str_};
 
-/// Entities that can be followed by anyone who may read them: entity name, table (with `id`
-/// and `path` columns), and the capability that reads it. A module adds its line here.
+/// Entities that can be followed by anyone whose grant for the capability that reads them covers
+/// their place: entity name, table (with `id` and `path` columns), and that capability. A module
+/// adds its line here when the grant's area is the whole of its reading rule (reports are not:
+/// see `may_follow`).
 pub const FOLLOWABLE: &[(&str, &str, Action)] = &[
     ("place", "places", Action::PlaceRead),
     ("household", "households", Action::HouseholdRead),
-    ("report", "reports", Action::ReportRead),
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -226,6 +228,13 @@ impl Store {
         .map_err(db_err)?;
         if told.is_some() {
             return Ok(true);
+        }
+        // A report's readers are not its area's: unit staff see only what reaches their unit
+        // (the area of a `report_read` grant would let a property company follow a complaint
+        // about itself), and residents see their own.
+        if entity == "report" {
+            let viewer = self.report_viewer(p).await?;
+            return self.report_visible_id(&viewer, entity_id).await;
         }
         let Some((_, table, action)) = FOLLOWABLE.iter().find(|(e, _, _)| *e == entity) else {
             return Ok(false);

@@ -178,6 +178,8 @@ impl Store {
         actor: &Actor,
         w: NewWebhook,
     ) -> AppResult<WebhookCreated> {
+        // `place` resolves the place with any grant's area: the action is checked here.
+        grant.scope(Action::WebhookAdmin)?;
         let name = validate_name(&w.name)?;
         let url = validate_url(&w.url)?;
         let kinds = validate_kinds(&w.kinds)?;

@@ -87,9 +87,22 @@ pub struct Viewer {
     pub households: Vec<String>,
     /// Community paths of the resident's households.
     pub communities: Vec<String>,
+    /// Where the reports the viewer filed are theirs to see as their reporter: everywhere for a
+    /// person (`None`); for an API token, inside its `report_create` area only, as on Open311
+    /// (a token never reads what its creator filed outside its area, nor without the action).
+    pub(crate) own_area: Option<Vec<String>>,
 }
 
 impl Viewer {
+    /// Whether the viewer filed the report and may read it as its reporter.
+    pub fn filed(&self, r: &Report) -> bool {
+        r.reporter_user_id.as_deref() == Some(self.user_id.as_str())
+            && self
+                .own_area
+                .as_ref()
+                .is_none_or(|a| a.iter().any(|p| r.path.starts_with(p.as_str())))
+    }
+
     /// Whether the viewer governs the area of `path` (area staff), so sees every report there
     /// as staff (internal notes, reporter identity).
     pub fn is_staff_for(&self, path: &str) -> bool {
@@ -369,6 +382,11 @@ impl Store {
             units,
             households,
             communities,
+            own_area: p.via_token().then(|| {
+                p.grant(Action::ReportCreate)
+                    .map(|g| g.area(Action::ReportCreate).to_vec())
+                    .unwrap_or_default()
+            }),
         })
     }
 

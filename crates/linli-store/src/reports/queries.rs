@@ -154,13 +154,26 @@ pub struct Reporter {
 /// Whether a report is the viewer's as a resident: their own, their household's, or a
 /// moderated public report of their community (never a complaint).
 fn resident_sees(v: &Viewer, r: &Report) -> bool {
-    r.reporter_user_id.as_deref() == Some(v.user_id.as_str())
+    v.filed(r)
         || r.household_id
             .as_ref()
             .is_some_and(|h| v.households.contains(h))
         || (r.public
             && r.kind != "complaint"
             && v.communities.iter().any(|c| r.path.starts_with(c.as_str())))
+}
+
+/// Depth of a building in a place path (city / district / street / community / grid / building).
+const BUILDING_DEPTH: usize = 6;
+
+/// `(filed by the viewer, where they may read it as its reporter)` as SQL on alias `r`.
+fn push_filed(q: &mut Sql, v: &Viewer) {
+    q.push("(r.reporter_user_id = ").bind(v.user_id.clone());
+    if let Some(area) = &v.own_area {
+        q.push(" AND ");
+        q.scope("r.path", area);
+    }
+    q.push(")");
 }
 
 /// `(visible to the viewer)` as SQL on alias `r`.
@@ -183,7 +196,8 @@ fn push_visibility(q: &mut Sql, v: &Viewer) {
             .bind_list(&v.units)
             .push("))))");
     }
-    q.push(" OR r.reporter_user_id = ").bind(v.user_id.clone());
+    q.push(" OR ");
+    push_filed(q, v);
     for h in &v.households {
         q.push(" OR r.household_id = ").bind(h.clone());
     }
@@ -246,7 +260,7 @@ impl Store {
 
     /// Hide what a viewer who is not staff on it (`staff`) may not see of someone else's report.
     fn redact(&self, v: &Viewer, staff: bool, mut r: Report) -> Report {
-        let own = r.reporter_user_id.as_deref() == Some(v.user_id.as_str())
+        let own = v.filed(&r)
             || r.household_id
                 .as_ref()
                 .is_some_and(|h| v.households.contains(h));
@@ -258,6 +272,14 @@ impl Store {
             r.assignee_name = None;
             r.quote_fen = None;
             r.quote_note = None;
+            // Where, not whose flat: a neighbour (a public report of their community) gets the
+            // place cut at the building, as Open311 answers those who see it only because it
+            // was published.
+            let ids = super::path_ids(&r.path);
+            if ids.len() > BUILDING_DEPTH {
+                r.place_id = ids[BUILDING_DEPTH - 1].clone();
+                r.path = format!("/{}/", ids[..BUILDING_DEPTH].join("/"));
+            }
         }
         r
     }
@@ -365,7 +387,8 @@ impl Store {
             q.push("r.community_path IN (");
             q.bind_list(&cs).push(")");
         } else if f.mine == Some(true) {
-            q.push("(r.reporter_user_id = ").bind(v.user_id.clone());
+            q.push("(");
+            push_filed(&mut q, v);
             for h in &v.households {
                 q.push(" OR r.household_id = ").bind(h.clone());
             }
