@@ -88,6 +88,46 @@ async fn repeated_failures_lock_the_account_with_back_off() {
     app.close().await;
 }
 
+/// Issue #13 (round 2), finding 9: 40 wrong passwords sent at once let 7 through to the
+/// password check instead of 5 — each request checked the lock before the earlier ones had
+/// counted their failure. The check and the count are one step now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_bad_passwords_pass_the_throttle_at_most_five_times() {
+    let app = TestApp::demo().await;
+    let body = json!({ "login": "grid", "password": "guess" })
+        .to_string()
+        .into_bytes();
+    let mut tasks = Vec::new();
+    for _ in 0..40 {
+        let router = app.router.clone();
+        let body = body.clone();
+        tasks.push(tokio::spawn(async move {
+            use tower::ServiceExt;
+            let req = axum::http::Request::builder()
+                .method("POST")
+                .uri("/api/v1/auth/login")
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(body))
+                .unwrap();
+            router.oneshot(req).await.unwrap().status().as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    let tried = statuses.iter().filter(|s| **s == 401).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(
+        (tried, refused),
+        (5, 35),
+        "only five passwords are tried: {statuses:?}"
+    );
+    // Locked now, even with the right password.
+    assert_eq!(app.login_with("grid", PASSWORD).await.status, 429);
+    app.close().await;
+}
+
 #[tokio::test]
 async fn password_change_and_user_admin_within_scope() {
     let app = TestApp::demo().await;
