@@ -244,6 +244,12 @@ async fn pass_lifecycle_single_and_multi_use_window_and_revoke() {
     let v = t.verify(&t.term1, &t.gate1, &token).await;
     assert_eq!(v["accepted"], false);
     assert_eq!(v["reason"], "used");
+    assert_eq!(
+        v["visitor_name"],
+        Value::Null,
+        "a refusal names nobody: {v}"
+    );
+    assert_eq!(v["plate"], Value::Null, "{v}");
     let seen = app
         .get(&t.resident, &format!("/api/v1/access/passes/{id}"))
         .await
@@ -514,6 +520,9 @@ async fn passes_stay_in_their_community_and_household() {
     // A gate of community 3 refuses a pass of community 1 (and records the attempt).
     let v = t.verify(&t.term3, &t.gate3, token).await;
     assert_eq!(v["reason"], "wrong_community");
+    // …without saying who the pass is for (issue #13 round 2, finding 9).
+    assert_eq!(v["visitor_name"], Value::Null, "{v}");
+    assert_eq!(v["plate"], Value::Null, "{v}");
     // A terminal token of community 1 cannot even use community 3's gate.
     t.bearer(
         &t.term1,

@@ -97,6 +97,8 @@ pub struct Verification {
     /// The reason in the caller's language (filled in by the server).
     pub message: String,
     pub pass_id: Option<String>,
+    /// The visitor, their plate and the pass's end: only when the pass is accepted (a
+    /// refusal does not say who the pass is for).
     pub visitor_name: Option<String>,
     pub plate: Option<String>,
     pub valid_until: Option<i64>,
@@ -500,15 +502,17 @@ impl Store {
                 users: Vec::new(),
             });
         }
+        // Who the pass is for is told only to a gate that lets the visitor in: a refusal (a
+        // pass of another community, a revoked or used one) names nobody.
         let accepted = reason == "accepted";
         Ok(Verification {
             accepted,
             reason: reason.into(),
             message: String::new(),
             pass_id: Some(pass.id),
-            visitor_name: Some(pass.visitor_name),
-            plate: pass.plate,
-            valid_until: Some(pass.valid_until),
+            visitor_name: accepted.then_some(pass.visitor_name),
+            plate: if accepted { pass.plate } else { None },
+            valid_until: accepted.then_some(pass.valid_until),
             record_id,
         })
     }
