@@ -542,6 +542,34 @@ async fn passes_stay_in_their_community_and_household() {
     .await
     .expect(404);
 
+    // The QR secret is the household's: staff who may read the pass (committee and property,
+    // AccessRead) see it without its token and get no QR code (issue #13 round 2, finding 9).
+    for staff in [&t.committee, &t.property] {
+        let seen = app
+            .get(staff, &format!("/api/v1/access/passes/{id}"))
+            .await
+            .ok();
+        assert_eq!(seen["id"], id);
+        assert_eq!(seen["token"], Value::Null, "{seen}");
+        let listed = app.get(staff, "/api/v1/access/passes?limit=500").await.ok();
+        let row = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["id"] == id)
+            .expect("listed for staff");
+        assert_eq!(row["token"], Value::Null);
+        assert!(!listed.to_string().contains(token), "no token in the list");
+        app.get(staff, &format!("/api/v1/access/passes/{id}/qr.svg"))
+            .await
+            .expect(404);
+    }
+    let mine = app
+        .get(&t.resident, &format!("/api/v1/access/passes/{id}"))
+        .await
+        .ok();
+    assert_eq!(mine["token"], token, "the household keeps its token");
+
     // Staff register a pass for another household; the resident cannot see or revoke it.
     let other = t.other_household().await;
     let theirs = t
