@@ -245,15 +245,31 @@ async fn households_and_persons_with_validation_masking_and_history() {
         .ok();
     assert_eq!(log[0]["purpose"], "办理低保核对身份");
     assert_eq!(log[0]["actor"], "committee");
-    // Property staff may reveal (to reach a resident for repairs), a department officer may not.
+    // Neither a department officer nor the property company (its technicians included) may
+    // reveal full numbers (issue #13 round 2, finding 9); they see residents masked.
     let dept = app.login("dept").await;
-    app.post(
-        &dept,
-        &format!("/api/v1/persons/{pid}/reveal"),
-        json!({"purpose": "x1", "fields": ["phone"]}),
-    )
-    .await
-    .expect(403);
+    for (who, fields) in [
+        (&dept, json!(["phone"])),
+        (&property, json!(["id_number"])),
+        (&property, json!(["phone"])),
+    ] {
+        app.post(
+            who,
+            &format!("/api/v1/persons/{pid}/reveal"),
+            json!({"purpose": "上门维修联系", "fields": fields}),
+        )
+        .await
+        .expect(403);
+    }
+    let me = app.get(&property, "/api/v1/auth/me").await.ok();
+    assert!(
+        !me["capabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == "person_reveal"),
+        "{me}"
+    );
 
     // Edits use optimistic concurrency; audit keeps before/after masked.
     let r = app

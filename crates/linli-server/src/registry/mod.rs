@@ -61,6 +61,8 @@ pub static MODULE: Module = Module {
                     Action::CorrectionReview,
                 ],
             },
+            // Property staff (technicians included) see residents masked: no full ID numbers.
+            // They reach the reporter and household of their work orders through the report.
             RoleGrant {
                 role: "property_staff",
                 actions: &[
@@ -68,7 +70,6 @@ pub static MODULE: Module = Module {
                     Action::OrgRead,
                     Action::HouseholdRead,
                     Action::PersonRead,
-                    Action::PersonReveal,
                 ],
             },
             RoleGrant {
