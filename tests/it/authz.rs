@@ -151,6 +151,16 @@ const MATRIX: &[(&str, &str, &str)] = &[
         "outside scope: 404; held: 409 (roles.rs)",
     ),
     ("POST", "/api/v1/users", "binding outside scope: 403"),
+    (
+        "POST",
+        "/api/v1/users/{id}/disable",
+        "account outside scope: 404; bound elsewhere too: 403 (accounts.rs)",
+    ),
+    (
+        "POST",
+        "/api/v1/users/{id}/enable",
+        "account outside scope: 404; bound elsewhere too: 403 (accounts.rs)",
+    ),
     ("GET", "/api/v1/audit", "list filtered by scope"),
     (
         "GET",

@@ -41,6 +41,7 @@ registry-correction-already_decided = The correction request has already been de
 registry-not_a_resident = Your account is not linked to a household.
 user-not_found = The user does not exist.
 user-login_taken = This login name is taken.
+user-cannot_disable_self = You cannot disable your own account.
 import-not_a_spreadsheet = The file is not a spreadsheet (.xlsx, .xls or .csv).
 import-empty = The spreadsheet holds no data.
 import-too_many_rows = The spreadsheet has more rows than allowed ({ $limit }).

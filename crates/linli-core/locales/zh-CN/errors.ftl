@@ -41,6 +41,7 @@ registry-correction-already_decided = 该更正申请已经处理过。
 registry-not_a_resident = 您的账号没有关联任何住户。
 user-not_found = 用户不存在。
 user-login_taken = 该登录名已被使用。
+user-cannot_disable_self = 不能停用自己的账号。
 import-not_a_spreadsheet = 文件不是有效的表格（支持 .xlsx、.xls、.csv）。
 import-empty = 表格中没有数据。
 import-too_many_rows = 表格行数超过上限（{ $limit } 行）。
