@@ -27,6 +27,18 @@ impl Backend {
         }
     }
 
+    /// Suffix of a SELECT inside a write transaction that locks the rows it reads until the
+    /// transaction ends (PostgreSQL), so that a count or check made under it still holds when
+    /// the transaction writes; SQLite's `BEGIN IMMEDIATE` already holds the one write lock.
+    /// Limits per parent row (photos per report, contacts per person) are counted under the
+    /// parent's lock.
+    pub fn for_update(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE",
+        }
+    }
+
     /// An aggregate joining text values with commas.
     pub fn concat_agg(self, expr: &str) -> String {
         match self {
