@@ -712,6 +712,20 @@ impl Store {
             }
         }
         let mut tx = self.db.begin_write().await.map_err(db_err)?;
+        // "No catalogue yet" is decided again under a lock inside the writing transaction: two
+        // instances seeding at once write one catalogue.
+        self.db
+            .lock_xact(&mut tx, "reports.demo_catalogue")
+            .await
+            .map_err(db_err)?;
+        let existing = sqlx::query("SELECT COUNT(*) AS n FROM routing_rules")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if i64_(&existing, "n") > 0 {
+            tx.rollback().await.map_err(db_err)?;
+            return Ok(0);
+        }
         let now = self.now_ms();
         for (cat, area_id, area_path, unit_id, unit, d, nz, ne, mode, paid) in &rules {
             let rule = RoutingRule {
