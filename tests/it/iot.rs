@@ -472,6 +472,75 @@ async fn bad_input_is_rejected_counted_and_stores_nothing() {
     app.close().await;
 }
 
+/// Issue #13 (round 2), finding 6 (the same class): two replacements of a person's care
+/// contacts at once each deleted the old list and inserted theirs, leaving both — twenty
+/// contacts where ten is the limit. They queue on the person's row now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_replacements_of_care_contacts_leave_one_list() {
+    let app = TestApp::demo().await;
+    let committee = app.login("committee").await;
+    let resident = app.login("resident").await;
+    let person = app
+        .store
+        .own_person_id(
+            &app.principal_of(resident.user["id"].as_str().unwrap())
+                .await,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let contacts = |login: &'static str| {
+        let app = &app;
+        async move {
+            let id = user_id(app, login).await;
+            json!(
+                (0..10)
+                    .map(|i| json!({"user_id": id, "relation": format!("联系人{i}")}))
+                    .collect::<Vec<_>>()
+            )
+        }
+    };
+    let lists = [contacts("volunteer").await, contacts("grid").await];
+    let mut tasks = Vec::new();
+    for round in 0..6 {
+        let router = app.router.clone();
+        let (cookie, csrf) = (committee.cookie.clone(), committee.csrf.clone());
+        let (uri, body) = (
+            format!("/api/v1/persons/{person}/care-contacts"),
+            lists[round % 2].to_string(),
+        );
+        tasks.push(tokio::spawn(async move {
+            use tower::ServiceExt;
+            let req = axum::http::Request::builder()
+                .method("PUT")
+                .uri(uri)
+                .header("cookie", cookie)
+                .header("x-csrf-token", csrf)
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(body))
+                .unwrap();
+            router.oneshot(req).await.unwrap().status().as_u16()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    let rows = sqlx::query(
+        "SELECT contact_user_id, ord FROM care_contacts WHERE person_id = $1 ORDER BY ord",
+    )
+    .bind(person.clone())
+    .fetch_all(&app.store.db.read)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 10, "one list of ten, not two");
+    let owners: std::collections::BTreeSet<String> = rows
+        .iter()
+        .map(|r| sqlx::Row::get::<String, _>(r, 0))
+        .collect();
+    assert_eq!(owners.len(), 1, "the whole list comes from one replacement");
+    app.close().await;
+}
+
 #[tokio::test]
 async fn sos_escalates_along_the_care_chain_until_acknowledged() {
     let (app, iot) = iot_app().await;

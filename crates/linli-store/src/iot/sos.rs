@@ -73,6 +73,17 @@ impl Store {
         }
         let now = self.now_ms();
         let mut tx = self.db.begin_write().await.map_err(db_err)?;
+        // Replacements of the same person's list queue on the person's row: each deletes what
+        // the one before wrote, so the list never holds two replacements at once (nor more than
+        // ten contacts).
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT id FROM persons WHERE id = $1{}",
+            self.backend().for_update()
+        )))
+        .bind(person_id.to_string())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
         sqlx::query("DELETE FROM care_contacts WHERE person_id = $1")
             .bind(person_id.to_string())
             .execute(&mut *tx)

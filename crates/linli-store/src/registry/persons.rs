@@ -326,21 +326,14 @@ pub(crate) async fn set_labels(
         }
     }
     for l in label_ids {
-        let exists =
-            sqlx::query("SELECT 1 AS x FROM person_labels WHERE person_id = $1 AND label_id = $2")
-                .bind(person_id.to_string())
-                .bind(l.clone())
-                .fetch_optional(&mut **tx)
-                .await
-                .map_err(db_err)?;
-        if exists.is_none() {
-            sqlx::query("INSERT INTO person_labels (person_id, label_id) VALUES ($1, $2)")
-                .bind(person_id.to_string())
-                .bind(l.clone())
-                .execute(&mut **tx)
-                .await
-                .map_err(db_err)?;
-        }
+        sqlx::query(
+            "INSERT INTO person_labels (person_id, label_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(person_id.to_string())
+        .bind(l.clone())
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err)?;
     }
     Ok(())
 }
