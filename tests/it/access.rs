@@ -99,6 +99,21 @@ async fn setup() -> Setup {
 }
 
 impl Setup {
+    /// A person living now in a household of the community `community_id`.
+    async fn resident_of(&self, community_id: &str) -> String {
+        let path = self.app.place_path(community_id).await;
+        let rows = sqlx::query(
+            "SELECT r.person_id, h.path FROM residences r JOIN households h ON h.id = r.household_id WHERE r.end_date IS NULL ORDER BY r.person_id",
+        )
+        .fetch_all(&self.app.store.db.read)
+        .await
+        .unwrap();
+        rows.iter()
+            .find(|r| sqlx::Row::get::<String, _>(*r, 1).starts_with(&path))
+            .map(|r| sqlx::Row::get::<String, _>(r, 0))
+            .expect("a resident")
+    }
+
     async fn bearer(&self, secret: &str, method: &str, uri: &str, body: Value) -> Resp {
         let auth = format!("Bearer {secret}");
         self.app
@@ -724,13 +739,7 @@ async fn fever_and_blacklist_raise_alarms_for_the_area() {
     .await;
 
     let now = t.now();
-    let person: String = sqlx::Row::get(
-        &sqlx::query("SELECT id FROM persons ORDER BY id LIMIT 1")
-            .fetch_one(&app.store.db.read)
-            .await
-            .unwrap(),
-        "id",
-    );
+    let person = t.resident_of(&t.c1).await;
     let r = t
         .bearer(
             &t.term1,
@@ -887,6 +896,16 @@ async fn fever_and_blacklist_raise_alarms_for_the_area() {
         ),
         (
             json!({ "gate_id": t.gate1, "direction": "in", "at": now + 86_400_000 }),
+            "validation.bad_value",
+        ),
+        // A person of another community cannot pass this gate on record (issue #13 round 2,
+        // finding 7): refused like an unknown id.
+        (
+            json!({ "gate_id": t.gate1, "direction": "in", "person_id": t.resident_of(&t.c3).await, "at": now }),
+            "validation.bad_value",
+        ),
+        (
+            json!({ "gate_id": t.gate1, "direction": "in", "person_id": "no-such-person", "at": now }),
             "validation.bad_value",
         ),
     ] {

@@ -551,3 +551,38 @@ async fn a_disabled_account_is_forgotten_by_every_instance() {
     );
     app.close().await;
 }
+
+/// An account is linked only to a person living in its creator's area (issue #13 round 2,
+/// finding 7, the same class): a committee cannot tie an account to another community's
+/// resident.
+#[tokio::test]
+async fn an_account_names_only_a_person_of_its_creators_area() {
+    let app = TestApp::demo().await;
+    let committee3 = app.login("committee3").await;
+    let c3 = app.place_id("community", "新村社区").await;
+    let c1_path = app
+        .place_path(&app.place_id("community", "幸福里社区").await)
+        .await;
+    let rows = sqlx::query(
+        "SELECT r.person_id, h.path FROM residences r JOIN households h ON h.id = r.household_id WHERE r.end_date IS NULL ORDER BY r.person_id",
+    )
+    .fetch_all(&app.store.db.read)
+    .await
+    .unwrap();
+    let elsewhere: String = rows
+        .iter()
+        .find(|r| sqlx::Row::get::<String, _>(*r, 1).starts_with(&c1_path))
+        .map(|r| sqlx::Row::get(r, 0))
+        .unwrap();
+    let r = app
+        .post(
+            &committee3,
+            "/api/v1/users",
+            json!({"login": "linked", "display_name": "x", "password": "linked-password",
+                   "person_id": elsewhere, "bindings": [{"role": "volunteer", "place_id": c3}]}),
+        )
+        .await
+        .expect(404);
+    assert_eq!(r["code"], "registry.person.not_found");
+    app.close().await;
+}

@@ -1657,3 +1657,72 @@ async fn sessions_end_on_the_stores_event_and_on_revalidation() {
     assert_eq!(iot.live_sessions(), 0);
     app.close().await;
 }
+
+/// A person living now in the community `community` (by name).
+async fn resident_in(app: &TestApp, community: &str) -> (String, String) {
+    let path = app
+        .place_path(&app.place_id("community", community).await)
+        .await;
+    let rows = sqlx::query(
+        "SELECT r.person_id, h.room_id, h.path FROM residences r JOIN households h ON h.id = r.household_id WHERE r.end_date IS NULL ORDER BY r.person_id",
+    )
+    .fetch_all(&app.store.db.read)
+    .await
+    .unwrap();
+    rows.iter()
+        .find(|r| r.get::<String, _>("path").starts_with(&path))
+        .map(|r| (r.get("person_id"), r.get("room_id")))
+        .expect("a resident")
+}
+
+/// Issue #13 (round 2), finding 7: a device could name any person — an SOS button registered
+/// in 新村社区 for a resident of 幸福里社区 raised SOS alarms on 幸福里's path, calling its grid
+/// workers and committee. A device names only a person who lives in its area now; a button
+/// whose person does not (moved away, or legacy data) raises the SOS of its own place.
+#[tokio::test]
+async fn a_device_names_only_a_person_of_its_area() {
+    let (app, _iot) = iot_app().await;
+    let property = app.login("property").await;
+    let (here, room3) = resident_in(&app, "新村社区").await;
+    let (elsewhere, _) = resident_in(&app, "幸福里社区").await;
+    let button = |person: &str| json!({"kind": "sos_button", "name": "一键呼叫", "place_id": room3, "person_id": person});
+    let before = app.store.audit_verify().await.unwrap().entries;
+    for person in [elsewhere.as_str(), "no-such-person"] {
+        let e = app
+            .post(&property, "/api/v1/iot/devices", button(person))
+            .await
+            .expect(404);
+        assert_eq!(e["code"], "registry.person.not_found", "alike for both");
+    }
+    assert_eq!(app.store.audit_verify().await.unwrap().entries, before);
+    let dev = app
+        .post(&property, "/api/v1/iot/devices", button(&here))
+        .await
+        .expect(201);
+    let dev_id = dev["device"]["id"].as_str().unwrap().to_string();
+    let dev_path = dev["device"]["path"].as_str().unwrap().to_string();
+    assert_eq!(dev["device"]["person_id"], here.as_str());
+
+    // A button that names someone of another community (written before this check existed)
+    // raises the SOS of its own place, not on the other community's path.
+    sqlx::query("UPDATE devices SET person_id = $1 WHERE id = $2")
+        .bind(elsewhere.clone())
+        .bind(dev_id.clone())
+        .execute(&app.store.db.write)
+        .await
+        .unwrap();
+    let cfg = linli_store::iot::sos::SafetyConfig::default();
+    let r = app
+        .store
+        .raise_sos(&elsewhere, Some(&dev_id), "button", &cfg)
+        .await
+        .unwrap();
+    let alarm = sqlx::query("SELECT path, person_id FROM alarms WHERE id = $1")
+        .bind(r.alarm_id.clone())
+        .fetch_one(&app.store.db.read)
+        .await
+        .unwrap();
+    assert_eq!(alarm.get::<String, _>("path"), dev_path);
+    assert_eq!(alarm.get::<Option<String>, _>("person_id"), None);
+    app.close().await;
+}

@@ -454,6 +454,17 @@ impl Store {
         for b in &new.bindings {
             self.check_binding_allowed(creator, b).await?;
         }
+        // An account names only a person who lives in the creator's area (issue #13 round 2,
+        // finding 7): not found otherwise, as for an unknown id.
+        if let Some(pid) = new.person_id.as_deref() {
+            let ok = match self.current_home_path(pid).await? {
+                Some(home) => creator.may(Action::UserAdmin, &home),
+                None => false,
+            };
+            if !ok {
+                return Err(AppError::not_found("registry.person.not_found"));
+            }
+        }
         let hash = password::hash(&new.password);
         let mut tx = self.db.begin_write().await.map_err(db_err)?;
         let id = insert_user(

@@ -769,6 +769,53 @@ impl Store {
         Ok(row.map(|r| (r.str("id"), r.str("path"))))
     }
 
+    /// Whether a record at the place `place_path` (a device, a gate) may name `person_id`: the
+    /// person lives there now — a current residence inside the area of that place (its
+    /// community; the place's own subtree when it lies above any community) — and inside
+    /// `scope`, the area of the caller's grant. A person of another community, one who moved
+    /// away, and an unknown id are all "no", so a caller cannot tell them apart.
+    pub(crate) async fn person_of_area(
+        &self,
+        person_id: &str,
+        place_path: &str,
+        scope: &linli_core::auth::Scope<'_>,
+    ) -> AppResult<bool> {
+        let Some(home) = self.current_home_path(person_id).await? else {
+            return Ok(false);
+        };
+        let area = self.area_of(place_path).await?;
+        Ok(home.starts_with(area.as_str()) && scope.covers(&home))
+    }
+
+    /// The household path a person lives in now (none: no current residence).
+    pub(crate) async fn current_home_path(&self, person_id: &str) -> AppResult<Option<String>> {
+        let q = Sql::new(
+            "SELECT h.path FROM residences r JOIN households h ON h.id = r.household_id \
+             WHERE r.person_id = $1 AND r.end_date IS NULL",
+        )
+        .arg(person_id);
+        Ok(self
+            .db
+            .fetch_optional_fast(&q)
+            .await?
+            .map(|r| r.str("path")))
+    }
+
+    /// The area a place belongs to for naming people: the community that holds it (itself
+    /// when it is one), else the place itself (a street's or district's own place).
+    pub(crate) async fn area_of(&self, place_path: &str) -> AppResult<String> {
+        let q = Sql::new(
+            "SELECT path FROM places WHERE kind = 'community' AND substr($1, 1, length(path)) = path",
+        )
+        .arg(place_path);
+        Ok(self
+            .db
+            .fetch_optional_fast(&q)
+            .await?
+            .map(|r| r.str("path"))
+            .unwrap_or_else(|| place_path.to_string()))
+    }
+
     /// One person inside the grant (not found otherwise).
     pub async fn person(
         &self,
