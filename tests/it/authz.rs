@@ -90,6 +90,21 @@ const MATRIX: &[(&str, &str, &str)] = &[
         "/api/v1/persons/{id}/move-out",
         "outside scope: 404",
     ),
+    (
+        "GET",
+        "/api/v1/person-links",
+        "requests about persons of the caller's area only (registry.rs)",
+    ),
+    (
+        "POST",
+        "/api/v1/person-links/{id}/confirm",
+        "outside scope (and the asking side): 404 (registry.rs)",
+    ),
+    (
+        "POST",
+        "/api/v1/person-links/{id}/decline",
+        "outside scope (and the asking side): 404 (registry.rs)",
+    ),
     ("GET", "/api/v1/me/household", "own household only"),
     ("GET", "/api/v1/me/export", "own household only"),
     ("POST", "/api/v1/me/corrections", "own household only"),

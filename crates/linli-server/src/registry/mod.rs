@@ -166,6 +166,12 @@ pub static MODULE: Module = Module {
             visible: can_read_persons,
         },
         NavEntry {
+            href: "/registry/links",
+            label: "web-nav-person-links",
+            face: Face::Staff,
+            visible: can_write_persons,
+        },
+        NavEntry {
             href: "/registry/labels",
             label: "web-nav-labels",
             face: Face::Staff,
@@ -247,6 +253,9 @@ fn can_read_places(p: &Principal) -> bool {
 }
 fn can_read_persons(p: &Principal) -> bool {
     p.can(Action::PersonRead)
+}
+fn can_write_persons(p: &Principal) -> bool {
+    p.can(Action::PersonWrite)
 }
 fn can_import(p: &Principal) -> bool {
     p.can(Action::RegistryImport)
