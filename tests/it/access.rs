@@ -99,6 +99,21 @@ async fn setup() -> Setup {
 }
 
 impl Setup {
+    /// A person living now in a household of the community `community_id`.
+    async fn resident_of(&self, community_id: &str) -> String {
+        let path = self.app.place_path(community_id).await;
+        let rows = sqlx::query(
+            "SELECT r.person_id, h.path FROM residences r JOIN households h ON h.id = r.household_id WHERE r.end_date IS NULL ORDER BY r.person_id",
+        )
+        .fetch_all(&self.app.store.db.read)
+        .await
+        .unwrap();
+        rows.iter()
+            .find(|r| sqlx::Row::get::<String, _>(*r, 1).starts_with(&path))
+            .map(|r| sqlx::Row::get::<String, _>(r, 0))
+            .expect("a resident")
+    }
+
     async fn bearer(&self, secret: &str, method: &str, uri: &str, body: Value) -> Resp {
         let auth = format!("Bearer {secret}");
         self.app
@@ -244,6 +259,12 @@ async fn pass_lifecycle_single_and_multi_use_window_and_revoke() {
     let v = t.verify(&t.term1, &t.gate1, &token).await;
     assert_eq!(v["accepted"], false);
     assert_eq!(v["reason"], "used");
+    assert_eq!(
+        v["visitor_name"],
+        Value::Null,
+        "a refusal names nobody: {v}"
+    );
+    assert_eq!(v["plate"], Value::Null, "{v}");
     let seen = app
         .get(&t.resident, &format!("/api/v1/access/passes/{id}"))
         .await
@@ -514,6 +535,9 @@ async fn passes_stay_in_their_community_and_household() {
     // A gate of community 3 refuses a pass of community 1 (and records the attempt).
     let v = t.verify(&t.term3, &t.gate3, token).await;
     assert_eq!(v["reason"], "wrong_community");
+    // …without saying who the pass is for (issue #13 round 2, finding 9).
+    assert_eq!(v["visitor_name"], Value::Null, "{v}");
+    assert_eq!(v["plate"], Value::Null, "{v}");
     // A terminal token of community 1 cannot even use community 3's gate.
     t.bearer(
         &t.term1,
@@ -532,6 +556,34 @@ async fn passes_stay_in_their_community_and_household() {
     )
     .await
     .expect(404);
+
+    // The QR secret is the household's: staff who may read the pass (committee and property,
+    // AccessRead) see it without its token and get no QR code (issue #13 round 2, finding 9).
+    for staff in [&t.committee, &t.property] {
+        let seen = app
+            .get(staff, &format!("/api/v1/access/passes/{id}"))
+            .await
+            .ok();
+        assert_eq!(seen["id"], id);
+        assert_eq!(seen["token"], Value::Null, "{seen}");
+        let listed = app.get(staff, "/api/v1/access/passes?limit=500").await.ok();
+        let row = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["id"] == id)
+            .expect("listed for staff");
+        assert_eq!(row["token"], Value::Null);
+        assert!(!listed.to_string().contains(token), "no token in the list");
+        app.get(staff, &format!("/api/v1/access/passes/{id}/qr.svg"))
+            .await
+            .expect(404);
+    }
+    let mine = app
+        .get(&t.resident, &format!("/api/v1/access/passes/{id}"))
+        .await
+        .ok();
+    assert_eq!(mine["token"], token, "the household keeps its token");
 
     // Staff register a pass for another household; the resident cannot see or revoke it.
     let other = t.other_household().await;
@@ -687,13 +739,7 @@ async fn fever_and_blacklist_raise_alarms_for_the_area() {
     .await;
 
     let now = t.now();
-    let person: String = sqlx::Row::get(
-        &sqlx::query("SELECT id FROM persons ORDER BY id LIMIT 1")
-            .fetch_one(&app.store.db.read)
-            .await
-            .unwrap(),
-        "id",
-    );
+    let person = t.resident_of(&t.c1).await;
     let r = t
         .bearer(
             &t.term1,
@@ -850,6 +896,16 @@ async fn fever_and_blacklist_raise_alarms_for_the_area() {
         ),
         (
             json!({ "gate_id": t.gate1, "direction": "in", "at": now + 86_400_000 }),
+            "validation.bad_value",
+        ),
+        // A person of another community cannot pass this gate on record (issue #13 round 2,
+        // finding 7): refused like an unknown id.
+        (
+            json!({ "gate_id": t.gate1, "direction": "in", "person_id": t.resident_of(&t.c3).await, "at": now }),
+            "validation.bad_value",
+        ),
+        (
+            json!({ "gate_id": t.gate1, "direction": "in", "person_id": "no-such-person", "at": now }),
             "validation.bad_value",
         ),
     ] {

@@ -472,6 +472,75 @@ async fn bad_input_is_rejected_counted_and_stores_nothing() {
     app.close().await;
 }
 
+/// Issue #13 (round 2), finding 6 (the same class): two replacements of a person's care
+/// contacts at once each deleted the old list and inserted theirs, leaving both — twenty
+/// contacts where ten is the limit. They queue on the person's row now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_replacements_of_care_contacts_leave_one_list() {
+    let app = TestApp::demo().await;
+    let committee = app.login("committee").await;
+    let resident = app.login("resident").await;
+    let person = app
+        .store
+        .own_person_id(
+            &app.principal_of(resident.user["id"].as_str().unwrap())
+                .await,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let contacts = |login: &'static str| {
+        let app = &app;
+        async move {
+            let id = user_id(app, login).await;
+            json!(
+                (0..10)
+                    .map(|i| json!({"user_id": id, "relation": format!("联系人{i}")}))
+                    .collect::<Vec<_>>()
+            )
+        }
+    };
+    let lists = [contacts("volunteer").await, contacts("grid").await];
+    let mut tasks = Vec::new();
+    for round in 0..6 {
+        let router = app.router.clone();
+        let (cookie, csrf) = (committee.cookie.clone(), committee.csrf.clone());
+        let (uri, body) = (
+            format!("/api/v1/persons/{person}/care-contacts"),
+            lists[round % 2].to_string(),
+        );
+        tasks.push(tokio::spawn(async move {
+            use tower::ServiceExt;
+            let req = axum::http::Request::builder()
+                .method("PUT")
+                .uri(uri)
+                .header("cookie", cookie)
+                .header("x-csrf-token", csrf)
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(body))
+                .unwrap();
+            router.oneshot(req).await.unwrap().status().as_u16()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    let rows = sqlx::query(
+        "SELECT contact_user_id, ord FROM care_contacts WHERE person_id = $1 ORDER BY ord",
+    )
+    .bind(person.clone())
+    .fetch_all(&app.store.db.read)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 10, "one list of ten, not two");
+    let owners: std::collections::BTreeSet<String> = rows
+        .iter()
+        .map(|r| sqlx::Row::get::<String, _>(r, 0))
+        .collect();
+    assert_eq!(owners.len(), 1, "the whole list comes from one replacement");
+    app.close().await;
+}
+
 #[tokio::test]
 async fn sos_escalates_along_the_care_chain_until_acknowledged() {
     let (app, iot) = iot_app().await;
@@ -1586,5 +1655,74 @@ async fn sessions_end_on_the_stores_event_and_on_revalidation() {
             .is_err()
     );
     assert_eq!(iot.live_sessions(), 0);
+    app.close().await;
+}
+
+/// A person living now in the community `community` (by name).
+async fn resident_in(app: &TestApp, community: &str) -> (String, String) {
+    let path = app
+        .place_path(&app.place_id("community", community).await)
+        .await;
+    let rows = sqlx::query(
+        "SELECT r.person_id, h.room_id, h.path FROM residences r JOIN households h ON h.id = r.household_id WHERE r.end_date IS NULL ORDER BY r.person_id",
+    )
+    .fetch_all(&app.store.db.read)
+    .await
+    .unwrap();
+    rows.iter()
+        .find(|r| r.get::<String, _>("path").starts_with(&path))
+        .map(|r| (r.get("person_id"), r.get("room_id")))
+        .expect("a resident")
+}
+
+/// Issue #13 (round 2), finding 7: a device could name any person — an SOS button registered
+/// in 新村社区 for a resident of 幸福里社区 raised SOS alarms on 幸福里's path, calling its grid
+/// workers and committee. A device names only a person who lives in its area now; a button
+/// whose person does not (moved away, or legacy data) raises the SOS of its own place.
+#[tokio::test]
+async fn a_device_names_only_a_person_of_its_area() {
+    let (app, _iot) = iot_app().await;
+    let property = app.login("property").await;
+    let (here, room3) = resident_in(&app, "新村社区").await;
+    let (elsewhere, _) = resident_in(&app, "幸福里社区").await;
+    let button = |person: &str| json!({"kind": "sos_button", "name": "一键呼叫", "place_id": room3, "person_id": person});
+    let before = app.store.audit_verify().await.unwrap().entries;
+    for person in [elsewhere.as_str(), "no-such-person"] {
+        let e = app
+            .post(&property, "/api/v1/iot/devices", button(person))
+            .await
+            .expect(404);
+        assert_eq!(e["code"], "registry.person.not_found", "alike for both");
+    }
+    assert_eq!(app.store.audit_verify().await.unwrap().entries, before);
+    let dev = app
+        .post(&property, "/api/v1/iot/devices", button(&here))
+        .await
+        .expect(201);
+    let dev_id = dev["device"]["id"].as_str().unwrap().to_string();
+    let dev_path = dev["device"]["path"].as_str().unwrap().to_string();
+    assert_eq!(dev["device"]["person_id"], here.as_str());
+
+    // A button that names someone of another community (written before this check existed)
+    // raises the SOS of its own place, not on the other community's path.
+    sqlx::query("UPDATE devices SET person_id = $1 WHERE id = $2")
+        .bind(elsewhere.clone())
+        .bind(dev_id.clone())
+        .execute(&app.store.db.write)
+        .await
+        .unwrap();
+    let cfg = linli_store::iot::sos::SafetyConfig::default();
+    let r = app
+        .store
+        .raise_sos(&elsewhere, Some(&dev_id), "button", &cfg)
+        .await
+        .unwrap();
+    let alarm = sqlx::query("SELECT path, person_id FROM alarms WHERE id = $1")
+        .bind(r.alarm_id.clone())
+        .fetch_one(&app.store.db.read)
+        .await
+        .unwrap();
+    assert_eq!(alarm.get::<String, _>("path"), dev_path);
+    assert_eq!(alarm.get::<Option<String>, _>("person_id"), None);
     app.close().await;
 }

@@ -752,17 +752,32 @@ async fn read_back_by_id_and_token_with_visibility() {
     let full_address = r["address"].as_str().unwrap().to_string();
     assert!(full_address.starts_with("幸福里社区 "), "{full_address}");
 
-    // Tokens: the request id doubles as the token.
-    let t = anon(app, &format!("/open311/v2/tokens/{id}.json"))
+    // Tokens: the request id doubles as the token — for whoever may read the request. An
+    // unpublished report's token answers anonymous callers exactly like an unknown one, so the
+    // lookup confirms no private report (issue #13 round 2, finding 9).
+    let t = anon(app, &format!("/open311/v2/tokens/{id}.json?api_key={key}"))
         .await
         .ok();
     assert_eq!(t, json!([{"service_request_id": id, "token": id}]));
-    let x = anon(app, &format!("/open311/v2/tokens/{id}.xml")).await;
+    let x = anon(app, &format!("/open311/v2/tokens/{id}.xml?api_key={key}")).await;
     let x = xml_texts(&x.text());
     assert_eq!(
         xml_values(&x, "service_requests/request/service_request_id"),
         [id.as_str()]
     );
+    let private = anon(app, &format!("/open311/v2/tokens/{id}.json")).await;
+    let unknown = anon(
+        app,
+        &format!("/open311/v2/tokens/{}.json", linli_core::new_id()),
+    )
+    .await;
+    assert_eq!(private.status, unknown.status);
+    assert_eq!(
+        private.text(),
+        unknown.text(),
+        "private and unknown answer alike"
+    );
+    error_list(private, 404);
     error_list(anon(app, "/open311/v2/tokens/nope.json").await, 404);
 
     // Accepted with a public and an internal note, then published by moderation.
@@ -794,6 +809,11 @@ async fn read_back_by_id_and_token_with_visibility() {
     );
     assert_ne!(r["address_id"], s.room);
     assert!(!v.to_string().contains("内部"));
+    // Published: now anyone may look its token up.
+    let t = anon(app, &format!("/open311/v2/tokens/{id}.json"))
+        .await
+        .ok();
+    assert_eq!(t, json!([{"service_request_id": id, "token": id}]));
     let x = anon(app, &format!("/open311/v2/requests/{id}.xml")).await;
     let x = xml_texts(&x.text());
     assert_eq!(xml_values(&x, "service_requests/request/status"), ["open"]);

@@ -398,3 +398,140 @@ async fn a_point_is_placed_in_the_community_whose_area_contains_it() {
     assert_eq!(sqlx::Row::get::<i64, _>(&audit, "n"), 1);
     app.close().await;
 }
+
+/// Put a place's map area as `s`.
+async fn put_geo(app: &TestApp, s: &Session, place: &str, geo: Value) -> Resp {
+    app.call(
+        "PUT",
+        &format!("/api/v1/places/{place}/geo"),
+        Some(s),
+        Some(("application/json", geo.to_string().into_bytes())),
+        &[],
+    )
+    .await
+}
+
+fn boxed(lat0: f64, lon0: f64, lat1: f64, lon1: f64) -> Value {
+    json!({"lat": (lat0 + lat1) / 2.0, "lon": (lon0 + lon1) / 2.0, "radius_m": 300,
+           "boundary": [[lat0, lon0], [lat0, lon1], [lat1, lon1], [lat1, lon0]]})
+}
+
+/// Issue #13 (round 2), finding 4: a committee could redraw its community's map area over
+/// another community's, so that reports located only by a point there landed with it. Areas
+/// now nest and do not overlap: a refusal names the place in the way, and nothing changes.
+#[tokio::test]
+async fn map_areas_nest_and_do_not_overlap() {
+    let app = TestApp::demo().await;
+    let committee = app.login("committee").await;
+    let committee3 = app.login("committee3").await;
+    let xingfu = app.place_id("community", "幸福里社区").await;
+    let xincun = app.place_id("community", "新村社区").await;
+    let xingfu_path = app.place_path(&xingfu).await;
+    let grid = app.place_id_in("grid", "第一网格", &xingfu_path).await;
+    let audit = |app: &TestApp| {
+        let db = app.store.db.read.clone();
+        async move {
+            sqlx::Row::get::<i64, _>(
+                &sqlx::query("SELECT COUNT(*) FROM audit_log WHERE action = 'place.geo'")
+                    .fetch_one(&db)
+                    .await
+                    .unwrap(),
+                0,
+            )
+        }
+    };
+
+    // 新村's committee draws its area over 幸福里's (demo box 30.576–30.584, 114.268–114.278).
+    let r = put_geo(
+        &app,
+        &committee3,
+        &xincun,
+        boxed(30.577, 114.269, 30.583, 114.277),
+    )
+    .await
+    .expect(409);
+    assert_eq!(r["code"], "place.geo.overlaps");
+    assert!(r["message"].as_str().unwrap().contains("幸福里社区"), "{r}");
+    // Nothing changed: the point is still 幸福里's, 新村 keeps its area.
+    let hit = app
+        .store
+        .community_at(30.58, 114.273)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(hit.place_id, xingfu);
+    assert_eq!(audit(&app).await, 0);
+    // A circle (no boundary) reaching into 幸福里 is refused the same way.
+    let r = put_geo(
+        &app,
+        &committee3,
+        &xincun,
+        json!({"lat": 30.5860, "lon": 114.2800, "radius_m": 800}),
+    )
+    .await
+    .expect(409);
+    assert_eq!(r["code"], "place.geo.overlaps");
+    // Sharing a border is fine: 新村 right next to 幸福里's east edge.
+    put_geo(
+        &app,
+        &committee3,
+        &xincun,
+        boxed(30.576, 114.278, 30.584, 114.285),
+    )
+    .await
+    .ok();
+
+    // A grid's area lies inside its community's.
+    let r = put_geo(
+        &app,
+        &committee,
+        &grid,
+        boxed(30.580, 114.270, 30.590, 114.276),
+    )
+    .await
+    .expect(409);
+    assert_eq!(r["code"], "place.geo.outside_parent");
+    assert!(r["message"].as_str().unwrap().contains("幸福里社区"), "{r}");
+    put_geo(
+        &app,
+        &committee,
+        &grid,
+        boxed(30.576, 114.268, 30.580, 114.273),
+    )
+    .await
+    .ok();
+    // …and the community cannot shrink away from its grid's area.
+    let r = put_geo(
+        &app,
+        &committee,
+        &xingfu,
+        boxed(30.5805, 114.268, 30.584, 114.278),
+    )
+    .await
+    .expect(409);
+    assert_eq!(r["code"], "place.geo.child_outside");
+    assert!(r["message"].as_str().unwrap().contains("第一网格"), "{r}");
+    // A boundary that crosses itself is no area; the centre lies inside its boundary.
+    let r = put_geo(
+        &app,
+        &committee,
+        &xingfu,
+        json!({"lat": 30.58, "lon": 114.273, "radius_m": 300,
+               "boundary": [[30.576, 114.268], [30.584, 114.278], [30.576, 114.278], [30.584, 114.268]]}),
+    )
+    .await
+    .expect(400);
+    assert_eq!(r["code"], "place.geo.invalid");
+    let r = put_geo(
+        &app,
+        &committee,
+        &xingfu,
+        json!({"lat": 30.59, "lon": 114.273, "radius_m": 300,
+               "boundary": [[30.576, 114.268], [30.576, 114.278], [30.584, 114.278], [30.584, 114.268]]}),
+    )
+    .await
+    .expect(400);
+    assert_eq!(r["code"], "place.geo.centre_outside");
+    assert_eq!(audit(&app).await, 2, "only the two accepted areas");
+    app.close().await;
+}

@@ -124,10 +124,6 @@ const WITHOUT_GRANT: &[(&str, &str)] = &[
         "the IoT runtime's device registry (credentials hashed)",
     ),
     ("device_by_token", "resolves a device token"),
-    (
-        "open311_token",
-        "Open311 token lookup (public by the GeoReport spec)",
-    ),
     // Demo and start-up seeding.
     ("demo_seeded", "demo marker"),
     ("ensure_default_labels", "start-up seeding"),

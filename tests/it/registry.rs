@@ -245,15 +245,31 @@ async fn households_and_persons_with_validation_masking_and_history() {
         .ok();
     assert_eq!(log[0]["purpose"], "办理低保核对身份");
     assert_eq!(log[0]["actor"], "committee");
-    // Property staff may reveal (to reach a resident for repairs), a department officer may not.
+    // Neither a department officer nor the property company (its technicians included) may
+    // reveal full numbers (issue #13 round 2, finding 9); they see residents masked.
     let dept = app.login("dept").await;
-    app.post(
-        &dept,
-        &format!("/api/v1/persons/{pid}/reveal"),
-        json!({"purpose": "x1", "fields": ["phone"]}),
-    )
-    .await
-    .expect(403);
+    for (who, fields) in [
+        (&dept, json!(["phone"])),
+        (&property, json!(["id_number"])),
+        (&property, json!(["phone"])),
+    ] {
+        app.post(
+            who,
+            &format!("/api/v1/persons/{pid}/reveal"),
+            json!({"purpose": "上门维修联系", "fields": fields}),
+        )
+        .await
+        .expect(403);
+    }
+    let me = app.get(&property, "/api/v1/auth/me").await.ok();
+    assert!(
+        !me["capabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == "person_reveal"),
+        "{me}"
+    );
 
     // Edits use optimistic concurrency; audit keeps before/after masked.
     let r = app
@@ -389,4 +405,361 @@ async fn demo_district_is_realistic_and_seeding_is_idempotent() {
 
 fn idmask(id: &str) -> String {
     format!("{}********{}", &id[..6], &id[14..])
+}
+
+/// A demo person of 幸福里社区 (not the demo resident's household) with a phone and labels:
+/// (name, ID number, phone).
+fn demo_person_of_xingfu(nth: usize) -> (String, String, String) {
+    let data = linli_core::demo::generate(linli_store::demo::DEMO_SEED);
+    let p = data
+        .households
+        .iter()
+        .filter(|h| h.room_key.starts_with("c1/"))
+        .skip(5)
+        .flat_map(|h| h.persons.iter())
+        .filter(|p| p.phone.is_some())
+        .nth(nth)
+        .unwrap();
+    (
+        p.name.clone(),
+        p.id_number.clone(),
+        p.phone.clone().unwrap(),
+    )
+}
+
+/// Issue #13 (round 2), finding 2: after 幸福里 moved person P out, 新村's committee added a
+/// member with P's ID number and any name, and got P's record — real name, masked phone, a
+/// reveal gave the full phone; for someone living elsewhere the same call answered 409
+/// `duplicate_id`, an oracle for whether an ID number is in the system. Now a community gets a
+/// record of its own holding what it entered, the same answer whether the ID is known elsewhere
+/// or not; the earlier community is asked to confirm when name and ID match, and only its
+/// confirmation shares the phone and labels.
+#[tokio::test]
+async fn another_community_cannot_take_over_a_persons_record() {
+    let app = TestApp::demo().await;
+    let committee = app.login("committee").await;
+    let committee3 = app.login("committee3").await;
+    let c3 = app.place_id("community", "新村社区").await;
+    let hh3 = app
+        .get(
+            &committee3,
+            &format!("/api/v1/households?place_id={c3}&limit=3"),
+        )
+        .await
+        .ok()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap().to_string())
+        .collect::<Vec<_>>();
+    let member = |name: &str, id: &str| json!({"name": name, "id_number": id, "relation": "other"});
+    let find_in_xingfu = |id: String| {
+        let (app, committee) = (&app, &committee);
+        async move {
+            app.get(committee, &format!("/api/v1/persons?id_number={id}"))
+                .await
+                .ok()["items"][0]
+                .clone()
+        }
+    };
+
+    // P moved out of 幸福里 (record kept there).
+    let (p_name, p_id, p_phone) = demo_person_of_xingfu(0);
+    let p = find_in_xingfu(p_id.clone()).await;
+    let p_pid = p["id"].as_str().unwrap().to_string();
+    app.post(
+        &committee,
+        &format!("/api/v1/persons/{p_pid}/move-out"),
+        json!({"reason": "迁出"}),
+    )
+    .await
+    .expect(204);
+
+    // 新村 adds P's ID under another name: a record of its own with only what it entered.
+    let got = app
+        .post(
+            &committee3,
+            &format!("/api/v1/households/{}/members", hh3[0]),
+            member("冒名者", &p_id),
+        )
+        .await
+        .expect(201);
+    assert_ne!(got["id"], p_pid.as_str(), "not P's record");
+    assert_eq!(got["name"], "冒名者");
+    assert_eq!(got["phone_masked"], serde_json::Value::Null);
+    assert!(!got.to_string().contains(&p_name));
+    let revealed = app
+        .post(
+            &committee3,
+            &format!("/api/v1/persons/{}/reveal", got["id"].as_str().unwrap()),
+            json!({"purpose": "核对联系方式", "fields": ["phone"]}),
+        )
+        .await
+        .ok();
+    assert_eq!(
+        revealed["phone"],
+        serde_json::Value::Null,
+        "P's phone stays in 幸福里"
+    );
+    assert!(!revealed.to_string().contains(&p_phone));
+    // P's record is still 幸福里's, unchanged, and not 新村's to read.
+    let again = app
+        .get(&committee, &format!("/api/v1/persons/{p_pid}"))
+        .await
+        .ok();
+    assert_eq!(again["name"], p_name.as_str());
+    app.get(&committee3, &format!("/api/v1/persons/{p_pid}"))
+        .await
+        .expect(404);
+    // A wrong name asks nobody.
+    let links = app.get(&committee, "/api/v1/person-links").await.ok();
+    assert_eq!(links.as_array().unwrap().len(), 0, "{links}");
+
+    // No oracle: an ID of someone living in 幸福里 now, and an ID nobody holds, answer alike.
+    let (q_name, q_id, q_phone) = demo_person_of_xingfu(1);
+    let known = app
+        .post(
+            &committee3,
+            &format!("/api/v1/households/{}/members", hh3[1]),
+            member(&q_name, &q_id),
+        )
+        .await;
+    let unknown = app
+        .post(
+            &committee3,
+            &format!("/api/v1/households/{}/members", hh3[1]),
+            member(&q_name, &fresh_id(71)),
+        )
+        .await;
+    assert_eq!(known.status, 201, "{}", known.text());
+    assert_eq!(unknown.status, 201, "{}", unknown.text());
+    let (known, unknown) = (known.json(), unknown.json());
+    let keys = |v: &serde_json::Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(&known), keys(&unknown));
+    for field in ["name", "phone_masked", "labels", "relation", "version"] {
+        assert_eq!(known[field], unknown[field], "{field}");
+    }
+    // The requester does not see its request; 幸福里 does, with who asks.
+    let mine = app.get(&committee3, "/api/v1/person-links").await.ok();
+    assert_eq!(mine.as_array().unwrap().len(), 0);
+    let links = app.get(&committee, "/api/v1/person-links").await.ok();
+    let links = links.as_array().unwrap();
+    assert_eq!(links.len(), 1, "{links:?}");
+    let link = &links[0];
+    assert_eq!(link["name"], q_name.as_str());
+    assert_eq!(link["to_community"], "新村社区");
+    assert_eq!(link["lives_here"], true);
+    let link_id = link["id"].as_str().unwrap().to_string();
+    let q_old = link["person_id"].as_str().unwrap().to_string();
+    // 新村 cannot decide its own request.
+    app.post(
+        &committee3,
+        &format!("/api/v1/person-links/{link_id}/confirm"),
+        json!({}),
+    )
+    .await
+    .expect(404);
+
+    // 幸福里 confirms: 新村's record receives Q's phone and labels; Q's residence in 幸福里
+    // ends (moved to 新村); 幸福里 keeps its record; 新村's staff are told.
+    let q_new = known["id"].as_str().unwrap().to_string();
+    let decided = app
+        .post(
+            &committee,
+            &format!("/api/v1/person-links/{link_id}/confirm"),
+            json!({"note": "本人已迁往新村"}),
+        )
+        .await
+        .ok();
+    assert_eq!(decided["status"], "confirmed");
+    app.post(
+        &committee,
+        &format!("/api/v1/person-links/{link_id}/confirm"),
+        json!({}),
+    )
+    .await
+    .expect(409);
+    let revealed = app
+        .post(
+            &committee3,
+            &format!("/api/v1/persons/{q_new}/reveal"),
+            json!({"purpose": "核对联系方式", "fields": ["phone"]}),
+        )
+        .await
+        .ok();
+    assert_eq!(revealed["phone"], q_phone.as_str());
+    let old = app
+        .get(&committee, &format!("/api/v1/persons/{q_old}"))
+        .await
+        .ok();
+    assert_eq!(old["household_id"], serde_json::Value::Null, "moved out");
+    let inbox = app.get(&committee3, "/api/v1/inbox").await.ok();
+    assert!(inbox.to_string().contains(&q_name), "{inbox}");
+
+    // Declining needs a reason, shares nothing and tells the requester nothing.
+    let (r_name, r_id, _) = demo_person_of_xingfu(2);
+    let r_new = app
+        .post(
+            &committee3,
+            &format!("/api/v1/households/{}/members", hh3[2]),
+            member(&r_name, &r_id),
+        )
+        .await
+        .expect(201)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let link_id = app.get(&committee, "/api/v1/person-links").await.ok()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let e = app
+        .post(
+            &committee,
+            &format!("/api/v1/person-links/{link_id}/decline"),
+            json!({}),
+        )
+        .await
+        .expect(400);
+    assert_eq!(e["code"], "validation.required");
+    app.post(
+        &committee,
+        &format!("/api/v1/person-links/{link_id}/decline"),
+        json!({"note": "不是本人"}),
+    )
+    .await
+    .ok();
+    let r = app
+        .get(&committee3, &format!("/api/v1/persons/{r_new}"))
+        .await
+        .ok();
+    assert_eq!(r["phone_masked"], serde_json::Value::Null);
+    let inbox = app.get(&committee3, "/api/v1/inbox").await.ok();
+    assert!(!inbox.to_string().contains(&r_name), "{inbox}");
+    // 新村 finds its own record by ID (kept in `id_key`), and only that one.
+    let mine = app
+        .get(&committee3, &format!("/api/v1/persons?id_number={q_id}"))
+        .await
+        .ok();
+    assert_eq!(mine["total"], 1);
+    assert_eq!(mine["items"][0]["id"], q_new.as_str());
+    app.close().await;
+}
+
+/// The same for imports (issue #13 round 2, finding 2): a spreadsheet of 新村 naming IDs that
+/// 幸福里 holds imports them as 新村's own records (no `id_belongs_to_other`, no household of
+/// 幸福里 reused), and asks 幸福里 only where the name matches.
+#[tokio::test]
+async fn an_import_cannot_take_over_another_communitys_records() {
+    let app = TestApp::demo().await;
+    let committee = app.login("committee").await;
+    let committee3 = app.login("committee3").await;
+    let (b, u, r) = app.room_names("新村社区").await;
+    let (q_name, q_id, _) = demo_person_of_xingfu(3);
+    let (_, s_id, _) = demo_person_of_xingfu(4);
+    let csv = format!(
+        "户号,社区,楼栋,单元,房号,居住类型,姓名,与户主关系,身份证号,手机号,标签,入住日期\n\
+         X1,新村社区,{b},{u},{r},租户,{q_name},户主,{q_id},,,2025-06-01\n\
+         X1,新村社区,{b},{u},{r},租户,别人,配偶,{s_id},,,2025-06-01\n"
+    );
+    let report = app
+        .call(
+            "POST",
+            "/api/v1/registry/import/households",
+            Some(&committee3),
+            Some(("text/csv", csv.into_bytes())),
+            &[],
+        )
+        .await
+        .ok();
+    assert_eq!(report["rows_rejected"], 0, "{report}");
+    assert_eq!(report["households_created"], 1, "{report}");
+    assert_eq!(report["persons_created"], 2, "{report}");
+    // 幸福里 keeps both records where they were; it is asked about the one whose name matched.
+    for id in [&q_id, &s_id] {
+        let v = app
+            .get(&committee, &format!("/api/v1/persons?id_number={id}"))
+            .await
+            .ok();
+        assert_eq!(v["total"], 1);
+        assert!(
+            v["items"][0]["household_id"].is_string(),
+            "still living in 幸福里"
+        );
+    }
+    let links = app.get(&committee, "/api/v1/person-links").await.ok();
+    let names: Vec<&str> = links
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, [q_name.as_str()]);
+    // 新村 reads its own two records, with what it imported.
+    let v = app
+        .get(&committee3, &format!("/api/v1/persons?id_number={s_id}"))
+        .await
+        .ok();
+    assert_eq!(v["items"][0]["name"], "别人");
+    app.close().await;
+}
+
+/// The confirmation page: 幸福里's committee sees the request and confirms it with a button.
+#[tokio::test]
+async fn the_link_page_confirms_a_request() {
+    let app = TestApp::demo().await;
+    let committee = app.login("committee").await;
+    let committee3 = app.login("committee3").await;
+    let c3 = app.place_id("community", "新村社区").await;
+    let hh3 = app
+        .get(
+            &committee3,
+            &format!("/api/v1/households?place_id={c3}&limit=1"),
+        )
+        .await
+        .ok()["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (q_name, q_id, _) = demo_person_of_xingfu(5);
+    app.post(
+        &committee3,
+        &format!("/api/v1/households/{hh3}/members"),
+        json!({"name": q_name, "id_number": q_id, "relation": "other"}),
+    )
+    .await
+    .expect(201);
+    let page = app.get(&committee, "/registry/links").await;
+    assert_eq!(page.status.as_u16(), 200);
+    let html = page.text();
+    assert!(
+        html.contains(&q_name) && html.contains("新村社区"),
+        "{html}"
+    );
+    let link_id = app.get(&committee, "/api/v1/person-links").await.ok()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(html.contains(&format!("action=\"/registry/links/{link_id}\"")));
+    let r = crate::common::post_form(
+        &app,
+        &committee,
+        &format!("/registry/links/{link_id}"),
+        &[("_csrf", committee.csrf.as_str()), ("decision", "confirm")],
+    )
+    .await;
+    assert_eq!(r.status.as_u16(), 303, "{}", r.text());
+    let all = app
+        .get(&committee, "/api/v1/person-links?all=true")
+        .await
+        .ok();
+    assert_eq!(all[0]["status"], "confirmed");
+    // 新村's staff have no such request on their page.
+    let theirs = app.get(&committee3, "/registry/links").await.text();
+    assert!(!theirs.contains(&link_id));
+    app.close().await;
 }

@@ -249,9 +249,27 @@ async fn unit_staff_hear_only_their_units_reports() {
     );
     let heard = read_until(&mut company, "report", Duration::from_millis(400)).await;
     assert!(!heard.contains("report"), "the company was told: {heard:?}");
-    // Dispatched to the company (the catalogue's unit for it): from now on it is theirs.
+    // Dispatched as the catalogue says — to the committee — the company still hears nothing.
     act("dispatch").await;
-    let heard = read_until(&mut company, "report.dispatch", Duration::from_secs(5)).await;
+    let heard = read_until(&mut company, "report", Duration::from_millis(400)).await;
+    assert!(!heard.contains("report"), "the company was told: {heard:?}");
+    // Sent to the company on purpose (a dispatcher's decision): from now on it is theirs.
+    act("sign").await;
+    let company_id: String = sqlx::Row::get(
+        &sqlx::query("SELECT id FROM orgs WHERE kind = 'property_company' ORDER BY name LIMIT 1")
+            .fetch_one(&app.store.db.read)
+            .await
+            .unwrap(),
+        0,
+    );
+    app.post(
+        &committee,
+        &format!("/api/v1/reports/{id}/actions"),
+        json!({ "action": "transfer", "unit_id": company_id }),
+    )
+    .await
+    .ok();
+    let heard = read_until(&mut company, "report.transfer", Duration::from_secs(5)).await;
     assert!(heard.contains(&id), "{heard:?}");
     app.close().await;
 }

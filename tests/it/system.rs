@@ -199,3 +199,189 @@ async fn runs_on_the_requested_backend() {
     );
     app.close().await;
 }
+
+/// A fresh, empty database (PostgreSQL when `LINLI_TEST_DATABASE_URL` names one, else a SQLite
+/// file) that no store has opened yet: its URL, a data directory, and how to drop it.
+async fn empty_database() -> (String, std::path::PathBuf, Option<(String, String)>) {
+    let unique = linli_core::new_id().replace('-', "")[12..].to_string();
+    let dir = std::env::temp_dir().join(format!("linli-it-{unique}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    match std::env::var("LINLI_TEST_DATABASE_URL") {
+        Ok(admin) if !admin.is_empty() => {
+            let name = format!("linli_it_{unique}");
+            sqlx::any::install_default_drivers();
+            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
+                .await
+                .unwrap();
+            sqlx::Executor::execute(
+                &mut conn,
+                sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")),
+            )
+            .await
+            .unwrap();
+            let base = admin.rsplit_once('/').unwrap().0.to_string();
+            (format!("{base}/{name}"), dir, Some((admin, name)))
+        }
+        _ => (linli_store::sqlite_url(&dir), dir, None),
+    }
+}
+
+async fn drop_database(stores: Vec<linli_store::Store>, pg: Option<(String, String)>) {
+    for s in stores {
+        s.db.read.close().await;
+        s.db.write.close().await;
+    }
+    if let Some((admin, name)) = pg {
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
+            .await
+            .unwrap();
+        let _ = sqlx::Executor::execute(
+            &mut conn,
+            sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")),
+        )
+        .await;
+    }
+}
+
+/// Issue #13 (round 2), finding 6: two instances starting together on an empty PostgreSQL
+/// database exited with a duplicate-key conflict — each read "no key fingerprint yet" (and "no
+/// default labels yet") and inserted it. Both inserts are conditional now: every instance
+/// starts, one fingerprint and one set of labels are stored, and another key is still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn instances_starting_together_on_an_empty_database_all_start() {
+    let (url, dir, pg) = empty_database().await;
+    let cfg = linli_store::DbConfig {
+        url,
+        max_connections: 2,
+        sqlite_synchronous: "NORMAL".into(),
+    };
+    let key = linli_core::crypto::FieldCipher::generate_hex();
+    let start_together = |n: usize| {
+        let starts = (0..n).map(|_| {
+            let (cfg, dir, key) = (cfg.clone(), dir.clone(), key.clone());
+            tokio::spawn(async move {
+                let store = linli_store::Store::open(
+                    &cfg,
+                    &dir,
+                    Some(&key),
+                    linli_server::modules::platform(),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+                store
+                    .ensure_default_labels()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok::<_, String>(store)
+            })
+        });
+        futures_util::future::join_all(starts)
+    };
+    let mut stores = Vec::new();
+    for s in start_together(4).await {
+        stores.push(s.unwrap().expect("every instance starts"));
+    }
+    // The migrations take a lock of their own, so the instances above often reach the
+    // fingerprint one after the other. The race itself: a migrated database without a
+    // fingerprint or labels yet, and eight instances arriving at them at once.
+    for sql in [
+        "DELETE FROM settings WHERE key = 'master_key_check'",
+        "DELETE FROM labels",
+    ] {
+        sqlx::query(sql).execute(&stores[0].db.write).await.unwrap();
+    }
+    for s in start_together(8).await {
+        stores.push(s.unwrap().expect("every instance starts"));
+    }
+    let one = &stores[0];
+    let count = |sql: &'static str| async move {
+        sqlx::Row::get::<i64, _>(&sqlx::query(sql).fetch_one(&one.db.read).await.unwrap(), 0)
+    };
+    assert_eq!(
+        count("SELECT COUNT(*) FROM settings WHERE key = 'master_key_check'").await,
+        1
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM labels").await,
+        linli_store::registry::labels::DEFAULT_LABELS.len() as i64
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM labels WHERE parent_id IS NOT NULL").await,
+        linli_store::registry::labels::DEFAULT_LABELS
+            .iter()
+            .filter(|l| l.0.is_some())
+            .count() as i64,
+        "children found their parents"
+    );
+    // Another key is still refused.
+    let other = linli_core::crypto::FieldCipher::generate_hex();
+    assert!(
+        linli_store::Store::open(&cfg, &dir, Some(&other), linli_server::modules::platform())
+            .await
+            .is_err()
+    );
+    drop_database(stores, pg).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Two instances started with `--demo` on one empty database seed one demo: the seeding is
+/// claimed inside the transactions that write it (and, on PostgreSQL, held under one lock),
+/// so neither fails on the other's rows and nothing is seeded twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn instances_seeding_the_demo_together_make_one_demo() {
+    let app = TestApp::empty().await;
+    let url = app
+        .database_url()
+        .unwrap_or_else(|| linli_store::sqlite_url(&app.dir));
+    let b = linli_store::Store::open(
+        &linli_store::DbConfig {
+            url,
+            max_connections: 4,
+            sqlite_synchronous: "NORMAL".into(),
+        },
+        &app.dir,
+        None,
+        linli_server::modules::platform(),
+    )
+    .await
+    .unwrap();
+    let (ra, rb) = tokio::join!(
+        linli_server::modules::seed_demo(&app.store, crate::common::PASSWORD),
+        linli_server::modules::seed_demo(&b, crate::common::PASSWORD)
+    );
+    let (ra, rb) = (ra.expect("instance A seeds"), rb.expect("instance B seeds"));
+    assert_eq!(ra.len(), rb.len());
+    let count = |sql: &'static str| {
+        let db = app.store.db.read.clone();
+        async move { sqlx::Row::get::<i64, _>(&sqlx::query(sql).fetch_one(&db).await.unwrap(), 0) }
+    };
+    let data = linli_core::demo::generate(linli_store::demo::DEMO_SEED);
+    assert_eq!(
+        count("SELECT COUNT(*) FROM places").await,
+        data.places.len() as i64
+    );
+    for (what, sql) in [
+        (
+            "routing rules",
+            "SELECT COUNT(*) FROM (SELECT category, area_id FROM routing_rules GROUP BY category, area_id HAVING COUNT(*) > 1) d",
+        ),
+        (
+            "default alarm rules",
+            "SELECT COUNT(*) FROM (SELECT device_kind, alarm_type FROM alarm_rules WHERE path IS NULL AND device_id IS NULL GROUP BY device_kind, alarm_type HAVING COUNT(*) > 1) d",
+        ),
+        (
+            "devices",
+            "SELECT COUNT(*) FROM (SELECT name, place_id FROM devices GROUP BY name, place_id HAVING COUNT(*) > 1) d",
+        ),
+        (
+            "gates",
+            "SELECT COUNT(*) FROM (SELECT name, place_id FROM gates GROUP BY name, place_id HAVING COUNT(*) > 1) d",
+        ),
+    ] {
+        assert_eq!(count(sql).await, 0, "{what} seeded twice");
+    }
+    assert!(count("SELECT COUNT(*) FROM routing_rules").await > 0);
+    b.db.read.close().await;
+    b.db.write.close().await;
+    app.close().await;
+}

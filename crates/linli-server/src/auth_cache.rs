@@ -1,7 +1,9 @@
 //! A short-lived cache of resolved callers. Resolving a session or token costs several queries;
-//! a page or API call should not pay them again within seconds. Sign-out, password change and
-//! token revocation on this instance drop entries at once; changes made through another instance
-//! take effect within `TTL`.
+//! a page or API call should not pay them again within seconds. Sign-out, password change,
+//! token revocation and disabling an account drop the account's entries at once: on the
+//! instance that made the change before it answers, and on every other instance when the
+//! store's bus event `account.revoked` reaches it (through PostgreSQL `LISTEN/NOTIFY`). A
+//! role change (rare) still reaches other instances within `TTL`.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -61,4 +63,32 @@ pub fn session_key(token: &str) -> String {
 
 pub fn token_key(secret: &str) -> String {
     format!("t:{secret}")
+}
+
+/// Drop an account from `cache` whenever the store says its sessions or tokens were ended (on
+/// this instance or another). A listener that fell behind forgets everyone (fail closed).
+/// Needs a Tokio runtime; without one (a synchronous test) nothing is spawned.
+pub fn forget_revoked_accounts(store: &linli_store::Store, cache: &std::sync::Arc<AuthCache>) {
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let mut rx = store.bus.subscribe();
+    let cache = std::sync::Arc::downgrade(cache);
+    rt.spawn(async move {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            let e = rx.recv().await;
+            let Some(cache) = cache.upgrade() else {
+                return;
+            };
+            match e {
+                Ok(e) if e.kind == linli_store::accounts::users::ACCOUNT_REVOKED => {
+                    cache.remove_user(&e.id);
+                }
+                Ok(_) => {}
+                Err(RecvError::Lagged(_)) => cache.clear(),
+                Err(RecvError::Closed) => return,
+            }
+        }
+    });
 }

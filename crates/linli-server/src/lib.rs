@@ -93,6 +93,8 @@ pub struct AppInner {
 
 impl AppState {
     pub fn new(store: Store, config: ServerConfig) -> AppState {
+        let auth_cache: Arc<auth_cache::AuthCache> = Arc::default();
+        auth_cache::forget_revoked_accounts(&store, &auth_cache);
         AppState(Arc::new(AppInner {
             store,
             config,
@@ -102,7 +104,7 @@ impl AppState {
             metrics: system::metrics_handle(),
             started: Instant::now(),
             form_once: Arc::default(),
-            auth_cache: Arc::default(),
+            auth_cache,
             iot: Arc::default(),
         }))
     }

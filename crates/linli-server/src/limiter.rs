@@ -59,19 +59,19 @@ impl Limiter {
         }
     }
 
-    /// `Err(seconds)` while `key` is locked.
-    pub fn check(&self, key: &str) -> Result<(), u64> {
-        let now = Instant::now();
-        let map = self.entries.lock().expect("limiter lock");
-        match map.get(key).and_then(|e| e.locked_until) {
-            Some(until) if until > now => Err((until - now).as_secs().max(1)),
-            _ => Ok(()),
-        }
-    }
-
-    pub fn failure(&self, key: &str) {
+    /// `Err(seconds)` while `key` is locked (nothing is counted then). Otherwise the attempt is
+    /// counted at once — as a failure, until [`Limiter::success`] or [`Limiter::refund`] takes it
+    /// back — under the same lock as the check. Checking and counting in one step means that
+    /// attempts arriving together (while the first of them is still verifying its password)
+    /// cannot all pass the check: at most `free_failures` get through, however many run at once.
+    pub fn attempt(&self, key: &str) -> Result<(), u64> {
         let now = Instant::now();
         let mut map = self.entries.lock().expect("limiter lock");
+        if let Some(until) = map.get(key).and_then(|e| e.locked_until)
+            && until > now
+        {
+            return Err((until - now).as_secs().max(1));
+        }
         if map.len() > 100_000 {
             let window = self.policy.window;
             map.retain(|_, e| {
@@ -102,8 +102,26 @@ impl Limiter {
                 .min(self.policy.max_lock);
             e.locked_until = Some(now + lock);
         }
+        Ok(())
     }
 
+    /// The attempt counted by [`Limiter::attempt`] did not fail (a right password, or it was
+    /// refused for another reason before any password was tried): take it back. A lock that
+    /// only this attempt's count had set is lifted.
+    pub fn refund(&self, key: &str) {
+        let mut map = self.entries.lock().expect("limiter lock");
+        if let Some(e) = map.get_mut(key) {
+            e.failures = e.failures.saturating_sub(1);
+            if e.failures < self.policy.free_failures {
+                e.locked_until = None;
+            }
+            if e.failures == 0 && e.locked_until.is_none() {
+                map.remove(key);
+            }
+        }
+    }
+
+    /// The account signed in: forget its failures.
     pub fn success(&self, key: &str) {
         self.entries.lock().expect("limiter lock").remove(key);
     }
@@ -121,16 +139,50 @@ mod tests {
             base_lock: Duration::from_secs(10),
             max_lock: Duration::from_secs(100),
         });
-        l.failure("a");
-        l.failure("a");
-        assert!(l.check("a").is_ok());
-        l.failure("a");
-        let first = l.check("a").unwrap_err();
+        assert!(l.attempt("a").is_ok());
+        assert!(l.attempt("a").is_ok());
+        // The third attempt still runs; it locks whatever comes after it.
+        assert!(l.attempt("a").is_ok());
+        let first = l.attempt("a").unwrap_err();
         assert!((9..=10).contains(&first));
-        l.failure("a");
-        assert!(l.check("a").unwrap_err() > first);
-        assert!(l.check("b").is_ok());
+        assert!(l.attempt("b").is_ok());
         l.success("a");
-        assert!(l.check("a").is_ok());
+        assert!(l.attempt("a").is_ok());
+    }
+
+    #[test]
+    fn refunds_take_back_an_attempt_that_did_not_fail() {
+        let l = Limiter::new(Policy {
+            free_failures: 2,
+            window: Duration::from_secs(60),
+            base_lock: Duration::from_secs(10),
+            max_lock: Duration::from_secs(100),
+        });
+        for _ in 0..10 {
+            assert!(l.attempt("ip").is_ok());
+            l.refund("ip");
+        }
+        assert!(l.attempt("ip").is_ok());
+        assert!(l.attempt("ip").is_ok());
+        assert!(l.attempt("ip").is_err(), "two failures lock");
+    }
+
+    #[test]
+    fn concurrent_attempts_pass_at_most_the_free_failures() {
+        let l = std::sync::Arc::new(Limiter::new(ACCOUNT_POLICY));
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(40));
+        let passed: usize = (0..40)
+            .map(|_| {
+                let (l, b) = (l.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    b.wait();
+                    usize::from(l.attempt("user:x").is_ok())
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .sum();
+        assert_eq!(passed, ACCOUNT_POLICY.free_failures as usize);
     }
 }

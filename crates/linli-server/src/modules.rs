@@ -41,15 +41,22 @@ pub fn platform() -> Arc<Platform> {
 }
 
 /// Seed the demo: the registry's district and accounts, then every module's demo data in list
-/// order (each idempotent). Returns the demo accounts.
+/// order (each idempotent). Returns the demo accounts. Instances started together with
+/// `--demo` seed one after the other (a lock held across the seeding), so the second finds the
+/// first's data instead of colliding with it.
 pub async fn seed_demo(store: &Store, password: &str) -> AppResult<Vec<DemoAccount>> {
-    let accounts = store.seed_demo(password).await?;
-    for m in ALL {
-        if let Some(seed) = m.demo {
-            seed(store).await?;
-        }
-    }
-    Ok(accounts)
+    store
+        .db
+        .with_session_lock("demo.seed", async {
+            let accounts = store.seed_demo(password).await?;
+            for m in ALL {
+                if let Some(seed) = m.demo {
+                    seed(store).await?;
+                }
+            }
+            Ok::<_, linli_core::AppError>(accounts)
+        })
+        .await
 }
 
 /// Start every module's background jobs: each runs at once (catching up after downtime), then

@@ -27,6 +27,18 @@ impl Backend {
         }
     }
 
+    /// Suffix of a SELECT inside a write transaction that locks the rows it reads until the
+    /// transaction ends (PostgreSQL), so that a count or check made under it still holds when
+    /// the transaction writes; SQLite's `BEGIN IMMEDIATE` already holds the one write lock.
+    /// Limits per parent row (photos per report, contacts per person) are counted under the
+    /// parent's lock.
+    pub fn for_update(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE",
+        }
+    }
+
     /// An aggregate joining text values with commas.
     pub fn concat_agg(self, expr: &str) -> String {
         match self {
@@ -133,6 +145,54 @@ impl Db {
         }
     }
 
+    /// Serialize `name`'s work with every other transaction that takes the same lock, until
+    /// this transaction ends (PostgreSQL: a transaction-scoped advisory lock; SQLite: the
+    /// `BEGIN IMMEDIATE` write lock is already exclusive). For one-time work without a natural
+    /// unique key (seeding default rules): lock, re-read inside, then write.
+    pub async fn lock_xact(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        name: &str,
+    ) -> Result<(), sqlx::Error> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(lock_key(name))
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Run `work` while holding `name`'s lock across transactions (PostgreSQL: a session
+    /// advisory lock on a connection of its own, released afterwards; SQLite: nothing — one
+    /// writer, and each of `work`'s transactions is exclusive). Several instances starting at
+    /// once run such work one after the other, each seeing what the one before wrote.
+    pub async fn with_session_lock<T>(
+        &self,
+        name: &str,
+        work: impl std::future::Future<Output = Result<T, AppError>>,
+    ) -> Result<T, AppError> {
+        if self.backend != Backend::Postgres {
+            return work.await;
+        }
+        let mut conn = self.write.acquire().await.map_err(db_err)?;
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(lock_key(name))
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        let out = work.await;
+        let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(lock_key(name))
+            .execute(&mut *conn)
+            .await;
+        if unlocked.is_err() {
+            // The lock goes with the connection: do not hand it back to the pool.
+            let _ = conn.detach();
+        }
+        out
+    }
+
     /// Run all pending migrations of every module, module by module in the platform's order
     /// (idempotent; safe with several processes starting at once). Versions count per module,
     /// so modules built in parallel never collide; `module_migrations` records what ran.
@@ -189,6 +249,16 @@ impl Db {
         }
         tx.commit().await
     }
+}
+
+/// A stable advisory-lock key for a name (FNV-1a, 64 bits; the migration lock is 424242).
+fn lock_key(name: &str) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h as i64
 }
 
 /// A migration statement: portable, or one variant per backend.

@@ -14,6 +14,25 @@ use crate::registry::persons::seal;
 
 pub const DEMO_SEED: u64 = 20_261_124;
 
+/// Insert a setting unless it is there: whether this call put it there (`ON CONFLICT DO
+/// NOTHING`; on PostgreSQL a concurrent insert of the same key waits for the other
+/// transaction and then does nothing). One-time work claims itself with it.
+pub(crate) async fn claim_setting(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    key: &str,
+    value: &str,
+) -> AppResult<bool> {
+    let r = sqlx::query(
+        "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+    )
+    .bind(key.to_string())
+    .bind(value.to_string())
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    Ok(r.rows_affected() == 1)
+}
+
 /// One demo account: login, display name, role, and where it is bound.
 #[derive(Debug, Clone)]
 pub struct DemoAccount {
@@ -153,6 +172,12 @@ impl Store {
         let n_households = households.len();
         let n_persons = persons.len();
         let mut tx = self.db.begin_write().await.map_err(db_err)?;
+        // Claim the seeding inside the transaction that writes: of several instances seeding
+        // at once, the one whose marker went in seeds; the others find the demo there.
+        if !claim_setting(&mut tx, "demo_seeded", &now.to_string()).await? {
+            tx.rollback().await.map_err(db_err)?;
+            return Ok(demo_accounts_summary(&data));
+        }
         insert_many(
             &mut tx,
             "places",
@@ -378,11 +403,6 @@ impl Store {
             .await?;
             insert_binding(&mut tx, self.now_ms(), &uid, &binding).await?;
         }
-        sqlx::query("INSERT INTO settings (key, value) VALUES ('demo_seeded', $1)")
-            .bind(now.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
         self.audit(
             &mut tx,
             &Actor::system("demo"),

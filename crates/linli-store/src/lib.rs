@@ -134,28 +134,31 @@ pub(crate) fn key_check(cipher: &FieldCipher) -> String {
     cipher.blind_index("master-key-check", "linli")
 }
 
+/// The first instance to start stores its key's fingerprint; every instance (the first
+/// included) then compares with what is stored. The insert is conditional (`ON CONFLICT DO
+/// NOTHING`), so instances starting together on an empty database never collide on it: the
+/// first insert wins, the others compare with it.
 async fn check_master_key(db: &Db, cipher: &FieldCipher) -> Result<(), OpenError> {
     use sqlx::Row;
     let expected = key_check(cipher);
     let mut tx = db.begin_write().await?;
-    let stored: Option<String> =
-        sqlx::query("SELECT value FROM settings WHERE key = 'master_key_check'")
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|r| r.get::<String, _>("value"));
-    match stored {
-        Some(s) if s == expected => Ok(()),
-        Some(_) => Err(OpenError::Key(
+    sqlx::query(
+        "INSERT INTO settings (key, value) VALUES ('master_key_check', $1) ON CONFLICT (key) DO NOTHING",
+    )
+    .bind(expected.clone())
+    .execute(&mut *tx)
+    .await?;
+    let stored: String = sqlx::query("SELECT value FROM settings WHERE key = 'master_key_check'")
+        .fetch_one(&mut *tx)
+        .await?
+        .get("value");
+    tx.commit().await?;
+    if stored == expected {
+        Ok(())
+    } else {
+        Err(OpenError::Key(
             "the master key does not match this database (it was created with another key)".into(),
-        )),
-        None => {
-            sqlx::query("INSERT INTO settings (key, value) VALUES ('master_key_check', $1)")
-                .bind(expected)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok(())
-        }
+        ))
     }
 }
 

@@ -56,6 +56,8 @@ const SHARED: &[&str] = &[
     "correction",
     "role",
     "celebration",
+    "person_link",
+    "user",
     "rule_key",
     "token",
     "notice",
@@ -876,6 +878,84 @@ impl World {
                     .execute(&self.app.store.db.write)
                     .await
                     .unwrap();
+                secrets.push(id.clone());
+                map.insert(name.into(), id);
+            }
+            "person_link" => {
+                // B's committee registers a person of A with the same name and ID number: A is
+                // asked to confirm (the link request is A's to decide).
+                // No marker in the name: B's own record of the person carries it, legitimately.
+                let (person_name, id_number, phone) = (
+                    format!("链接{n}号"),
+                    self.generated("new_id_number").unwrap(),
+                    self.generated("new_phone").unwrap(),
+                );
+                let unit = self.statics["unit"].clone();
+                let room = self
+                    .post(
+                        Caller::Staff,
+                        "/api/v1/places",
+                        json!({ "parent_id": unit, "kind": "room", "name": format!("{MARKER}{n}链室"), "room_use": "residential" }),
+                        "room",
+                    )
+                    .await?;
+                let room = room["id"].as_str().unwrap().to_string();
+                let a = self
+                    .post(
+                        Caller::Staff,
+                        "/api/v1/households",
+                        json!({ "room_id": room, "tenure": "owner",
+                                "head": { "name": person_name, "id_number": id_number, "phone": phone, "relation": "head" } }),
+                        "household for a link",
+                    )
+                    .await?;
+                let hh_b = self
+                    .sql_one(
+                        "SELECT household_id FROM role_bindings rb JOIN users u ON u.id = rb.user_id WHERE u.login = $1",
+                        "matrix_resident_b",
+                    )
+                    .await;
+                self.post(
+                    Caller::StaffB,
+                    &format!("/api/v1/households/{hh_b}/members"),
+                    json!({ "name": person_name, "id_number": id_number, "relation": "other" }),
+                    "member in B",
+                )
+                .await?;
+                let s = self.s(Caller::Staff);
+                let links = Self::check(
+                    self.app.get(&s, "/api/v1/person-links").await,
+                    "person links",
+                )?;
+                let id = links
+                    .as_array()
+                    .and_then(|l| l.first())
+                    .and_then(|l| l["id"].as_str())
+                    .ok_or("no link request reached A")?
+                    .to_string();
+                secrets.extend([
+                    room,
+                    a["id"].as_str().unwrap_or_default().to_string(),
+                    id_number,
+                    phone,
+                    id.clone(),
+                ]);
+                map.insert(name.into(), id);
+            }
+            "user" => {
+                // An account of A the committee may stop and start again.
+                let grid = self.statics["grid"].clone();
+                let login = format!("matrixuser{n}");
+                let v = self
+                    .post(
+                        Caller::Staff,
+                        "/api/v1/users",
+                        json!({ "login": login, "display_name": format!("{MARKER}用户{n}"), "password": "linli-demo",
+                                "bindings": [{ "role": "volunteer", "place_id": grid }] }),
+                        "user",
+                    )
+                    .await?;
+                let id = v["id"].as_str().unwrap().to_string();
                 secrets.push(id.clone());
                 map.insert(name.into(), id);
             }

@@ -105,7 +105,8 @@ pub static PROBES: &[Probe] = &[
         .allow(PASS_READERS),
     Probe::get("/api/v1/access/passes/{pass}/qr.svg")
         .actions(ACCESS_READ)
-        .allow(PASS_READERS),
+        .allow(&[Resident])
+        .note("only the household that issued the pass gets its QR (docs/security.md, decisions)"),
     Probe::post("/api/v1/access/passes/{pass}/revoke")
         .actions(&[Action::HouseholdWrite, Action::DeviceAdmin])
         .allow(PASS_READERS)

@@ -318,7 +318,7 @@ pub async fn get_pass(
     Ok(Json(s.store.pass(&p, &id).await?))
 }
 
-/// The pass's QR code as SVG.
+/// The pass's QR code as SVG (the pass's household only).
 #[utoipa::path(get, path = "/api/v1/access/passes/{id}/qr.svg", tag = "access", params(("id" = String, Path)),
     responses((status = 200, content_type = "image/svg+xml", body = String), (status = 404, body = ErrorBody)))]
 pub async fn pass_qr(
@@ -327,7 +327,11 @@ pub async fn pass_qr(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let pass = s.store.pass(&p, &id).await?;
-    let svg = qr_svg(&pass.token)?;
+    // Only the household holds the QR secret; staff who may read the pass get no code.
+    let token = pass
+        .token
+        .ok_or_else(|| AppError::not_found("access.pass.not_found"))?;
+    let svg = qr_svg(&token)?;
     let mut resp = svg.into_response();
     let h = resp.headers_mut();
     h.insert(

@@ -89,14 +89,22 @@ pub async fn login(
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Response> {
     let ip = client_ip(&parts);
-    if let Err(secs) = s.ip_limiter.check(&ip) {
+    // Check and count in one step (see `Limiter::attempt`); taken back when no password failed.
+    if let Err(secs) = s.ip_limiter.attempt(&ip) {
         return Err(AppError::new(ErrorKind::TooManyRequests, "rate_limited")
             .arg("seconds", secs.to_string())
             .into());
     }
-    let creds = s.store.credentials(&req.login).await?;
+    let creds = match s.store.credentials(&req.login).await {
+        Ok(c) => c,
+        Err(e) => {
+            s.ip_limiter.refund(&ip);
+            return Err(e.into());
+        }
+    };
     let account_key = account_key(&req.login, creds.as_ref().map(|c| c.user_id.as_str()));
-    if let Err(secs) = s.account_limiter.check(&account_key) {
+    if let Err(secs) = s.account_limiter.attempt(&account_key) {
+        s.ip_limiter.refund(&ip);
         return Err(
             AppError::new(ErrorKind::TooManyRequests, "auth.login_locked")
                 .arg("seconds", secs.to_string())
@@ -112,13 +120,13 @@ pub async fn login(
         }
     };
     if !ok {
-        s.account_limiter.failure(&account_key);
-        s.ip_limiter.failure(&ip);
+        // Both attempts stay counted as failures.
         metrics::counter!("linli_login_failures_total").increment(1);
         return Err(AppError::new(ErrorKind::Unauthorized, "auth.login_failed").into());
     }
     let creds = creds.expect("checked above");
     s.account_limiter.success(&account_key);
+    s.ip_limiter.refund(&ip);
     let principal = s
         .store
         .principal(&creds.user_id)

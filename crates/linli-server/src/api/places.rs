@@ -105,10 +105,12 @@ pub async fn get_place_geo(
     Ok(Json(s.store.place_geo(&g, &id).await?))
 }
 
-/// Set the map area of a place (communities: where Open311 points are placed). Audited.
+/// Set the map area of a place (communities: where Open311 points are placed). Audited. The
+/// area must lie inside its parent's, hold its children's and overlap no other place's (409,
+/// naming the place in the way).
 #[utoipa::path(put, path = "/api/v1/places/{id}/geo", tag = "registry", params(("id" = String, Path)),
     request_body = PlaceGeo,
-    responses((status = 200, body = PlaceGeo), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = PlaceGeo), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn put_place_geo(
     State(s): State<AppState>,
     Auth(p): Auth,

@@ -469,11 +469,12 @@ async fn one_request(State(s): State<AppState>, Path(file): Path<String>, uri: U
     )
 }
 
-async fn token(State(s): State<AppState>, Path(file): Path<String>) -> Answer {
+async fn token(State(s): State<AppState>, Path(file): Path<String>, uri: Uri) -> Answer {
     let (tok, fmt) = split(&file)?;
+    let principal = caller(&s, &query_params(&uri), fmt).await?;
     let id = s
         .store
-        .open311_token(tok)
+        .open311_token(principal.as_ref(), tok)
         .await
         .map_err(|e| Fail(fmt, e))?
         .ok_or_else(|| Fail(fmt, AppError::not_found("open311.token_not_found")))?;

@@ -90,6 +90,20 @@ pub static PROBES: &[Probe] = &[
         .allow(&[Staff])
         .refused_with(400)
         .note("a place outside the caller's area is not among the form's choices: 400"),
+    // ---- stopping an account ----
+    Probe::post("/api/v1/users/{user}/disable")
+        .actions(&[Action::UserAdmin])
+        .allow(&[Staff])
+        .note("user admin over every binding of the account; nobody disables themselves"),
+    Probe::post("/api/v1/users/{user}/enable")
+        .actions(&[Action::UserAdmin])
+        .allow(&[Staff]),
+    Probe::post("/admin/users/{user}/disable")
+        .actions(&[Action::UserAdmin])
+        .allow(&[Staff]),
+    Probe::post("/admin/users/{user}/enable")
+        .actions(&[Action::UserAdmin])
+        .allow(&[Staff]),
     // ---- roles as data ----
     Probe::get("/api/v1/roles")
         .actions(ROLES_READ)

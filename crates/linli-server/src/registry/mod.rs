@@ -63,6 +63,8 @@ pub static MODULE: Module = Module {
                     Action::CorrectionReview,
                 ],
             },
+            // Property staff (technicians included) see residents masked: no full ID numbers.
+            // They reach the reporter and household of their work orders through the report.
             RoleGrant {
                 role: "property_staff",
                 actions: &[
@@ -70,7 +72,6 @@ pub static MODULE: Module = Module {
                     Action::OrgRead,
                     Action::HouseholdRead,
                     Action::PersonRead,
-                    Action::PersonReveal,
                 ],
             },
             RoleGrant {
@@ -167,6 +168,12 @@ pub static MODULE: Module = Module {
             visible: can_read_persons,
         },
         NavEntry {
+            href: "/registry/links",
+            label: "web-nav-person-links",
+            face: Face::Staff,
+            visible: can_write_persons,
+        },
+        NavEntry {
             href: "/registry/labels",
             label: "web-nav-labels",
             face: Face::Staff,
@@ -249,6 +256,9 @@ fn can_read_places(p: &Principal) -> bool {
 }
 fn can_read_persons(p: &Principal) -> bool {
     p.can(Action::PersonRead)
+}
+fn can_write_persons(p: &Principal) -> bool {
+    p.can(Action::PersonWrite)
 }
 fn can_import(p: &Principal) -> bool {
     p.can(Action::RegistryImport)

@@ -37,7 +37,7 @@ pub static PROBES: &[Probe] = &[
         .actions(&[Action::PlaceRead])
         .allow(&[Staff, Grid, Property, Merchant]),
     Probe::put("/api/v1/places/{room}/geo")
-        .json(r#"{"lat": 30.6, "lon": 114.3, "radius_m": 20}"#)
+        .json(r#"{"lat": 30.58, "lon": 114.273, "radius_m": 20}"#)
         .actions(&[Action::PlaceWrite])
         .allow(&[Staff]),
     // ---- organisations and labels ----
@@ -118,7 +118,8 @@ pub static PROBES: &[Probe] = &[
     Probe::post("/api/v1/persons/{person}/reveal")
         .json(r#"{"purpose": "矩阵核实身份", "fields": ["id_number", "phone"]}"#)
         .actions(&[Action::PersonReveal])
-        .allow(READERS),
+        .allow(&[Staff, Grid])
+        .note("property staff no longer reveal (docs/security.md, decisions)"),
     Probe::post("/api/v1/persons/{member}/move-out")
         .json(r#"{"reason": "矩阵搬走"}"#)
         .actions(&[Action::HouseholdWrite])
@@ -197,7 +198,7 @@ pub static PROBES: &[Probe] = &[
     Probe::post("/registry/persons/{person}/reveal")
         .form(&[("purpose", "矩阵核实身份")])
         .actions(&[Action::PersonReveal])
-        .allow(READERS),
+        .allow(&[Staff, Grid]),
     Probe::get("/registry/labels")
         .filtered(Caller::PEOPLE)
         .note("the label catalogue, the same for everyone"),
@@ -241,4 +242,27 @@ pub static PROBES: &[Probe] = &[
         .form(&[("approve", "0"), ("note", "矩阵驳回")])
         .actions(&[Action::CorrectionReview])
         .allow(&[Staff]),
+    // ---- identity links across communities ----
+    Probe::get("/api/v1/person-links")
+        .actions(&[Action::PersonWrite])
+        .allow(&[Staff, Grid])
+        .filtered(&[OtherGrid, StaffB, TokenB])
+        .note("requests addressed to the caller's area (the earlier community confirms)"),
+    Probe::post("/api/v1/person-links/{person_link}/confirm")
+        .json(r#"{"note": "矩阵确认"}"#)
+        .actions(&[Action::PersonWrite])
+        .allow(&[Staff, Grid])
+        .note("who may edit the earlier record"),
+    Probe::post("/api/v1/person-links/{person_link}/decline")
+        .json(r#"{"note": "矩阵不是同一人"}"#)
+        .actions(&[Action::PersonWrite])
+        .allow(&[Staff, Grid]),
+    Probe::get("/registry/links")
+        .actions(&[Action::PersonWrite])
+        .allow(&[Staff, Grid])
+        .filtered(&[OtherGrid, StaffB]),
+    Probe::post("/registry/links/{person_link}")
+        .form(&[("decision", "decline"), ("note", "矩阵不是同一人")])
+        .actions(&[Action::PersonWrite])
+        .allow(&[Staff, Grid]),
 ];

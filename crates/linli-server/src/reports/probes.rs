@@ -245,7 +245,7 @@ pub static PROBES: &[Probe] = &[
         .allow(&[TokenA]),
     Probe::options("/open311/v2/requests/{report}.json").filtered(EVERYONE),
     Probe::get("/open311/v2/tokens/{open311_token}.json")
-        .allow(EVERYONE)
-        .note("the token is the capability: it names the request it created"),
+        .refused_with(404)
+        .note("a private request's token answers exactly like an unknown one (the client has the id from its POST answer)"),
     Probe::options("/open311/v2/tokens/x.json").filtered(EVERYONE),
 ];

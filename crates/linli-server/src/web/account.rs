@@ -92,15 +92,20 @@ async fn login_submit(
         })
     };
     let ip = client_ip(&parts);
-    if let Err(secs) = s.ip_limiter.check(&ip) {
+    // Check and count in one step (see `Limiter::attempt`); taken back when no password failed.
+    if let Err(secs) = s.ip_limiter.attempt(&ip) {
         return again(page.t1("rate_limited", "seconds", &secs.to_string()));
     }
     let creds = match s.store.credentials(&f.login).await {
         Ok(c) => c,
-        Err(e) => return error_page(&page, e),
+        Err(e) => {
+            s.ip_limiter.refund(&ip);
+            return error_page(&page, e);
+        }
     };
     let key = crate::limiter::account_key(&f.login, creds.as_ref().map(|c| c.user_id.as_str()));
-    if let Err(secs) = s.account_limiter.check(&key) {
+    if let Err(secs) = s.account_limiter.attempt(&key) {
+        s.ip_limiter.refund(&ip);
         return again(page.t1("auth-login_locked", "seconds", &secs.to_string()));
     }
     let ok = match &creds {
@@ -111,11 +116,11 @@ async fn login_submit(
         }
     };
     let Some(creds) = creds.filter(|_| ok) else {
-        s.account_limiter.failure(&key);
-        s.ip_limiter.failure(&ip);
+        // Both attempts stay counted as failures.
         return again(page.t("auth-login_failed"));
     };
     s.account_limiter.success(&key);
+    s.ip_limiter.refund(&ip);
     if let Some(old) = cookie(&parts, SESSION_COOKIE) {
         let _ = s.store.delete_session(old).await;
         s.auth_cache.remove(&crate::auth_cache::session_key(old));

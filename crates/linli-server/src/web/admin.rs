@@ -23,6 +23,8 @@ pub fn pages() -> Pages {
     Pages::new()
         .get("/admin/users", users)
         .post("/admin/users", user_create)
+        .post("/admin/users/{id}/disable", user_disable)
+        .post("/admin/users/{id}/enable", user_enable)
         .get("/admin/audit", audit)
 }
 
@@ -114,13 +116,19 @@ async fn places_for_users(
 #[derive(Deserialize)]
 struct Flash {
     saved: Option<String>,
+    /// `disabled` or `enabled` after the account buttons.
+    done: Option<String>,
 }
 
 async fn users(State(s): State<AppState>, user: WebUser, Query(f): Query<Flash>) -> WebResult {
     let list = or_page(&user.page, s.store.users(&user.principal).await)?;
     let places = places_for_users(&s, &user).await?;
     let roles = assignable_roles(&s, &user).await?;
-    let flash = f.saved.map(|_| user.page.t("web-saved"));
+    let flash = match f.done.as_deref() {
+        Some("disabled") => Some(user.page.t("web-user-disabled-done")),
+        Some("enabled") => Some(user.page.t("web-user-enabled-done")),
+        _ => f.saved.map(|_| user.page.t("web-saved")),
+    };
     let form = UserForm {
         role: "grid_worker".into(),
         ..Default::default()
@@ -244,6 +252,51 @@ async fn user_create(
             Err(error_page(&user.page, e))
         }
     }
+}
+
+#[derive(Deserialize)]
+struct CsrfOnly {
+    #[serde(default)]
+    _csrf: String,
+}
+
+/// Disable an account (a leaver): sessions and API tokens end with it (see
+/// `Store::set_user_disabled`).
+async fn user_disable(
+    State(s): State<AppState>,
+    user: WebUser,
+    Path(id): Path<String>,
+    axum::Form(f): axum::Form<CsrfOnly>,
+) -> WebResult {
+    set_disabled(s, user, id, f, true).await
+}
+
+async fn user_enable(
+    State(s): State<AppState>,
+    user: WebUser,
+    Path(id): Path<String>,
+    axum::Form(f): axum::Form<CsrfOnly>,
+) -> WebResult {
+    set_disabled(s, user, id, f, false).await
+}
+
+async fn set_disabled(
+    s: AppState,
+    user: WebUser,
+    id: String,
+    f: CsrfOnly,
+    disabled: bool,
+) -> WebResult {
+    check_csrf(&user.page, &f._csrf)?;
+    or_page(
+        &user.page,
+        s.store
+            .set_user_disabled(&user.principal, &id, disabled)
+            .await,
+    )?;
+    s.auth_cache.remove_user(&id);
+    let done = if disabled { "disabled" } else { "enabled" };
+    Ok(Redirect::to(&format!("/admin/users?done={done}")).into_response())
 }
 
 #[derive(Template)]

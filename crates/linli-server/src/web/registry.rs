@@ -35,6 +35,8 @@ pub fn pages() -> Pages {
         .get("/registry/persons/{id}", person)
         .post("/registry/persons/{id}", person_save)
         .post("/registry/persons/{id}/reveal", person_reveal)
+        .get("/registry/links", person_links)
+        .post("/registry/links/{id}", person_link_decide)
         .get("/registry/labels", labels)
         .post("/registry/labels", label_create)
         .get("/registry/export", export)
@@ -822,5 +824,101 @@ mod fuzz {
                 prop_assert!(!html.contains("<script>alert(1)"));
             }
         }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "person_links.html")]
+struct PersonLinksTpl {
+    page: Page,
+    items: Vec<linli_store::registry::links::PersonLink>,
+    flash: Option<String>,
+    error: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct LinksFlash {
+    done: Option<String>,
+}
+
+/// Link requests about persons of the caller's area (another community registered someone
+/// with the same name and ID number): confirm or decline each.
+async fn person_links(
+    State(s): State<AppState>,
+    user: WebUser,
+    Query(f): Query<LinksFlash>,
+) -> WebResult {
+    let g = grant(&user.page, &user.principal, Action::PersonWrite)?;
+    let items = or_page(&user.page, s.store.person_links(&g, false).await)?;
+    let flash = match f.done.as_deref() {
+        Some("confirmed") => Some(user.page.t("web-person-link-confirmed")),
+        Some("declined") => Some(user.page.t("web-person-link-declined")),
+        _ => None,
+    };
+    Ok(render(&PersonLinksTpl {
+        page: user.page,
+        items,
+        flash,
+        error: None,
+    }))
+}
+
+#[derive(Deserialize)]
+struct LinkForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    decision: String,
+    #[serde(default)]
+    note: String,
+}
+
+async fn person_link_decide(
+    State(s): State<AppState>,
+    user: WebUser,
+    Path(id): Path<String>,
+    axum::Form(f): axum::Form<LinkForm>,
+) -> WebResult {
+    check_csrf(&user.page, &f._csrf)?;
+    let g = grant(&user.page, &user.principal, Action::PersonWrite)?;
+    let confirm = match f.decision.as_str() {
+        "confirm" => true,
+        "decline" => false,
+        _ => {
+            return Err(error_page(
+                &user.page,
+                AppError::bad_request("validation.bad_value").arg("field", "decision"),
+            ));
+        }
+    };
+    let d = linli_store::registry::links::LinkDecision {
+        note: Some(f.note).filter(|n| !n.trim().is_empty()),
+    };
+    match s
+        .store
+        .decide_person_link(&g, &Actor::from(&user.principal), &id, confirm, &d)
+        .await
+    {
+        Ok(_) => {
+            let done = if confirm { "confirmed" } else { "declined" };
+            Ok(Redirect::to(&format!("/registry/links?done={done}")).into_response())
+        }
+        // A second click on a decided request just shows the list.
+        Err(e) if e.code == "registry.link.already_decided" => {
+            Ok(Redirect::to("/registry/links").into_response())
+        }
+        // A refused form comes back with the reason (a decline without one).
+        Err(e) if e.kind == linli_core::ErrorKind::BadRequest => {
+            let items = or_page(&user.page, s.store.person_links(&g, false).await)?;
+            let error = Some(e.message(user.page.lang));
+            let tpl = PersonLinksTpl {
+                page: user.page,
+                items,
+                flash: None,
+                error,
+            };
+            Ok((axum::http::StatusCode::BAD_REQUEST, render(&tpl)).into_response())
+        }
+        Err(e) => Err(error_page(&user.page, e)),
     }
 }

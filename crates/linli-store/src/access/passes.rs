@@ -62,8 +62,9 @@ pub struct Pass {
     /// `pending` (not yet valid), `active`, `used`, `expired` or `revoked`.
     pub status: String,
     pub created_at: i64,
-    /// The signed token the QR code holds.
-    pub token: String,
+    /// The signed token the QR code holds: only for the household the pass belongs to (and in
+    /// the answer to whoever registers it); staff who read passes do not get it.
+    pub token: Option<String>,
     /// Verification attempts at gates (detail view only).
     pub checks: Vec<PassCheck>,
     #[serde(skip)]
@@ -97,6 +98,8 @@ pub struct Verification {
     /// The reason in the caller's language (filled in by the server).
     pub message: String,
     pub pass_id: Option<String>,
+    /// The visitor, their plate and the pass's end: only when the pass is accepted (a
+    /// refusal does not say who the pass is for).
     pub visitor_name: Option<String>,
     pub plate: Option<String>,
     pub valid_until: Option<i64>,
@@ -167,7 +170,7 @@ impl Store {
         let uses = i64_(r, "uses");
         let valid_from = i64_(r, "valid_from");
         Pass {
-            token: self.pass_token(&id, valid_until),
+            token: None,
             id,
             household_id: str_(r, "household_id"),
             visitor_name: str_(r, "visitor_name"),
@@ -193,6 +196,15 @@ impl Store {
             path: str_(r, "path"),
             community_path: str_(r, "community_path"),
         }
+    }
+
+    /// The pass with its token when `p` lives in the household it belongs to: the QR secret
+    /// is the household's, not every reader's.
+    fn with_token_for(&self, p: &Principal, mut pass: Pass) -> Pass {
+        if p.own_households().contains(&pass.household_id) {
+            pass.token = Some(self.pass_token(&pass.id, pass.valid_until));
+        }
+        pass
     }
 
     async fn pass_unscoped(&self, id: &str) -> AppResult<Option<Pass>> {
@@ -273,7 +285,11 @@ impl Store {
         )
         .await?;
         tx.commit().await.map_err(db_err)?;
-        self.pass(p, &id).await
+        // Whoever registers the pass (the household, or staff on its behalf) gets its token to
+        // hand over; later reads give it to the household only.
+        let mut pass = self.pass(p, &id).await?;
+        pass.token = Some(self.pass_token(&pass.id, pass.valid_until));
+        Ok(pass)
     }
 
     /// Whether the caller may see a pass: their household's, or AccessRead over it.
@@ -284,7 +300,7 @@ impl Store {
     /// One pass with its verification attempts; not found for anyone else.
     pub async fn pass(&self, p: &Principal, id: &str) -> AppResult<Pass> {
         let mut pass = match self.pass_unscoped(id).await? {
-            Some(x) if Self::may_read_pass(p, &x) => x,
+            Some(x) if Self::may_read_pass(p, &x) => self.with_token_for(p, x),
             _ => return Err(AppError::not_found("access.pass.not_found")),
         };
         let rows = sqlx::query(
@@ -333,7 +349,10 @@ impl Store {
         s.push(" ORDER BY created_at DESC, id DESC LIMIT ")
             .bind(q.limit.unwrap_or(50).clamp(1, 500));
         let rows = s.query().fetch_all(&self.db.read).await.map_err(db_err)?;
-        Ok(rows.iter().map(|r| self.pass_from_row(r)).collect())
+        Ok(rows
+            .iter()
+            .map(|r| self.with_token_for(p, self.pass_from_row(r)))
+            .collect())
     }
 
     /// Revoke a pass: its household, or staff (HouseholdWrite or DeviceAdmin over it).
@@ -500,15 +519,17 @@ impl Store {
                 users: Vec::new(),
             });
         }
+        // Who the pass is for is told only to a gate that lets the visitor in: a refusal (a
+        // pass of another community, a revoked or used one) names nobody.
         let accepted = reason == "accepted";
         Ok(Verification {
             accepted,
             reason: reason.into(),
             message: String::new(),
             pass_id: Some(pass.id),
-            visitor_name: Some(pass.visitor_name),
-            plate: pass.plate,
-            valid_until: Some(pass.valid_until),
+            visitor_name: accepted.then_some(pass.visitor_name),
+            plate: if accepted { pass.plate } else { None },
+            valid_until: accepted.then_some(pass.valid_until),
             record_id,
         })
     }

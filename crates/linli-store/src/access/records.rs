@@ -221,14 +221,11 @@ impl Store {
                 }
                 Some(p) => Some(p.to_string()),
             };
+            // A record names only a person who lives in the gate's area and the terminal's
+            // (issue #13 round 2, finding 7); anyone else is refused like an unknown id.
             let person_id = match r.person_id.as_deref().filter(|p| !p.is_empty()) {
                 Some(pid) => {
-                    let known = sqlx::query("SELECT id FROM persons WHERE id = $1")
-                        .bind(pid.to_string())
-                        .fetch_optional(&self.db.read)
-                        .await
-                        .map_err(db_err)?;
-                    if known.is_none() {
+                    if !self.person_of_area(pid, &gate.path, &scope).await? {
                         return Err(at_index(bad("person_id")));
                     }
                     Some(pid.to_string())

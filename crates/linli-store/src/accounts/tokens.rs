@@ -208,6 +208,8 @@ impl Store {
             },
         )
         .await?;
-        tx.commit().await.map_err(db_err)
+        tx.commit().await.map_err(db_err)?;
+        self.publish_account_revoked(p.user_id());
+        Ok(())
     }
 }

@@ -130,6 +130,10 @@ impl Store {
         }
         let n = rows.len();
         let mut tx = self.db.begin_write().await.map_err(db_err)?;
+        if !crate::demo::claim_setting(&mut tx, "iot_demo_seeded", &now.to_string()).await? {
+            tx.rollback().await.map_err(db_err)?;
+            return Ok(0);
+        }
         insert_many(
             &mut tx,
             "devices",
@@ -163,11 +167,6 @@ impl Store {
                 .map_err(db_err)?;
             }
         }
-        sqlx::query("INSERT INTO settings (key, value) VALUES ('iot_demo_seeded', $1)")
-            .bind(now.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
         self.audit(
             &mut tx,
             &crate::audit::Actor::system("demo"),

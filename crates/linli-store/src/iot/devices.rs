@@ -122,15 +122,14 @@ impl Store {
             return Err(AppError::required("name"));
         }
         let place = self.place(grant, &new.place_id).await?;
-        if let Some(pid) = &new.person_id {
-            let r = sqlx::query("SELECT id FROM persons WHERE id = $1")
-                .bind(pid.clone())
-                .fetch_optional(&self.db.read)
-                .await
-                .map_err(db_err)?;
-            if r.is_none() {
-                return Err(AppError::not_found("registry.person.not_found"));
-            }
+        // A device names only a person who lives in its area (and the caller's): an SOS button
+        // cannot be registered for someone of another community (issue #13 round 2, finding 7).
+        if let Some(pid) = new.person_id.as_deref().filter(|p| !p.is_empty())
+            && !self
+                .person_of_area(pid, &place.path, &grant.scope(Action::DeviceAdmin)?)
+                .await?
+        {
+            return Err(AppError::not_found("registry.person.not_found"));
         }
         let id = new_id();
         let token = format!("dev_{}", random_token(24));
@@ -145,7 +144,7 @@ impl Store {
         .bind(name.clone())
         .bind(place.id.clone())
         .bind(place.path.clone())
-        .bind(new.person_id.clone())
+        .bind(new.person_id.clone().filter(|p| !p.is_empty()))
         .bind(token_hash(&token))
         .bind(new.plan_x)
         .bind(new.plan_y)

@@ -216,16 +216,22 @@ pub fn default_rules(zone: linli_core::tz::Zone) -> Vec<(&'static str, RuleSpec)
 }
 
 impl Store {
-    /// Insert the default rules once (idempotent).
+    /// Insert the default rules once (idempotent). Rules have no natural unique key, so the
+    /// "none yet" check is made under a transaction lock, inside the transaction that inserts:
+    /// two instances seeding at once insert one set.
     pub async fn ensure_default_rules(&self) -> AppResult<()> {
+        let mut tx = self.db.begin_write().await.map_err(db_err)?;
+        self.db
+            .lock_xact(&mut tx, "iot.default_rules")
+            .await
+            .map_err(db_err)?;
         let n = sqlx::query("SELECT COUNT(*) AS n FROM alarm_rules")
-            .fetch_one(&self.db.read)
+            .fetch_one(&mut *tx)
             .await
             .map_err(db_err)?;
         if i64_(&n, "n") > 0 {
-            return Ok(());
+            return tx.rollback().await.map_err(db_err);
         }
-        let mut tx = self.db.begin_write().await.map_err(db_err)?;
         for (kind, spec) in default_rules(self.clock.zone()) {
             sqlx::query(
                 "INSERT INTO alarm_rules (id, device_kind, alarm_type, spec, enabled, created_at) VALUES ($1, $2, $3, $4, 1, $5)",

@@ -73,6 +73,17 @@ impl Store {
         }
         let now = self.now_ms();
         let mut tx = self.db.begin_write().await.map_err(db_err)?;
+        // Replacements of the same person's list queue on the person's row: each deletes what
+        // the one before wrote, so the list never holds two replacements at once (nor more than
+        // ten contacts).
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT id FROM persons WHERE id = $1{}",
+            self.backend().for_update()
+        )))
+        .bind(person_id.to_string())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
         sqlx::query("DELETE FROM care_contacts WHERE person_id = $1")
             .bind(person_id.to_string())
             .execute(&mut *tx)
@@ -164,20 +175,23 @@ impl Store {
     async fn care_chain(
         &self,
         tx: &mut Transaction<'static, Any>,
-        person_id: &str,
+        person_id: Option<&str>,
         path: &str,
         step_ms: i64,
     ) -> AppResult<Chain> {
-        let family: Vec<String> = sqlx::query(
-            "SELECT contact_user_id FROM care_contacts WHERE person_id = $1 ORDER BY ord",
-        )
-        .bind(person_id.to_string())
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(db_err)?
-        .iter()
-        .map(|r| str_(r, "contact_user_id"))
-        .collect();
+        let family: Vec<String> = match person_id {
+            Some(person_id) => sqlx::query(
+                "SELECT contact_user_id FROM care_contacts WHERE person_id = $1 ORDER BY ord",
+            )
+            .bind(person_id.to_string())
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(|r| str_(r, "contact_user_id"))
+            .collect(),
+            None => Vec::new(),
+        };
         let grid = users_with_role_over(tx, &Role::GridWorker, path).await?;
         let committee = users_with_role_over(tx, &Role::CommitteeStaff, path).await?;
         let mut tiers = Vec::new();
@@ -199,6 +213,11 @@ impl Store {
 
     /// Raise (or repeat) the CRITICAL SOS alarm of a person — from the resident page's
     /// 一键呼叫 button or an SOS button device — and tell the first tier of their care chain.
+    ///
+    /// A button raises its person's SOS only while the person lives in the button's area
+    /// (`person_of_area`): a button whose person moved away, or one that names someone of
+    /// another community, raises the SOS of the button's own place instead — its area's grid
+    /// workers and committee are called, never another community's, and the alarm is not lost.
     pub async fn raise_sos(
         &self,
         person_id: &str,
@@ -206,22 +225,48 @@ impl Store {
         source: &str,
         cfg: &SafetyConfig,
     ) -> AppResult<SosResult> {
-        let (room_id, path) = self
-            .person_home(person_id)
-            .await?
-            .ok_or(AppError::not_found("iot.sos.no_home"))?;
+        let home = self.person_home(person_id).await?;
+        let (person, room_id, path) = match device_id {
+            Some(d) => {
+                let dev = sqlx::query("SELECT place_id, path FROM devices WHERE id = $1")
+                    .bind(d.to_string())
+                    .fetch_optional(&self.db.read)
+                    .await
+                    .map_err(db_err)?
+                    .ok_or(AppError::not_found("iot.device.not_found"))?;
+                let (dev_place, dev_path) = (str_(&dev, "place_id"), str_(&dev, "path"));
+                let area = self.area_of(&dev_path).await?;
+                match home {
+                    Some((room, path)) if path.starts_with(area.as_str()) => {
+                        (Some(person_id), room, path)
+                    }
+                    _ => {
+                        tracing::warn!(
+                            device = d,
+                            "SOS button names a person who does not live in its area; raised for its place"
+                        );
+                        (None, dev_place, dev_path)
+                    }
+                }
+            }
+            None => {
+                let (room, path) = home.ok_or(AppError::not_found("iot.sos.no_home"))?;
+                (Some(person_id), room, path)
+            }
+        };
+        let originator = person.or(device_id).unwrap_or(person_id).to_string();
         let now = self.now_ms();
         let mut tx = self.db.begin_write().await.map_err(db_err)?;
         let chain = self
-            .care_chain(&mut tx, person_id, &path, cfg.sos_repeat_ms)
+            .care_chain(&mut tx, person, &path, cfg.sos_repeat_ms)
             .await?;
         let (id, new) = self
             .raise_alarm(
                 &mut tx,
                 &Raise {
-                    originator: person_id.to_string(),
+                    originator,
                     device_id: device_id.map(str::to_string),
-                    person_id: Some(person_id.to_string()),
+                    person_id: person.map(str::to_string),
                     alarm_type: "sos".into(),
                     severity: Severity::Critical,
                     path: path.clone(),
@@ -316,7 +361,7 @@ impl Store {
             };
             let mut tx = self.db.begin_write().await.map_err(db_err)?;
             let chain = self
-                .care_chain(&mut tx, &person, &path, cfg.sos_repeat_ms)
+                .care_chain(&mut tx, Some(&person), &path, cfg.sos_repeat_ms)
                 .await?;
             let (id, new) = self
                 .raise_alarm(

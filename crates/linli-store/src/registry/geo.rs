@@ -3,6 +3,13 @@
 //! answers which community a point lies in: the smallest boundary containing it, else the
 //! nearest centre whose radius reaches it, else none. The bounding box of each area is stored
 //! so that lookup reads only the few rows whose box holds the point.
+//!
+//! Areas nest and do not overlap (issue #13 round 2, finding 4): a place's area — its boundary,
+//! or the circle of its radius when it has none — lies inside the area of its nearest ancestor
+//! that has one, holds the areas of its descendants, and shares at most a border with every
+//! other place's area. Otherwise one committee could redraw its area over a neighbour's, and
+//! reports placed by a point there would land in the wrong community. Checked in the writing
+//! transaction, under a lock, so two neighbours redrawing at once cannot both pass.
 
 use serde::{Deserialize, Serialize};
 
@@ -65,11 +72,26 @@ impl PlaceGeo {
         if !self.boundary.is_empty()
             && (self.boundary.len() < 3
                 || self.boundary.len() > MAX_BOUNDARY_POINTS
-                || self.boundary.iter().any(|p| !geo::valid((p[0], p[1]))))
+                || self.boundary.iter().any(|p| !geo::valid((p[0], p[1])))
+                || !geo::is_simple(&ring(&self.boundary)))
         {
             return Err(bad("boundary"));
         }
+        if !self.boundary.is_empty() && !geo::contains(&ring(&self.boundary), (self.lat, self.lon))
+        {
+            return Err(AppError::bad_request("place.geo.centre_outside"));
+        }
         Ok(())
+    }
+
+    /// The area as a polygon: the boundary, or the radius's circle (64 corners on it) when
+    /// there is none.
+    pub fn region(&self) -> Vec<LatLon> {
+        if self.boundary.is_empty() {
+            geo::circle((self.lat, self.lon), self.radius_m as f64, 64)
+        } else {
+            ring(&self.boundary)
+        }
     }
 
     /// The bounding box (e6): the polygon's, widened to hold the radius circle too.
@@ -126,6 +148,12 @@ impl Store {
         let place = self.place(grant, place_id).await?;
         let before = self.place_geo(grant, place_id).await?;
         let mut tx = self.db.begin_write().await.map_err(db_err)?;
+        // Areas are redrawn one at a time, and checked against the others as they are now.
+        self.db
+            .lock_xact(&mut tx, "registry.place_geo")
+            .await
+            .map_err(db_err)?;
+        check_nesting(&mut tx, &place.id, &place.path, &g).await?;
         write_geo(&mut tx, self.now_ms(), place_id, &g).await?;
         self.audit(
             &mut tx,
@@ -239,6 +267,75 @@ impl Store {
         tx.commit().await.map_err(db_err)?;
         Ok(())
     }
+}
+
+fn geo_from_row(r: &sqlx::any::AnyRow) -> PlaceGeo {
+    PlaceGeo {
+        lat: i64_(r, "lat_e6") as f64 / 1e6,
+        lon: i64_(r, "lon_e6") as f64 / 1e6,
+        radius_m: i64_(r, "radius_m"),
+        boundary: opt_str(r, "boundary")
+            .and_then(|b| serde_json::from_str(&b).ok())
+            .unwrap_or_default(),
+    }
+}
+
+/// Refuse an area for the place at `path` that leaves its nearest ancestor's area, leaves out a
+/// descendant's, or overlaps any other place's (409, naming that place).
+async fn check_nesting(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    place_id: &str,
+    path: &str,
+    g: &PlaceGeo,
+) -> AppResult<()> {
+    let region = g.region();
+    let conflict = |code: &'static str, name: String| AppError::conflict(code).arg("place", name);
+    // Ancestors (their paths start ours), descendants (ours starts theirs), and every other
+    // area whose box meets ours.
+    let (min_lat, max_lat, min_lon, max_lon) = g.bbox();
+    let rows = sqlx::query(
+        "SELECT g.place_id, g.lat_e6, g.lon_e6, g.radius_m, g.boundary, p.name, p.path FROM place_geo g JOIN places p ON p.id = g.place_id \
+         WHERE g.place_id <> $1 AND (substr($2, 1, length(p.path)) = p.path \
+            OR substr(p.path, 1, length($2)) = $2 \
+            OR (g.min_lat_e6 <= $3 AND g.max_lat_e6 >= $4 AND g.min_lon_e6 <= $5 AND g.max_lon_e6 >= $6)) \
+         ORDER BY p.path",
+    )
+    .bind(place_id.to_string())
+    .bind(path.to_string())
+    .bind(max_lat)
+    .bind(min_lat)
+    .bind(max_lon)
+    .bind(min_lon)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    let areas: Vec<(String, String, Vec<LatLon>)> = rows
+        .iter()
+        .map(|r| (str_(r, "path"), str_(r, "name"), geo_from_row(r).region()))
+        .collect();
+    // The deepest ancestor with an area is the one to lie inside (checked first: the most
+    // basic rule); then the descendants, then everyone else.
+    if let Some((_, name, theirs)) = areas
+        .iter()
+        .filter(|(other, _, _)| path.starts_with(other.as_str()))
+        .max_by_key(|(other, _, _)| other.len())
+        && !geo::within(&region, theirs)
+    {
+        return Err(conflict("place.geo.outside_parent", name.clone()));
+    }
+    for (other, name, theirs) in &areas {
+        if path.starts_with(other.as_str()) {
+            continue;
+        }
+        if other.starts_with(path) {
+            if !geo::within(theirs, &region) {
+                return Err(conflict("place.geo.child_outside", name.clone()));
+            }
+        } else if geo::overlaps(theirs, &region) {
+            return Err(conflict("place.geo.overlaps", name.clone()));
+        }
+    }
+    Ok(())
 }
 
 async fn write_geo(

@@ -355,9 +355,11 @@ impl Store {
         if head.start_date.is_none() {
             head.start_date = moved_in;
         }
-        let pw = Grant::system(Action::PersonWrite);
-        if let Err(e) = self.add_person(&pw, sensitive, actor, &id, head).await {
-            // The head could not be added (e.g. the ID is registered elsewhere): undo the empty household.
+        // The head is added with the caller's own grant: only records of their area can be
+        // reused (`Store::add_person`); an ID registered elsewhere gets a record of its own.
+        if let Err(e) = self.add_member(grant, sensitive, actor, &id, head).await {
+            // The head could not be added (e.g. the ID is a current member of a household in the
+            // caller's area): undo the empty household.
             let mut tx = self.db.begin_write().await.map_err(db_err)?;
             sqlx::query("DELETE FROM households WHERE id = $1 AND head_person_id IS NULL AND NOT EXISTS (SELECT 1 FROM residences WHERE household_id = $1)")
                 .bind(id.clone())

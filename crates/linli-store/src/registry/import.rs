@@ -17,6 +17,7 @@ use linli_core::{AppError, AppResult, new_id};
 use crate::Store;
 use crate::audit::{Actor, Entry};
 use crate::db::{Sql, Val, db_err, insert_many, opt_str, str_};
+use crate::registry::links::{IdMatch, best};
 use crate::registry::persons::seal;
 
 /// At most this many data rows per file.
@@ -78,6 +79,17 @@ struct Plan {
     hh: ImportHousehold,
     /// (person index in hh.persons, existing person id if any)
     members: Vec<(usize, Option<String>)>,
+    /// New members whose ID number another community's record holds (by member index): they
+    /// get a record of their own, and that community is asked to confirm the link when the
+    /// name matches too (`Some`, `registry/links.rs`).
+    elsewhere: HashMap<usize, Option<IdMatch>>,
+}
+
+/// An existing record of an ID number in the file.
+struct Existing {
+    m: IdMatch,
+    /// Its current household.
+    household: Option<String>,
 }
 
 /// A spreadsheet refused by its reader (not a table, or beyond a limit), as a localized 400.
@@ -132,7 +144,25 @@ impl Store {
             })
             .collect();
         let all_ids: Vec<String> = bidx_of.iter().flatten().cloned().collect();
-        let existing = self.persons_by_bidx(&all_ids).await?;
+        // Only records of the importer's area are theirs to reuse (or to clash with); another
+        // community's record of the same ID is never reused nor reported, exactly as in
+        // `Store::add_person`: the row gets a record of its own.
+        let area = grant.scope(Action::RegistryImport)?;
+        let mut existing: HashMap<String, Existing> = HashMap::new();
+        let mut elsewhere: HashMap<String, Option<IdMatch>> = HashMap::new();
+        for (bidx, found) in self.persons_by_bidx(&all_ids).await? {
+            let (mine, others): (Vec<Existing>, Vec<Existing>) = found
+                .into_iter()
+                .partition(|e| e.m.home.as_deref().is_some_and(|h| area.covers(h)));
+            if let Some(m) = best(mine.iter().map(|e| &e.m)) {
+                let id = m.id.clone();
+                if let Some(e) = mine.into_iter().find(|e| e.m.id == id) {
+                    existing.insert(bidx, e);
+                }
+            } else if !others.is_empty() {
+                elsewhere.insert(bidx, best(others.iter().map(|e| &e.m)).cloned());
+            }
+        }
         tracing::info!(
             ms = started.elapsed().as_millis() as u64,
             "import: matched rooms and existing persons"
@@ -213,20 +243,25 @@ impl Store {
                 reject_all(&mut issues, issue);
                 continue;
             }
-            let existing_household = existing.get(&bidx_of[0]).and_then(|(_, h)| h.clone());
+            let existing_household = existing.get(&bidx_of[0]).and_then(|e| e.household.clone());
             let household_id = existing_household.clone().unwrap_or_else(new_id);
             if existing_household.is_some() {
                 households_existing += 1;
             }
             let mut members = Vec::new();
+            let mut linked = HashMap::new();
             for (i, p) in hh.persons.iter().enumerate() {
                 if let Some(issue) = bad_label.remove(&i) {
                     issues.push(issue);
                     continue;
                 }
                 match existing.get(&bidx_of[i]) {
-                    Some((_, Some(h))) if *h == household_id => persons_unchanged += 1,
-                    Some((_, Some(_))) => {
+                    Some(Existing {
+                        household: Some(h), ..
+                    }) if *h == household_id => persons_unchanged += 1,
+                    Some(Existing {
+                        household: Some(_), ..
+                    }) => {
                         issues.push(RawIssue {
                             row: p.row,
                             column: Some("身份证号".into()),
@@ -236,12 +271,28 @@ impl Store {
                         });
                         continue;
                     }
-                    Some((pid, None)) => {
+                    Some(Existing { m, household: None }) if m.name != p.name.trim() => {
+                        // A former resident of the importer's own area, under another name.
+                        issues.push(RawIssue {
+                            row: p.row,
+                            column: Some("姓名".into()),
+                            code: "import.name_mismatch",
+                            value: None,
+                            args: Vec::new(),
+                        });
+                        continue;
+                    }
+                    Some(Existing { m, household: None }) => {
                         persons_moved_in += 1;
-                        members.push((i, Some(pid.clone())));
+                        members.push((i, Some(m.id.clone())));
                     }
                     None => {
                         persons_created += 1;
+                        if let Some(target) = elsewhere.get(&bidx_of[i]) {
+                            let same_name =
+                                target.as_ref().filter(|t| t.name == p.name.trim()).cloned();
+                            linked.insert(members.len(), same_name);
+                        }
                         members.push((i, None));
                     }
                 }
@@ -253,6 +304,7 @@ impl Store {
                 path,
                 hh,
                 members,
+                elsewhere: linked,
             });
         }
 
@@ -334,27 +386,44 @@ impl Store {
         Ok(out)
     }
 
-    /// Blind index → (person id, current household id).
-    async fn persons_by_bidx(
-        &self,
-        bidx: &[String],
-    ) -> AppResult<HashMap<String, (String, Option<String>)>> {
-        let mut out = HashMap::new();
+    /// Blind index → every record holding that ID number (in the unique column or, for later
+    /// records of other communities, in `id_key`), with where it lives.
+    async fn persons_by_bidx(&self, bidx: &[String]) -> AppResult<HashMap<String, Vec<Existing>>> {
+        let mut out: HashMap<String, Vec<Existing>> = HashMap::new();
+        let mut former: Vec<(String, usize)> = Vec::new();
         for chunk in bidx.chunks(500) {
             let mut q = Sql::new(
-                "SELECT p.id, p.id_bidx, r.household_id FROM persons p LEFT JOIN residences r ON r.person_id = p.id AND r.end_date IS NULL WHERE p.id_bidx IN (",
+                "SELECT p.id, p.name, COALESCE(p.id_key, p.id_bidx) AS k, r.household_id, COALESCE(r.hpath, h.path) AS home \
+                 FROM persons p LEFT JOIN residences r ON r.person_id = p.id AND r.end_date IS NULL \
+                 LEFT JOIN households h ON h.id = r.household_id WHERE p.id_bidx IN (",
             );
-            for (i, b) in chunk.iter().enumerate() {
-                if i > 0 {
-                    q.push(", ");
-                }
-                q.bind(b.clone());
-            }
+            q.bind_list(chunk);
+            q.push(") OR p.id_key IN (");
+            q.bind_list(chunk);
             q.push(")");
             for mut r in self.db.fetch_all_fast(&q).await? {
-                let bidx = r.take_str("id_bidx").unwrap_or_default();
-                let id = r.take_str("id").unwrap_or_default();
-                out.insert(bidx, (id, r.take_str("household_id")));
+                let k = r.take_str("k").unwrap_or_default();
+                let household = r.take_str("household_id");
+                let e = Existing {
+                    m: IdMatch {
+                        id: r.take_str("id").unwrap_or_default(),
+                        name: r.take_str("name").unwrap_or_default(),
+                        current: household.is_some(),
+                        home: r.take_str("home"),
+                    },
+                    household,
+                };
+                let list = out.entry(k.clone()).or_default();
+                if e.m.home.is_none() {
+                    former.push((k, list.len()));
+                }
+                list.push(e);
+            }
+        }
+        // Records without a current home: where they lived last (few; one lookup each).
+        for (k, i) in former {
+            if let Some(e) = out.get_mut(&k).and_then(|l| l.get_mut(i)) {
+                e.m.home = self.person_path(&e.m.id).await?.map(|(_, p)| p);
             }
         }
         Ok(out)
@@ -418,9 +487,22 @@ impl Store {
         let mut new_ids: HashMap<(usize, usize), String> = HashMap::with_capacity(sealed.len());
         let mut persons = Vec::with_capacity(sealed.len());
         let mut person_labels = Vec::new();
-        for (pi, mi, s) in sealed {
+        let mut links: Vec<(IdMatch, String, String, String)> = Vec::new();
+        for (pi, mi, mut s) in sealed {
             let id = new_id();
             let p = &plans[pi].hh.persons[plans[pi].members[mi].0];
+            if let Some(target) = plans[pi].elsewhere.get(&mi) {
+                // Another community holds this ID: a record of this community's own.
+                s.as_local_record(&id);
+                if let Some(t) = target {
+                    links.push((
+                        t.clone(),
+                        id.clone(),
+                        s.name.clone(),
+                        plans[pi].path.clone(),
+                    ));
+                }
+            }
             let mut seen: Vec<&str> = Vec::new();
             for name in &p.labels {
                 if let Some(l) = labels
@@ -621,6 +703,10 @@ impl Store {
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
+        }
+        for (target, id, name, path) in &links {
+            self.request_link(&mut tx, actor, target, id, name, path)
+                .await?;
         }
         let scope = grant
             .scope(Action::RegistryImport)?

@@ -103,31 +103,35 @@ impl Store {
             .collect())
     }
 
-    /// Insert the default labels once.
+    /// Insert the default labels that are missing (at every start). Each insert is
+    /// conditional (`ON CONFLICT DO NOTHING` on the unique code and name) and finds its parent
+    /// by code inside the same statement, so instances starting together never collide and a
+    /// label an administrator already made under the same name is left as it is.
     pub async fn ensure_default_labels(&self) -> AppResult<()> {
         let existing = self.labels().await?;
-        let mut tx = self.db.begin_write().await.map_err(db_err)?;
-        let mut ids: std::collections::HashMap<String, String> = existing
+        if DEFAULT_LABELS
             .iter()
-            .map(|l| (l.code.clone(), l.id.clone()))
-            .collect();
+            .all(|(_, code, ..)| existing.iter().any(|l| l.code == *code))
+        {
+            return Ok(());
+        }
+        let mut tx = self.db.begin_write().await.map_err(db_err)?;
         for (i, (parent, code, zh, en, sensitive)) in DEFAULT_LABELS.iter().enumerate() {
-            if ids.contains_key(*code) {
-                continue;
-            }
-            let id = new_id();
-            sqlx::query("INSERT INTO labels (id, parent_id, code, name_zh, name_en, sensitive, sort_key) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-                .bind(id.clone())
-                .bind(parent.and_then(|p| ids.get(p).cloned()))
-                .bind(code.to_string())
-                .bind(zh.to_string())
-                .bind(en.to_string())
-                .bind(i64::from(*sensitive))
-                .bind(i as i64)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-            ids.insert(code.to_string(), id);
+            sqlx::query(
+                "INSERT INTO labels (id, parent_id, code, name_zh, name_en, sensitive, sort_key) \
+                 VALUES ($1, (SELECT p.id FROM labels p WHERE p.code = $2), $3, $4, $5, $6, $7) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(new_id())
+            .bind(parent.map(str::to_string))
+            .bind(code.to_string())
+            .bind(zh.to_string())
+            .bind(en.to_string())
+            .bind(i64::from(*sensitive))
+            .bind(i as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
         }
         tx.commit().await.map_err(db_err)?;
         self.forget_labels();

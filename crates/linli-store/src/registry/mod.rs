@@ -7,6 +7,7 @@ pub mod geo;
 pub mod households;
 pub mod import;
 pub mod labels;
+pub mod links;
 pub mod orgs;
 pub mod persons;
 pub mod places;

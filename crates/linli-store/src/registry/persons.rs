@@ -136,7 +136,10 @@ pub(crate) struct SealedPerson {
     pub gender: &'static str,
     pub birth_year: i64,
     pub id_enc: String,
+    /// The ID's blind index for the first record of this ID number; `local:<person id>` for a
+    /// later one, which keeps the blind index in `id_key` (see `registry/links.rs`).
     pub id_bidx: String,
+    pub id_key: Option<String>,
     pub id_masked: String,
     pub phone_enc: Option<String>,
     pub phone_bidx: Option<String>,
@@ -144,13 +147,14 @@ pub(crate) struct SealedPerson {
 }
 
 /// Columns of a `persons` row, in the order of [`SealedPerson::into_row`].
-pub(crate) const PERSON_COLUMNS: [&str; 13] = [
+pub(crate) const PERSON_COLUMNS: [&str; 14] = [
     "id",
     "name",
     "gender",
     "birth_year",
     "id_enc",
     "id_bidx",
+    "id_key",
     "id_masked",
     "phone_enc",
     "phone_bidx",
@@ -173,6 +177,19 @@ pub(crate) const RESIDENCE_COLUMNS: [&str; 7] = [
 ];
 
 impl SealedPerson {
+    /// Make this a later record of an ID number another community's record holds: the unique
+    /// column gets `local:<id>`, the blind index moves to `id_key` (found by ID all the same).
+    pub(crate) fn as_local_record(&mut self, id: &str) {
+        if self.id_key.is_none() {
+            self.id_key = Some(std::mem::replace(&mut self.id_bidx, format!("local:{id}")));
+        }
+    }
+
+    /// The ID number's blind index, wherever this record keeps it.
+    pub(crate) fn id_index(&self) -> &str {
+        self.id_key.as_deref().unwrap_or(&self.id_bidx)
+    }
+
     /// A new `persons` row (version 1) for bulk inserts.
     pub(crate) fn into_row(self, id: String, now: i64) -> Vec<crate::db::Val> {
         use crate::db::Val;
@@ -183,6 +200,7 @@ impl SealedPerson {
             self.birth_year.into(),
             self.id_enc.into(),
             self.id_bidx.into(),
+            self.id_key.into(),
             self.id_masked.into(),
             self.phone_enc.into(),
             self.phone_bidx.into(),
@@ -242,6 +260,7 @@ pub(crate) fn seal(
         birth_year: i64::from(chrono::Datelike::year(&id.birth_date)),
         id_enc: cipher.encrypt(&id.number),
         id_bidx: cipher.blind_index("id", &id.number),
+        id_key: None,
         id_masked: idcard::mask(&id.number),
         phone_enc: phone_number.as_deref().map(|p| cipher.encrypt(p)),
         phone_bidx: phone_number
@@ -251,22 +270,25 @@ pub(crate) fn seal(
     })
 }
 
+/// Insert a person row with id `id`; `false` when the ID's registry-wide key was taken
+/// meanwhile (`ON CONFLICT DO NOTHING`: decide again, nothing failed).
 pub(crate) async fn insert_person(
     tx: &mut Transaction<'static, Any>,
     now: i64,
+    id: &str,
     p: &SealedPerson,
-) -> AppResult<String> {
-    let id = new_id();
-    sqlx::query(
-        "INSERT INTO persons (id, name, gender, birth_year, id_enc, id_bidx, id_masked, phone_enc, phone_bidx, phone_masked, version, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11, $11)",
+) -> AppResult<bool> {
+    let r = sqlx::query(
+        "INSERT INTO persons (id, name, gender, birth_year, id_enc, id_bidx, id_key, id_masked, phone_enc, phone_bidx, phone_masked, version, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12, $12) ON CONFLICT (id_bidx) DO NOTHING",
     )
-    .bind(id.clone())
+    .bind(id.to_string())
     .bind(p.name.clone())
     .bind(p.gender)
     .bind(p.birth_year)
     .bind(p.id_enc.clone())
     .bind(p.id_bidx.clone())
+    .bind(p.id_key.clone())
     .bind(p.id_masked.clone())
     .bind(p.phone_enc.clone())
     .bind(p.phone_bidx.clone())
@@ -274,11 +296,8 @@ pub(crate) async fn insert_person(
     .bind(now)
     .execute(&mut **tx)
     .await
-    .map_err(|e| match db_err(e) {
-        e if e.code == "conflict" => AppError::conflict("registry.person.duplicate_id"),
-        e => e,
-    })?;
-    Ok(id)
+    .map_err(db_err)?;
+    Ok(r.rows_affected() == 1)
 }
 
 pub(crate) async fn insert_residence(
@@ -326,21 +345,14 @@ pub(crate) async fn set_labels(
         }
     }
     for l in label_ids {
-        let exists =
-            sqlx::query("SELECT 1 AS x FROM person_labels WHERE person_id = $1 AND label_id = $2")
-                .bind(person_id.to_string())
-                .bind(l.clone())
-                .fetch_optional(&mut **tx)
-                .await
-                .map_err(db_err)?;
-        if exists.is_none() {
-            sqlx::query("INSERT INTO person_labels (person_id, label_id) VALUES ($1, $2)")
-                .bind(person_id.to_string())
-                .bind(l.clone())
-                .execute(&mut **tx)
-                .await
-                .map_err(db_err)?;
-        }
+        sqlx::query(
+            "INSERT INTO person_labels (person_id, label_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(person_id.to_string())
+        .bind(l.clone())
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err)?;
     }
     Ok(())
 }
@@ -571,8 +583,14 @@ impl Store {
             let norm = idcard::parse(id)
                 .map(|c| c.number)
                 .unwrap_or_else(|_| id.to_ascii_uppercase());
-            q.push(" AND p.id_bidx = ")
-                .bind(self.cipher.blind_index("id", &norm));
+            // The first record of an ID holds its blind index in `id_bidx`, later records of
+            // other communities in `id_key` (`registry/links.rs`); both are found (in scope).
+            let bidx = self.cipher.blind_index("id", &norm);
+            q.push(" AND (p.id_bidx = ")
+                .bind(bidx.clone())
+                .push(" OR p.id_key = ")
+                .bind(bidx)
+                .push(")");
         }
         if let Some(ph) = f.phone.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
             let norm = phone::parse_mobile(ph).unwrap_or_else(|| ph.to_string());
@@ -776,6 +794,53 @@ impl Store {
         Ok(row.map(|r| (r.str("id"), r.str("path"))))
     }
 
+    /// Whether a record at the place `place_path` (a device, a gate) may name `person_id`: the
+    /// person lives there now — a current residence inside the area of that place (its
+    /// community; the place's own subtree when it lies above any community) — and inside
+    /// `scope`, the area of the caller's grant. A person of another community, one who moved
+    /// away, and an unknown id are all "no", so a caller cannot tell them apart.
+    pub(crate) async fn person_of_area(
+        &self,
+        person_id: &str,
+        place_path: &str,
+        scope: &linli_core::auth::Scope<'_>,
+    ) -> AppResult<bool> {
+        let Some(home) = self.current_home_path(person_id).await? else {
+            return Ok(false);
+        };
+        let area = self.area_of(place_path).await?;
+        Ok(home.starts_with(area.as_str()) && scope.covers(&home))
+    }
+
+    /// The household path a person lives in now (none: no current residence).
+    pub(crate) async fn current_home_path(&self, person_id: &str) -> AppResult<Option<String>> {
+        let q = Sql::new(
+            "SELECT h.path FROM residences r JOIN households h ON h.id = r.household_id \
+             WHERE r.person_id = $1 AND r.end_date IS NULL",
+        )
+        .arg(person_id);
+        Ok(self
+            .db
+            .fetch_optional_fast(&q)
+            .await?
+            .map(|r| r.str("path")))
+    }
+
+    /// The area a place belongs to for naming people: the community that holds it (itself
+    /// when it is one), else the place itself (a street's or district's own place).
+    pub(crate) async fn area_of(&self, place_path: &str) -> AppResult<String> {
+        let q = Sql::new(
+            "SELECT path FROM places WHERE kind = 'community' AND substr($1, 1, length(path)) = path",
+        )
+        .arg(place_path);
+        Ok(self
+            .db
+            .fetch_optional_fast(&q)
+            .await?
+            .map(|r| r.str("path"))
+            .unwrap_or_else(|| place_path.to_string()))
+    }
+
     /// One person inside the grant (not found otherwise).
     pub async fn person(
         &self,
@@ -806,6 +871,15 @@ impl Store {
     }
 
     /// Add a person to a household (or move an existing person without a current home in).
+    ///
+    /// The ID number decides, among the records the caller may see (their grant's area), whether
+    /// this is someone already registered there: living in a household now is a 409
+    /// `registry.person.duplicate_id`; moved out, they move in again — if the name matches too
+    /// (else 409 `registry.person.name_mismatch`). Records outside the caller's area are never
+    /// reused nor revealed: the caller gets a record of their own with exactly what they
+    /// entered, the same answer whether the ID number is registered elsewhere or not, and when
+    /// another community's record has this ID **and this name**, that community is asked to
+    /// confirm the link (`registry/links.rs`); a different name asks nobody.
     pub async fn add_person(
         &self,
         grant: &Grant,
@@ -815,13 +889,32 @@ impl Store {
         new: NewPerson,
     ) -> AppResult<PersonSummary> {
         grant.scope(Action::PersonWrite)?;
+        self.add_member(grant, sensitive, actor, household_id, new)
+            .await
+    }
+
+    /// [`Store::add_person`] for a caller writing with `grant` (`PersonWrite`, or
+    /// `HouseholdWrite` when a household is created with its head): its area is the area whose
+    /// records the caller may reuse.
+    pub(crate) async fn add_member(
+        &self,
+        grant: &Grant,
+        sensitive: Option<&Grant>,
+        actor: &Actor,
+        household_id: &str,
+        new: NewPerson,
+    ) -> AppResult<PersonSummary> {
+        let own: Vec<String> = grant
+            .scope_in(&[Action::PersonWrite, Action::HouseholdWrite])?
+            .prefixes()
+            .to_vec();
         let hh = self.household_row(grant, household_id).await?;
         let relation = validate_relation(&new.relation)?;
         let start = match &new.start_date {
             Some(d) => validate_date(d, "start_date")?,
             None => self.clock.today(),
         };
-        let sealed = seal(
+        let mut sealed = seal(
             &self.cipher,
             &new.name,
             &new.id_number,
@@ -830,17 +923,44 @@ impl Store {
         let allow_sensitive =
             sensitive.is_some_and(|g| g.allows(Action::SensitiveLabelRead, &hh.path));
         let (label_ids, visible) = self.label_ids(&new.labels, allow_sensitive).await?;
+        let now = self.now_ms();
         let mut tx = self.db.begin_write().await.map_err(db_err)?;
-        let existing = sqlx::query("SELECT id FROM persons WHERE id_bidx = $1")
-            .bind(sealed.id_bidx.clone())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        let person_id = match existing {
-            Some(r) => str_(&r, "id"),
-            None => insert_person(&mut tx, self.now_ms(), &sealed).await?,
+        let mut attempt = 0;
+        let person_id = loop {
+            attempt += 1;
+            let matches = super::links::id_matches(&mut tx, sealed.id_index()).await?;
+            let covered = |m: &super::links::IdMatch| {
+                m.home
+                    .as_deref()
+                    .is_some_and(|h| own.iter().any(|p| h.starts_with(p.as_str())))
+            };
+            if let Some(m) = super::links::best(matches.iter().filter(|m| covered(m))) {
+                if m.current {
+                    return Err(AppError::conflict("registry.person.duplicate_id"));
+                }
+                if m.name != sealed.name {
+                    return Err(AppError::conflict("registry.person.name_mismatch"));
+                }
+                break m.id.clone();
+            }
+            let id = new_id();
+            let foreign = super::links::best(matches.iter());
+            if foreign.is_some() {
+                sealed.as_local_record(&id);
+            }
+            if insert_person(&mut tx, now, &id, &sealed).await? {
+                if let Some(f) = foreign.filter(|f| f.name == sealed.name) {
+                    self.request_link(&mut tx, actor, f, &id, &sealed.name, &hh.path)
+                        .await?;
+                }
+                break id;
+            }
+            // Another record of this ID was written meanwhile: decide again, once.
+            if attempt > 1 {
+                return Err(AppError::conflict("conflict"));
+            }
         };
-        insert_residence(&mut tx, self.now_ms(), &hh.id, &person_id, relation, &start)
+        insert_residence(&mut tx, now, &hh.id, &person_id, relation, &start)
             .await
             .map_err(|e| {
                 if e.code == "registry.person.already_resident" {
@@ -852,7 +972,7 @@ impl Store {
         if relation == "head" {
             sqlx::query("UPDATE households SET head_person_id = $1, updated_at = $2 WHERE id = $3")
                 .bind(person_id.clone())
-                .bind(self.now_ms())
+                .bind(now)
                 .bind(hh.id.clone())
                 .execute(&mut *tx)
                 .await

@@ -591,8 +591,8 @@ impl Store {
 
     /// The demo district's catalogue: public affairs to the committee of the community, repairs
     /// to the property company, city management to the street's 城管科, security and disputes
-    /// to the 综治办, water to the district water bureau, complaints / suggestions / inquiries to
-    /// the committee. Idempotent.
+    /// to the 综治办, water to the district water bureau, complaints (those about the property
+    /// company included) / suggestions / inquiries to the committee. Idempotent.
     #[allow(clippy::type_complexity)]
     pub async fn seed_demo_catalogue(&self) -> AppResult<usize> {
         let existing = sqlx::query("SELECT COUNT(*) AS n FROM routing_rules")
@@ -636,6 +636,9 @@ impl Store {
                         "environment",
                         "dispute",
                         "complaint_other",
+                        // A complaint about the property company is the committee's to handle:
+                        // routed to the company, the company would read who complained.
+                        "complaint_property",
                         "suggestion",
                         "inquiry",
                     ] {
@@ -659,7 +662,6 @@ impl Store {
                         ("repair_elevator", "hours", [1, 1, 24], false, "assign"),
                         ("repair_door", "workdays", [1, 1, 3], false, "round_robin"),
                         ("repair_common", "workdays", [1, 2, 7], false, "assign"),
-                        ("complaint_property", "workdays", [1, 2, 5], false, "assign"),
                     ] {
                         rules.push((
                             cat.into(),
@@ -710,6 +712,20 @@ impl Store {
             }
         }
         let mut tx = self.db.begin_write().await.map_err(db_err)?;
+        // "No catalogue yet" is decided again under a lock inside the writing transaction: two
+        // instances seeding at once write one catalogue.
+        self.db
+            .lock_xact(&mut tx, "reports.demo_catalogue")
+            .await
+            .map_err(db_err)?;
+        let existing = sqlx::query("SELECT COUNT(*) AS n FROM routing_rules")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if i64_(&existing, "n") > 0 {
+            tx.rollback().await.map_err(db_err)?;
+            return Ok(0);
+        }
         let now = self.now_ms();
         for (cat, area_id, area_path, unit_id, unit, d, nz, ne, mode, paid) in &rules {
             let rule = RoutingRule {

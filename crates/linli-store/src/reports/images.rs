@@ -306,6 +306,10 @@ fn webp(b: &[u8]) -> AppResult<Vec<u8>> {
     Ok(out)
 }
 
+fn too_many_photos() -> AppError {
+    AppError::bad_request("report.too_many_photos").arg("max", MAX_PHOTOS.to_string())
+}
+
 fn photo_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("uploads").join("reports")
 }
@@ -348,15 +352,14 @@ impl Store {
             return Err(AppError::conflict("report.illegal_transition"));
         }
         let (kind, clean) = sanitize(bytes)?;
+        // A cheap early answer; the limit itself is checked where the photo is written.
         let n = sqlx::query("SELECT COUNT(*) AS n FROM report_photos WHERE report_id = $1")
             .bind(id.to_string())
             .fetch_one(&self.db.read)
             .await
             .map_err(db_err)?;
         if i64_(&n, "n") >= MAX_PHOTOS {
-            return Err(
-                AppError::bad_request("report.too_many_photos").arg("max", MAX_PHOTOS.to_string())
-            );
+            return Err(too_many_photos());
         }
         let stage = if own && !staff { "intake" } else { "handling" };
         let later = Later {
@@ -381,9 +384,7 @@ impl Store {
         photos: &[Vec<u8>],
     ) -> AppResult<WithPhotos> {
         if photos.len() as i64 > MAX_PHOTOS {
-            return Err(
-                AppError::bad_request("report.too_many_photos").arg("max", MAX_PHOTOS.to_string())
-            );
+            return Err(too_many_photos());
         }
         let mut clean = Vec::with_capacity(photos.len());
         for (i, bytes) in photos.iter().enumerate() {
@@ -444,6 +445,28 @@ impl Store {
         let now = self.now_ms();
         let result: AppResult<()> = async {
             let mut tx = self.db.begin_write().await.map_err(db_err)?;
+            // The limit is counted under the report's row lock, inside the transaction that
+            // writes: uploads racing each other queue here, and each sees the ones before it.
+            let locked = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT status FROM reports WHERE id = $1{}",
+                self.backend().for_update()
+            )))
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| AppError::not_found("report.not_found"))?;
+            if later.is_some() && str_(&locked, "status") == "closed" {
+                return Err(AppError::conflict("report.illegal_transition"));
+            }
+            let n = sqlx::query("SELECT COUNT(*) AS n FROM report_photos WHERE report_id = $1")
+                .bind(id.to_string())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            if i64_(&n, "n") >= MAX_PHOTOS {
+                return Err(too_many_photos());
+            }
             sqlx::query("INSERT INTO report_photos (id, report_id, stage, file_name, mime, bytes, sha256, uploaded_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
                 .bind(photo_id.clone())
                 .bind(id.to_string())

@@ -512,19 +512,10 @@ impl Store {
             return Err(AppError::conflict("report.illegal_transition"));
         }
         let mut tx = self.db.begin_write().await.map_err(db_err)?;
-        let exists = sqlx::query(
-            "SELECT 1 AS x FROM report_supporters WHERE report_id = $1 AND user_id = $2",
-        )
-        .bind(id.to_string())
-        .bind(p.user_id().to_string())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        if exists.is_some() {
-            return Err(AppError::conflict("report.already_supported"));
-        }
-        sqlx::query(
-            "INSERT INTO report_supporters (report_id, user_id, created_at) VALUES ($1, $2, $3)",
+        // One "me too" per person, decided by the primary key where it is written (two clicks
+        // at once: one counts, the other is told it already did).
+        let added = sqlx::query(
+            "INSERT INTO report_supporters (report_id, user_id, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
         )
         .bind(id.to_string())
         .bind(p.user_id().to_string())
@@ -532,6 +523,9 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
+        if added.rows_affected() == 0 {
+            return Err(AppError::conflict("report.already_supported"));
+        }
         // Still open now: it may have been closed, or merged into another report, since it was
         // read, and a supporter added to a merged report would never reach the survivor.
         let row = sqlx::query(

@@ -184,14 +184,19 @@ impl Store {
     }
 
     /// `GET tokens/{token}`: Linli creates requests synchronously, so the token handed out is
-    /// the request id itself; this answers whether it names a report.
-    pub async fn open311_token(&self, token: &str) -> AppResult<Option<String>> {
-        let r = sqlx::query("SELECT id FROM reports WHERE id = $1")
-            .bind(token.to_string())
-            .fetch_optional(&self.db.read)
-            .await
-            .map_err(db_err)?;
-        Ok(r.map(|r| str_(&r, "id")))
+    /// the request id itself. It names the request only to a caller who may read it as
+    /// `GET requests/{id}` does: a report that is not public (a complaint, one not yet
+    /// moderated) answers exactly as an unknown token, so the lookup does not confirm that a
+    /// private report exists.
+    pub async fn open311_token(
+        &self,
+        p: Option<&Principal>,
+        token: &str,
+    ) -> AppResult<Option<String>> {
+        Ok(self
+            .open311_request(p, token)
+            .await?
+            .map(|r| r.report.id.clone()))
     }
 
     /// Resolve an `address_string` such as `幸福里社区 3栋 2单元 301` to a place inside the
