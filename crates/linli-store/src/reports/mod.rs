@@ -194,7 +194,7 @@ pub struct Report {
     pub overdue_resolve: bool,
     /// solved, explained, unsolvable
     pub outcome: Option<String>,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub reject_reason: Option<serde_json::Value>,
     pub duplicate_of: Option<String>,
     /// The reporter agreed to show it to neighbours; `public` after moderation.
