@@ -385,3 +385,111 @@ async fn instances_seeding_the_demo_together_make_one_demo() {
     b.db.write.close().await;
     app.close().await;
 }
+
+/// Pages and JSON go out gzip-compressed to a client that asks for it (a phone on a slow network
+/// gets a page in a fraction of the bytes); small answers, clients that do not ask and refusals
+/// (`gzip;q=0`) get the plain body.
+#[tokio::test]
+async fn text_responses_are_gzip_compressed_for_clients_that_accept_it() {
+    use std::io::Read;
+    let app = TestApp::demo().await;
+    let resident = app.login("resident").await;
+    let plain = app.get(&resident, "/me").await;
+    assert_eq!(plain.status, 200);
+    assert!(plain.headers.get("content-encoding").is_none());
+    let gz = app
+        .call(
+            "GET",
+            "/me",
+            Some(&resident),
+            None,
+            &[("accept-encoding", "gzip, deflate, br")],
+        )
+        .await;
+    assert_eq!(gz.status, 200);
+    assert_eq!(gz.headers["content-encoding"], "gzip");
+    assert!(
+        gz.headers["vary"]
+            .to_str()
+            .unwrap()
+            .contains("accept-encoding")
+    );
+    assert!(
+        gz.bytes.len() * 2 < plain.bytes.len(),
+        "{} vs {}",
+        gz.bytes.len(),
+        plain.bytes.len()
+    );
+    let mut page = String::new();
+    flate2::read::GzDecoder::new(&gz.bytes[..])
+        .read_to_string(&mut page)
+        .unwrap();
+    assert!(page.contains("</html>"));
+    let refused = app
+        .call(
+            "GET",
+            "/me",
+            Some(&resident),
+            None,
+            &[("accept-encoding", "gzip;q=0")],
+        )
+        .await;
+    assert!(refused.headers.get("content-encoding").is_none());
+    let small = app
+        .call(
+            "GET",
+            "/healthz",
+            None,
+            None,
+            &[("accept-encoding", "gzip")],
+        )
+        .await;
+    assert!(small.headers.get("content-encoding").is_none());
+    app.close().await;
+}
+
+/// Installable on a phone's home screen: every page names the manifest; the manifest's icons,
+/// the service worker and its offline page are served to anybody (the worker caches nothing
+/// else: pages hold personal data).
+#[tokio::test]
+async fn the_app_is_installable_with_icons_a_service_worker_and_an_offline_page() {
+    let app = TestApp::demo().await;
+    let resident = app.login("resident").await;
+    let me = app.get(&resident, "/me").await;
+    assert!(
+        me.text()
+            .contains(r#"<link rel="manifest" href="/manifest.webmanifest">"#)
+    );
+    let m = app
+        .call("GET", "/manifest.webmanifest", None, None, &[])
+        .await;
+    assert_eq!(m.status, 200);
+    assert_eq!(m.headers["content-type"], "application/manifest+json");
+    let manifest = m.json();
+    assert_eq!(manifest["display"], "standalone");
+    assert_eq!(manifest["start_url"], "/");
+    for icon in manifest["icons"].as_array().unwrap() {
+        let src = icon["src"].as_str().unwrap();
+        let r = app.call("GET", src, None, None, &[]).await;
+        assert_eq!(r.status, 200, "{src}");
+        assert_eq!(
+            r.headers["content-type"],
+            icon["type"].as_str().unwrap(),
+            "{src}"
+        );
+        if let Some((w, _)) = icon["sizes"].as_str().unwrap().split_once('x') {
+            // PNG: width is the big-endian u32 at byte 16 of the IHDR chunk.
+            let width = u32::from_be_bytes(r.bytes[16..20].try_into().unwrap());
+            assert_eq!(width.to_string(), w, "{src}");
+        }
+    }
+    let sw = app.call("GET", "/sw.js", None, None, &[]).await;
+    assert_eq!(sw.status, 200);
+    assert_eq!(sw.headers["cache-control"], "no-cache");
+    assert!(sw.text().contains(r#"req.mode !== "navigate""#));
+    let offline = app.call("GET", "/offline", None, None, &[]).await;
+    assert_eq!(offline.status, 200);
+    assert!(offline.text().contains("网络已断开"));
+    assert!(offline.text().contains("120"));
+    app.close().await;
+}

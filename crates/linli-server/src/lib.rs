@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod auth_cache;
+mod compress;
 pub mod error;
 pub mod extract;
 pub mod limiter;
@@ -202,6 +203,7 @@ pub fn app(state: AppState) -> Router {
         .merge(module_pages())
         .fallback(system::not_found)
         .with_state(state)
+        .layer(middleware::from_fn(compress::gzip_text))
         .layer(middleware::from_fn(nul::refuse_nul))
         .layer(middleware::from_fn(same_origin_writes))
         .layer(middleware::from_fn(metrics_layer))

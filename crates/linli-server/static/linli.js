@@ -16,6 +16,13 @@
     var el = e.target.closest ? e.target.closest("[data-confirm]") : null;
     if (el && !window.confirm(el.getAttribute("data-confirm"))) { e.preventDefault(); }
   });
+  // Installable app (manifest in the page head): the service worker only serves an offline
+  // page when the network is gone; it never caches pages, which hold personal data.
+  if (navigator.serviceWorker && window.isSecureContext) {
+    window.addEventListener("load", function () {
+      navigator.serviceWorker.register("/sw.js").catch(function () {});
+    });
+  }
   // Live updates, over ONE server-sent-events connection per page (the badge and every live
   // region share it). It is closed when the page is hidden or put into the back-forward cache
   // (`pagehide`) and opened again when the page is shown (`pageshow`) — a browser allows only six

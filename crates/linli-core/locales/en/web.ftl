@@ -276,3 +276,9 @@ web-person-link-confirmed = Confirmed; the other community's record is linked.
 web-person-link-declined = Declined; nothing was shared.
 notice-person-link-requested = { $community } registered someone with the same name and ID card number as { $name } of your community; please confirm whether it is the same person.
 notice-person-linked = The former community of { $name } confirmed the link: their phone number and labels were added.
+
+# The offline page of the installable app
+web-offline-title = You are offline
+web-offline-text = Linli cannot be reached right now. Check your phone's mobile data or Wi-Fi and try again.
+web-offline-emergency = In an emergency call 110 (police), 119 (fire) or 120 (ambulance) directly, or call your grid worker.
+web-offline-retry = Try again

@@ -276,3 +276,9 @@ web-person-link-confirmed = 已确认；对方社区的记录已关联。
 web-person-link-declined = 已拒绝；未共享任何信息。
 notice-person-link-requested = { $community } 登记了与本社区人员 { $name } 姓名和身份证号相同的人，请确认是否为同一人。
 notice-person-linked = { $name } 的记录已由其原社区确认并关联：手机号和标签已补充。
+
+# The offline page of the installable app
+web-offline-title = 网络已断开
+web-offline-text = 现在连不上邻里。请检查手机的网络或无线网，稍后再试。
+web-offline-emergency = 紧急情况请直接拨打 110（报警）、119（火警）、120（急救），或联系您的网格员。
+web-offline-retry = 重试

@@ -163,6 +163,12 @@ pub static PROBES: &[Probe] = &[
     Probe::get("/static/linli.css").filtered(EVERYONE),
     Probe::get("/static/linli.js").filtered(EVERYONE),
     Probe::get("/static/report-form.js").filtered(EVERYONE),
+    Probe::get("/static/icon.svg").filtered(EVERYONE),
+    Probe::get("/static/icon-192.png").filtered(EVERYONE),
+    Probe::get("/static/icon-512.png").filtered(EVERYONE),
+    Probe::get("/manifest.webmanifest").filtered(EVERYONE),
+    Probe::get("/sw.js").filtered(EVERYONE),
+    Probe::get("/offline").filtered(EVERYONE),
     Probe::get("/events")
         .filtered(PEOPLE)
         .stream()

@@ -10,6 +10,7 @@ pub mod admin;
 pub mod catalogue;
 pub mod import;
 pub mod inbox;
+pub mod install;
 pub mod me;
 pub mod record;
 pub mod registry;
@@ -44,7 +45,7 @@ pub fn router() -> Router<AppState> {
 /// The pages of no module (home, static files, the live event stream), recorded for the
 /// authorization matrix.
 pub fn kernel_pages() -> crate::manifest::Pages {
-    crate::manifest::Pages::new()
+    install::pages(crate::manifest::Pages::new())
         .get("/", home)
         .get("/static/linli.css", css)
         .get("/static/linli.js", js)
