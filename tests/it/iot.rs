@@ -989,8 +989,23 @@ async fn the_resident_page_has_the_sos_button_and_it_calls_for_help() {
             &[],
         )
         .await;
-    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
-    assert!(r.text().contains("已发出求助"));
+    // Post/redirect/get: the status page, which can be reloaded without calling again.
+    assert_eq!(r.status.as_u16(), 303, "{}", r.text());
+    assert_eq!(r.headers["location"], "/me/sos");
+    let status_page = app.get(&resident, "/me/sos").await;
+    assert!(status_page.doc().has("#sos-status[data-poll]"), "it updates itself");
+    let status = status_page.doc();
+    let state = status.text("#sos-state");
+    assert!(state.contains("正在等待确认"), "{state}");
+    // The demo resident has no care contacts: the grid worker was told first, and the page
+    // says so plainly (with names, never account codes).
+    let told = status.text(".sos-told");
+    assert!(told.contains("网格员："), "{told}");
+    assert!(
+        status
+            .text("#sos-no-contacts")
+            .contains("还没有登记紧急联系人")
+    );
     let n: i64 =
         sqlx::query("SELECT COUNT(*) AS n FROM alarms WHERE alarm_type = 'sos' AND active = 1")
             .fetch_one(&app.store.db.read)
@@ -998,6 +1013,24 @@ async fn the_resident_page_has_the_sos_button_and_it_calls_for_help() {
             .unwrap()
             .get("n");
     assert_eq!(n, 1);
+    // The grid worker confirms: the resident's page says who is coming and stops reloading.
+    let alarm: String =
+        sqlx::query("SELECT id FROM alarms WHERE alarm_type = 'sos' AND active = 1")
+            .fetch_one(&app.store.db.read)
+            .await
+            .unwrap()
+            .get("id");
+    let grid = app.login("grid").await;
+    app.post(&grid, &format!("/api/v1/alarms/{alarm}/ack"), json!({}))
+        .await
+        .ok();
+    let acked = app.get(&resident, "/me/sos").await;
+    assert!(!acked.doc().has("[data-poll]"), "settled: no more polling");
+    let state = acked.doc().text("#sos-state");
+    assert!(state.contains("已确认，正在赶来"), "{state}");
+    // Only residents have an SOS page (other households: tests/it/matrix).
+    let merchant = app.login("merchant").await;
+    assert_eq!(app.get(&merchant, "/me/sos").await.status.as_u16(), 403);
     // Without the form token nothing happens.
     let r = app
         .call(

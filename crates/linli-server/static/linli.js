@@ -1,6 +1,53 @@
 // Linli — a little progressive enhancement. Every page works without this file.
 (function () {
   "use strict";
+  // A form with data-countdown (the SOS button) is sent after a few seconds unless cancelled:
+  // a pocket or a grandchild's tap can be taken back, a real emergency waits three seconds at
+  // most (or taps "call now"). Without JS the form is sent at once.
+  document.addEventListener("submit", function (e) {
+    var form = e.target;
+    var seconds = parseInt(form.getAttribute("data-countdown") || "0", 10);
+    if (!seconds || form.dataset.counted === "1") { return; }
+    e.preventDefault();
+    e.stopImmediatePropagation();
+    if (form.querySelector(".countdown")) { return; }
+    var send = function () {
+      form.dataset.counted = "1";
+      window.clearInterval(timer);
+      form.requestSubmit ? form.requestSubmit() : form.submit();
+    };
+    var box = document.createElement("div");
+    box.className = "countdown";
+    box.setAttribute("role", "alert");
+    var text = document.createElement("p");
+    text.className = "countdown-text";
+    var now = document.createElement("button");
+    now.type = "button"; now.id = "sos-now"; now.className = "button danger";
+    now.textContent = form.getAttribute("data-now-text");
+    var cancel = document.createElement("button");
+    cancel.type = "button"; cancel.id = "sos-cancel"; cancel.className = "button secondary";
+    cancel.textContent = form.getAttribute("data-cancel-text");
+    box.appendChild(text); box.appendChild(now); box.appendChild(cancel);
+    form.appendChild(box);
+    var left = seconds;
+    var show = function () { text.textContent = form.getAttribute("data-countdown-text").replace("{n}", String(left)); };
+    show();
+    var timer = window.setInterval(function () {
+      left -= 1;
+      if (left <= 0) { send(); } else { show(); }
+    }, 1000);
+    now.addEventListener("click", send);
+    cancel.addEventListener("click", function () {
+      window.clearInterval(timer);
+      box.parentNode.removeChild(box);
+      var done = document.createElement("p");
+      done.className = "countdown-cancelled"; done.setAttribute("role", "status");
+      done.textContent = form.getAttribute("data-cancelled-text");
+      form.appendChild(done);
+      window.setTimeout(function () { if (done.parentNode) { done.parentNode.removeChild(done); } }, 5000);
+    });
+    cancel.focus();
+  }, true);
   // Disable submit buttons once a form is sent, so a double tap does not post twice
   // (the server refuses the second post anyway).
   document.addEventListener("submit", function (e) {
@@ -32,6 +79,11 @@
   var single = document.querySelector("[data-live]");
   var regions = Array.prototype.slice.call(document.querySelectorAll("[data-live-events]"));
   if (single) { regions.push(single); }
+  // A region with data-poll="N" (the resident's SOS status) is fetched again every N seconds
+  // while the page is shown: what it shows is not carried by the resident's event stream.
+  var polled = document.querySelector("[data-poll]");
+  if (polled && regions.indexOf(polled) < 0) { regions.push(polled); }
+  var poller = null;
   if (!(badge || regions.length) || !window.EventSource || !window.fetch || !window.DOMParser) { return; }
   var source = null;
   var pending = null;
@@ -49,6 +101,8 @@
             var fresh = doc.getElementById(region.id);
             if (fresh) {
               region.innerHTML = fresh.innerHTML;
+              // Settled (somebody confirmed): no more polling.
+              if (region === polled && !fresh.hasAttribute("data-poll")) { stopPoll(); }
               message = message || region.getAttribute("data-live-message") || "";
             }
           });
@@ -79,14 +133,24 @@
     });
     source.addEventListener("resync", refresh);
   };
+  var startPoll = function () {
+    if (!polled || poller || !polled.hasAttribute("data-poll")) { return; }
+    poller = window.setInterval(refresh, 1000 * parseInt(polled.getAttribute("data-poll"), 10));
+  };
+  var stopPoll = function () {
+    if (poller) { window.clearInterval(poller); poller = null; }
+  };
   var close = function () {
     if (source) { source.close(); source = null; }
+    stopPoll();
   };
   window.addEventListener("pagehide", close);
   window.addEventListener("pageshow", function (e) {
     open();
+    startPoll();
     // Back from the cache: what happened meanwhile was not heard; catch up once.
     if (e.persisted) { refresh(); if (badge) { unread(); } }
   });
   open();
+  startPoll();
 })();

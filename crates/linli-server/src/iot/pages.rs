@@ -2,9 +2,11 @@
 
 use askama::Template;
 use axum::extract::State;
+use axum::response::{IntoResponse, Redirect};
 use serde::Deserialize;
 
 use linli_core::{AppError, ErrorKind};
+use linli_store::iot::sos::{SosStatus, ToldGroup};
 
 use crate::AppState;
 use crate::manifest::Pages;
@@ -12,6 +14,7 @@ use crate::web::{Page, WebResult, WebUser, check_csrf, or_page, render};
 
 pub fn pages() -> Pages {
     Pages::new()
+        .get("/me/sos", sos_status)
         .post("/me/sos", sos)
         .post("/me/checkin", checkin)
 }
@@ -53,11 +56,53 @@ async fn sos(
         &user.page,
         s.store.raise_sos(&person, None, "page", &cfg).await,
     )?;
-    let message = user.page.t("web-sos-sent");
-    Ok(render(&SentTpl {
-        title: user.page.t("web-sos-title"),
+    // Post/redirect/get: the status page can be reloaded (and is, while nobody has confirmed)
+    // without raising the SOS again.
+    Ok(Redirect::to("/me/sos").into_response())
+}
+
+#[derive(Template)]
+#[template(path = "iot_sos_status.html")]
+struct StatusTpl {
+    page: Page,
+    sos: Option<SosStatus>,
+    /// When it was pressed and when it ended (cleared), in words.
+    started: String,
+    ended: String,
+}
+
+impl StatusTpl {
+    /// "网格员：王芳、李明" — the group in words, then the names.
+    fn told_line(&self, g: &ToldGroup) -> String {
+        let group = self.page.t(&format!("web-sos-group-{}", g.group));
+        let sep = self.page.t("web-sos-name-separator");
+        linli_core::i18n::t_args(
+            self.page.lang,
+            "web-sos-told",
+            &[("group", group), ("names", g.names.join(sep.as_str()))],
+        )
+    }
+}
+
+/// The resident's own SOS: who was told and whether somebody is coming; it reloads itself
+/// every ten seconds until somebody confirms.
+async fn sos_status(State(s): State<AppState>, user: WebUser) -> WebResult {
+    if user.principal.own_households().is_empty() {
+        return Err(crate::web::error_page(&user.page, AppError::forbidden()));
+    }
+    let sos = or_page(&user.page, s.store.own_sos_status(&user.principal).await)?;
+    let (started, ended) = match &sos {
+        Some(x) => (
+            user.page.datetime(&x.started_at),
+            user.page.datetime(&x.cleared_at.unwrap_or(x.started_at)),
+        ),
+        None => (String::new(), String::new()),
+    };
+    Ok(render(&StatusTpl {
         page: user.page,
-        message,
+        sos,
+        started,
+        ended,
     }))
 }
 

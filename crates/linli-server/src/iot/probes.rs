@@ -107,6 +107,10 @@ pub static PROBES: &[Probe] = &[
     Probe::post("/staff/alarms/{alarm}/clear")
         .actions(ALARM_HANDLE)
         .allow(WATCHERS),
+    Probe::get("/me/sos")
+        .allow(&[Resident])
+        .filtered(&[OtherResident, ResidentB])
+        .note("the caller's own SOS only, found through their account"),
     Probe::post("/me/sos").allow(RESIDENTS),
     Probe::post("/me/checkin").allow(RESIDENTS),
 ];

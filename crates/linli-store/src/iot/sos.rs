@@ -5,14 +5,14 @@
 use serde::{Deserialize, Serialize};
 use sqlx::{Any, Transaction};
 
-use linli_core::auth::{Action, Grant, Role};
+use linli_core::auth::{Action, Grant, Principal, Role};
 use linli_core::iot::{RuleSpec, Schedule, Severity, Trigger};
 use linli_core::{AppError, AppResult, new_id};
 
 use crate::Store;
 use crate::audit::{Actor, Entry};
 use crate::bus::BusEvent;
-use crate::db::{db_err, i64_, str_};
+use crate::db::{db_err, i64_, opt_i64, opt_str, str_};
 use crate::iot::alarms::{Chain, Raise, Tier, users_with_role_over};
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -29,6 +29,32 @@ pub struct SosResult {
     /// False when an SOS of this person was already active (it is updated, not duplicated).
     pub new: bool,
 }
+
+/// What the resident who pressed SOS sees of it: who was told, whether somebody confirmed.
+#[derive(Debug, Clone, Serialize)]
+pub struct SosStatus {
+    pub alarm_id: String,
+    pub started_at: i64,
+    pub active: bool,
+    pub acked: bool,
+    pub ack_at: Option<i64>,
+    /// The display name of who confirmed (a family member, the grid worker …).
+    pub ack_by: Option<String>,
+    pub cleared_at: Option<i64>,
+    /// Who was told so far, by group (`family`, `grid`, `committee`) in the order they were told.
+    pub told: Vec<ToldGroup>,
+    /// The person has care contacts (family first); without, the grid worker is told first.
+    pub has_contacts: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ToldGroup {
+    pub group: String,
+    pub names: Vec<String>,
+}
+
+/// How long after it started the resident's SOS page still shows an SOS (acknowledged or cleared).
+const SOS_SHOWN_MS: i64 = 24 * 3_600_000;
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CheckinResult {
@@ -288,6 +314,68 @@ impl Store {
         });
         self.publish_alarm_inbox(&id, now).await?;
         Ok(SosResult { alarm_id: id, new })
+    }
+
+    /// The latest SOS of the signed-in resident's own person (of the last 24 hours): only their
+    /// own, found through their account, so no id from outside can name another's.
+    pub async fn own_sos_status(&self, p: &Principal) -> AppResult<Option<SosStatus>> {
+        let Some(person) = self.own_person_id(p).await? else {
+            return Ok(None);
+        };
+        let since = self.now_ms() - SOS_SHOWN_MS;
+        let Some(a) = sqlx::query(
+            "SELECT a.id, a.started_at, a.active, a.acked, a.ack_at, a.cleared_at, u.display_name AS ack_name \
+             FROM alarms a LEFT JOIN users u ON u.id = a.ack_by \
+             WHERE a.person_id = $1 AND a.alarm_type = 'sos' AND a.started_at >= $2 \
+             ORDER BY a.started_at DESC LIMIT 1",
+        )
+        .bind(person.clone())
+        .bind(since)
+        .fetch_optional(&self.db.read)
+        .await
+        .map_err(db_err)?
+        else {
+            return Ok(None);
+        };
+        let alarm_id = str_(&a, "id");
+        let rows = sqlx::query(
+            "SELECT e.detail, u.display_name FROM alarm_events e JOIN users u ON u.id = e.user_id \
+             WHERE e.alarm_id = $1 AND e.kind = 'notified' ORDER BY e.at, e.id",
+        )
+        .bind(alarm_id.clone())
+        .fetch_all(&self.db.read)
+        .await
+        .map_err(db_err)?;
+        let mut told: Vec<ToldGroup> = Vec::new();
+        for r in &rows {
+            let (group, name) = (str_(r, "detail"), str_(r, "display_name"));
+            match told.iter_mut().find(|g| g.group == group) {
+                Some(g) if g.names.contains(&name) => {}
+                Some(g) => g.names.push(name),
+                None => told.push(ToldGroup {
+                    group,
+                    names: vec![name],
+                }),
+            }
+        }
+        let has_contacts =
+            sqlx::query("SELECT 1 AS one FROM care_contacts WHERE person_id = $1 LIMIT 1")
+                .bind(person)
+                .fetch_optional(&self.db.read)
+                .await
+                .map_err(db_err)?
+                .is_some();
+        Ok(Some(SosStatus {
+            alarm_id,
+            started_at: i64_(&a, "started_at"),
+            active: i64_(&a, "active") == 1,
+            acked: i64_(&a, "acked") == 1,
+            ack_at: opt_i64(&a, "ack_at"),
+            ack_by: opt_str(&a, "ack_name"),
+            cleared_at: opt_i64(&a, "cleared_at"),
+            told,
+            has_contacts,
+        }))
     }
 
     /// Record today's check-in of a person; clears a missed-check-in alarm.
