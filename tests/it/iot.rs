@@ -993,7 +993,10 @@ async fn the_resident_page_has_the_sos_button_and_it_calls_for_help() {
     assert_eq!(r.status.as_u16(), 303, "{}", r.text());
     assert_eq!(r.headers["location"], "/me/sos");
     let status_page = app.get(&resident, "/me/sos").await;
-    assert!(status_page.doc().has("#sos-status[data-poll]"), "it updates itself");
+    assert!(
+        status_page.doc().has("#sos-status[data-poll]"),
+        "it updates itself"
+    );
     let status = status_page.doc();
     let state = status.text("#sos-state");
     assert!(state.contains("正在等待确认"), "{state}");

@@ -45,7 +45,7 @@ pub fn platform() -> Arc<Platform> {
 /// `--demo` seed one after the other (a lock held across the seeding), so the second finds the
 /// first's data instead of colliding with it.
 pub async fn seed_demo(store: &Store, password: &str) -> AppResult<Vec<DemoAccount>> {
-    store
+    let accounts = store
         .db
         .with_session_lock("demo.seed", async {
             let accounts = store.seed_demo(password).await?;
@@ -56,7 +56,15 @@ pub async fn seed_demo(store: &Store, password: &str) -> AppResult<Vec<DemoAccou
             }
             Ok::<_, linli_core::AppError>(accounts)
         })
+        .await?;
+    // Thousands of rows just arrived: without fresh statistics PostgreSQL plans as if the
+    // tables were empty (an exact-ID search walked a whole community).
+    store
+        .db
+        .refresh_statistics(&[])
         .await
+        .map_err(linli_store::db::db_err)?;
+    Ok(accounts)
 }
 
 /// Start every module's background jobs: each runs at once (catching up after downtime), then

@@ -733,6 +733,19 @@ impl Store {
         )
         .await?;
         tx.commit().await.map_err(db_err)?;
+        // Many new rows: PostgreSQL's planner must know before the next search (db.rs).
+        if persons_count(plans) > 500 {
+            self.db
+                .refresh_statistics(&[
+                    "persons",
+                    "residences",
+                    "households",
+                    "person_labels",
+                    "places",
+                ])
+                .await
+                .map_err(db_err)?;
+        }
         if bulk {
             sqlx::query("PRAGMA cache_size = -16000")
                 .execute(&self.db.write)
