@@ -127,8 +127,14 @@ pub async fn run(cfg: &Config, what: BenchWhat) -> anyhow::Result<()> {
             reads,
             max_seconds,
         } => {
-            crate::bench_reports::run(clients, creates, reads, Duration::from_secs(max_seconds))
-                .await
+            crate::bench_reports::run(
+                cfg,
+                clients,
+                creates,
+                reads,
+                Duration::from_secs(max_seconds),
+            )
+            .await
         }
         BenchWhat::Iot {
             seconds,
