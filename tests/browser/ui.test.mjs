@@ -800,3 +800,26 @@ test("a resident shares a celebration on the phone and neighbours' pages stay fa
   }
   await page.context().close();
 });
+
+test("a community worker registers a family member as the first emergency contact, from the household's record", async () => {
+  const resident = await request.newContext({ baseURL: base });
+  await resident.post("/api/v1/auth/login", { data: { login: "resident", password: "linli-demo" } });
+  const household = (await (await resident.get("/api/v1/me/household")).json()).id;
+  await resident.dispose();
+  const page = await newPage();
+  await login(page, "committee");
+  await page.goto(`${base}/registry/households/${household}`);
+  const link = page.locator("a[href$='/care']").first();
+  await Promise.all([page.waitForURL(/\/staff\/persons\/[0-9a-f-]{36}\/care$/), link.click()]);
+  await page.fill("#care-who", "nobody-has-this-login");
+  await Promise.all([page.waitForLoadState("load"), page.click("#care-add-submit")]);
+  assert.match(await page.locator("#care-who-error").textContent(), /没有找到/);
+  assert.equal(await page.locator("#care-who").getAttribute("aria-invalid"), "true");
+  await page.fill("#care-who", "volunteer");
+  await page.fill("#care-relation", "女儿");
+  await Promise.all([page.waitForURL(/\/care\?saved=1$/), page.click("#care-add-submit")]);
+  assert.match(await page.locator("#care-list").textContent(), /（女儿）/);
+  assert.deepEqual(await axe(page), [], "axe: care contacts");
+  await shot(page, "staff-care-contacts-1366x768.png");
+  await page.context().close();
+});

@@ -1762,3 +1762,128 @@ async fn a_device_names_only_a_person_of_its_area() {
     assert_eq!(alarm.get::<Option<String>, _>("person_id"), None);
     app.close().await;
 }
+
+/// A community worker sets whom the SOS calls first on a page: from the household's record
+/// (every member listed, also one without contacts) to the member's contacts; adds family by
+/// login name or mobile number, moves one up, removes one; a change made on a list somebody
+/// changed meanwhile writes nothing; then the resident's SOS tells the family first.
+#[tokio::test]
+async fn staff_set_care_contacts_on_a_page_and_the_sos_calls_them_first() {
+    use crate::common::submit;
+    let (app, _iot) = iot_app().await;
+    let committee = app.login("committee").await;
+    let resident = app.login("resident").await;
+    let row = sqlx::query(
+        "SELECT u.person_id, r.household_id FROM users u JOIN residences r ON r.person_id = u.person_id AND r.end_date IS NULL WHERE u.login = 'resident'",
+    )
+    .fetch_one(&app.store.db.read)
+    .await
+    .unwrap();
+    let (person, household): (String, String) = (row.get("person_id"), row.get("household_id"));
+    let care_uri = format!("/staff/persons/{person}/care");
+    // The household page links every member to their contacts.
+    let home = app
+        .get(&committee, &format!("/registry/households/{household}"))
+        .await;
+    assert_eq!(home.status.as_u16(), 200);
+    assert!(
+        home.doc().has(&format!("a[href='{care_uri}']")),
+        "member links to contacts"
+    );
+
+    let page = app.get(&committee, &care_uri).await.doc();
+    assert!(page.has("#care-empty"));
+    let r = submit(
+        &app,
+        &committee,
+        &page,
+        "#care-add",
+        &[("who", "volunteer"), ("relation", "女儿")],
+    )
+    .await;
+    assert_eq!(r.status.as_u16(), 303, "{}", r.text());
+    let page = app.get(&committee, &care_uri).await.doc();
+    assert!(page.text("#care-list").contains("（女儿）"));
+    // Unknown account: said next to the field, nothing written.
+    let r = submit(
+        &app,
+        &committee,
+        &page,
+        "#care-add",
+        &[("who", "13900000000")],
+    )
+    .await;
+    assert_eq!(r.status.as_u16(), 400);
+    assert!(r.doc().text("#care-who-error").contains("没有找到"));
+    // The same person twice: refused.
+    let r = submit(
+        &app,
+        &committee,
+        &page,
+        "#care-add",
+        &[("who", "volunteer")],
+    )
+    .await;
+    assert_eq!(r.status.as_u16(), 400);
+    assert!(r.doc().text("#care-who-error").contains("已经在"));
+    let r = submit(
+        &app,
+        &committee,
+        &page,
+        "#care-add",
+        &[("who", "grid"), ("relation", "网格员")],
+    )
+    .await;
+    assert_eq!(r.status.as_u16(), 303);
+    let stale = page; // shown with one contact
+    let page = app.get(&committee, &care_uri).await.doc();
+    let names = page.texts("#care-list li strong");
+    assert_eq!(names.len(), 2, "{names:?}");
+    // Move the second up: the order changes.
+    let r = submit(
+        &app,
+        &committee,
+        &page,
+        "#care-list li:nth-child(2) form:first-of-type",
+        &[],
+    )
+    .await;
+    assert_eq!(r.status.as_u16(), 303);
+    let page = app.get(&committee, &care_uri).await.doc();
+    let moved = page.texts("#care-list li strong");
+    assert_eq!(moved, vec![names[1].clone(), names[0].clone()]);
+    // A removal from the page shown before the changes: refused, nothing written.
+    let r = submit(
+        &app,
+        &committee,
+        &stale,
+        "#care-list li:nth-child(1) form",
+        &[],
+    )
+    .await;
+    assert_eq!(r.status.as_u16(), 409);
+    assert_eq!(
+        app.get(&committee, &care_uri)
+            .await
+            .doc()
+            .texts("#care-list li strong"),
+        moved
+    );
+
+    // The SOS now calls the family first.
+    let r = crate::common::post_form(
+        &app,
+        &resident,
+        "/me/sos",
+        &[("_csrf", resident.csrf.as_str())],
+    )
+    .await;
+    assert_eq!(r.status.as_u16(), 303);
+    let status = app.get(&resident, "/me/sos").await.doc();
+    let told = status.texts(".sos-told li");
+    assert!(told[0].starts_with("紧急联系人："), "{told:?}");
+    assert!(!status.has("#sos-no-contacts"));
+    // A resident cannot open or change anyone's contacts.
+    assert_eq!(app.get(&resident, &care_uri).await.status.as_u16(), 403);
+    app.close().await;
+}

@@ -111,3 +111,26 @@ web-sos-call-120 = Ambulance 120
 web-sos-call-110 = Police 110
 web-sos-call-119 = Fire 119
 web-sos-status-link = My calls for help
+
+# A person's care contacts on a page (/staff/persons/{id}/care)
+web-care-title = Emergency contacts
+web-care-help = When the resident presses the SOS button, these people are told first, in this order; if nobody confirms within minutes, the grid worker and then the community office are told.
+web-care-order = Call order
+web-care-empty = No emergency contacts yet: an SOS goes straight to the grid worker. Register family members, above all for elderly people living alone.
+web-care-then = Then: grid worker → community office, until somebody confirms.
+web-care-up = Move up
+web-care-up-label = Move { $name } up one place
+web-care-remove = Remove
+web-care-remove-label = Remove emergency contact { $name }
+web-care-add = Add an emergency contact
+web-care-who = The family member's login name or mobile number
+web-care-who-hint = The contact needs a Linli account (they need not live in this community). Without one, create it first on the accounts page.
+web-care-relation = Relation
+web-care-relation-example = e.g. daughter
+web-care-add-submit = Add
+web-care-who-required = Enter the family member's login name or mobile number.
+web-care-who-unknown = No account has this login name or mobile number. Check it, or create an account for the family member first.
+web-care-who-twice = This person is already an emergency contact.
+web-care-too-many = At most 10 emergency contacts.
+web-care-changed = Somebody changed this list just now; your change was not saved. Look at the list as it is now and try again.
+web-care-back = Back to the household record

@@ -111,3 +111,26 @@ web-sos-call-120 = 急救 120
 web-sos-call-110 = 报警 110
 web-sos-call-119 = 火警 119
 web-sos-status-link = 查看我的求助
+
+# A person's care contacts on a page (/staff/persons/{id}/care)
+web-care-title = 紧急联系人
+web-care-help = 居民按“一键呼叫”时，先按下面的顺序通知这些人；几分钟内没人确认，再通知网格员和社区居委会。
+web-care-order = 呼叫顺序
+web-care-empty = 还没有紧急联系人：一键呼叫会直接通知网格员。请为独居老人等登记家人。
+web-care-then = 之后：网格员 → 社区居委会，直到有人确认。
+web-care-up = 上移
+web-care-up-label = 把 { $name } 上移一位
+web-care-remove = 删除
+web-care-remove-label = 删除紧急联系人 { $name }
+web-care-add = 添加紧急联系人
+web-care-who = 家属的登录名或手机号
+web-care-who-hint = 联系人需要有邻里账号（家属不在本社区也可以）。没有账号的，请先在“账号与角色”页为其创建。
+web-care-relation = 关系
+web-care-relation-example = 例如：女儿
+web-care-add-submit = 添加
+web-care-who-required = 请填写家属的登录名或手机号。
+web-care-who-unknown = 没有找到这个登录名或手机号的账号，请核对，或先为家属创建账号。
+web-care-who-twice = 这个人已经在紧急联系人里了。
+web-care-too-many = 紧急联系人最多 10 位。
+web-care-changed = 这份名单刚被别人修改过，没有保存您的操作。请看一下现在的名单再操作。
+web-care-back = 返回一户一表

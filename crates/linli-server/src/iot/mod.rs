@@ -2,6 +2,7 @@
 //! their lifecycle and escalation, SOS 一键通 and daily check-ins.
 
 pub mod alarm_page;
+pub mod care_page;
 pub mod live_page;
 pub mod pages;
 pub mod probes;
@@ -97,6 +98,7 @@ fn all_pages() -> Pages {
     pages::pages()
         .merge(live_page::pages())
         .merge(alarm_page::pages())
+        .merge(care_page::pages())
 }
 
 fn reads_alarms(p: &Principal) -> bool {

@@ -85,6 +85,13 @@ pub static PROBES: &[Probe] = &[
         .actions(&[Action::PersonWrite])
         .allow(&[Staff, Grid]),
     // ---- pages ----
+    Probe::get("/staff/persons/{person}/care")
+        .actions(&[Action::PersonRead])
+        .allow(WATCHERS),
+    Probe::post("/staff/persons/{person}/care")
+        .form(&[("op", "add"), ("shown", ""), ("who", "matrix_neighbour"), ("relation", "邻居")])
+        .actions(&[Action::PersonWrite])
+        .allow(&[Staff, Grid]),
     Probe::get("/staff/safety")
         .actions(&[Action::AlarmRead])
         .allow(WATCHERS)

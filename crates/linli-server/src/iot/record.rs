@@ -77,7 +77,7 @@ fn alarm_rows(page: &Page, v: &Value, _staff: bool) -> Vec<Vec<Cell>> {
         .collect()
 }
 
-fn care_rows(page: &Page, v: &Value, _staff: bool) -> Vec<Vec<Cell>> {
+fn care_rows(page: &Page, v: &Value, staff: bool) -> Vec<Vec<Cell>> {
     items(v)
         .map(|c| {
             let contacts: Vec<String> = items(&c["contacts"])
@@ -89,8 +89,14 @@ fn care_rows(page: &Page, v: &Value, _staff: bool) -> Vec<Vec<Cell>> {
                     }
                 })
                 .collect();
+            let name = c["person_name"].as_str().unwrap_or_default();
+            // Staff open the member's contacts to change them (whom the SOS calls first).
+            let who = match c["person_id"].as_str() {
+                Some(id) if staff => Cell::link(name, format!("/staff/persons/{id}/care")),
+                _ => Cell::strong(name),
+            };
             vec![
-                Cell::strong(c["person_name"].as_str().unwrap_or_default()),
+                who,
                 Cell::text(if contacts.is_empty() {
                     "—".to_string()
                 } else {

@@ -151,7 +151,7 @@ fn load_care<'a>(store: &'a Store, ctx: &'a RecordCtx<'a>) -> BoxFuture<'a, AppR
         let items: Vec<LinkedCare> = ctx
             .members
             .iter()
-            .filter_map(|m| {
+            .map(|m| {
                 let contacts: Vec<LinkedContact> = contacts
                     .iter()
                     .filter(|c| c.opt_str_ref("person_id") == Some(m.person_id.as_str()))
@@ -165,12 +165,14 @@ fn load_care<'a>(store: &'a Store, ctx: &'a RecordCtx<'a>) -> BoxFuture<'a, AppR
                     .iter()
                     .find(|c| c.opt_str_ref("person_id") == Some(m.person_id.as_str()))
                     .and_then(|c| c.opt_i64("last_at"));
-                (!contacts.is_empty() || last.is_some()).then(|| LinkedCare {
+                // Every member, also one without contacts: that is what a worker must see
+                // (and can set from the page) before an SOS finds nobody to call first.
+                LinkedCare {
                     person_id: m.person_id.clone(),
                     person_name: m.name.clone(),
                     contacts,
                     last_checkin_at: last,
-                })
+                }
             })
             .collect();
         Ok(serde_json::to_value(items).unwrap_or_default())

@@ -30,6 +30,14 @@ pub struct SosResult {
     pub new: bool,
 }
 
+/// A care contact as staff see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct NamedCareContact {
+    pub user_id: String,
+    pub display_name: String,
+    pub relation: String,
+}
+
 /// What the resident who pressed SOS sees of it: who was told, whether somebody confirmed.
 #[derive(Debug, Clone, Serialize)]
 pub struct SosStatus {
@@ -166,6 +174,60 @@ impl Store {
             Some((_, path)) if scope.covers(&path) => self.care_contacts_of(person_id).await,
             _ => Err(AppError::not_found("registry.person.not_found")),
         }
+    }
+
+    /// A person's care contacts with the accounts' names (never their login or phone), for
+    /// staff who may read the person (not found otherwise).
+    pub async fn care_contacts_named(
+        &self,
+        grant: &Grant,
+        person_id: &str,
+    ) -> AppResult<Vec<NamedCareContact>> {
+        self.care_contacts(grant, person_id).await?;
+        let rows = sqlx::query(
+            "SELECT c.contact_user_id, c.relation, u.display_name FROM care_contacts c \
+             JOIN users u ON u.id = c.contact_user_id WHERE c.person_id = $1 ORDER BY c.ord",
+        )
+        .bind(person_id.to_string())
+        .fetch_all(&self.db.read)
+        .await
+        .map_err(db_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| NamedCareContact {
+                user_id: str_(r, "contact_user_id"),
+                display_name: str_(r, "display_name"),
+                relation: str_(r, "relation"),
+            })
+            .collect())
+    }
+
+    /// The account a worker names to add as a care contact: its login name or the mobile
+    /// number it signs in with (a family member anywhere). Only for those who may change the
+    /// person's contacts; the answer is the account's id and name, or none.
+    pub async fn care_contact_candidate(
+        &self,
+        grant: &Grant,
+        person_id: &str,
+        who: &str,
+    ) -> AppResult<Option<(String, String)>> {
+        self.person_home(person_id)
+            .await?
+            .filter(|(_, p)| grant.allows(Action::PersonWrite, p))
+            .ok_or(AppError::not_found("registry.person.not_found"))?;
+        let who = who.trim();
+        let bidx = linli_core::phone::parse_mobile(who)
+            .map(|m| self.cipher.blind_index("phone", &m))
+            .unwrap_or_default();
+        let row = sqlx::query(
+            "SELECT id, display_name FROM users WHERE disabled = 0 AND (login = $1 OR phone_bidx = $2)",
+        )
+        .bind(who.to_ascii_lowercase())
+        .bind(bidx)
+        .fetch_optional(&self.db.read)
+        .await
+        .map_err(db_err)?;
+        Ok(row.map(|r| (str_(&r, "id"), str_(&r, "display_name"))))
     }
 
     pub(crate) async fn care_contacts_of(&self, person_id: &str) -> AppResult<Vec<CareContact>> {
