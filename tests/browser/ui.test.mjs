@@ -823,3 +823,33 @@ test("a community worker registers a family member as the first emergency contac
   await shot(page, "staff-care-contacts-1366x768.png");
   await page.context().close();
 });
+
+test("an elderly resident in big-text mode on a 320 px phone: nothing overflows, every control is at least 44 px tall", async () => {
+  const page = await newPage({ width: 320, height: 640 });
+  await login(page, "resident");
+  await Promise.all([page.waitForLoadState("load"), page.click("#toggle-big")]);
+  const problems = [];
+  for (const path of ["/me", "/me/reports", "/me/reports/new", "/me/passes", "/me/celebrations", "/me/sos", "/inbox"]) {
+    await page.goto(base + path);
+    const found = await page.evaluate(() => {
+      const out = [];
+      if (document.documentElement.scrollWidth > window.innerWidth + 1) {
+        out.push(`page is ${document.documentElement.scrollWidth}px wide`);
+      }
+      // Controls a finger must hit: buttons, fields, and links styled as buttons or tiles
+      // (links inside running text are exempt, as WCAG 2.5.8 allows).
+      for (const el of document.querySelectorAll("button, input:not([type=hidden]), select, textarea, a.button, a.tile")) {
+        const r = el.getBoundingClientRect();
+        if (r.width === 0 && r.height === 0) continue;
+        if (el.type === "checkbox" || el.type === "radio") continue;
+        if (r.height < 44) out.push(`${el.tagName.toLowerCase()}${el.id ? "#" + el.id : ""} "${(el.textContent || el.value || "").trim().slice(0, 20)}" ${Math.round(r.height)}px`);
+      }
+      return out;
+    });
+    for (const f of found) problems.push(`${path}: ${f}`);
+  }
+  await page.goto(base + "/me");
+  await shot(page, "resident-home-big-text-320x640.png");
+  assert.deepEqual(problems, []);
+  await page.context().close();
+});
