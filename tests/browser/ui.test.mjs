@@ -853,3 +853,23 @@ test("an elderly resident in big-text mode on a 320 px phone: nothing overflows,
   assert.deepEqual(problems, []);
   await page.context().close();
 });
+
+test("a resident saves a visitor pass's QR code as an image to send on", async () => {
+  const page = await newPage({ width: 390, height: 844 });
+  await login(page, "resident");
+  const csrf = await page.evaluate(() => document.querySelector("input[name=_csrf]").value);
+  const created = await page.request.post(base + "/api/v1/access/passes", {
+    data: { visitor_name: "李阿姨", phone: "13912340000", valid_until: Date.now() + 86400000 },
+    headers: { "x-csrf-token": csrf },
+  });
+  assert.equal(created.status(), 201);
+  const pass = await created.json();
+  await page.goto(`${base}/me/passes/${pass.id}`);
+  const [download] = await Promise.all([page.waitForEvent("download"), page.click("#save-pass")]);
+  assert.match(download.suggestedFilename(), /^通行证-李阿姨\.png$/);
+  const bytes = await (await page.request.get(`${base}/api/v1/access/passes/${pass.id}/qr.png`)).body();
+  assert.equal(bytes.subarray(1, 4).toString(), "PNG");
+  assert.deepEqual(await axe(page), [], "axe: visitor pass");
+  await shot(page, "resident-pass-390x844.png");
+  await page.context().close();
+});

@@ -249,6 +249,14 @@ async fn pass_lifecycle_single_and_multi_use_window_and_revoke() {
     assert_eq!(qr.status.as_u16(), 200);
     assert_eq!(qr.headers["content-type"], "image/svg+xml");
     assert!(qr.text().contains("<svg"));
+    // The same code as an image to save or send (a PNG of whole modules).
+    let png = app
+        .get(&t.resident, &format!("/api/v1/access/passes/{id}/qr.png"))
+        .await;
+    assert_eq!(png.status.as_u16(), 200);
+    assert_eq!(png.headers["content-type"], "image/png");
+    assert_eq!(png.headers["cache-control"], "no-store");
+    assert_eq!(&png.bytes[..8], b"\x89PNG\r\n\x1a\n");
 
     // First scan lets the visitor in, and writes an access record; the second is refused.
     let v = t.verify(&t.term1, &t.gate1, &token).await;
@@ -575,9 +583,11 @@ async fn passes_stay_in_their_community_and_household() {
             .expect("listed for staff");
         assert_eq!(row["token"], Value::Null);
         assert!(!listed.to_string().contains(token), "no token in the list");
-        app.get(staff, &format!("/api/v1/access/passes/{id}/qr.svg"))
-            .await
-            .expect(404);
+        for qr in ["qr.svg", "qr.png"] {
+            app.get(staff, &format!("/api/v1/access/passes/{id}/{qr}"))
+                .await
+                .expect(404);
+        }
     }
     let mine = app
         .get(&t.resident, &format!("/api/v1/access/passes/{id}"))
@@ -594,6 +604,7 @@ async fn passes_stay_in_their_community_and_household() {
     for uri in [
         format!("/api/v1/access/passes/{tid}"),
         format!("/api/v1/access/passes/{tid}/qr.svg"),
+        format!("/api/v1/access/passes/{tid}/qr.png"),
     ] {
         app.get(&t.resident, &uri).await.expect(404);
         app.get(&t.committee3, &uri).await.expect(404);

@@ -70,6 +70,24 @@
       navigator.serviceWorker.register("/sw.js").catch(function () {});
     });
   }
+  // A visitor pass: "send to my visitor" through the phone's share sheet (WeChat, SMS …) with
+  // the QR image, where the browser can share files; otherwise only "save" is shown.
+  var share = document.getElementById("share-pass");
+  if (share && navigator.canShare && window.File && window.fetch) {
+    var probe = new File([""], "x.png", { type: "image/png" });
+    if (navigator.canShare({ files: [probe] })) {
+      share.hidden = false;
+      share.addEventListener("click", function () {
+        fetch(share.getAttribute("data-share-url"), { credentials: "same-origin" })
+          .then(function (r) { return r.blob(); })
+          .then(function (blob) {
+            var file = new File([blob], share.getAttribute("data-share-name"), { type: "image/png" });
+            return navigator.share({ files: [file], text: share.getAttribute("data-share-text") });
+          })
+          .catch(function () {});
+      });
+    }
+  }
   // Live updates, over ONE server-sent-events connection per page (the badge and every live
   // region share it). It is closed when the page is hidden or put into the back-forward cache
   // (`pagehide`) and opened again when the page is shown (`pageshow`) — a browser allows only six

@@ -112,3 +112,5 @@ web-access-activate = Put in service
 web-access-deactivate = Take out of service
 web-access-gate-add = Add gate
 web-access-gate-name = Gate name
+web-pass-save = Save the QR image
+web-pass-share = Send to my visitor

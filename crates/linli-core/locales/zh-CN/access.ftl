@@ -112,3 +112,5 @@ web-access-activate = 启用
 web-access-deactivate = 停用
 web-access-gate-add = 添加闸机
 web-access-gate-name = 闸机名称
+web-pass-save = 保存二维码图片
+web-pass-share = 发给访客

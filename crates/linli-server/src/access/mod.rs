@@ -2,6 +2,7 @@
 //! vehicle barriers, fever and blacklist alarms, residents' vehicles, signed visitor passes.
 
 pub mod probes;
+pub mod qr_png;
 
 pub mod record;
 

@@ -107,6 +107,10 @@ pub static PROBES: &[Probe] = &[
         .actions(ACCESS_READ)
         .allow(&[Resident])
         .note("only the household that issued the pass gets its QR (docs/security.md, decisions)"),
+    Probe::get("/api/v1/access/passes/{pass}/qr.png")
+        .actions(ACCESS_READ)
+        .allow(&[Resident])
+        .note("the same code as qr.svg, as an image to save or send"),
     Probe::post("/api/v1/access/passes/{pass}/revoke")
         .actions(&[Action::HouseholdWrite, Action::DeviceAdmin])
         .allow(PASS_READERS)

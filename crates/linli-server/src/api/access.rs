@@ -40,6 +40,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_passes, create_pass))
         .routes(routes!(get_pass))
         .routes(routes!(pass_qr))
+        .routes(routes!(pass_qr_png))
         .routes(routes!(revoke_pass))
         .routes(routes!(verify))
 }
@@ -338,6 +339,30 @@ pub async fn pass_qr(
         header::CONTENT_TYPE,
         HeaderValue::from_static("image/svg+xml"),
     );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
+}
+
+/// The pass's QR code as a PNG image, to save to the phone's photos or send in a chat (the
+/// pass's household only).
+#[utoipa::path(get, path = "/api/v1/access/passes/{id}/qr.png", tag = "access", params(("id" = String, Path)),
+    responses((status = 200, content_type = "image/png", body = Vec<u8>), (status = 404, body = ErrorBody)))]
+pub async fn pass_qr_png(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let pass = s.store.pass(&p, &id).await?;
+    let token = pass
+        .token
+        .ok_or_else(|| AppError::not_found("access.pass.not_found"))?;
+    let png = crate::access::qr_png::qr_png(&token).ok_or_else(|| {
+        tracing::error!("QR encoding failed");
+        AppError::internal()
+    })?;
+    let mut resp = png.into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/png"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(resp)
 }
