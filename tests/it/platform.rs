@@ -422,3 +422,80 @@ fn every_module_declares_what_the_platform_needs() {
         }
     }
 }
+
+/// The audit log speaks words: every action the store audits under a fixed name (the literal
+/// after `action:` in an audit entry, also in `if … { "a" } else { "b" }`) is listed in the
+/// page's filter and has words in both languages; so has every entity.
+#[test]
+fn every_audited_action_and_entity_has_words() {
+    use linli_server::web::admin::{AUDIT_ACTIONS, AUDIT_ENTITIES};
+    let literal = |s: &str| -> Vec<String> {
+        s.split('"')
+            .skip(1)
+            .step_by(2)
+            .filter(|w| {
+                w.contains('.')
+                    && w.chars()
+                        .all(|c| c.is_ascii_lowercase() || c == '.' || c == '_')
+            })
+            .map(str::to_string)
+            .collect()
+    };
+    let mut audited = BTreeSet::new();
+    let mut entities = BTreeSet::new();
+    for (name, text) in sources("crates/linli-store/src") {
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            if let Some(rest) = code.trim().strip_prefix("action:") {
+                // The literal on this line, or the branches of an `if` over the next lines.
+                let span = if rest.trim_start().starts_with("if ") {
+                    lines[i..(i + 6).min(lines.len())].join(" ")
+                } else {
+                    rest.to_string()
+                };
+                for w in literal(&span) {
+                    audited.insert((w, format!("{name}:{}", i + 1)));
+                }
+            }
+            if let Some(rest) = code.trim().strip_prefix("entity: \"") {
+                entities.insert(rest.split('"').next().unwrap_or("").to_string());
+            }
+        }
+    }
+    assert!(
+        audited.len() > 40,
+        "the scan found the audit entries: {audited:?}"
+    );
+    let mut missing = Vec::new();
+    for (action, at) in &audited {
+        if !AUDIT_ACTIONS.contains(&action.as_str()) {
+            missing.push(format!("{action} ({at}) is not in AUDIT_ACTIONS"));
+        }
+    }
+    for a in AUDIT_ACTIONS {
+        for lang in [Lang::ZhCn, Lang::En] {
+            let key = format!("audit-{}", a.replace('.', "-"));
+            if !i18n::has(lang, &key) {
+                missing.push(format!("{key} in {lang:?}"));
+            }
+        }
+    }
+    for e in entities.iter().chain(
+        AUDIT_ENTITIES
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .iter(),
+    ) {
+        if !AUDIT_ENTITIES.contains(&e.as_str()) {
+            missing.push(format!("entity {e} is not in AUDIT_ENTITIES"));
+        }
+        for lang in [Lang::ZhCn, Lang::En] {
+            if !i18n::has(lang, &format!("audit-entity-{e}")) {
+                missing.push(format!("audit-entity-{e} in {lang:?}"));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "{missing:#?}");
+}

@@ -245,6 +245,19 @@ async fn households_and_persons_with_validation_masking_and_history() {
         .ok();
     assert_eq!(log[0]["purpose"], "办理低保核对身份");
     assert_eq!(log[0]["actor"], "committee");
+    // The audit page says it in words, and filters by an action chosen in words.
+    let page = app
+        .get(&committee, "/admin/audit?action=person.reveal")
+        .await
+        .doc();
+    let row = page.text("tbody tr");
+    assert!(row.contains("查看完整证件号或手机号"), "{row}");
+    assert!(row.contains("人员"), "{row}");
+    assert!(!row.contains("person.reveal"), "{row}");
+    assert_eq!(
+        page.first("#action option[selected]").attr("value"),
+        Some("person.reveal")
+    );
     // Neither a department officer nor the property company (its technicians included) may
     // reveal full numbers (issue #13 round 2, finding 9); they see residents masked.
     let dept = app.login("dept").await;

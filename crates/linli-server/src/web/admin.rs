@@ -308,6 +308,155 @@ struct AuditTpl {
     next_link: Option<String>,
 }
 
+/// Every action the store audits under a fixed name (report workflow steps are `report.<step>`),
+/// each with words in both languages (`audit-…`): the log and its filter speak words, not codes.
+/// tests/it/platform.rs checks that every literal the store audits is listed here.
+pub const AUDIT_ACTIONS: &[&str] = &[
+    "access.blacklist.add",
+    "access.blacklist.remove",
+    "access.gate.create",
+    "access.gate.update",
+    "access.pass.create",
+    "access.pass.revoke",
+    "access.pass.verify",
+    "access.records.ingest",
+    "access.settings.update",
+    "access.vehicle.add",
+    "access.vehicle.remove",
+    "alarm.ack",
+    "alarm.clear",
+    "alarm.raise",
+    "calendar.put_year",
+    "care.contacts",
+    "celebration.hide",
+    "celebration.share",
+    "correction.approve",
+    "correction.reject",
+    "correction.submit",
+    "demo.seed",
+    "demo.seed_iot",
+    "device.create",
+    "device.token",
+    "household.create",
+    "household.create_undone",
+    "household.update",
+    "label.create",
+    "notify.channels.update",
+    "notify.follow",
+    "notify.unfollow",
+    "org.create",
+    "person.add",
+    "person.link",
+    "person.link_confirm",
+    "person.link_decline",
+    "person.link_request",
+    "person.move_out",
+    "person.reveal",
+    "person.update",
+    "place.create",
+    "place.geo",
+    "place.update",
+    "registry.export_revealed",
+    "registry.import",
+    "report.assign",
+    "report.create",
+    "report.deadline_escalate",
+    "report.deadline_urge",
+    "report.me_too",
+    "report.moderate",
+    "report.photo_add",
+    "role.create",
+    "role.delete",
+    "role.update",
+    "routing_rule.put",
+    "routing_rule.seed",
+    "rule.create",
+    "token.create",
+    "token.revoke",
+    "user.create",
+    "user.disable",
+    "user.enable",
+    "user.password_change",
+    "webhook.create",
+    "webhook.delete",
+    "webhook.ping",
+    "webhook.retry",
+    "webhook.update",
+];
+
+/// What an audit entry is about.
+pub const AUDIT_ENTITIES: &[&str] = &[
+    "access_alert",
+    "access_record",
+    "alarm",
+    "alarm_rule",
+    "calendar_year",
+    "celebration",
+    "correction",
+    "demo",
+    "device",
+    "export",
+    "gate",
+    "household",
+    "import",
+    "label",
+    "org",
+    "person",
+    "place",
+    "plate_blacklist",
+    "report",
+    "role",
+    "routing_rule",
+    "settings",
+    "token",
+    "user",
+    "vehicle",
+    "visitor_pass",
+    "webhook",
+];
+
+impl AuditTpl {
+    /// An audited action in words: its own (`audit-person-reveal`), a report's workflow step
+    /// (`web-report-action-dispatch`), or — for a name no release knew — the name itself.
+    fn action_words(&self, code: &str) -> String {
+        let key = format!("audit-{}", code.replace('.', "-"));
+        if linli_core::i18n::has(self.page.lang, &key) {
+            return self.page.t(&key);
+        }
+        if let Some(step) = code.strip_prefix("report.") {
+            let step_key = format!("web-report-action-{step}");
+            if linli_core::i18n::has(self.page.lang, &step_key) {
+                return format!(
+                    "{}{}",
+                    self.page.t("audit-report-prefix"),
+                    self.page.t(&step_key)
+                );
+            }
+        }
+        code.to_string()
+    }
+    fn entity_words(&self, code: &str) -> String {
+        let key = format!("audit-entity-{code}");
+        if linli_core::i18n::has(self.page.lang, &key) {
+            self.page.t(&key)
+        } else {
+            code.to_string()
+        }
+    }
+    fn actions(&self) -> &'static [&'static str] {
+        AUDIT_ACTIONS
+    }
+    fn entities(&self) -> &'static [&'static str] {
+        AUDIT_ENTITIES
+    }
+    fn is_action(&self, code: &str) -> bool {
+        self.f.action.as_deref() == Some(code)
+    }
+    fn is_entity(&self, code: &str) -> bool {
+        self.f.entity.as_deref() == Some(code)
+    }
+}
+
 async fn audit(
     State(s): State<AppState>,
     user: WebUser,
