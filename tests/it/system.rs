@@ -69,10 +69,14 @@ async fn a_missing_calendar_year_is_reported_by_readyz_metrics_and_staff_pages()
         )),
         "{m}"
     );
-    let queue = app.get(&committee, "/staff/reports").await.text();
+    // Said to those who can enter the year (routing administrators), with the link to do it;
+    // not to staff who can do nothing about it (the link would be closed to them).
+    let queue = app.get(&admin, "/staff/reports").await.text();
     assert!(queue.contains("id=\"calendar-warning\""), "{queue}");
     assert!(queue.contains(&missing[0].to_string()));
     assert!(queue.contains("工作日日历缺少"));
+    let theirs = app.get(&committee, "/staff/reports").await.text();
+    assert!(!theirs.contains("calendar-warning"), "committee cannot act on it");
     let mine = app.get(&resident, "/me/reports").await.text();
     assert!(
         !mine.contains("calendar-warning"),
@@ -92,7 +96,7 @@ async fn a_missing_calendar_year_is_reported_by_readyz_metrics_and_staff_pages()
     assert_eq!(v["warnings"], serde_json::json!([]));
     let m = app.call("GET", "/metrics", None, None, &[]).await.text();
     assert!(m.contains("linli_work_calendar_missing_years 0"), "{m}");
-    let queue = app.get(&committee, "/staff/reports").await.text();
+    let queue = app.get(&admin, "/staff/reports").await.text();
     assert!(!queue.contains("calendar-warning"));
     app.close().await;
 }

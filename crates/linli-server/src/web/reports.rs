@@ -97,7 +97,13 @@ fn staff(user: &WebUser) -> Result<(), AppError> {
 
 /// The banner staff report pages show while the working-day calendar lacks the current or the
 /// next year (deadlines into it are counted in clock days until an administrator adds it).
-async fn calendar_banner(s: &AppState, page: &Page) -> Option<String> {
+/// The missing-calendar warning, for those who can enter the year (routing administrators):
+/// to everybody else it would be an alarm they cannot act on, with a link they cannot open.
+async fn calendar_banner(s: &AppState, user: &WebUser) -> Option<String> {
+    let page = &user.page;
+    if !user.principal.can(Action::RoutingAdmin) {
+        return None;
+    }
     let missing = s.store.calendar_missing_years().await.ok()?;
     let years: Vec<String> = missing.iter().map(i32::to_string).collect();
     (!years.is_empty()).then(|| page.t1("web-report-calendar-missing", "years", &years.join(", ")))
@@ -777,7 +783,7 @@ async fn detail(
         }
     }
     let calendar_warning = if as_staff {
-        calendar_banner(s, &user.page).await
+        calendar_banner(s, &user).await
     } else {
         None
     };
@@ -1110,7 +1116,7 @@ async fn staff_queue(
     let v = or_page(&user.page, s.store.report_viewer(&user.principal).await)?;
     let cats = or_page(&user.page, s.store.report_categories().await)?;
     let can_stats = user.principal.can(Action::ReportStats);
-    let calendar_warning = calendar_banner(&s, &user.page).await;
+    let calendar_warning = calendar_banner(&s, &user).await;
     if q.tab == "grab" {
         // The grab pool is short (unassigned jobs of one's units): one page, oldest first.
         let reports = or_page(&user.page, s.store.grab_pool(&user.principal).await)?;
@@ -1367,7 +1373,7 @@ async fn stats(State(s): State<AppState>, user: WebUser, Query(q): Query<StatsFo
         })
         .collect();
     let chart_h = bars.len() as i64 * 24 + 8;
-    let calendar_warning = calendar_banner(&s, &user.page).await;
+    let calendar_warning = calendar_banner(&s, &user).await;
     Ok(render(&StatsTpl {
         calendar_warning,
         page: user.page,
