@@ -1179,7 +1179,12 @@ async fn the_inbox_page_shows_notices_marks_them_read_and_saves_settings() {
             ("_csrf", &resident.csrf),
             ("email", "wang@linli.test"),
             ("email_enabled", "1"),
-            ("muted", "alarm.*, report.closed"),
+            // Ticked families (in words on the page), and a pattern set through the API that
+            // the page keeps as it is; an unknown family is ignored.
+            ("mute", "report.*"),
+            ("mute", "celebration.*"),
+            ("mute", "made.up.*"),
+            ("muted", "report.closed"),
         ],
     )
     .await;
@@ -1187,7 +1192,18 @@ async fn the_inbox_page_shows_notices_marks_them_read_and_saves_settings() {
     let c = app.get(&resident, "/api/v1/me/channels").await.ok();
     assert_eq!(c["email"], "wang@linli.test");
     assert_eq!(c["email_enabled"], true);
-    assert_eq!(c["muted"], json!(["alarm.*", "report.closed"]));
+    assert_eq!(
+        c["muted"],
+        json!(["report.closed", "report.*", "celebration.*"])
+    );
+    let page = app.get(&resident, "/inbox").await.doc();
+    let ticked: Vec<String> = page
+        .select("#muted input[name=mute][checked]")
+        .iter()
+        .filter_map(|e| e.attr("value").map(str::to_string))
+        .collect();
+    assert_eq!(ticked, vec!["report.*", "celebration.*"]);
+    assert!(page.text("#muted").contains("报事的进展"));
     app.close().await;
 }
 

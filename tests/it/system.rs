@@ -76,7 +76,10 @@ async fn a_missing_calendar_year_is_reported_by_readyz_metrics_and_staff_pages()
     assert!(queue.contains(&missing[0].to_string()));
     assert!(queue.contains("工作日日历缺少"));
     let theirs = app.get(&committee, "/staff/reports").await.text();
-    assert!(!theirs.contains("calendar-warning"), "committee cannot act on it");
+    assert!(
+        !theirs.contains("calendar-warning"),
+        "committee cannot act on it"
+    );
     let mine = app.get(&resident, "/me/reports").await.text();
     assert!(
         !mine.contains("calendar-warning"),

@@ -38,7 +38,10 @@ struct InboxTpl {
     unread_only: bool,
     older: Option<String>,
     channels: Channels,
-    muted: String,
+    /// The families of notices one may keep out of e-mail, in words: (pattern, words, muted).
+    families: Vec<(&'static str, String, bool)>,
+    /// Patterns set through the API that the page has no words for; kept as they are.
+    other_muted: String,
     flash: Option<String>,
     error: Option<String>,
 }
@@ -93,8 +96,26 @@ async fn page_of(
         None => or_page(&user.page, s.store.channels(&user.principal).await)?,
     };
     let flash = q.saved.map(|_| user.page.t("inbox-saved"));
+    let families = MUTABLE
+        .iter()
+        .map(|(code, key)| {
+            (
+                *code,
+                user.page.t(key),
+                channels.muted.iter().any(|m| m == code),
+            )
+        })
+        .collect();
+    let other_muted = channels
+        .muted
+        .iter()
+        .filter(|m| !MUTABLE.iter().any(|(code, _)| code == m))
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(",");
     Ok(render_page(&InboxTpl {
-        muted: channels.muted.join(", "),
+        families,
+        other_muted,
         page: user.page,
         rows,
         unread_only,
@@ -142,27 +163,40 @@ async fn read_all(
     Ok(Redirect::to("/inbox").into_response())
 }
 
-#[derive(Deserialize)]
-struct SettingsForm {
-    #[serde(default)]
-    _csrf: String,
-    #[serde(default)]
-    email: String,
-    email_enabled: Option<String>,
-    #[serde(default)]
-    muted: String,
-}
+/// Families of notices one may keep out of e-mail (they still arrive in the inbox), with the
+/// words the settings show. Safety notices (alarms, SOS) are not among them.
+const MUTABLE: &[(&str, &str)] = &[
+    ("report.*", "inbox-mute-report"),
+    ("correction.*", "inbox-mute-correction"),
+    ("celebration.*", "inbox-mute-celebration"),
+    ("person.*", "inbox-mute-person"),
+    ("access.*", "inbox-mute-access"),
+];
 
 async fn settings(
     State(s): State<AppState>,
     user: WebUser,
-    axum::Form(f): axum::Form<SettingsForm>,
+    crate::extract::FormPairs(fields): crate::extract::FormPairs,
 ) -> WebResult {
-    check_csrf(&user.page, &f._csrf)?;
+    let get = |k: &str| {
+        fields
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    check_csrf(&user.page, &get("_csrf"))?;
+    // The ticked families (only known ones) and the patterns kept from the API.
+    let mut muted = split_list(&get("muted"));
+    for (n, v) in &fields {
+        if n == "mute" && MUTABLE.iter().any(|(code, _)| code == v) && !muted.contains(v) {
+            muted.push(v.clone());
+        }
+    }
     let wanted = Channels {
-        email: Some(f.email.trim().to_string()).filter(|e| !e.is_empty()),
-        email_enabled: f.email_enabled.is_some(),
-        muted: split_list(&f.muted),
+        email: Some(get("email").trim().to_string()).filter(|e| !e.is_empty()),
+        email_enabled: fields.iter().any(|(n, _)| n == "email_enabled"),
+        muted,
     };
     match s.store.set_channels(&user.principal, wanted.clone()).await {
         Ok(_) => Ok(Redirect::to("/inbox?saved=1").into_response()),
