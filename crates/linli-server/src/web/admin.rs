@@ -415,25 +415,26 @@ pub const AUDIT_ENTITIES: &[&str] = &[
     "webhook",
 ];
 
+/// An audited action in words: its own (`audit-person-reveal`), a report's workflow step
+/// (`web-report-action-dispatch`), or — for a name no release knew — the name itself. Used by
+/// the audit log and by every page that shows a record's history.
+pub fn audit_action_words(page: &Page, code: &str) -> String {
+    let key = format!("audit-{}", code.replace('.', "-"));
+    if linli_core::i18n::has(page.lang, &key) {
+        return page.t(&key);
+    }
+    if let Some(step) = code.strip_prefix("report.") {
+        let step_key = format!("web-report-action-{step}");
+        if linli_core::i18n::has(page.lang, &step_key) {
+            return format!("{}{}", page.t("audit-report-prefix"), page.t(&step_key));
+        }
+    }
+    code.to_string()
+}
+
 impl AuditTpl {
-    /// An audited action in words: its own (`audit-person-reveal`), a report's workflow step
-    /// (`web-report-action-dispatch`), or — for a name no release knew — the name itself.
     fn action_words(&self, code: &str) -> String {
-        let key = format!("audit-{}", code.replace('.', "-"));
-        if linli_core::i18n::has(self.page.lang, &key) {
-            return self.page.t(&key);
-        }
-        if let Some(step) = code.strip_prefix("report.") {
-            let step_key = format!("web-report-action-{step}");
-            if linli_core::i18n::has(self.page.lang, &step_key) {
-                return format!(
-                    "{}{}",
-                    self.page.t("audit-report-prefix"),
-                    self.page.t(&step_key)
-                );
-            }
-        }
-        code.to_string()
+        audit_action_words(&self.page, code)
     }
     fn entity_words(&self, code: &str) -> String {
         let key = format!("audit-entity-{code}");

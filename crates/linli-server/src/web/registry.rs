@@ -192,6 +192,12 @@ struct HouseholdTpl {
     record: Vec<crate::web::record::RecordTable>,
 }
 
+impl HouseholdTpl {
+    fn action_words(&self, code: &str) -> String {
+        crate::web::admin::audit_action_words(&self.page, code)
+    }
+}
+
 #[derive(Deserialize)]
 struct Flash {
     saved: Option<String>,
