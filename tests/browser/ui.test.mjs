@@ -372,6 +372,8 @@ test("a resident files a report with a photo; staff accept it and the open page 
   await page.waitForLoadState("load");
   assert.equal(await page.locator("#description").getAttribute("aria-invalid"), "true");
   assert.ok((await page.locator("#description-error").textContent()).trim().length > 0);
+  // The page lands on the field to correct.
+  assert.equal(await page.evaluate(() => document.activeElement && document.activeElement.id), "description");
   assert.equal(await page.locator("#category").inputValue(), "environment");
 
   // File the report itself.
@@ -871,5 +873,24 @@ test("a resident saves a visitor pass's QR code as an image to send on", async (
   assert.equal(bytes.subarray(1, 4).toString(), "PNG");
   assert.deepEqual(await axe(page), [], "axe: visitor pass");
   await shot(page, "resident-pass-390x844.png");
+  await page.context().close();
+});
+
+test("full numbers leave only by a confirmed POST with a purpose", async () => {
+  const page = await newPage();
+  await login(page, "committee");
+  await page.goto(base + "/registry/export");
+  await page.locator("#export-revealed").scrollIntoViewIfNeeded();
+  await shot(page, "staff-export-1366x768.png");
+  await Promise.all([page.waitForLoadState("load"), page.click("#export-revealed-submit")]);
+  assert.equal(await page.locator("#export-kind").getAttribute("aria-invalid"), "true");
+  assert.equal(await page.evaluate(() => document.activeElement && document.activeElement.id), "export-kind", "lands on the first field to correct");
+  await page.selectOption("#export-kind", "subsidy");
+  await page.fill("#export-purpose", "低保年审");
+  await page.check("#export-confirm");
+  assert.deepEqual(await axe(page), [], "axe: export");
+  const [download] = await Promise.all([page.waitForEvent("download"), page.click("#export-revealed-submit")]);
+  assert.match(download.suggestedFilename(), /persons\.xlsx$/);
+  assert.ok(!page.url().includes("purpose"), "the purpose is not in any URL");
   await page.context().close();
 });

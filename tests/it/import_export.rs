@@ -335,6 +335,58 @@ async fn exports_are_masked_unless_revealed_with_a_purpose() {
         .await
         .ok();
     assert_eq!(log[0]["purpose"], "上报核对");
+    // On the page, full numbers are a POST with a purpose from the list, the worker's words and
+    // a confirmation — never a GET form whose purpose lands in the browser's history.
+    let page = app.get(&committee, "/registry/export").await.doc();
+    assert!(
+        !page.has("form[method=get]"),
+        "no GET form for full numbers"
+    );
+    let r = crate::common::submit(
+        &app,
+        &committee,
+        &page,
+        "#export-revealed",
+        &[("purpose", "低保年审")],
+    )
+    .await;
+    assert_eq!(r.status, 400, "without the kind and the confirmation");
+    let refused = r.doc();
+    assert!(refused.has("#export-kind-error") && refused.has("#export-confirm-error"));
+    assert_eq!(
+        app.get(&committee, "/api/v1/audit?action=registry.export_revealed")
+            .await
+            .ok()
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "nothing exported, nothing audited"
+    );
+    let r = crate::common::submit(
+        &app,
+        &committee,
+        &page,
+        "#export-revealed",
+        &[
+            ("kind", "subsidy"),
+            ("purpose", "低保年审"),
+            ("confirm", "1"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.headers["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains("persons")
+    );
+    let log = app
+        .get(&committee, "/api/v1/audit?action=registry.export_revealed")
+        .await
+        .ok();
+    assert_eq!(log[0]["purpose"], "低保、救助等核查：低保年审");
     // The unmasked export round-trips through the importer as "nothing to do".
     let again = app
         .call(

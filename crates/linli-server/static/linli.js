@@ -63,6 +63,13 @@
     var el = e.target.closest ? e.target.closest("[data-confirm]") : null;
     if (el && !window.confirm(el.getAttribute("data-confirm"))) { e.preventDefault(); }
   });
+  // A form sent back with errors: the first field in error gets the focus and is scrolled to, so
+  // a phone user (or a screen reader) lands on what to correct, not at the top of the page.
+  var firstBad = document.querySelector("main [aria-invalid=true]");
+  if (firstBad && firstBad.focus) {
+    firstBad.focus();
+    if (firstBad.scrollIntoView) { firstBad.scrollIntoView({ block: "center" }); }
+  }
   // Installable app (manifest in the page head): the service worker only serves an offline
   // page when the network is gone; it never caches pages, which hold personal data.
   if (navigator.serviceWorker && window.isSecureContext) {

@@ -383,3 +383,18 @@ audit-entity-webhook = Webhook
 audit-entity-correction = Correction
 audit-report-prefix = {"Report: "}
 audit-filter-any = All
+
+# The export of full numbers (a POST with a purpose)
+web-export-revealed-help = The spreadsheet holds full ID and phone numbers: use it only for the purpose you state, and delete it afterwards.
+web-export-kind = Kind of purpose
+web-export-kind-choose = Choose one
+web-export-kind-subsidy = Checks for subsistence allowance or other aid
+web-export-kind-statistics = Census or statistics
+web-export-kind-emergency = Emergency response or epidemic control
+web-export-kind-judicial = Police or court request
+web-export-kind-other = Other
+web-export-purpose = In your words
+web-export-confirm = I confirm these personal data are used only for this purpose and kept safe
+web-export-kind-required = Choose the kind of purpose.
+web-export-purpose-required = Say what the export is for (at least two characters).
+web-export-confirm-required = Tick the confirmation to export.

@@ -383,3 +383,18 @@ audit-entity-webhook = Webhook 推送
 audit-entity-correction = 更正申请
 audit-report-prefix = 报事：
 audit-filter-any = 全部
+
+# The export of full numbers (a POST with a purpose)
+web-export-revealed-help = 导出的表格含完整身份证号和手机号，只用于说明的用途，用完请删除。
+web-export-kind = 用途类别
+web-export-kind-choose = 请选择
+web-export-kind-subsidy = 低保、救助等核查
+web-export-kind-statistics = 人口普查或统计
+web-export-kind-emergency = 应急处置或疫情防控
+web-export-kind-judicial = 公安、法院协查
+web-export-kind-other = 其他
+web-export-purpose = 具体说明
+web-export-confirm = 我确认只为以上用途使用这些个人信息，并妥善保管
+web-export-kind-required = 请选择用途类别。
+web-export-purpose-required = 请写明具体用途（至少两个字）。
+web-export-confirm-required = 请勾选确认后再导出。

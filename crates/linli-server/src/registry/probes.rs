@@ -210,6 +210,11 @@ pub static PROBES: &[Probe] = &[
         .actions(&[Action::RegistryExport])
         .allow(&[Staff])
         .filtered(&[StaffB]),
+    Probe::post("/registry/export/revealed")
+        .form(&[("kind", "other"), ("purpose", "矩阵核查"), ("confirm", "1")])
+        .actions(&[Action::RegistryExport, Action::PersonReveal])
+        .allow(&[Staff, StaffB])
+        .note("full numbers only by POST with a purpose, audited; B exports its own people (what the export holds: the GET probe above)"),
     Probe::get("/registry/import")
         .actions(&[Action::RegistryImport])
         .allow(&[Staff])

@@ -40,6 +40,7 @@ pub fn pages() -> Pages {
         .get("/registry/labels", labels)
         .post("/registry/labels", label_create)
         .get("/registry/export", export)
+        .post("/registry/export/revealed", export_revealed)
 }
 
 pub(crate) fn grant(
@@ -751,14 +752,108 @@ async fn label_create(
 struct ExportTpl {
     page: Page,
     can_reveal: bool,
+    kinds: &'static [&'static str],
+    errors: FieldErrors,
+    kind: String,
+    purpose: String,
 }
+
+impl ExportTpl {
+    fn kind_words(&self, k: &str) -> String {
+        self.page.t(&format!("web-export-kind-{k}"))
+    }
+    fn is_kind(&self, k: &str) -> bool {
+        self.kind == k
+    }
+}
+
+/// Why full numbers leave the system, chosen from a list (the audit log can be counted by it)
+/// and said in the worker's own words.
+const EXPORT_PURPOSES: &[&str] = &["subsidy", "statistics", "emergency", "judicial", "other"];
 
 async fn export(user: WebUser) -> WebResult {
     grant(&user.page, &user.principal, Action::RegistryExport)?;
     Ok(render(&ExportTpl {
         can_reveal: user.principal.can(Action::PersonReveal),
         page: user.page,
+        kinds: EXPORT_PURPOSES,
+        errors: FieldErrors::default(),
+        kind: String::new(),
+        purpose: String::new(),
     }))
+}
+
+#[derive(Deserialize)]
+struct RevealedExportForm {
+    #[serde(default)]
+    _csrf: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    purpose: String,
+    confirm: Option<String>,
+}
+
+/// Full ID and phone numbers as a spreadsheet: a POST (never a link that lands in a browser's
+/// history or a proxy's log) with a purpose from the list plus free text and a confirmation;
+/// the store audits it with that purpose.
+async fn export_revealed(
+    State(s): State<AppState>,
+    user: WebUser,
+    axum::Form(f): axum::Form<RevealedExportForm>,
+) -> WebResult {
+    check_csrf(&user.page, &f._csrf)?;
+    let g = grant(&user.page, &user.principal, Action::RegistryExport)?;
+    let rg = grant(&user.page, &user.principal, Action::PersonReveal)?;
+    let purpose = f.purpose.trim();
+    let mut errors = std::collections::HashMap::new();
+    if !EXPORT_PURPOSES.contains(&f.kind.as_str()) {
+        errors.insert("kind".to_string(), user.page.t("web-export-kind-required"));
+    }
+    if purpose.chars().count() < 2 {
+        errors.insert(
+            "purpose".to_string(),
+            user.page.t("web-export-purpose-required"),
+        );
+    }
+    if f.confirm.is_none() {
+        errors.insert(
+            "confirm".to_string(),
+            user.page.t("web-export-confirm-required"),
+        );
+    }
+    if !errors.is_empty() {
+        let mut r = render(&ExportTpl {
+            can_reveal: true,
+            kinds: EXPORT_PURPOSES,
+            errors: FieldErrors(errors),
+            kind: f.kind.clone(),
+            purpose: purpose.to_string(),
+            page: user.page,
+        });
+        *r.status_mut() = StatusCode::BAD_REQUEST;
+        return Ok(r);
+    }
+    let said = format!(
+        "{}：{purpose}",
+        user.page.t(&format!("web-export-kind-{}", f.kind))
+    );
+    let exported = or_page(
+        &user.page,
+        s.store
+            .export_persons(
+                &g,
+                sensitive(&user.principal).as_ref(),
+                &Actor::from(&user.principal),
+                linli_store::registry::export::Masking::Revealed {
+                    grant: &rg,
+                    purpose: &said,
+                },
+            )
+            .await,
+    )?;
+    crate::api::import_export::file_response("xlsx", "persons", &exported.headers, &exported.rows)
+        .map_err(|e| crate::web::error_page(&user.page, e.0))
 }
 
 /// HTML rendering fuzz target: hostile search input echoed into the person search form and
