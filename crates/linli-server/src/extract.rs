@@ -228,6 +228,29 @@ pub const MAX_FORM_FIELDS: usize = 1000;
 /// become a million pairs of strings.
 pub struct FormPairs(pub Vec<(String, String)>);
 
+impl FormPairs {
+    /// The first value of field `name`, or "" when the form has none.
+    pub fn get(&self, name: &str) -> String {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    }
+    /// Every value of a repeated field (ticked boxes), in order.
+    pub fn all(&self, name: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+    /// Whether the form has the field at all (a ticked box).
+    pub fn has(&self, name: &str) -> bool {
+        self.0.iter().any(|(n, _)| n == name)
+    }
+}
+
 impl<S> FromRequest<S> for FormPairs
 where
     S: Send + Sync,

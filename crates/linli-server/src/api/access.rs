@@ -327,11 +327,7 @@ pub async fn pass_qr(
     Auth(p): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let pass = s.store.pass(&p, &id).await?;
-    // Only the household holds the QR secret; staff who may read the pass get no code.
-    let token = pass
-        .token
-        .ok_or_else(|| AppError::not_found("access.pass.not_found"))?;
+    let token = household_pass_token(&s, &p, &id).await?;
     let svg = qr_svg(&token)?;
     let mut resp = svg.into_response();
     let h = resp.headers_mut();
@@ -352,10 +348,7 @@ pub async fn pass_qr_png(
     Auth(p): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let pass = s.store.pass(&p, &id).await?;
-    let token = pass
-        .token
-        .ok_or_else(|| AppError::not_found("access.pass.not_found"))?;
+    let token = household_pass_token(&s, &p, &id).await?;
     let png = crate::access::qr_png::qr_png(&token).ok_or_else(|| {
         tracing::error!("QR encoding failed");
         AppError::internal()
@@ -365,6 +358,20 @@ pub async fn pass_qr_png(
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/png"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(resp)
+}
+
+/// The pass's QR secret: only the household holds it; staff who may read the pass get no code
+/// (not found, as for a pass they cannot see).
+async fn household_pass_token(
+    s: &AppState,
+    p: &linli_core::auth::Principal,
+    id: &str,
+) -> Result<String, AppError> {
+    s.store
+        .pass(p, id)
+        .await?
+        .token
+        .ok_or_else(|| AppError::not_found("access.pass.not_found"))
 }
 
 /// A QR code (error correction M) as an SVG document.

@@ -176,26 +176,20 @@ const MUTABLE: &[(&str, &str)] = &[
 async fn settings(
     State(s): State<AppState>,
     user: WebUser,
-    crate::extract::FormPairs(fields): crate::extract::FormPairs,
+    form: crate::extract::FormPairs,
 ) -> WebResult {
-    let get = |k: &str| {
-        fields
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
+    let get = |k: &str| form.get(k);
     check_csrf(&user.page, &get("_csrf"))?;
     // The ticked families (only known ones) and the patterns kept from the API.
     let mut muted = split_list(&get("muted"));
-    for (n, v) in &fields {
-        if n == "mute" && MUTABLE.iter().any(|(code, _)| code == v) && !muted.contains(v) {
-            muted.push(v.clone());
+    for v in form.all("mute") {
+        if MUTABLE.iter().any(|(code, _)| *code == v) && !muted.contains(&v) {
+            muted.push(v);
         }
     }
     let wanted = Channels {
         email: Some(get("email").trim().to_string()).filter(|e| !e.is_empty()),
-        email_enabled: fields.iter().any(|(n, _)| n == "email_enabled"),
+        email_enabled: form.has("email_enabled"),
         muted,
     };
     match s.store.set_channels(&user.principal, wanted.clone()).await {

@@ -556,22 +556,12 @@ async fn person_save(
     State(s): State<AppState>,
     user: WebUser,
     Path(id): Path<String>,
-    crate::extract::FormPairs(fields): crate::extract::FormPairs,
+    form: crate::extract::FormPairs,
 ) -> WebResult {
-    let get = |k: &str| {
-        fields
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
+    let get = |k: &str| form.get(k);
     check_csrf(&user.page, &get("_csrf"))?;
     let g = grant(&user.page, &user.principal, Action::PersonWrite)?;
-    let labels: Vec<String> = fields
-        .iter()
-        .filter(|(n, _)| n == "labels")
-        .map(|(_, v)| v.clone())
-        .collect();
+    let labels: Vec<String> = form.all("labels");
     let phone = get("phone");
     let patch = PersonPatch {
         version: get("version").parse().unwrap_or(0),
@@ -688,15 +678,9 @@ async fn labels(State(s): State<AppState>, user: WebUser, Query(f): Query<Flash>
 async fn label_create(
     State(s): State<AppState>,
     user: WebUser,
-    crate::extract::FormPairs(fields): crate::extract::FormPairs,
+    form: crate::extract::FormPairs,
 ) -> WebResult {
-    let get = |k: &str| {
-        fields
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
+    let get = |k: &str| form.get(k);
     check_csrf(&user.page, &get("_csrf"))?;
     let g = grant(&user.page, &user.principal, Action::LabelWrite)?;
     let once = get("_once");
