@@ -420,7 +420,6 @@ pub async fn post_form(app: &TestApp, s: &Session, uri: &str, fields: &[(&str, &
 }
 
 impl TestApp {
-    /// The household of a demo resident account (by login) and the room it lives in.
     /// A new resident account `login` in another household of the same community as
     /// `own_household`.
     pub async fn neighbour_of(&self, own_household: &str, login: &str) -> Session {
@@ -470,6 +469,7 @@ impl TestApp {
         self.login(login).await
     }
 
+    /// The household of a demo resident account (by login) and the room it lives in.
     pub async fn home_of(&self, login: &str) -> (String, String) {
         let text = |row: sqlx::any::AnyRow| sqlx::Row::get::<String, _>(&row, 0);
         let hh = text(

@@ -19,47 +19,6 @@ async fn one(app: &TestApp, sql: &str, bind: &str) -> String {
     sqlx::Row::get::<String, _>(&row, 0)
 }
 
-/// A resident account for another household of the same community as `hh`.
-async fn neighbour_of(app: &TestApp, hh: &str) -> Session {
-    let path = one(app, "SELECT path FROM households WHERE id = $1", hh).await;
-    let community: String = path
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .take(4)
-        .map(|s| format!("/{s}"))
-        .collect::<String>()
-        + "/";
-    let rows = sqlx::query("SELECT id, path FROM households ORDER BY id")
-        .fetch_all(&app.store.db.read)
-        .await
-        .unwrap();
-    let other = rows
-        .iter()
-        .map(|r| {
-            (
-                sqlx::Row::get::<String, _>(r, 0),
-                sqlx::Row::get::<String, _>(r, 1),
-            )
-        })
-        .find(|(id, p)| id != hh && p.starts_with(&community))
-        .unwrap()
-        .0;
-    let admin = app.login("admin").await;
-    app.post(
-        &admin,
-        "/api/v1/users",
-        json!({
-            "login": "live-neighbour",
-            "display_name": "邻居",
-            "password": crate::common::PASSWORD,
-            "bindings": [{ "role": "resident", "household_id": other }],
-        }),
-    )
-    .await
-    .expect(201);
-    app.login("live-neighbour").await
-}
-
 async fn open_stream(app: &TestApp, s: &Session) -> axum::body::Body {
     use tower::ServiceExt;
     let req = axum::http::Request::get("/events")
@@ -95,7 +54,7 @@ async fn residents_hear_their_own_reports_change_and_nobody_else_does() {
     let resident = app.login("resident").await;
     let committee = app.login("committee").await;
     let (hh, room) = app.home_of("resident").await;
-    let neighbour = neighbour_of(&app, &hh).await;
+    let neighbour = app.neighbour_of(&hh, "live-neighbour").await;
 
     let created = app
         .post(

@@ -45,9 +45,11 @@ pub fn platform() -> Arc<Platform> {
 /// `--demo` seed one after the other (a lock held across the seeding), so the second finds the
 /// first's data instead of colliding with it.
 pub async fn seed_demo(store: &Store, password: &str) -> AppResult<Vec<DemoAccount>> {
+    let mut fresh = false;
     let accounts = store
         .db
         .with_session_lock("demo.seed", async {
+            fresh = !store.demo_seeded().await?;
             let accounts = store.seed_demo(password).await?;
             for m in ALL {
                 if let Some(seed) = m.demo {
@@ -58,12 +60,15 @@ pub async fn seed_demo(store: &Store, password: &str) -> AppResult<Vec<DemoAccou
         })
         .await?;
     // Thousands of rows just arrived: without fresh statistics PostgreSQL plans as if the
-    // tables were empty (an exact-ID search walked a whole community).
-    store
-        .db
-        .refresh_statistics(&[])
-        .await
-        .map_err(linli_store::db::db_err)?;
+    // tables were empty (an exact-ID search walked a whole community). A restart on seeded data
+    // has nothing new to measure.
+    if fresh {
+        store
+            .db
+            .refresh_statistics(&[])
+            .await
+            .map_err(linli_store::db::db_err)?;
+    }
     Ok(accounts)
 }
 

@@ -3,10 +3,9 @@
 
 use askama::Template;
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
-use super::{Page, anonymous_page, render};
+use super::{Page, anonymous_page, render, static_bytes};
 
 pub fn pages(p: crate::manifest::Pages) -> crate::manifest::Pages {
     p.get("/manifest.webmanifest", manifest)
@@ -38,7 +37,7 @@ async fn manifest() -> Response {
   ]
 }
 "##;
-    cached(
+    static_bytes(
         body.as_bytes(),
         "application/manifest+json",
         "public, max-age=3600",
@@ -47,7 +46,7 @@ async fn manifest() -> Response {
 
 async fn service_worker() -> Response {
     // Always revalidated, so a new release replaces the worker at the next visit.
-    cached(
+    static_bytes(
         include_bytes!("../../static/sw.js"),
         "text/javascript; charset=utf-8",
         "no-cache",
@@ -55,7 +54,7 @@ async fn service_worker() -> Response {
 }
 
 async fn icon_svg() -> Response {
-    cached(
+    static_bytes(
         include_bytes!("../../static/icon.svg"),
         "image/svg+xml",
         "public, max-age=86400",
@@ -63,7 +62,7 @@ async fn icon_svg() -> Response {
 }
 
 async fn icon_192() -> Response {
-    cached(
+    static_bytes(
         include_bytes!("../../static/icon-192.png"),
         "image/png",
         "public, max-age=86400",
@@ -71,20 +70,11 @@ async fn icon_192() -> Response {
 }
 
 async fn icon_512() -> Response {
-    cached(
+    static_bytes(
         include_bytes!("../../static/icon-512.png"),
         "image/png",
         "public, max-age=86400",
     )
-}
-
-fn cached(body: &'static [u8], mime: &'static str, cache: &'static str) -> Response {
-    let mut r = body.into_response();
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-    r
 }
 
 #[derive(Template)]

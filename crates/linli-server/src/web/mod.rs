@@ -75,13 +75,20 @@ async fn report_form_js() -> Response {
 }
 
 fn static_file(body: &'static str, mime: &'static str) -> Response {
+    static_bytes(body.as_bytes(), mime, "public, max-age=3600")
+}
+
+/// A file built into the binary, with its type and how long browsers may keep it.
+pub(crate) fn static_bytes(
+    body: &'static [u8],
+    mime: &'static str,
+    cache: &'static str,
+) -> Response {
     let mut r = body.into_response();
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
-    r.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=3600"),
-    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     r
 }
 

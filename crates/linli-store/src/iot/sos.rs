@@ -183,7 +183,11 @@ impl Store {
         grant: &Grant,
         person_id: &str,
     ) -> AppResult<Vec<NamedCareContact>> {
-        self.care_contacts(grant, person_id).await?;
+        let scope = grant.scope(Action::PersonRead)?;
+        match self.person_home(person_id).await? {
+            Some((_, path)) if scope.covers(&path) => {}
+            _ => return Err(AppError::not_found("registry.person.not_found")),
+        }
         let rows = sqlx::query(
             "SELECT c.contact_user_id, c.relation, u.display_name FROM care_contacts c \
              JOIN users u ON u.id = c.contact_user_id WHERE c.person_id = $1 ORDER BY c.ord",
@@ -216,9 +220,9 @@ impl Store {
             .filter(|(_, p)| grant.allows(Action::PersonWrite, p))
             .ok_or(AppError::not_found("registry.person.not_found"))?;
         let who = who.trim();
-        let bidx = linli_core::phone::parse_mobile(who)
-            .map(|m| self.cipher.blind_index("phone", &m))
-            .unwrap_or_default();
+        // Not a mobile number: matched by login alone (NULL never equals a phone index).
+        let bidx =
+            linli_core::phone::parse_mobile(who).map(|m| self.cipher.blind_index("phone", &m));
         let row = sqlx::query(
             "SELECT id, display_name FROM users WHERE disabled = 0 AND (login = $1 OR phone_bidx = $2)",
         )
