@@ -494,6 +494,7 @@ async fn search(
         linli_server::ServerConfig {
             secure_cookies: false,
             data_dir: cfg.data_dir.clone(),
+            trusted_proxies: Vec::new(),
         },
     );
     tokio::spawn(linli_server::serve(listener, state));

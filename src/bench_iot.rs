@@ -298,6 +298,7 @@ pub async fn run(
         linli_server::ServerConfig {
             secure_cookies: false,
             data_dir: dir.clone(),
+            trusted_proxies: Vec::new(),
         },
     );
     let _ = state.iot.set(iot.clone());

@@ -71,6 +71,7 @@ pub async fn run(
         linli_server::ServerConfig {
             secure_cookies: false,
             data_dir: dir.clone(),
+            trusted_proxies: Vec::new(),
         },
     );
     tokio::spawn(linli_server::serve(listener, state));

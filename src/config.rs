@@ -26,6 +26,15 @@ pub struct Config {
     pub mqtt_listen: String,
     /// External MQTT broker (mqtt://host:port) instead of the embedded one.
     pub mqtt_url: Option<String>,
+    /// External broker: the shared-subscription group. Instances of one installation use the
+    /// same group and split the messages; another installation on the same broker needs its own.
+    pub mqtt_group: String,
+    /// This instance's stable name among the instances of one installation (the external
+    /// broker's client id is `linli-<instance_id>`, with a persistent session, so messages
+    /// waiting for it survive a restart). Empty: derived from `listen`.
+    pub instance_id: String,
+    /// Proxies (addresses or CIDR blocks) whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<String>,
     /// Embedded broker: topic filters per connection (further ones get SUBACK 0x80).
     pub mqtt_max_subscriptions: usize,
     /// Embedded broker: the longest keep-alive granted, seconds (also to clients asking for 0);
@@ -78,6 +87,9 @@ impl Default for Config {
             },
             mqtt_listen: "127.0.0.1:1884".into(),
             mqtt_url: None,
+            mqtt_group: "linli".into(),
+            instance_id: String::new(),
+            trusted_proxies: Vec::new(),
             mqtt_max_subscriptions: 16,
             mqtt_max_keep_alive: 1200,
             mqtt_write_timeout: 30,
@@ -138,8 +150,20 @@ log = "info"
 # the next free one (up to +10) is used and printed. Devices connect with username = device id,
 # password = device token, and publish to linli/{device_id}/telemetry or .../event.
 mqtt_listen = "127.0.0.1:1884"
-# Use an external broker instead (shared subscription $share/linli/linli/+/telemetry, QoS 1):
+# Use an external broker instead (shared subscription $share/<mqtt_group>/linli/+/telemetry,
+# QoS 1, a persistent session per instance):
 # mqtt_url = "mqtt://127.0.0.1:1883"
+# Instances of one installation share the group and split the messages; a second installation on
+# the same broker needs a group of its own.
+mqtt_group = "linli"
+# This instance's stable name among several (a, b, c …): the broker keeps the messages of the
+# client linli-<instance_id> while it restarts. Empty: derived from `listen`.
+instance_id = ""
+
+# Behind a load balancer: the proxies whose X-Forwarded-For names the client (addresses or CIDR
+# blocks). Without it every client has the proxy's address, and login throttling by address
+# would lock everyone out together.
+trusted_proxies = []
 # Limits of the embedded broker per connection: topic filters (more get SUBACK 0x80); the
 # longest keep-alive granted in seconds (a client asking for 0 gets it too; silent for 1.5 × it,
 # the connection is closed); seconds a write may wait for a client that does not read.

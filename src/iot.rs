@@ -34,6 +34,26 @@ pub fn iot_config(cfg: &Config) -> anyhow::Result<IotConfig> {
     })
 }
 
+/// This instance's stable name: `instance_id`, or its listening address (stable across
+/// restarts, different between instances on one machine).
+fn instance_name(cfg: &Config) -> String {
+    let raw = if cfg.instance_id.trim().is_empty() {
+        cfg.listen.as_str()
+    } else {
+        cfg.instance_id.trim()
+    };
+    raw.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(40)
+        .collect()
+}
+
 /// Start the runtime and the broker (embedded, or the external client).
 pub async fn start(cfg: &Config, store: &Store) -> anyhow::Result<Iot> {
     let iot = Iot::start(store.clone(), iot_config(cfg)?)
@@ -44,8 +64,8 @@ pub async fn start(cfg: &Config, store: &Store) -> anyhow::Result<Iot> {
         linli_store::reports::from_alarm::AlarmReports::new(store.clone()),
     ));
     if let Some(url) = cfg.mqtt_url.as_deref().filter(|u| !u.is_empty()) {
-        let id = format!("linli-{}", &linli_core::new_id()[24..]);
-        linli_iot::external::start(iot.clone(), url, &id, "linli")
+        let id = format!("linli-{}", instance_name(cfg));
+        linli_iot::external::start(iot.clone(), url, &id, &cfg.mqtt_group)
             .await
             .map_err(|e| anyhow::anyhow!("external MQTT broker: {e}"))?;
         println!("IoT: consuming from the external MQTT broker {url} (shared subscription)");

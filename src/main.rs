@@ -339,6 +339,12 @@ async fn warn_if_calendar_incomplete(store: &linli_store::Store) {
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
+    let trusted_proxies = cfg
+        .trusted_proxies
+        .iter()
+        .map(|p| p.parse::<linli_server::extract::IpBlock>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("configuration: trusted_proxies: {e}"))?;
     let store = open_store(&cfg).await?;
     if cfg.demo {
         let accounts = linli_server::modules::seed_demo(&store, &cfg.demo_password)
@@ -392,6 +398,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         linli_server::ServerConfig {
             secure_cookies: cfg.secure_cookies,
             data_dir: cfg.data_dir.clone(),
+            trusted_proxies,
         },
     );
     let _ = state.iot.set(iot_runtime);

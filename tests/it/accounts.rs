@@ -508,6 +508,7 @@ async fn a_disabled_account_is_forgotten_by_every_instance() {
         linli_server::ServerConfig {
             secure_cookies: false,
             data_dir: app.dir.clone(),
+            trusted_proxies: Vec::new(),
         },
     ));
     let committee = app.login("committee").await;

@@ -127,6 +127,7 @@ impl TestApp {
             linli_server::ServerConfig {
                 secure_cookies: false,
                 data_dir: dir.clone(),
+                trusted_proxies: Vec::new(),
             },
         );
         TestApp {
@@ -140,6 +141,53 @@ impl TestApp {
 
     pub fn is_postgres(&self) -> bool {
         self.pg.is_some()
+    }
+
+    /// Another instance on the same database, as a second process would be: its own store
+    /// (pools, caches, bus and instance id), its own server state. On PostgreSQL both buses
+    /// are bridged through `LISTEN/NOTIFY`. Close it with [`TestApp::close_instance`].
+    pub async fn second_instance(&self) -> TestApp {
+        let url = self
+            .pg_url
+            .clone()
+            .unwrap_or_else(|| linli_store::sqlite_url(&self.dir));
+        let store = Store::open(
+            &DbConfig {
+                url,
+                max_connections: 4,
+                sqlite_synchronous: "NORMAL".into(),
+            },
+            &self.dir,
+            None,
+            linli_server::modules::platform(),
+        )
+        .await
+        .expect("second store opens");
+        if self.is_postgres() {
+            self.store.start_pg_bus().await.unwrap();
+            store.start_pg_bus().await.unwrap();
+        }
+        let state = linli_server::AppState::new(
+            store.clone(),
+            linli_server::ServerConfig {
+                secure_cookies: false,
+                data_dir: self.dir.clone(),
+                trusted_proxies: Vec::new(),
+            },
+        );
+        TestApp {
+            router: linli_server::app(state),
+            store,
+            dir: self.dir.clone(),
+            pg: None,
+            pg_url: self.pg_url.clone(),
+        }
+    }
+
+    /// Close an instance made by [`TestApp::second_instance`] (the database stays).
+    pub async fn close_instance(self) {
+        self.store.db.read.close().await;
+        self.store.db.write.close().await;
     }
 
     pub async fn call(

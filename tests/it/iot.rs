@@ -34,6 +34,7 @@ async fn iot_app_with(config: IotConfig) -> (TestApp, Iot) {
         linli_server::ServerConfig {
             secure_cookies: false,
             data_dir: app.dir.clone(),
+            trusted_proxies: Vec::new(),
         },
     );
     state.iot.set(iot.clone()).unwrap();

@@ -30,6 +30,7 @@ async fn iot_app() -> (TestApp, Iot) {
         linli_server::ServerConfig {
             secure_cookies: false,
             data_dir: app.dir.clone(),
+            trusted_proxies: Vec::new(),
         },
     );
     state.iot.set(iot.clone()).unwrap();

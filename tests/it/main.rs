@@ -14,6 +14,7 @@ mod backup;
 mod catalogue_web;
 mod celebrations;
 mod cli;
+mod cluster;
 mod crash;
 mod fast_read;
 mod household_record;

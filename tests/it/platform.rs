@@ -186,8 +186,35 @@ const WITHOUT_GRANT: &[(&str, &str)] = &[
     // modules' workflows.
     ("raise_alarm", "inside a workflow's transaction"),
     ("clear_alarm_by_rule", "inside a workflow's transaction"),
-    ("active_rule_alarms", "the rule engine's state at start"),
-    ("devices_last_seen", "the rule engine's state at start"),
+    ("devices_silent_since", "the no-data timer's candidates"),
+    // State shared by the instances (no personal data; keys are hashed).
+    ("claim_lease", "a background job claims its lease"),
+    ("release_lease", "a background job gives its lease back"),
+    (
+        "throttle_attempt",
+        "login throttling, before anyone is signed in",
+    ),
+    (
+        "throttle_refund",
+        "login throttling, before anyone is signed in",
+    ),
+    (
+        "throttle_success",
+        "login throttling, after the password was checked",
+    ),
+    (
+        "form_claim",
+        "one-time form tokens of a form already authorized",
+    ),
+    (
+        "form_finish",
+        "one-time form tokens of a form already authorized",
+    ),
+    (
+        "form_release",
+        "one-time form tokens of a form already authorized",
+    ),
+    ("purge_shared_state", "housekeeping job"),
     ("rules_all", "the rule engine's rules"),
     (
         "alarm_report",

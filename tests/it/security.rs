@@ -88,6 +88,7 @@ async fn sign_in_rotates_the_session_and_cookies_are_secure_when_configured() {
         linli_server::ServerConfig {
             secure_cookies: true,
             data_dir: app.dir.clone(),
+            trusted_proxies: Vec::new(),
         },
     );
     let router = linli_server::app(state);

@@ -1,7 +1,13 @@
-//! External-broker mode: subscribe with a shared subscription (`$share/linli/…`, so several
+//! External-broker mode: subscribe with a shared subscription (`$share/<group>/…`, so several
 //! Linli instances split the load) at QoS 1 with manual acknowledgements, and acknowledge each
 //! message only after the batch holding it committed. The external broker authenticates the
 //! devices; messages for unknown device ids (or devices disabled since) are counted and dropped.
+//!
+//! Nothing acknowledged is lost, and nothing unacknowledged either: the session is persistent
+//! (clean session off) under a client id that stays the same across restarts
+//! (`linli-<instance_id>`), so what the broker delivered but Linli had not yet committed when
+//! the instance died is delivered again when it comes back; and a batch that failed every
+//! attempt makes the client reconnect, which has the broker deliver its messages again.
 //!
 //! Bounded like a connection of the embedded broker: at most `max_inflight` messages (and
 //! `inflight_bytes`) between receipt and the acknowledgement reaching the client's request
@@ -49,7 +55,7 @@ pub async fn start(
     let (host, port) = parse_url(url).ok_or_else(|| format!("not an mqtt:// URL: {url}"))?;
     let mut opts = MqttOptions::new(client_id, host, port);
     opts.set_manual_acks(true)
-        .set_clean_session(true)
+        .set_clean_session(false)
         .set_keep_alive(Duration::from_secs(30))
         .set_inflight(1000)
         .set_max_packet_size(iot.config().max_payload + 1024, 64 * 1024);
@@ -69,11 +75,23 @@ pub async fn start(
             drop(held);
         }
     });
+    // A batch refused after every attempt: reconnect, so the broker delivers its unacknowledged
+    // messages again (a persistent session keeps them).
+    let (redeliver_tx, mut redeliver) = mpsc::channel::<()>(1);
     let sub = client.clone();
     tokio::spawn(async move {
         loop {
-            match events.poll().await {
+            let polled = tokio::select! {
+                e = events.poll() => e,
+                Some(()) = redeliver.recv() => {
+                    tracing::warn!("external mqtt: reconnecting to have refused messages delivered again");
+                    let _ = sub.disconnect().await;
+                    continue;
+                }
+            };
+            match polled {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    iot.health().broker_up();
                     for t in &topics {
                         if let Err(e) = sub.subscribe(t.as_str(), QoS::AtLeastOnce).await {
                             tracing::warn!(error = %e, "external mqtt subscribe");
@@ -82,10 +100,11 @@ pub async fn start(
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     let held = window.take(p.payload.len()).await;
-                    handle(&iot, &ack_tx, p, held).await;
+                    handle(&iot, &ack_tx, &redeliver_tx, p, held).await;
                 }
                 Ok(_) => {}
                 Err(e) => {
+                    iot.health().broker_down();
                     tracing::warn!(error = %e, "external mqtt broker; reconnecting");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
@@ -140,6 +159,7 @@ impl Window {
 async fn handle(
     iot: &Iot,
     acks: &mpsc::Sender<(rumqttc::Publish, Held)>,
+    redeliver: &mpsc::Sender<()>,
     p: rumqttc::Publish,
     held: Held,
 ) {
@@ -159,6 +179,7 @@ async fn handle(
         }
         Ok((device, payload)) => {
             let tx = acks.clone();
+            let again = redeliver.clone();
             let bytes = p.payload.len();
             let _ = iot
                 .submit(Job {
@@ -168,6 +189,8 @@ async fn handle(
                         // Never full: each queued acknowledgement holds a share of the window.
                         if ok {
                             let _ = tx.try_send((p, held));
+                        } else {
+                            let _ = again.try_send(());
                         }
                     })),
                     bytes,

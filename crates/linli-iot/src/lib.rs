@@ -15,7 +15,7 @@ mod sessions;
 pub mod simulate;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -114,6 +114,72 @@ pub struct Stats {
     pub subscribe_refused: AtomicU64,
     /// MQTT connections closed because the client did not read (a write timed out).
     pub slow_clients: AtomicU64,
+    /// Batches that failed every attempt (their messages were refused, not acknowledged).
+    pub failed_batches: AtomicU64,
+}
+
+/// Whether this instance's consumer makes progress, for `/readyz` and `/metrics`: a writer
+/// stuck in one batch, batches that keep failing, or an external broker out of reach all take
+/// the instance out of the load balancer's rotation until they pass. Wall-clock times (ms).
+#[derive(Debug, Default)]
+pub struct Health {
+    busy_since: AtomicI64,
+    last_failure: AtomicI64,
+    broker_down_since: AtomicI64,
+}
+
+/// A batch running longer than this, a failure more recent than this, or a broker unreachable
+/// for longer than this makes the consumer unhealthy.
+const UNHEALTHY_AFTER_MS: i64 = 30_000;
+
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Health {
+    pub(crate) fn busy(&self) {
+        self.busy_since.store(wall_ms(), Ordering::Relaxed);
+    }
+    pub(crate) fn committed(&self) {
+        self.busy_since.store(0, Ordering::Relaxed);
+    }
+    pub(crate) fn failed(&self) {
+        self.busy_since.store(0, Ordering::Relaxed);
+        self.last_failure.store(wall_ms(), Ordering::Relaxed);
+    }
+    pub(crate) fn broker_up(&self) {
+        self.broker_down_since.store(0, Ordering::Relaxed);
+    }
+    pub(crate) fn broker_down(&self) {
+        let _ = self.broker_down_since.compare_exchange(
+            0,
+            wall_ms(),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// What is wrong, as a stable code, or None when the consumer is healthy.
+    pub fn problem(&self) -> Option<&'static str> {
+        let now = wall_ms();
+        let since = |a: &AtomicI64| {
+            let t = a.load(Ordering::Relaxed);
+            (t > 0).then(|| now - t)
+        };
+        if since(&self.busy_since).is_some_and(|ms| ms > UNHEALTHY_AFTER_MS) {
+            return Some("iot_writer_stuck");
+        }
+        if since(&self.last_failure).is_some_and(|ms| ms < UNHEALTHY_AFTER_MS) {
+            return Some("iot_batches_failing");
+        }
+        if since(&self.broker_down_since).is_some_and(|ms| ms > UNHEALTHY_AFTER_MS) {
+            return Some("mqtt_broker_unreachable");
+        }
+        None
+    }
 }
 
 impl Stats {
@@ -178,6 +244,7 @@ struct Inner {
     /// Live MQTT sessions of the embedded broker, by device.
     sessions: sessions::Sessions,
     stats: Stats,
+    pub(crate) health: Health,
     reports: RwLock<Option<Arc<dyn ReportOpener>>>,
 }
 
@@ -216,6 +283,7 @@ impl Iot {
                 revocations: AtomicU64::new(0),
                 sessions: sessions::Sessions::default(),
                 stats: Stats::default(),
+                health: Health::default(),
                 reports: RwLock::new(None),
             }),
         };
@@ -246,6 +314,13 @@ impl Iot {
     }
     pub fn stats(&self) -> &Stats {
         &self.inner.stats
+    }
+    pub fn health(&self) -> &Health {
+        &self.inner.health
+    }
+    /// Messages waiting for the batch writer.
+    pub fn queued(&self) -> usize {
+        self.inner.tx.max_capacity() - self.inner.tx.capacity()
     }
 
     /// Plug in the reports module: rules with `open_report` then open repair reports.
@@ -607,7 +682,7 @@ impl Iot {
 }
 
 /// Follow the bus: `device.revoked` (from this instance or, through PostgreSQL `LISTEN/NOTIFY`,
-/// from another) revokes the device here; after missed events (a lagging receiver) everything
+/// from another) revokes the device here; `iot.rules_changed` reloads the alarm rules; after missed events (a lagging receiver) everything
 /// is revalidated. Every `revalidate_secs` everything is revalidated anyway, the backstop for a
 /// notification lost between instances. Ends with the runtime.
 async fn revocations(
@@ -635,8 +710,16 @@ async fn revocations(
                     let _ = iot.revalidate().await;
                 }
             }
+            Ok(e) if e.kind == linli_store::iot::rules::RULES_CHANGED => iot.reload_rules().await,
+            Ok(e) if e.kind == linli_store::BUS_RESYNC => {
+                iot.reload_rules().await;
+                if let Err(err) = iot.revalidate().await {
+                    tracing::warn!(error = %err, "revalidating device sessions");
+                }
+            }
             Ok(_) => {}
             Err(RecvError::Lagged(_)) => {
+                iot.reload_rules().await;
                 if let Err(err) = iot.revalidate().await {
                     tracing::warn!(error = %err, "revalidating device sessions");
                 }

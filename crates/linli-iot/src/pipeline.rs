@@ -1,8 +1,10 @@
-//! The batch writer and rule engine: one task owns the rule state, collects messages for up to
-//! `batch_ms` (or `batch_max` messages), evaluates the rules, commits telemetry and alarm
-//! changes in one transaction, then acknowledges and publishes the alarm events.
+//! The batch writer and rule engine: one task per instance collects messages for up to
+//! `batch_ms` (or `batch_max` messages), locks their devices, reads their rule state, evaluates
+//! the rules, commits telemetry, alarm changes and the new rule state in one transaction, then
+//! acknowledges and publishes the alarm events. The rule state lives in storage
+//! ([`rule_state`]): with an external broker one device's messages reach several instances.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -11,16 +13,17 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use linli_core::AppResult;
-use linli_core::iot::{Decision, RuleState, Trigger, on_event, on_point, silent};
+use linli_core::iot::{Decision, Trigger, on_event, on_point, silent};
 use linli_store::bus::BusEvent;
 use linli_store::db::db_err;
 use linli_store::iot::ReportRequest;
 use linli_store::iot::alarms::{Chain, Raise, Tier, users_with_role_over};
 use linli_store::iot::devices::DeviceAuth;
+use linli_store::iot::rule_state;
 use linli_store::iot::rules::{Rule, applicable};
 use linli_store::iot::telemetry::{DeviceBatch, write_batches};
 
-use crate::{Ack, Cmd, Iot, Job, Payload};
+use crate::{Cmd, Iot, Job, Payload};
 
 enum Action {
     Raise {
@@ -32,10 +35,6 @@ enum Action {
         device: Arc<DeviceAuth>,
         alarm_type: String,
     },
-    Sos {
-        device: Arc<DeviceAuth>,
-        person: String,
-    },
 }
 
 pub struct Writer {
@@ -43,39 +42,30 @@ pub struct Writer {
     rules: Vec<Rule>,
     /// device id → indexes of the rules that apply to it.
     applies: HashMap<String, Vec<usize>>,
-    state: HashMap<(String, String), RuleState>,
-    last_seen: HashMap<String, i64>,
     last_retention: i64,
 }
 
+/// What one committed batch leaves to do after the commit.
+struct Applied {
+    events: Vec<BusEvent>,
+    reports: Vec<ReportRequest>,
+    sos: Vec<(Arc<DeviceAuth>, String)>,
+    points: u64,
+}
+
+/// A failed batch is tried this many times in all (a deadlock or a dropped connection is
+/// usually gone at the second try) before its messages are refused.
+const ATTEMPTS: u32 = 3;
+
 impl Writer {
-    /// Rebuild the rule engine's state from storage.
+    /// Load the rules. The rule engine's state lives in storage ([`rule_state`]), where every
+    /// instance sees it.
     pub(crate) async fn load(iot: Iot) -> AppResult<Writer> {
-        let store = iot.store().clone();
-        let rules = store.rules_all().await?;
-        let mut state = HashMap::new();
-        for (originator, rule_id) in store.active_rule_alarms().await? {
-            state.insert(
-                (originator, rule_id),
-                RuleState {
-                    active: true,
-                    ..RuleState::default()
-                },
-            );
-        }
-        let now = store.now_ms();
-        let mut last_seen: HashMap<String, i64> =
-            store.devices_last_seen().await?.into_iter().collect();
-        // Devices never heard from count from now, so a fresh install does not flag them all.
-        for d in store.device_auth_all().await? {
-            last_seen.entry(d.id).or_insert(now);
-        }
+        let rules = iot.store().rules_all().await?;
         Ok(Writer {
             iot,
             rules,
             applies: HashMap::new(),
-            state,
-            last_seen,
             last_retention: 0,
         })
     }
@@ -149,27 +139,105 @@ impl Writer {
         }
     }
 
+    /// Commit a batch (trying again after a failure), then acknowledge its messages: as
+    /// stored when it committed, as refused when every attempt failed.
     async fn batch(&mut self, jobs: Vec<Job>) {
-        let now = self.iot.store().now_ms();
-        let mut groups: HashMap<String, Vec<(i64, String)>> = HashMap::new();
+        // The acknowledgements apart: the work is read across awaits (and must be `Sync`).
+        let mut acks = Vec::with_capacity(jobs.len());
+        let work: Vec<(Arc<DeviceAuth>, Payload)> = jobs
+            .into_iter()
+            .map(|j| {
+                if let Some(a) = j.ack {
+                    acks.push(a);
+                }
+                (j.device, j.payload)
+            })
+            .collect();
+        let jobs = work;
+        let iot = self.iot.clone();
+        let health = iot.health();
+        health.busy();
+        let mut result = self.apply(&jobs).await;
+        for attempt in 1..ATTEMPTS {
+            let Err(e) = &result else { break };
+            tracing::warn!(error = %e, attempt, "telemetry batch failed; trying again");
+            tokio::time::sleep(Duration::from_millis(50 << (2 * attempt))).await;
+            result = self.apply(&jobs).await;
+        }
+        let ok = match result {
+            Ok(done) => {
+                health.committed();
+                let stats = self.iot.stats();
+                stats.stored.fetch_add(done.points, Ordering::Relaxed);
+                stats.batches.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("linli_iot_points_stored_total").increment(done.points);
+                let now = self.iot.store().now_ms();
+                for e in done.events {
+                    if e.kind == "alarm.raised" {
+                        let _ = self.iot.store().publish_alarm_inbox(&e.id, now).await;
+                    }
+                    self.iot.store().bus.publish(e);
+                }
+                self.open_reports(done.reports);
+                // SOS needs the person's care chain: its own transaction, before the ack.
+                for (device, person) in &done.sos {
+                    if let Err(e) = self
+                        .iot
+                        .store()
+                        .raise_sos(
+                            person,
+                            Some(&device.id),
+                            "button",
+                            &self.iot.config().safety,
+                        )
+                        .await
+                    {
+                        tracing::warn!(error = %e, device = %device.id, "SOS from a button");
+                    }
+                }
+                true
+            }
+            Err(e) => {
+                health.failed();
+                self.iot
+                    .stats()
+                    .failed_batches
+                    .fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("linli_iot_batches_failed_total").increment(1);
+                tracing::error!(error = %e, "telemetry batch failed {ATTEMPTS} times; not acknowledged");
+                false
+            }
+        };
+        for a in acks {
+            a(ok);
+        }
+    }
+
+    /// One attempt: lock the batch's devices, read their rule state, decide, and write the
+    /// telemetry, the alarms and the new state in one transaction.
+    async fn apply(&mut self, jobs: &[(Arc<DeviceAuth>, Payload)]) -> AppResult<Applied> {
+        let store = self.iot.store().clone();
+        let now = store.now_ms();
+        let devices: BTreeSet<String> = jobs.iter().map(|(d, _)| d.id.clone()).collect();
+        let mut tx = store.db.begin_write().await.map_err(db_err)?;
+        rule_state::lock_devices(&mut tx, store.backend(), &devices).await?;
+        let before = rule_state::load(&mut tx, &devices).await?;
+        let mut state = before.clone();
+        // Sorted by device: rows are written (and locked) in the same order by every batch.
+        let mut groups: BTreeMap<String, Vec<(i64, String)>> = BTreeMap::new();
         let mut actions = Vec::new();
-        let mut acks: Vec<Ack> = Vec::with_capacity(jobs.len());
-        let mut points = 0u64;
-        for job in jobs {
-            let d = job.device.clone();
-            self.last_seen.insert(d.id.clone(), now);
+        let mut sos = Vec::new();
+        for (d, payload) in jobs {
+            let d = d.clone();
             let rules = self.rules_for(&d);
-            match &job.payload {
+            match payload {
                 Payload::Telemetry(t) => {
                     let ts = t.ts.unwrap_or(now);
                     let vals = serde_json::to_string(&t.values).unwrap_or_else(|_| "{}".into());
                     groups.entry(d.id.clone()).or_default().push((ts, vals));
                     for i in &rules {
                         let rule = &self.rules[*i];
-                        let st = self
-                            .state
-                            .entry((d.id.clone(), rule.id.clone()))
-                            .or_default();
+                        let st = state.entry((d.id.clone(), rule.id.clone())).or_default();
                         match &rule.spec.trigger {
                             Trigger::Threshold { .. } => {
                                 match on_point(&rule.spec, st, ts, &t.values) {
@@ -205,17 +273,11 @@ impl Writer {
                     if e.kind == "sos"
                         && let Some(p) = &d.person_id
                     {
-                        actions.push(Action::Sos {
-                            device: d.clone(),
-                            person: p.clone(),
-                        });
+                        sos.push((d.clone(), p.clone()));
                     }
                     for i in &rules {
                         let rule = &self.rules[*i];
-                        let st = self
-                            .state
-                            .entry((d.id.clone(), rule.id.clone()))
-                            .or_default();
+                        let st = state.entry((d.id.clone(), rule.id.clone())).or_default();
                         if on_event(&rule.spec, ts, &e.kind) {
                             st.active = true;
                             actions.push(Action::Raise {
@@ -233,156 +295,21 @@ impl Writer {
                     }
                 }
             }
-            points += 1;
-            if let Some(a) = job.ack {
-                acks.push(a);
-            }
         }
         let batches: Vec<DeviceBatch> = groups
             .into_iter()
             .map(|(device_id, points)| DeviceBatch { device_id, points })
             .collect();
-        let result = self.commit(&batches, &actions, now).await;
-        let ok = match result {
-            Ok((events, reports)) => {
-                let stats = self.iot.stats();
-                stats.stored.fetch_add(points, Ordering::Relaxed);
-                stats.batches.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("linli_iot_points_stored_total").increment(points);
-                for e in events {
-                    if e.kind == "alarm.raised" {
-                        let _ = self.iot.store().publish_alarm_inbox(&e.id, now).await;
-                    }
-                    self.iot.store().bus.publish(e);
-                }
-                self.open_reports(reports);
-                // SOS needs the person's care chain: its own transaction, before the ack.
-                for a in &actions {
-                    if let Action::Sos { device, person } = a
-                        && let Err(e) = self
-                            .iot
-                            .store()
-                            .raise_sos(
-                                person,
-                                Some(&device.id),
-                                "button",
-                                &self.iot.config().safety,
-                            )
-                            .await
-                    {
-                        tracing::warn!(error = %e, device = %device.id, "SOS from a button");
-                    }
-                }
-                true
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "telemetry batch failed; not acknowledged");
-                // The rule state may be ahead of storage now: rebuild it.
-                if let Ok(w) = Writer::load(self.iot.clone()).await {
-                    self.state = w.state;
-                }
-                false
-            }
-        };
-        for a in acks {
-            a(ok);
-        }
-    }
-
-    async fn commit(
-        &self,
-        batches: &[DeviceBatch],
-        actions: &[Action],
-        now: i64,
-    ) -> AppResult<(Vec<BusEvent>, Vec<ReportRequest>)> {
-        let store = self.iot.store();
-        let mut tx = store.db.begin_write().await.map_err(db_err)?;
-        write_batches(&mut tx, batches, now).await?;
-        let mut events = Vec::new();
-        let mut reports = Vec::new();
-        for a in actions {
-            match a {
-                Action::Raise {
-                    device,
-                    rule,
-                    details,
-                } => {
-                    let mut tiers = Vec::new();
-                    for step in &rule.spec.escalation {
-                        let mut users = Vec::new();
-                        for role in &step.roles {
-                            users.extend(users_with_role_over(&mut tx, role, &device.path).await?);
-                        }
-                        tiers.push(Tier {
-                            label: step
-                                .roles
-                                .iter()
-                                .map(|r| r.as_str())
-                                .collect::<Vec<_>>()
-                                .join(","),
-                            users,
-                            delay_ms: step.after_ms,
-                        });
-                    }
-                    let (id, new) = store
-                        .raise_alarm(
-                            &mut tx,
-                            &Raise {
-                                originator: device.id.clone(),
-                                device_id: Some(device.id.clone()),
-                                person_id: device.person_id.clone(),
-                                alarm_type: rule.spec.alarm_type.clone(),
-                                severity: rule.spec.severity,
-                                path: device.path.clone(),
-                                place_id: device.place_id.clone(),
-                                details: details.clone(),
-                                rule_id: Some(rule.id.clone()),
-                                chain: Chain {
-                                    tiers,
-                                    repeat_ms: None,
-                                },
-                                notice_kind: "alarm.raised",
-                            },
-                            now,
-                        )
-                        .await?;
-                    if new && let Some(category) = &rule.spec.open_report {
-                        reports.push(ReportRequest {
-                            category: category.clone(),
-                            place_path: device.path.clone(),
-                            place_id: device.place_id.clone(),
-                            description: format!(
-                                "{} ({}): {}",
-                                rule.spec.alarm_type, device.kind, details
-                            ),
-                            alarm_id: id.clone(),
-                        });
-                    }
-                    events.push(BusEvent {
-                        kind: if new { "alarm.raised" } else { "alarm.updated" }.into(),
-                        path: device.path.clone(),
-                        id,
-                        users: vec![],
-                    });
-                }
-                Action::Clear { device, alarm_type } => {
-                    if let Some((id, path)) = store
-                        .clear_alarm_by_rule(&mut tx, &device.id, alarm_type, now)
-                        .await?
-                    {
-                        events.push(BusEvent {
-                            kind: "alarm.cleared".into(),
-                            path,
-                            id,
-                            users: vec![],
-                        });
-                    }
-                }
-                Action::Sos { .. } => {}
-            }
-        }
+        write_batches(&mut tx, &batches, now).await?;
+        let (events, reports) = act(&store, &mut tx, &actions, now).await?;
+        rule_state::save(&mut tx, &before, &state).await?;
         tx.commit().await.map_err(db_err)?;
-        Ok((events, reports))
+        Ok(Applied {
+            events,
+            reports,
+            sos,
+            points: jobs.len() as u64,
+        })
     }
 
     fn open_reports(&self, reports: Vec<ReportRequest>) {
@@ -409,48 +336,16 @@ impl Writer {
         });
     }
 
-    /// Timers: silent devices (no-data rules), escalations, missed check-ins, retention.
+    /// Timers: silent devices (no-data rules), escalations, missed check-ins, retention — on
+    /// one instance at a time (the `iot-timers` lease; another takes over ten seconds after
+    /// its holder stopped renewing). Each also claims its rows, so an overlap does no harm.
     async fn tick(&mut self) -> AppResult<()> {
         let store = self.iot.store().clone();
+        if !store.claim_lease("iot-timers", 10_000).await? {
+            return Ok(());
+        }
         let now = store.now_ms();
-        let mut actions = Vec::new();
-        let devices: Vec<Arc<DeviceAuth>> = {
-            let mut v = Vec::new();
-            for id in self.last_seen.keys().cloned().collect::<Vec<_>>() {
-                if let Some(d) = self.iot.device(&id).await {
-                    v.push(d);
-                }
-            }
-            v
-        };
-        for d in devices {
-            let seen = self.last_seen.get(&d.id).copied().unwrap_or(now);
-            for i in self.rules_for(&d) {
-                let rule = &self.rules[i];
-                if !matches!(rule.spec.trigger, Trigger::NoData { .. }) {
-                    continue;
-                }
-                let st = self
-                    .state
-                    .entry((d.id.clone(), rule.id.clone()))
-                    .or_default();
-                if !st.active && silent(&rule.spec, seen, now) {
-                    st.active = true;
-                    actions.push(Action::Raise {
-                        device: d.clone(),
-                        rule: Box::new(rule.clone()),
-                        details: serde_json::json!({ "last_seen": seen }),
-                    });
-                }
-            }
-        }
-        if !actions.is_empty() {
-            let (events, reports) = self.commit(&[], &actions, now).await?;
-            for e in events {
-                store.bus.publish(e);
-            }
-            self.open_reports(reports);
-        }
+        self.silent_devices(now).await?;
         store.escalate_due(now).await?;
         store.missed_checkins(&self.iot.config().safety).await?;
         // Retention at most once an hour.
@@ -468,4 +363,158 @@ impl Writer {
         }
         Ok(())
     }
+
+    /// Raise the no-data alarms of devices silent for longer than their rule's period. When a
+    /// device was last seen is read from storage (`device_latest`, written by whichever
+    /// instance received its data); a device never heard from counts from its registration.
+    async fn silent_devices(&mut self, now: i64) -> AppResult<()> {
+        let no_data: Vec<(String, i64)> = self
+            .rules
+            .iter()
+            .filter_map(|r| match r.spec.trigger {
+                Trigger::NoData { period_ms } => Some((r.id.clone(), period_ms)),
+                _ => None,
+            })
+            .collect();
+        let Some(shortest) = no_data.iter().map(|(_, p)| *p).min() else {
+            return Ok(());
+        };
+        let ids: Vec<String> = no_data.into_iter().map(|(id, _)| id).collect();
+        let store = self.iot.store().clone();
+        let mut candidates = Vec::new();
+        for (id, seen) in store.devices_silent_since(now - shortest, &ids).await? {
+            let Some(d) = self.iot.device(&id).await else {
+                continue;
+            };
+            for i in self.rules_for(&d) {
+                let rule = &self.rules[i];
+                if matches!(rule.spec.trigger, Trigger::NoData { .. })
+                    && silent(&rule.spec, seen, now)
+                {
+                    candidates.push((d.clone(), i, seen));
+                }
+            }
+        }
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        let devices: BTreeSet<String> = candidates.iter().map(|(d, _, _)| d.id.clone()).collect();
+        let mut tx = store.db.begin_write().await.map_err(db_err)?;
+        rule_state::lock_devices(&mut tx, store.backend(), &devices).await?;
+        let state = rule_state::load(&mut tx, &devices).await?;
+        let mut actions = Vec::new();
+        for (d, i, seen) in candidates {
+            let rule = &self.rules[i];
+            let active = state
+                .get(&(d.id.clone(), rule.id.clone()))
+                .is_some_and(|s| s.active);
+            if !active {
+                actions.push(Action::Raise {
+                    device: d,
+                    rule: Box::new(rule.clone()),
+                    details: serde_json::json!({ "last_seen": seen }),
+                });
+            }
+        }
+        let (events, reports) = act(&store, &mut tx, &actions, now).await?;
+        tx.commit().await.map_err(db_err)?;
+        for e in events {
+            store.bus.publish(e);
+        }
+        self.open_reports(reports);
+        Ok(())
+    }
+}
+
+/// Raise and clear the alarms `actions` decided, inside the caller's transaction. Returns the
+/// events to publish and the reports to open after commit.
+async fn act(
+    store: &linli_store::Store,
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    actions: &[Action],
+    now: i64,
+) -> AppResult<(Vec<BusEvent>, Vec<ReportRequest>)> {
+    let mut events = Vec::new();
+    let mut reports = Vec::new();
+    for a in actions {
+        match a {
+            Action::Raise {
+                device,
+                rule,
+                details,
+            } => {
+                let mut tiers = Vec::new();
+                for step in &rule.spec.escalation {
+                    let mut users = Vec::new();
+                    for role in &step.roles {
+                        users.extend(users_with_role_over(tx, role, &device.path).await?);
+                    }
+                    tiers.push(Tier {
+                        label: step
+                            .roles
+                            .iter()
+                            .map(|r| r.as_str())
+                            .collect::<Vec<_>>()
+                            .join(","),
+                        users,
+                        delay_ms: step.after_ms,
+                    });
+                }
+                let (id, new) = store
+                    .raise_alarm(
+                        tx,
+                        &Raise {
+                            originator: device.id.clone(),
+                            device_id: Some(device.id.clone()),
+                            person_id: device.person_id.clone(),
+                            alarm_type: rule.spec.alarm_type.clone(),
+                            severity: rule.spec.severity,
+                            path: device.path.clone(),
+                            place_id: device.place_id.clone(),
+                            details: details.clone(),
+                            rule_id: Some(rule.id.clone()),
+                            chain: Chain {
+                                tiers,
+                                repeat_ms: None,
+                            },
+                            notice_kind: "alarm.raised",
+                        },
+                        now,
+                    )
+                    .await?;
+                if new && let Some(category) = &rule.spec.open_report {
+                    reports.push(ReportRequest {
+                        category: category.clone(),
+                        place_path: device.path.clone(),
+                        place_id: device.place_id.clone(),
+                        description: format!(
+                            "{} ({}): {}",
+                            rule.spec.alarm_type, device.kind, details
+                        ),
+                        alarm_id: id.clone(),
+                    });
+                }
+                events.push(BusEvent {
+                    kind: if new { "alarm.raised" } else { "alarm.updated" }.into(),
+                    path: device.path.clone(),
+                    id,
+                    users: vec![],
+                });
+            }
+            Action::Clear { device, alarm_type } => {
+                if let Some((id, path)) = store
+                    .clear_alarm_by_rule(tx, &device.id, alarm_type, now)
+                    .await?
+                {
+                    events.push(BusEvent {
+                        kind: "alarm.cleared".into(),
+                        path,
+                        id,
+                        users: vec![],
+                    });
+                }
+            }
+        }
+    }
+    Ok((events, reports))
 }

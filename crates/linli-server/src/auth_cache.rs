@@ -85,6 +85,8 @@ pub fn forget_revoked_accounts(store: &linli_store::Store, cache: &std::sync::Ar
                 Ok(e) if e.kind == linli_store::accounts::users::ACCOUNT_REVOKED => {
                     cache.remove_user(&e.id);
                 }
+                // Notices from other instances may have been missed: forget everyone.
+                Ok(e) if e.kind == linli_store::BUS_RESYNC => cache.clear(),
                 Ok(_) => {}
                 Err(RecvError::Lagged(_)) => cache.clear(),
                 Err(RecvError::Closed) => return,

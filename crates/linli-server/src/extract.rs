@@ -4,6 +4,8 @@
 use std::net::SocketAddr;
 
 use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
+use std::net::IpAddr;
+
 use axum::extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{Method, header};
@@ -42,12 +44,96 @@ pub fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-pub fn client_ip(parts: &Parts) -> String {
-    parts
+pub fn client_ip(parts: &Parts, trusted: &[IpBlock]) -> String {
+    let Some(peer) = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_else(|| "local".into())
+        .map(|c| c.0.ip())
+    else {
+        return "local".into();
+    };
+    let hops: Vec<&axum::http::HeaderValue> =
+        parts.headers.get_all("x-forwarded-for").iter().collect();
+    forwarded_client(peer, hops.into_iter(), trusted).to_string()
+}
+
+/// The client behind trusted proxies: when the connection comes from a trusted proxy, walk
+/// `X-Forwarded-For` from the right (the nearest hop first) past every trusted address; the
+/// first other address is the client. A header from an untrusted peer is ignored (anyone can
+/// write one), and so is a malformed hop (the last trusted address counts then).
+pub fn forwarded_client<'a>(
+    peer: IpAddr,
+    headers: impl DoubleEndedIterator<Item = &'a axum::http::HeaderValue>,
+    trusted: &[IpBlock],
+) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|b| b.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let mut client = peer;
+    for h in headers.rev() {
+        let Ok(v) = h.to_str() else { return client };
+        for hop in v.rsplit(',') {
+            match hop.trim().parse::<IpAddr>() {
+                Ok(ip) if is_trusted(&ip) => client = ip,
+                Ok(ip) => return ip,
+                Err(_) => return client,
+            }
+        }
+    }
+    client
+}
+
+/// An address or CIDR block of trusted proxies (`10.0.0.5`, `10.0.0.0/8`, `::1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpBlock {
+    net: IpAddr,
+    bits: u8,
+}
+
+impl IpBlock {
+    pub fn contains(&self, ip: &IpAddr) -> bool {
+        match (self.net, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.bits)).unwrap_or(0);
+                u32::from(n) & mask == u32::from(*a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.bits))
+                    .unwrap_or(0);
+                u128::from(n) & mask == u128::from(*a) & mask
+            }
+            // An IPv4 client seen over IPv6 (`::ffff:a.b.c.d`).
+            (IpAddr::V4(_), IpAddr::V6(a)) => a
+                .to_ipv4_mapped()
+                .is_some_and(|v4| self.contains(&IpAddr::V4(v4))),
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for IpBlock {
+    type Err = String;
+    fn from_str(s: &str) -> Result<IpBlock, String> {
+        let (addr, bits) = match s.trim().split_once('/') {
+            Some((a, b)) => (a, Some(b)),
+            None => (s.trim(), None),
+        };
+        let net: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("not an address or CIDR block: {s:?}"))?;
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        let bits = match bits {
+            None => max,
+            Some(b) => b
+                .parse::<u8>()
+                .ok()
+                .filter(|b| *b <= max)
+                .ok_or_else(|| format!("bad prefix length in {s:?}"))?,
+        };
+        Ok(IpBlock { net, bits })
+    }
 }
 
 /// Resolve the caller, if any.
@@ -303,4 +389,66 @@ pub async fn field_text(
     Ok(field_bytes(field, max)
         .await?
         .map(|b| String::from_utf8_lossy(&b).into_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_client_behind_trusted_proxies() {
+        let trusted: Vec<IpBlock> =
+            vec!["127.0.0.1".parse().unwrap(), "10.0.0.0/8".parse().unwrap()];
+        let h = [HeaderValue::from_static("203.0.113.7, 10.1.2.3")];
+        // Through HAProxy (10.1.2.3 forwarded by 127.0.0.1): the client is the first untrusted hop.
+        assert_eq!(
+            forwarded_client(ip("127.0.0.1"), h.iter(), &trusted),
+            ip("203.0.113.7")
+        );
+        // From an untrusted peer, the header is the caller's own words.
+        assert_eq!(
+            forwarded_client(ip("198.51.100.1"), h.iter(), &trusted),
+            ip("198.51.100.1")
+        );
+        // A spoofed left part does not help: the right-most untrusted hop counts.
+        let spoof = [HeaderValue::from_static("1.1.1.1, 203.0.113.9")];
+        assert_eq!(
+            forwarded_client(ip("127.0.0.1"), spoof.iter(), &trusted),
+            ip("203.0.113.9")
+        );
+        // No header, or garbage: the proxy itself.
+        assert_eq!(
+            forwarded_client(ip("127.0.0.1"), [].iter(), &trusted),
+            ip("127.0.0.1")
+        );
+        let bad = [HeaderValue::from_static("nonsense")];
+        assert_eq!(
+            forwarded_client(ip("127.0.0.1"), bad.iter(), &trusted),
+            ip("127.0.0.1")
+        );
+        // Nothing trusted: the peer.
+        assert_eq!(
+            forwarded_client(ip("127.0.0.1"), h.iter(), &[]),
+            ip("127.0.0.1")
+        );
+    }
+
+    #[test]
+    fn blocks() {
+        let b: IpBlock = "192.168.0.0/16".parse().unwrap();
+        assert!(b.contains(&ip("192.168.4.5")));
+        assert!(!b.contains(&ip("192.169.0.1")));
+        assert!(b.contains(&ip("::ffff:192.168.1.1")));
+        let all: IpBlock = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains(&ip("8.8.8.8")));
+        let v6: IpBlock = "fd00::/8".parse().unwrap();
+        assert!(v6.contains(&ip("fd12::1")));
+        assert!("10.0.0.0/33".parse::<IpBlock>().is_err());
+        assert!("host".parse::<IpBlock>().is_err());
+    }
 }

@@ -52,6 +52,10 @@ pub struct ServerConfig {
     pub secure_cookies: bool,
     /// The data directory (uploads waiting for confirmation live in `uploads/` below it).
     pub data_dir: std::path::PathBuf,
+    /// Proxies (addresses or CIDR blocks) whose `X-Forwarded-For` is believed: behind HAProxy
+    /// every connection comes from the proxy, and throttling by its address would lock
+    /// everyone out together.
+    pub trusted_proxies: Vec<extract::IpBlock>,
 }
 
 impl Default for ServerConfig {
@@ -59,6 +63,7 @@ impl Default for ServerConfig {
         ServerConfig {
             secure_cookies: false,
             data_dir: std::env::temp_dir().join("linli-data"),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -97,14 +102,14 @@ impl AppState {
         let auth_cache: Arc<auth_cache::AuthCache> = Arc::default();
         auth_cache::forget_revoked_accounts(&store, &auth_cache);
         AppState(Arc::new(AppInner {
-            store,
+            store: store.clone(),
             config,
-            account_limiter: Arc::new(Limiter::new(ACCOUNT_POLICY)),
-            ip_limiter: Arc::new(Limiter::new(IP_POLICY)),
+            account_limiter: Arc::new(Limiter::new(ACCOUNT_POLICY, "account", store.clone())),
+            ip_limiter: Arc::new(Limiter::new(IP_POLICY, "ip", store.clone())),
             dummy_hash: Arc::new(linli_core::password::hash("linli-dummy-password")),
             metrics: system::metrics_handle(),
             started: Instant::now(),
-            form_once: Arc::default(),
+            form_once: Arc::new(web::FormOnce::new(store.clone())),
             auth_cache,
             iot: Arc::default(),
         }))

@@ -73,17 +73,24 @@ pub async fn seed_demo(store: &Store, password: &str) -> AppResult<Vec<DemoAccou
 }
 
 /// Start every module's background jobs: each runs at once (catching up after downtime), then
-/// every `every`, until the process ends.
+/// every `every`, until the process ends — on one instance at a time: each round first claims
+/// the job's lease ([`Store::claim_lease`]); the holder renews it, and when it dies another
+/// instance takes the job over once the lease ran out (three rounds, at least ten seconds).
 pub fn spawn_jobs(store: &Store) {
     for job in ALL.iter().flat_map(|m| m.jobs.iter()) {
         let store = store.clone();
         tracing::debug!(job = job.name, "starting background job");
+        let lease_ms = (job.every.as_millis() as i64 * 3).max(10_000);
         tokio::spawn(async move {
             let mut every = tokio::time::interval(job.every);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 every.tick().await;
-                (job.run)(&store).await;
+                match store.claim_lease(job.name, lease_ms).await {
+                    Ok(true) => (job.run)(&store).await,
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(job = job.name, error = %e, "claiming a job"),
+                }
             }
         });
     }

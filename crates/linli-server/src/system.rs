@@ -47,6 +47,16 @@ async fn healthz() -> &'static str {
 /// unready — it serves correctly, with deadlines in clock days — so the status stays 200 and
 /// load balancers keep sending traffic, while monitoring and people can read what is wrong.
 async fn readyz(State(s): State<AppState>) -> Response {
+    // A consumer that makes no progress (writer stuck, batches failing, broker out of reach)
+    // takes the instance out of rotation: devices and the broker go to the others.
+    if let Some(problem) = s.iot.get().and_then(|i| i.health().problem()) {
+        tracing::warn!(problem, "not ready");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({ "status": "unavailable", "error": problem })),
+        )
+            .into_response();
+    }
     match s.store.calendar_missing_years().await {
         Ok(missing) => {
             let warnings: Vec<serde_json::Value> = missing
@@ -79,6 +89,16 @@ async fn metrics_text(State(s): State<AppState>) -> Response {
     metrics::gauge!("linli_uptime_seconds").set(s.started.elapsed().as_secs_f64());
     metrics::gauge!("linli_db_read_pool_connections").set(f64::from(s.store.db.read.size()));
     metrics::gauge!("linli_db_read_pool_idle").set(s.store.db.read.num_idle() as f64);
+    if let Some(iot) = s.iot.get() {
+        let healthy = iot.health().problem().is_none();
+        metrics::gauge!("linli_iot_consumer_healthy").set(if healthy { 1.0 } else { 0.0 });
+        metrics::gauge!("linli_iot_queue_depth").set(iot.queued() as f64);
+        metrics::gauge!("linli_iot_batches_failed").set(
+            iot.stats()
+                .failed_batches
+                .load(std::sync::atomic::Ordering::Relaxed) as f64,
+        );
+    }
     if let Ok(missing) = s.store.calendar_missing_years().await {
         metrics::gauge!("linli_work_calendar_missing_years").set(missing.len() as f64);
     }

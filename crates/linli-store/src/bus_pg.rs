@@ -41,6 +41,7 @@ impl Store {
         if !self.bus.set_forward(tx) {
             return Ok(true);
         }
+        self.follow_cache_notices();
         let me = self.bus.instance().to_string();
         let from = me.clone();
         tokio::spawn(async move {
@@ -80,8 +81,15 @@ impl Store {
                     },
                     Err(e) => {
                         // The listener reconnects on the next recv; events in between are
-                        // missed, and pages resync on their next event.
+                        // missed: caches are dropped (fail closed), pages resync on their next
+                        // event.
                         tracing::warn!(error = %e, "bus LISTEN connection lost");
+                        bus.publish_local(BusEvent {
+                            kind: crate::BUS_RESYNC.into(),
+                            path: String::new(),
+                            id: String::new(),
+                            users: Vec::new(),
+                        });
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                 }

@@ -284,7 +284,7 @@ impl Db {
 }
 
 /// A stable advisory-lock key for a name (FNV-1a, 64 bits; the migration lock is 424242).
-fn lock_key(name: &str) -> i64 {
+pub(crate) fn lock_key(name: &str) -> i64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in name.bytes() {
         h ^= u64::from(b);

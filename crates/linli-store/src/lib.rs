@@ -9,6 +9,7 @@ pub mod bus;
 pub mod bus_pg;
 pub mod celebrations;
 pub mod clock;
+pub mod cluster;
 pub mod db;
 pub mod db_fast;
 pub mod demo;
@@ -100,6 +101,57 @@ impl Store {
     /// Now, in milliseconds (UTC), by the store's clock.
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()
+    }
+}
+
+/// Bus event: the label tree changed; every instance forgets its copy.
+pub const CACHE_LABELS: &str = "cache.labels";
+/// Bus event: place names changed; every instance forgets its copy.
+pub const CACHE_PLACES: &str = "cache.places";
+/// Bus event (local only): events from other instances may have been missed (the `LISTEN`
+/// connection was lost); every cache is dropped, as after a lagging receiver.
+pub const BUS_RESYNC: &str = "bus.resync";
+
+impl Store {
+    fn publish_cache_notice(&self, kind: &str) {
+        self.bus.publish(bus::BusEvent {
+            kind: kind.into(),
+            path: String::new(),
+            id: String::new(),
+            users: Vec::new(),
+        });
+    }
+
+    /// Keep this instance's caches in step with the other instances': forget labels or place
+    /// names when another instance changed them, and everything when notices may have been
+    /// missed (fail closed). Started with the PostgreSQL bus bridge.
+    pub(crate) fn follow_cache_notices(&self) {
+        use tokio::sync::broadcast::error::RecvError;
+        let mut rx = self.bus.subscribe();
+        let labels = Arc::downgrade(&self.labels_cache);
+        let places = Arc::downgrade(&self.places_cache);
+        tokio::spawn(async move {
+            loop {
+                let event = rx.recv().await;
+                let (Some(labels), Some(places)) = (labels.upgrade(), places.upgrade()) else {
+                    return;
+                };
+                let (forget_labels, forget_places) = match &event {
+                    Ok(e) if e.kind == CACHE_LABELS => (true, false),
+                    Ok(e) if e.kind == CACHE_PLACES => (false, true),
+                    Ok(e) if e.kind == BUS_RESYNC => (true, true),
+                    Ok(_) => (false, false),
+                    Err(RecvError::Lagged(_)) => (true, true),
+                    Err(RecvError::Closed) => return,
+                };
+                if forget_labels {
+                    *labels.write().expect("labels cache lock") = None;
+                }
+                if forget_places {
+                    places.write().expect("cache lock").clear();
+                }
+            }
+        });
     }
 }
 

@@ -26,6 +26,11 @@ pub static PLATFORM: &[Migration] = &[
         name: "custom roles",
         statements: ROLES,
     },
+    Migration {
+        version: 3,
+        name: "state shared by instances: job leases, login throttling, form tokens",
+        statements: crate::cluster::SHARED_STATE,
+    },
 ];
 
 /// Custom roles an administrator composed from actions (built-in templates live in code).

@@ -123,6 +123,7 @@ impl World {
             linli_server::ServerConfig {
                 secure_cookies: false,
                 data_dir: app.dir.clone(),
+                trusted_proxies: Vec::new(),
             },
         );
         state.iot.set(iot).unwrap_or_else(|_| panic!("iot set"));

@@ -88,9 +88,9 @@ pub async fn login(
     parts: axum::http::request::Parts,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Response> {
-    let ip = client_ip(&parts);
+    let ip = client_ip(&parts, &s.config.trusted_proxies);
     // Check and count in one step (see `Limiter::attempt`); taken back when no password failed.
-    if let Err(secs) = s.ip_limiter.attempt(&ip) {
+    if let Err(secs) = s.ip_limiter.attempt(&ip).await {
         return Err(AppError::new(ErrorKind::TooManyRequests, "rate_limited")
             .arg("seconds", secs.to_string())
             .into());
@@ -98,13 +98,13 @@ pub async fn login(
     let creds = match s.store.credentials(&req.login).await {
         Ok(c) => c,
         Err(e) => {
-            s.ip_limiter.refund(&ip);
+            s.ip_limiter.refund(&ip).await;
             return Err(e.into());
         }
     };
     let account_key = account_key(&req.login, creds.as_ref().map(|c| c.user_id.as_str()));
-    if let Err(secs) = s.account_limiter.attempt(&account_key) {
-        s.ip_limiter.refund(&ip);
+    if let Err(secs) = s.account_limiter.attempt(&account_key).await {
+        s.ip_limiter.refund(&ip).await;
         return Err(
             AppError::new(ErrorKind::TooManyRequests, "auth.login_locked")
                 .arg("seconds", secs.to_string())
@@ -125,8 +125,8 @@ pub async fn login(
         return Err(AppError::new(ErrorKind::Unauthorized, "auth.login_failed").into());
     }
     let creds = creds.expect("checked above");
-    s.account_limiter.success(&account_key);
-    s.ip_limiter.refund(&ip);
+    s.account_limiter.success(&account_key).await;
+    s.ip_limiter.refund(&ip).await;
     let principal = s
         .store
         .principal(&creds.user_id)

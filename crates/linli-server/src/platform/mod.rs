@@ -5,7 +5,9 @@ pub mod probes;
 
 use linli_core::auth::{Action, KERNEL, Principal};
 
-use crate::manifest::{Api, Face, Module, NavEntry, Pages};
+use std::time::Duration;
+
+use crate::manifest::{Api, Face, Job, Module, NavEntry, Pages};
 use crate::{api, web};
 
 pub static MODULE: Module = Module {
@@ -49,6 +51,21 @@ pub static MODULE: Module = Module {
     ],
     locales: &["web", "errors"],
     probes: probes::PROBES,
+    // Old one-time form tokens and finished login throttling entries go.
+    jobs: &[Job {
+        name: "shared-state-housekeeping",
+        every: Duration::from_secs(600),
+        run: |store| {
+            Box::pin(async move {
+                if let Err(e) = store
+                    .purge_shared_state(crate::limiter::ACCOUNT_POLICY.window_ms)
+                    .await
+                {
+                    tracing::warn!(error = %e, "purging shared state");
+                }
+            })
+        },
+    }],
     ..Module::NONE
 };
 

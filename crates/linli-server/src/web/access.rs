@@ -138,7 +138,7 @@ async fn create_pass(
 ) -> WebResult {
     check_csrf(&user.page, &f._csrf)?;
     or_page(&user.page, resident(&user))?;
-    if let Once::Repeat(loc) = s.form_once.claim(&f._once) {
+    if let Once::Repeat(loc) = s.form_once.claim(&f._once).await {
         return Ok(Redirect::to(loc.as_deref().unwrap_or("/me/passes")).into_response());
     }
     let now = s.store.now_ms();
@@ -174,11 +174,11 @@ async fn create_pass(
     match result {
         Ok(p) => {
             let loc = format!("/me/passes/{}", p.id);
-            s.form_once.finish(&f._once, &loc);
+            s.form_once.finish(&f._once, &loc).await;
             Ok(Redirect::to(&loc).into_response())
         }
         Err(e) if e.kind == ErrorKind::BadRequest => {
-            s.form_once.release(&f._once);
+            s.form_once.release(&f._once).await;
             let field_default = match e.code {
                 "access.plate.invalid" => "plate",
                 "access.pass.bad_window" => "start",
@@ -204,7 +204,7 @@ async fn create_pass(
             Ok((StatusCode::BAD_REQUEST, render(&tpl)).into_response())
         }
         Err(e) => {
-            s.form_once.release(&f._once);
+            s.form_once.release(&f._once).await;
             Err(error_page(&user.page, e))
         }
     }

@@ -91,21 +91,21 @@ async fn login_submit(
             error: Some(msg),
         })
     };
-    let ip = client_ip(&parts);
+    let ip = client_ip(&parts, &s.config.trusted_proxies);
     // Check and count in one step (see `Limiter::attempt`); taken back when no password failed.
-    if let Err(secs) = s.ip_limiter.attempt(&ip) {
+    if let Err(secs) = s.ip_limiter.attempt(&ip).await {
         return again(page.t1("rate_limited", "seconds", &secs.to_string()));
     }
     let creds = match s.store.credentials(&f.login).await {
         Ok(c) => c,
         Err(e) => {
-            s.ip_limiter.refund(&ip);
+            s.ip_limiter.refund(&ip).await;
             return error_page(&page, e);
         }
     };
     let key = crate::limiter::account_key(&f.login, creds.as_ref().map(|c| c.user_id.as_str()));
-    if let Err(secs) = s.account_limiter.attempt(&key) {
-        s.ip_limiter.refund(&ip);
+    if let Err(secs) = s.account_limiter.attempt(&key).await {
+        s.ip_limiter.refund(&ip).await;
         return again(page.t1("auth-login_locked", "seconds", &secs.to_string()));
     }
     let ok = match &creds {
@@ -119,8 +119,8 @@ async fn login_submit(
         // Both attempts stay counted as failures.
         return again(page.t("auth-login_failed"));
     };
-    s.account_limiter.success(&key);
-    s.ip_limiter.refund(&ip);
+    s.account_limiter.success(&key).await;
+    s.ip_limiter.refund(&ip).await;
     if let Some(old) = cookie(&parts, SESSION_COOKIE) {
         let _ = s.store.delete_session(old).await;
         s.auth_cache.remove(&crate::auth_cache::session_key(old));

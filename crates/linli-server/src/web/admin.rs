@@ -171,7 +171,7 @@ async fn user_create(
     axum::Form(f): axum::Form<NewUserForm>,
 ) -> WebResult {
     check_csrf(&user.page, &f._csrf)?;
-    if let Once::Repeat(_) = s.form_once.claim(&f._once) {
+    if let Once::Repeat(_) = s.form_once.claim(&f._once).await {
         return Ok(Redirect::to("/admin/users?saved=1").into_response());
     }
     let offered = assignable_roles(&s, &user).await?;
@@ -198,7 +198,7 @@ async fn user_create(
     };
     match result {
         Ok(_) => {
-            s.form_once.finish(&f._once, "/admin/users?saved=1");
+            s.form_once.finish(&f._once, "/admin/users?saved=1").await;
             Ok(Redirect::to("/admin/users?saved=1").into_response())
         }
         Err(e)
@@ -210,7 +210,7 @@ async fn user_create(
                     | ErrorKind::NotFound
             ) =>
         {
-            s.form_once.release(&f._once);
+            s.form_once.release(&f._once).await;
             let mut errors = FieldErrors::from_app(&user.page, &e, "login");
             if e.kind == ErrorKind::Forbidden {
                 errors = FieldErrors(
@@ -248,7 +248,7 @@ async fn user_create(
             Ok((StatusCode::BAD_REQUEST, render(&tpl)).into_response())
         }
         Err(e) => {
-            s.form_once.release(&f._once);
+            s.form_once.release(&f._once).await;
             Err(error_page(&user.page, e))
         }
     }

@@ -121,7 +121,7 @@ async fn correction_submit(
     axum::Form(f): axum::Form<CorrectionForm>,
 ) -> WebResult {
     check_csrf(&user.page, &f._csrf)?;
-    if let Once::Repeat(_) = s.form_once.claim(&f._once) {
+    if let Once::Repeat(_) = s.form_once.claim(&f._once).await {
         return Ok(Redirect::to("/me?done=1").into_response());
     }
     let new = NewCorrection {
@@ -132,11 +132,11 @@ async fn correction_submit(
     };
     match s.store.submit_correction(&user.principal, new).await {
         Ok(_) => {
-            s.form_once.finish(&f._once, "/me?done=1");
+            s.form_once.finish(&f._once, "/me?done=1").await;
             Ok(Redirect::to("/me?done=1").into_response())
         }
         Err(e) if matches!(e.kind, ErrorKind::BadRequest | ErrorKind::NotFound) => {
-            s.form_once.release(&f._once);
+            s.form_once.release(&f._once).await;
             let h = or_page(&user.page, s.store.own_household(&user.principal).await)?;
             let members = h
                 .members
@@ -171,7 +171,7 @@ async fn correction_submit(
             Ok((axum::http::StatusCode::BAD_REQUEST, render(&tpl)).into_response())
         }
         Err(e) => {
-            s.form_once.release(&f._once);
+            s.form_once.release(&f._once).await;
             Err(error_page(&user.page, e))
         }
     }

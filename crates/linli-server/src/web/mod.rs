@@ -20,8 +20,6 @@ pub mod webhooks;
 pub mod workbench;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use askama::Template;
 use axum::Router;
@@ -319,10 +317,12 @@ pub fn check_csrf(page: &Page, sent: &str) -> Result<(), Response> {
     }
 }
 
-/// One-time form tokens: a second post of the same form is answered with the first result.
-#[derive(Default, Debug)]
+/// One-time form tokens: a second post of the same form — to this instance or another — is
+/// answered with the first result. The tokens live in the database
+/// ([`linli_store::cluster`]).
+#[derive(Debug)]
 pub struct FormOnce {
-    seen: Mutex<HashMap<String, (Instant, Option<String>)>>,
+    store: linli_store::Store,
 }
 
 pub enum Once {
@@ -333,34 +333,34 @@ pub enum Once {
 }
 
 impl FormOnce {
+    pub fn new(store: linli_store::Store) -> FormOnce {
+        FormOnce { store }
+    }
     pub fn new_token() -> String {
         linli_core::crypto::random_token(16)
     }
-    pub fn claim(&self, token: &str) -> Once {
-        let mut m = self.seen.lock().expect("form-once lock");
-        let now = Instant::now();
-        if m.len() > 50_000 {
-            m.retain(|_, (t, _)| now.duration_since(*t) < Duration::from_secs(3600));
-        }
-        if token.is_empty() {
-            return Once::Fresh;
-        }
-        match m.get(token) {
-            Some((_, done)) => Once::Repeat(done.clone()),
-            None => {
-                m.insert(token.to_string(), (now, None));
+    /// A database error lets the post go ahead (a possible duplicate rather than a lost form).
+    pub async fn claim(&self, token: &str) -> Once {
+        use linli_store::cluster::FormClaim;
+        match self.store.form_claim(token).await {
+            Ok(FormClaim::Fresh) => Once::Fresh,
+            Ok(FormClaim::Repeat(at)) => Once::Repeat(at),
+            Err(e) => {
+                tracing::warn!(error = %e, "one-time form token unavailable");
                 Once::Fresh
             }
         }
     }
-    pub fn finish(&self, token: &str, location: &str) {
-        if let Some(e) = self.seen.lock().expect("form-once lock").get_mut(token) {
-            e.1 = Some(location.to_string());
+    pub async fn finish(&self, token: &str, location: &str) {
+        if let Err(e) = self.store.form_finish(token, location).await {
+            tracing::warn!(error = %e, "recording a form's result");
         }
     }
     /// A failed attempt may be retried with the same token.
-    pub fn release(&self, token: &str) {
-        self.seen.lock().expect("form-once lock").remove(token);
+    pub async fn release(&self, token: &str) {
+        if let Err(e) = self.store.form_release(token).await {
+            tracing::warn!(error = %e, "releasing a form token");
+        }
     }
 }
 

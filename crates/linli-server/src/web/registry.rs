@@ -684,7 +684,7 @@ async fn label_create(
     check_csrf(&user.page, &get("_csrf"))?;
     let g = grant(&user.page, &user.principal, Action::LabelWrite)?;
     let once = get("_once");
-    if let Once::Repeat(_) = s.form_once.claim(&once) {
+    if let Once::Repeat(_) = s.form_once.claim(&once).await {
         return Ok(Redirect::to("/registry/labels?saved=1").into_response());
     }
     let new = NewLabel {
@@ -700,7 +700,7 @@ async fn label_create(
         .await
     {
         Ok(_) => {
-            s.form_once.finish(&once, "/registry/labels?saved=1");
+            s.form_once.finish(&once, "/registry/labels?saved=1").await;
             Ok(Redirect::to("/registry/labels?saved=1").into_response())
         }
         Err(e)
@@ -709,7 +709,7 @@ async fn label_create(
                 ErrorKind::BadRequest | ErrorKind::Conflict | ErrorKind::NotFound
             ) =>
         {
-            s.form_once.release(&once);
+            s.form_once.release(&once).await;
             let errors = FieldErrors::from_app(&user.page, &e, "code");
             let labels = or_page(&user.page, s.store.labels().await)?;
             let tpl = LabelsTpl {
@@ -725,7 +725,7 @@ async fn label_create(
             Ok((StatusCode::BAD_REQUEST, render(&tpl)).into_response())
         }
         Err(e) => {
-            s.form_once.release(&once);
+            s.form_once.release(&once).await;
             Err(error_page(&user.page, e))
         }
     }

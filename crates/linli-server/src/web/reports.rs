@@ -584,7 +584,7 @@ async fn create_report(State(s): State<AppState>, user: WebUser, req: Request) -
     let (f, uploads, read_error) = read_new_form(&s, req).await;
     check_csrf(&user.page, &f._csrf)?;
     or_page(&user.page, resident(&user))?;
-    if let Once::Repeat(loc) = s.form_once.claim(&f._once) {
+    if let Once::Repeat(loc) = s.form_once.claim(&f._once).await {
         return Ok(Redirect::to(loc.as_deref().unwrap_or("/me/reports")).into_response());
     }
     let photos_sent = !uploads.is_empty();
@@ -592,7 +592,7 @@ async fn create_report(State(s): State<AppState>, user: WebUser, req: Request) -
         |s: &AppState, user: WebUser, f: NewForm, errors: FieldErrors, status: StatusCode| {
             let s = s.clone();
             async move {
-                s.form_once.release(&f._once);
+                s.form_once.release(&f._once).await;
                 let tpl = new_form_page(&s, user, f, errors, false, photos_sent).await?;
                 Ok::<_, axum::response::Response>((status, render(&tpl)).into_response())
             }
@@ -644,7 +644,7 @@ async fn create_report(State(s): State<AppState>, user: WebUser, req: Request) -
             if c.failed > 0 {
                 loc.push_str(&format!("?photos_failed={}", c.failed));
             }
-            s.form_once.finish(&f._once, &loc);
+            s.form_once.finish(&f._once, &loc).await;
             Ok(Redirect::to(&loc).into_response())
         }
         Err(e) if matches!(e.kind, ErrorKind::BadRequest | ErrorKind::PayloadTooLarge) => {
@@ -653,7 +653,7 @@ async fn create_report(State(s): State<AppState>, user: WebUser, req: Request) -
             back(&s, user, f, errors, status).await
         }
         Err(e) => {
-            s.form_once.release(&f._once);
+            s.form_once.release(&f._once).await;
             Err(error_page(&user.page, e))
         }
     }

@@ -397,16 +397,20 @@ impl Store {
         for row in rows {
             let id = str_(&row, "id");
             let mut tx = self.db.begin_write().await.map_err(db_err)?;
-            // Re-read under the write lock: someone may have acknowledged meanwhile.
-            let r = sqlx::query(
+            // Re-read and claim under the row's lock: someone may have acknowledged meanwhile,
+            // and another instance running the same job skips the alarm (PostgreSQL `SKIP
+            // LOCKED`) or, once it committed, finds its next escalation moved on.
+            let sql = format!(
                 "SELECT originator, device_id, person_id, alarm_type, severity, path, place_id, details, rule_id, chain, esc_step
-                 FROM alarms WHERE id = $1 AND active = 1 AND acked = 0 AND next_esc_at IS NOT NULL AND next_esc_at <= $2",
-            )
-            .bind(id.clone())
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?;
+                 FROM alarms WHERE id = $1 AND active = 1 AND acked = 0 AND next_esc_at IS NOT NULL AND next_esc_at <= $2{}",
+                self.backend().skip_locked()
+            );
+            let r = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(id.clone())
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
             let Some(r) = r else {
                 continue;
             };
@@ -478,30 +482,32 @@ impl Store {
         Ok(Some((id, str_(&r, "path"))))
     }
 
-    /// (originator, rule id) of every active alarm raised by a rule: the rule engine's state
-    /// after a restart.
-    pub async fn active_rule_alarms(&self) -> AppResult<Vec<(String, String)>> {
-        let rows = sqlx::query(
-            "SELECT originator, rule_id FROM alarms WHERE active = 1 AND rule_id IS NOT NULL",
-        )
-        .fetch_all(&self.db.read)
-        .await
-        .map_err(db_err)?;
+    /// Enabled devices last seen (or, never heard from, registered) before `cutoff`, without
+    /// an active alarm of any of the no-data rules `rules`: the candidates for a no-data alarm,
+    /// with when they were last seen.
+    pub async fn devices_silent_since(
+        &self,
+        cutoff: i64,
+        rules: &[String],
+    ) -> AppResult<Vec<(String, i64)>> {
+        if rules.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut q = crate::db::Sql::new(
+            "SELECT d.id, COALESCE(l.seen_at, d.created_at) AS seen FROM devices d
+             LEFT JOIN device_latest l ON l.device_id = d.id
+             WHERE d.disabled = 0 AND COALESCE(l.seen_at, d.created_at) < ",
+        );
+        q.bind(cutoff);
+        q.push(
+            " AND NOT EXISTS (SELECT 1 FROM alarms a WHERE a.originator = d.id AND a.active = 1 AND a.rule_id IN (",
+        );
+        q.bind_list(rules);
+        q.push("))");
+        let rows = q.query().fetch_all(&self.db.read).await.map_err(db_err)?;
         Ok(rows
             .iter()
-            .map(|r| (str_(r, "originator"), str_(r, "rule_id")))
-            .collect())
-    }
-
-    /// Last time each device was seen (from `device_latest`).
-    pub async fn devices_last_seen(&self) -> AppResult<Vec<(String, i64)>> {
-        let rows = sqlx::query("SELECT device_id, seen_at FROM device_latest")
-            .fetch_all(&self.db.read)
-            .await
-            .map_err(db_err)?;
-        Ok(rows
-            .iter()
-            .map(|r| (str_(r, "device_id"), i64_(r, "seen_at")))
+            .map(|r| (str_(r, "id"), i64_(r, "seen")))
             .collect())
     }
 

@@ -6,6 +6,7 @@ pub mod alarms;
 pub mod demo;
 pub mod devices;
 pub mod record;
+pub mod rule_state;
 pub mod rules;
 pub mod schema;
 pub mod sos;

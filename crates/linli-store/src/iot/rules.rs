@@ -215,6 +215,9 @@ pub fn default_rules(zone: linli_core::tz::Zone) -> Vec<(&'static str, RuleSpec)
     ]
 }
 
+/// Bus event: alarm rules were added or changed; every instance's rule engine reloads them.
+pub const RULES_CHANGED: &str = "iot.rules_changed";
+
 impl Store {
     /// Insert the default rules once (idempotent). Rules have no natural unique key, so the
     /// "none yet" check is made under a transaction lock, inside the transaction that inserts:
@@ -333,6 +336,13 @@ impl Store {
         )
         .await?;
         tx.commit().await.map_err(db_err)?;
+        // Every instance's rule engine reloads (through `LISTEN/NOTIFY` between processes).
+        self.bus.publish(crate::bus::BusEvent {
+            kind: RULES_CHANGED.into(),
+            path: String::new(),
+            id: id.clone(),
+            users: Vec::new(),
+        });
         Ok(Rule {
             id,
             device_kind: new.device_kind,

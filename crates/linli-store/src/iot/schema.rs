@@ -14,7 +14,24 @@ pub static MIGRATIONS: &[Migration] = &[
         name: "household record: devices and alarms by person",
         statements: V12,
     },
+    Migration {
+        version: 13,
+        name: "rule state shared by instances",
+        statements: V13,
+    },
 ];
+
+/// The rule engine's counting state (points in a row, since when) per device and rule, so that
+/// instances sharing a broker's messages count one device's points together. Only states that
+/// are counting are kept; whether a rule's alarm is active is read from `alarms`.
+const V13: &[Stmt] = &[Both(
+    "CREATE TABLE iot_rule_state (
+        device_id TEXT NOT NULL,
+        rule_id TEXT NOT NULL,
+        since BIGINT,
+        run BIGINT NOT NULL,
+        PRIMARY KEY (device_id, rule_id))",
+)];
 
 /// The household record looks up devices and alarms by person.
 const V12: &[Stmt] = &[

@@ -162,6 +162,11 @@ impl Store {
         max_rows: i64,
     ) -> AppResult<(u64, u64)> {
         let mut tx = self.db.begin_write().await.map_err(db_err)?;
+        // One instance folds at a time; the next reads what the first left.
+        self.db
+            .lock_xact(&mut tx, "iot.telemetry_retention")
+            .await
+            .map_err(db_err)?;
         let deleted = sqlx::query("DELETE FROM telemetry WHERE t_max < $1")
             .bind(delete_before)
             .execute(&mut *tx)

@@ -81,8 +81,11 @@ impl Store {
         Ok(fresh)
     }
 
+    /// The label tree changed: forget it here, and tell the other instances to (bus event
+    /// [`crate::CACHE_LABELS`]).
     pub(crate) fn forget_labels(&self) {
         *self.labels_cache.write().expect("labels cache lock") = None;
+        self.publish_cache_notice(crate::CACHE_LABELS);
     }
 
     async fn load_labels(&self) -> AppResult<Vec<Label>> {

@@ -416,8 +416,11 @@ impl Store {
         Ok(out)
     }
 
+    /// A place was added or renamed: forget the names here, and tell the other instances to
+    /// (bus event [`crate::CACHE_PLACES`]).
     pub(crate) fn forget_place_names(&self) {
         self.places_cache.write().expect("cache lock").clear();
+        self.publish_cache_notice(crate::CACHE_PLACES);
     }
 
     /// Count of places by kind inside the grant (dashboards, tests).
