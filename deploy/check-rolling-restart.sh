@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Check that a rolling restart of the local cluster fails no request: steady traffic through
+# HAProxy (deploy/rolling-load.py: reads, a write, a live-update stream) while
+# `local-cluster.sh rolling-restart` restarts a, b and c one after the other. Prints the load's
+# summary and HAProxy's counters; exits 1 when any request failed.
+#
+#   deploy/check-rolling-restart.sh
+#
+# Starts the cluster when it is not running (and stops it again at the end); the same
+# environment as local-cluster.sh applies (LINLI_BIN, LINLI_CLUSTER_DIR, …). Traffic goes to
+# 127.0.0.1 only and stops by itself (LINLI_CHECK_MAX_SECONDS, default 600; at most
+# LINLI_CHECK_MAX_REQUESTS, default 500000). LINLI_CHECK_WORKERS: parallel clients (default 4).
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+CLUSTER="$HERE/local-cluster.sh"
+DIR=${LINLI_CLUSTER_DIR:-/tmp/linli-cluster}
+PORT=${LINLI_CLUSTER_PORT:-18080}
+WORKERS=${LINLI_CHECK_WORKERS:-4}
+MAX_SECONDS=${LINLI_CHECK_MAX_SECONDS:-600}
+MAX_REQUESTS=${LINLI_CHECK_MAX_REQUESTS:-500000}
+
+log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+started_here=0
+if ! "$CLUSTER" status >/dev/null 2>&1; then
+  log "starting the local cluster"
+  "$CLUSTER" start >/dev/null
+  started_here=1
+fi
+
+stop_file="$DIR/check.stop"
+out="$DIR/check-load.json"
+rm -f "$stop_file" "$out"
+load_pid=
+cleanup() {
+  touch "$stop_file" 2>/dev/null || true
+  if [ -n "$load_pid" ]; then wait "$load_pid" 2>/dev/null || true; fi
+  if [ "$started_here" = 1 ]; then "$CLUSTER" stop || true; fi
+}
+trap cleanup EXIT
+
+python3 "$HERE/rolling-load.py" --host 127.0.0.1 --port "$PORT" --workers "$WORKERS" \
+  --max-seconds "$MAX_SECONDS" --max-requests "$MAX_REQUESTS" --stop-file "$stop_file" >"$out" &
+load_pid=$!
+
+# Traffic before, during and after the restart.
+sleep 3
+log "rolling restart under load"
+restart_rc=0
+"$CLUSTER" rolling-restart || restart_rc=$?
+sleep 3
+touch "$stop_file"
+load_rc=0
+wait "$load_pid" || load_rc=$?
+load_pid=
+
+echo "load: $(cat "$out")"
+"$CLUSTER" status || true
+
+python3 - "$out" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+print(f"\n{s['requests']} requests in {s['seconds']} s ({s['per_second']}/s), "
+      f"{s['failures']} failed; p50 {s['latency_ms']['p50']} ms, p99 {s['latency_ms']['p99']} ms, "
+      f"max {s['latency_ms']['max']} ms; live-update stream cut {s['event_stream']['cuts']}x, "
+      f"reconnected {s['event_stream']['reconnects']}x")
+for f in s["first_failures"]:
+    print("  failed:", f)
+PY
+
+if [ "$restart_rc" != 0 ]; then log "rolling restart failed ($restart_rc)"; exit 1; fi
+if [ "$load_rc" != 0 ]; then log "requests failed during the rolling restart"; exit 1; fi
+log "no request failed"
