@@ -78,8 +78,12 @@ pid_alive() { # pid file -> 0 when its process runs
   [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
 }
 
-# HAProxy's runtime API over its UNIX socket (python3: no socat needed).
+# HAProxy's runtime API over its UNIX socket: socat when installed, else python3.
 hap() {
+  if command -v socat >/dev/null 2>&1; then
+    printf '%s\n' "$*" | socat -t 5 - "UNIX-CONNECT:$SOCK"
+    return
+  fi
   python3 - "$SOCK" "$*" <<'PY'
 import socket, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -98,17 +102,19 @@ PY
 
 # One field of `show stat` for backend/server, e.g. stat_field linli a scur.
 stat_field() {
-  hap "show stat" | python3 -c '
-import csv, sys
-backend, server, field = sys.argv[1:4]
-rows = [l for l in sys.stdin.read().splitlines() if l.strip()]
-head = rows[0].lstrip("# ").split(",")
-for row in csv.reader(rows[1:]):
-    r = dict(zip(head, row))
-    if r.get("pxname") == backend and r.get("svname") == server:
-        print(r.get(field, ""))
-        break
-' "$1" "$2" "$3"
+  hap "show stat" | awk -F, -v b="$1" -v s="$2" -v f="$3" '
+    NR == 1 { sub(/^# /, ""); for (i = 1; i <= NF; i++) col[$i] = i; next }
+    $1 == b && $2 == s { print $col[f]; exit }'
+}
+
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f\n", b - a }'; }
+
+# A runtime API command that answers nothing when it worked.
+hap_set() {
+  local out
+  out=$(hap "$@")
+  [ -z "${out//[[:space:]]/}" ] || die "HAProxy refused '$*': $out"
 }
 
 http_code() { # url -> HTTP status (000 when no answer)
@@ -148,7 +154,7 @@ start_instance() { # name [extra serve flags]
   # /etc/linli/linli.toml under systemd.
   (
     cd "$DIR"
-    LINLI_INSTANCE_ID=$name LINLI_LISTEN="$HOST:$port" \
+    NO_COLOR=1 LINLI_INSTANCE_ID=$name LINLI_LISTEN="$HOST:$port" \
       nohup "$bin" --config "$DIR/linli.toml" serve "$@" >>"$DIR/$name.log" 2>&1 &
     echo $! >"$DIR/$name.pid"
   )
@@ -174,8 +180,10 @@ start_mosquitto() {
   } >"$DIR/mosquitto/mosquitto.conf"
   grep -q '^max_inflight_messages' "$DIR/mosquitto/mosquitto.conf" ||
     die "could not take the settings from deploy/mosquitto/mosquitto.conf"
-  # The internal listener's ACL from the reference file: anonymous (Linli) reads device topics.
-  printf 'topic read linli/+/telemetry\ntopic read linli/+/event\n' >"$DIR/mosquitto/internal.acl"
+  # The internal listener's ACL from the reference file (anonymous = Linli reads device
+  # topics), plus writing them: locally, simulators and benchmarks publish on this listener too.
+  printf 'topic read linli/+/telemetry\ntopic read linli/+/event\ntopic write linli/+/telemetry\ntopic write linli/+/event\n' \
+    >"$DIR/mosquitto/internal.acl"
   nohup mosquitto -c "$DIR/mosquitto/mosquitto.conf" >>"$DIR/mosquitto.log" 2>&1 &
   echo $! >"$DIR/mosquitto.pid"
   local i
@@ -189,16 +197,15 @@ start_mosquitto() {
 }
 
 start_haproxy() {
-  # The reference configuration, addresses from the environment (see its header).
-  env LB_LOCAL=1 LB_BIND="$HOST:$LB_PORT" LB_STATS="$HOST:$STATS_PORT" LB_SOCKET="$SOCK" \
-    LB_LOG=stderr LB_A="$HOST:$(port_of a)" LB_B="$HOST:$(port_of b)" LB_C="$HOST:$(port_of c)" \
-    haproxy -c -q -f "$HERE/haproxy/haproxy.cfg" >"$DIR/haproxy-check.log" 2>&1 ||
+  # The reference configuration; addresses from the environment (see its header).
+  local lb_env=(LB_LOCAL=1 LB_BIND="$HOST:$LB_PORT" LB_STATS="$HOST:$STATS_PORT" LB_SOCKET="$SOCK"
+    LB_MAXCONN=2000 LB_LOG=stderr
+    LB_A="$HOST:$(port_of a)" LB_B="$HOST:$(port_of b)" LB_C="$HOST:$(port_of c)")
+  env "${lb_env[@]}" haproxy -c -q -f "$HERE/haproxy/haproxy.cfg" >"$DIR/haproxy-check.log" 2>&1 ||
     { cat "$DIR/haproxy-check.log" >&2; die "haproxy.cfg does not pass haproxy -c"; }
   (
     cd "$DIR"
-    env LB_LOCAL=1 LB_BIND="$HOST:$LB_PORT" LB_STATS="$HOST:$STATS_PORT" LB_SOCKET="$SOCK" \
-      LB_LOG=stderr LB_A="$HOST:$(port_of a)" LB_B="$HOST:$(port_of b)" LB_C="$HOST:$(port_of c)" \
-      nohup haproxy -db -f "$HERE/haproxy/haproxy.cfg" >>"$DIR/haproxy.log" 2>&1 &
+    env "${lb_env[@]}" nohup haproxy -db -f "$HERE/haproxy/haproxy.cfg" >>"$DIR/haproxy.log" 2>&1 &
     echo $! >"$DIR/haproxy.pid"
   )
 }
@@ -236,7 +243,8 @@ cmd_start() {
   started=$(date +%s)
 
   log "PostgreSQL: fresh database $DB"
-  psql "$PG_ADMIN" -qX -v ON_ERROR_STOP=1 -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" \
+  PGOPTIONS='-c client_min_messages=warning' psql "$PG_ADMIN" -qX -v ON_ERROR_STOP=1 \
+    -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" \
     -c "CREATE DATABASE $DB" >/dev/null
   local db_url="${PG_ADMIN%/*}/$DB"
 
@@ -358,16 +366,16 @@ cmd_clean() {
 #  5. start it again, wait for its own /readyz;
 #  6. ready: HAProxy checks it and, once UP, ramps its share up (slowstart).
 cmd_rolling_restart() {
-  local name port t0 i cur
+  local name port t0 t i cur drained stopped ready
   pid_alive "$DIR/haproxy.pid" || die "not running: start first"
   for name in "${INSTANCES[@]}"; do
     wait_up "$name" 30 || die "instance $name is not UP before its restart; not restarting"
   done
   for name in "${INSTANCES[@]}"; do
     port=$(port_of "$name")
-    t0=$(date +%s.%N)
-    hap "set server linli/$name state drain" >/dev/null
-    hap "set server linli_events/$name state drain" >/dev/null
+    t0=$(now)
+    hap_set "set server linli/$name state drain"
+    hap_set "set server linli_events/$name state drain"
     cur=0
     for ((i = 0; i < DRAIN_TIMEOUT * 10; i++)); do
       cur=$(stat_field linli "$name" scur)
@@ -375,17 +383,23 @@ cmd_rolling_restart() {
       sleep 0.1
     done
     [ "${cur:-0}" = 0 ] || log "$name: $cur requests still open after ${DRAIN_TIMEOUT}s; going on"
-    hap "shutdown sessions server linli_events/$name" >/dev/null
-    hap "set server linli/$name state maint" >/dev/null
-    hap "set server linli_events/$name state maint" >/dev/null
+    drained=$(since "$t0")
+    hap_set "shutdown sessions server linli_events/$name"
+    hap_set "set server linli/$name state maint"
+    hap_set "set server linli_events/$name state maint"
+    t=$(now)
     stop_pid "$DIR/$name.pid" "$name"
+    stopped=$(since "$t")
+    t=$(now)
     start_instance "$name"
     wait_ready "http://$HOST:$port/readyz" 120 ||
       { tail -n 30 "$DIR/$name.log" >&2; die "instance $name did not come back (log: $DIR/$name.log); it stays in maintenance"; }
-    hap "set server linli/$name state ready" >/dev/null
-    hap "set server linli_events/$name state ready" >/dev/null
+    ready=$(since "$t")
+    t=$(now)
+    hap_set "set server linli/$name state ready"
+    hap_set "set server linli_events/$name state ready"
     wait_up "$name" 30 || die "HAProxy does not see instance $name UP again"
-    log "$name restarted in $(python3 -c "import sys,time; print(f'{time.time()-float(sys.argv[1]):.1f}')" "$t0") s"
+    log "$name restarted in $(since "$t0") s (drained $drained s, stopped $stopped s, ready $ready s, UP in HAProxy $(since "$t") s)"
   done
 }
 
