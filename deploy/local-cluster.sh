@@ -22,6 +22,7 @@
 #                        (default postgres://postgres@127.0.0.1:5432/postgres)
 #   LINLI_CLUSTER_MQTT   "own" (default): start Mosquitto on 127.0.0.1:18883 with the settings of
 #                        deploy/mosquitto/mosquitto.conf; or mqtt://host:port of a running broker
+#   LINLI_CLUSTER_MQTT_GROUP  the instances' shared-subscription group (default linli)
 #   LINLI_CLUSTER_PORT   HAProxy's port; the instances use the next three (default 18080)
 #   LINLI_CLUSTER_DEMO   1 (default): seed the demo district (on instance a only); 0: empty
 #   LINLI_DRAIN_TIMEOUT  rolling restart: seconds to wait for an instance's requests to finish
@@ -36,6 +37,7 @@ DIR=${LINLI_CLUSTER_DIR:-/tmp/linli-cluster}
 DB=${LINLI_CLUSTER_DB:-linli_cluster}
 PG_ADMIN=${LINLI_CLUSTER_PG:-postgres://postgres@127.0.0.1:5432/postgres}
 MQTT=${LINLI_CLUSTER_MQTT:-own}
+MQTT_GROUP=${LINLI_CLUSTER_MQTT_GROUP:-linli}
 LB_PORT=${LINLI_CLUSTER_PORT:-18080}
 DEMO=${LINLI_CLUSTER_DEMO:-1}
 DRAIN_TIMEOUT=${LINLI_DRAIN_TIMEOUT:-30}
@@ -231,6 +233,7 @@ cmd_start() {
   done
   [[ "$DB" =~ ^[a-z_][a-z0-9_]*$ ]] || die "LINLI_CLUSTER_DB must be a plain lower-case name"
   case "$MQTT" in own | mqtt://*) ;; *) die "LINLI_CLUSTER_MQTT must be own or mqtt://host:port" ;; esac
+  [[ "$MQTT_GROUP" =~ ^[A-Za-z0-9_-]+$ ]] || die "LINLI_CLUSTER_MQTT_GROUP: letters, digits, - and _ only"
   # A fresh run directory; only one this script made (or an empty one) is emptied.
   if [ -d "$DIR" ] && [ -n "$(ls -A "$DIR")" ] && [ ! -f "$MARKER" ]; then
     die "$DIR exists and was not made by this script; set LINLI_CLUSTER_DIR"
@@ -268,9 +271,9 @@ time_zone = "Asia/Shanghai"
 # Shared by all instances: uploads (report photos, import files) must be visible to each.
 data_dir = "$DIR/data"
 demo_password = "linli-demo"
-# The external broker, shared subscription group "linli"; no embedded broker.
+# The external broker and the shared-subscription group; no embedded broker.
 mqtt_url = "$mqtt_url"
-mqtt_group = "linli"
+mqtt_group = "$MQTT_GROUP"
 mqtt_listen = ""
 # HAProxy connects from 127.0.0.1; believe its X-Forwarded-For.
 trusted_proxies = ["127.0.0.1"]
