@@ -349,15 +349,16 @@ cmd_stop() {
   for name in "${INSTANCES[@]}"; do stop_pid "$DIR/$name.pid" "$name" & done
   wait
   stop_pid "$DIR/mosquitto.pid" mosquitto
-  log "stopped (logs and database kept: $DIR, $DB; 'clean' removes them)"
+  [ "${1:-}" = quiet ] || log "stopped (logs and database kept: $DIR, $DB; 'clean' removes them)"
 }
 
 cmd_clean() {
-  cmd_stop
+  cmd_stop quiet
   if command -v psql >/dev/null 2>&1; then
-    psql "$PG_ADMIN" -qX -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null || true
+    PGOPTIONS="-c client_min_messages=warning" psql "$PG_ADMIN" -qX -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null || true
   fi
   if [ -f "$MARKER" ]; then rm -rf "$DIR"; fi
+  log "stopped; database $DB and $DIR removed"
 }
 
 # Restart the instances one at a time so that no request fails:
