@@ -33,7 +33,10 @@ pub struct Config {
     /// broker's client id is `linli-<instance_id>`, with a persistent session, so messages
     /// waiting for it survive a restart). Empty: derived from `listen`.
     pub instance_id: String,
-    /// Proxies (addresses or CIDR blocks) whose `X-Forwarded-For` names the client.
+    /// Proxies (addresses or CIDR blocks) whose `X-Forwarded-For` names the client. A list in
+    /// the file; in the environment a list or comma-separated
+    /// (`LINLI_TRUSTED_PROXIES=10.0.0.1,10.0.0.2`).
+    #[serde(deserialize_with = "list_or_commas")]
     pub trusted_proxies: Vec<String>,
     /// Embedded broker: topic filters per connection (further ones get SUBACK 0x80).
     pub mqtt_max_subscriptions: usize,
@@ -103,6 +106,25 @@ impl Default for Config {
             time_zone: "Asia/Shanghai".into(),
         }
     }
+}
+
+/// A list of strings, or one string of comma-separated items (how an environment variable
+/// says it).
+fn list_or_commas<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        List(Vec<String>),
+        One(String),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::List(v) => v,
+        Either::One(s) => s
+            .split(',')
+            .map(|x| x.trim().to_string())
+            .filter(|x| !x.is_empty())
+            .collect(),
+    })
 }
 
 /// The commented default file printed by `linli config default`.

@@ -64,11 +64,15 @@ pub async fn start(cfg: &Config, store: &Store) -> anyhow::Result<Iot> {
         linli_store::reports::from_alarm::AlarmReports::new(store.clone()),
     ));
     if let Some(url) = cfg.mqtt_url.as_deref().filter(|u| !u.is_empty()) {
-        let id = format!("linli-{}", instance_name(cfg));
-        linli_iot::external::start(iot.clone(), url, &id, &cfg.mqtt_group)
+        linli_iot::external::start_instance(iot.clone(), url, &instance_name(cfg), &cfg.mqtt_group)
             .await
             .map_err(|e| anyhow::anyhow!("external MQTT broker: {e}"))?;
-        println!("IoT: consuming from the external MQTT broker {url} (shared subscription)");
+        println!(
+            "IoT: consuming from the external MQTT broker {} (shared subscription, group {}, client linli-{})",
+            crate::redact(url),
+            cfg.mqtt_group,
+            instance_name(cfg)
+        );
         return Ok(iot);
     }
     if cfg.mqtt_listen.is_empty() {

@@ -223,9 +223,9 @@ pub async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
     Ok(store)
 }
 
-/// Hide a password in a database URL before printing it.
+/// Hide a password in a database or broker URL before printing it.
 fn redact(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
+    match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
             let creds = &url[s + 3..at];
             match creds.split_once(':') {
@@ -401,12 +401,14 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
             trusted_proxies,
         },
     );
-    let _ = state.iot.set(iot_runtime);
+    let _ = state.iot.set(iot_runtime.clone());
     println!(
         "Linli is ready at http://{addr}/  (API docs: http://{addr}/api/docs) — started in {} ms",
         started.elapsed().as_millis()
     );
     linli_server::serve(listener, state).await?;
+    // HTTP is done; the broker consumers hand over what they took, acknowledged.
+    iot_runtime.shutdown().await;
     Ok(())
 }
 

@@ -335,3 +335,280 @@ async fn caches_and_sign_out_follow_changes_made_on_another_instance() {
     b.close_instance().await;
     a.close().await;
 }
+
+/// The outside probe of issue #22, short: two `linli serve` processes on one PostgreSQL
+/// database consume from Mosquitto through the shared subscription; one is killed (SIGKILL)
+/// while a device publisher sends QoS 1 telemetry, and does not come back. The broker kept the
+/// dead instance's share in its persistent session; the other instance takes the session over
+/// and every message the broker accepted is stored. (PostgreSQL and Mosquitto only: several
+/// instances need a shared database.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telemetry_through_the_broker_survives_a_killed_instance() {
+    broker_probe(Stop::Kill).await;
+}
+
+/// A rolling restart: SIGTERM, then the same instance starts again. Its consumer stops taking
+/// messages, lets the acknowledgements of what it stored go out, and disconnects keeping its
+/// session; nothing is lost and nothing is stored twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telemetry_through_the_broker_is_stored_once_across_a_restart() {
+    broker_probe(Stop::Restart).await;
+}
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Stop {
+    Kill,
+    Freeze,
+    Restart,
+}
+
+/// The same with an instance that freezes (SIGSTOP: its connections stay open, it answers
+/// nothing) for 20 seconds and is then killed: the other takes its session over while it is
+/// frozen (the broker hands a session to the newest connection of its client id).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telemetry_through_the_broker_survives_a_frozen_then_killed_instance() {
+    broker_probe(Stop::Freeze).await;
+}
+
+async fn broker_probe(how: Stop) {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+
+    let app = TestApp::demo().await;
+    let mosquitto = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists());
+    let (true, Some(mosquitto)) = (app.is_postgres(), mosquitto) else {
+        app.close().await;
+        return;
+    };
+    // A broker of its own: other tests' groups on a shared broker each get a copy of every
+    // message, and would fill its queues. Sized as deploy/mosquitto/mosquitto.conf is.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let conf = app.dir.join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\nmax_inflight_messages 100\n"
+        ),
+    )
+    .unwrap();
+    let mut broker = Command::new(mosquitto)
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto starts");
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "mosquitto listens"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let broker_url = format!("mqtt://127.0.0.1:{port}");
+    app.store.seed_iot_demo().await.unwrap();
+    let url = app.database_url().unwrap();
+    let key = std::fs::read_to_string(app.dir.join("master.key")).unwrap();
+    let group = format!("k{}", &linli_core::new_id()[24..]);
+    let spawn = |name: &str| {
+        let dir = app.dir.join(name);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_linli"))
+            .args(["--database-url", &url])
+            .arg("--data-dir")
+            .arg(&dir)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--mqtt-url",
+                &broker_url,
+            ])
+            .env("LINLI_MASTER_KEY", key.trim())
+            .env("LINLI_MQTT_GROUP", &group)
+            .env("LINLI_INSTANCE_ID", format!("{group}-{name}"))
+            .env("LINLI_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("linli starts");
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("is ready at http://").nth(1) {
+                    let _ = tx.send(rest.split('/').next().unwrap_or("").to_string());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("instance started");
+        (child, addr)
+    };
+    // Ready means subscribed at the broker too (a message published to a new group before
+    // any subscription would find nobody).
+    let ready = |addr: String| async move {
+        let started = Instant::now();
+        loop {
+            let ok = tokio::task::spawn_blocking({
+                let addr = addr.clone();
+                move || {
+                    use std::io::{Read, Write};
+                    let mut s = std::net::TcpStream::connect(&addr).ok()?;
+                    write!(s, "GET /readyz HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+                    let mut body = String::new();
+                    s.read_to_string(&mut body).ok()?;
+                    Some(body.starts_with("HTTP/1.1 200") || body.starts_with("HTTP/1.0 200"))
+                }
+            })
+            .await
+            .unwrap();
+            if ok == Some(true) {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{addr} never ready"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let (mut a, a_addr) = spawn("a");
+    let (mut b, b_addr) = spawn("b");
+    ready(a_addr).await;
+    ready(b_addr).await;
+    let devices: Vec<String> =
+        sqlx::query("SELECT id FROM devices WHERE kind = 'smoke' ORDER BY id LIMIT 10")
+            .fetch_all(&app.store.db.read)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+    let mut o = MqttOptions::new(format!("pub-{group}"), "127.0.0.1", port);
+    o.set_keep_alive(Duration::from_secs(10));
+    let (client, mut events) = AsyncClient::new(o, 64);
+    const N: i64 = 1_500;
+    const KILL_AT: i64 = 500;
+    // Recent points (older ones would meet the retention job).
+    let base = app.store.now_ms() - 60_000;
+    let publisher = tokio::spawn(async move {
+        for i in 0..N {
+            let dev = &devices[i as usize % devices.len()];
+            let body = json!({"ts": base + i, "values": {"smoke": 0.0}}).to_string();
+            client
+                .publish(
+                    format!("linli/{dev}/telemetry"),
+                    QoS::AtLeastOnce,
+                    false,
+                    body,
+                )
+                .await
+                .unwrap();
+        }
+        client
+    });
+    let mut acked = 0;
+    let mut killed = false;
+    let mut restarted = None;
+    while acked < N {
+        match tokio::time::timeout(Duration::from_secs(20), events.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => {
+                acked += 1;
+                if acked == KILL_AT {
+                    if how == Stop::Restart {
+                        let pid = a.id().to_string();
+                        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+                        let _ = a.wait();
+                        let (again, addr) = spawn("a");
+                        a = again;
+                        restarted = Some(addr);
+                    } else if how == Stop::Freeze {
+                        let pid = a.id().to_string();
+                        Command::new("kill").args(["-STOP", &pid]).status().unwrap();
+                        let pid = a.id();
+                        // Killed later, after the other instance took its session over.
+                        std::thread::spawn(move || {
+                            std::thread::sleep(Duration::from_secs(20));
+                            let _ = Command::new("kill")
+                                .args(["-KILL", &pid.to_string()])
+                                .stderr(Stdio::null())
+                                .status();
+                        });
+                    } else {
+                        a.kill().unwrap();
+                    }
+                    killed = true;
+                }
+            }
+            Ok(Ok(_)) => {}
+            other => panic!("publisher: {other:?}"),
+        }
+    }
+    assert!(killed);
+    let _client = publisher.await.unwrap();
+    // Every message the broker accepted is stored: A's share waits in its session until B
+    // takes it over (15 s of silence, then a heartbeat round).
+    let stored = || async {
+        let rows = sqlx::query("SELECT points FROM telemetry WHERE t_min >= $1 AND t_max < $2")
+            .bind(base)
+            .bind(base + N)
+            .fetch_all(&app.store.db.read)
+            .await
+            .unwrap();
+        let mut all = Vec::new();
+        for r in rows {
+            let pts: Vec<(i64, serde_json::Value)> =
+                serde_json::from_str(&r.get::<String, _>(0)).unwrap();
+            all.extend(pts.into_iter().map(|p| p.0));
+        }
+        all
+    };
+    let started = Instant::now();
+    let mut seen;
+    loop {
+        seen = stored().await;
+        let distinct: std::collections::BTreeSet<i64> = seen.iter().copied().collect();
+        if distinct.len() as i64 == N || started.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let distinct: std::collections::BTreeSet<i64> = seen.iter().copied().collect();
+    if how == Stop::Restart {
+        assert!(restarted.is_some());
+        assert_eq!(
+            seen.len(),
+            distinct.len(),
+            "a graceful restart stores nothing twice"
+        );
+    }
+    let _ = a.kill();
+    let _ = b.kill();
+    let _ = a.wait();
+    let _ = b.wait();
+    let _ = broker.kill();
+    let _ = broker.wait();
+    assert_eq!(
+        distinct.len() as i64,
+        N,
+        "lost {} of {N} acknowledged messages (took {:?})",
+        N - distinct.len() as i64,
+        started.elapsed()
+    );
+    eprintln!(
+        "{} instance: {N} of {N} stored after {:?}; {} delivered twice (at least once)",
+        format!("{how:?}"),
+        started.elapsed(),
+        seen.len() - distinct.len()
+    );
+    app.close().await;
+}

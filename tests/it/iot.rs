@@ -860,6 +860,14 @@ async fn external_broker_mode_through_mosquitto() {
     .await
     .expect("report request recorded");
     let _ = c.disconnect().await;
+    // Linli's session is persistent; a clean connection under its id removes it from the
+    // shared broker, so later runs' messages are not queued for it.
+    let mut o = MqttOptions::new(format!("linli-{group}"), "127.0.0.1", 1883);
+    o.set_clean_session(true);
+    let (wipe, mut wipe_ev) = AsyncClient::new(o, 4);
+    let _ = connack(&mut wipe_ev).await;
+    let _ = wipe.disconnect().await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), wipe_ev.poll()).await;
     app.close().await;
 }
 

@@ -215,6 +215,15 @@ const WITHOUT_GRANT: &[(&str, &str)] = &[
         "one-time form tokens of a form already authorized",
     ),
     ("purge_shared_state", "housekeeping job"),
+    ("heartbeat", "an instance says it is alive"),
+    (
+        "silent_instances",
+        "instances that stopped (broker sessions to take over)",
+    ),
+    (
+        "instance_alive",
+        "whether a taken-over session's owner is back",
+    ),
     ("rules_all", "the rule engine's rules"),
     (
         "alarm_report",

@@ -126,6 +126,9 @@ pub struct Health {
     busy_since: AtomicI64,
     last_failure: AtomicI64,
     broker_down_since: AtomicI64,
+    /// External broker: the subscription is not in place yet (messages published now would
+    /// find no subscriber in a new group).
+    unsubscribed: std::sync::atomic::AtomicBool,
 }
 
 /// A batch running longer than this, a failure more recent than this, or a broker unreachable
@@ -149,6 +152,12 @@ impl Health {
     pub(crate) fn failed(&self) {
         self.busy_since.store(0, Ordering::Relaxed);
         self.last_failure.store(wall_ms(), Ordering::Relaxed);
+    }
+    pub(crate) fn awaiting_subscription(&self) {
+        self.unsubscribed.store(true, Ordering::Relaxed);
+    }
+    pub(crate) fn subscribed(&self) {
+        self.unsubscribed.store(false, Ordering::Relaxed);
     }
     pub(crate) fn broker_up(&self) {
         self.broker_down_since.store(0, Ordering::Relaxed);
@@ -177,6 +186,9 @@ impl Health {
         }
         if since(&self.broker_down_since).is_some_and(|ms| ms > UNHEALTHY_AFTER_MS) {
             return Some("mqtt_broker_unreachable");
+        }
+        if self.unsubscribed.load(Ordering::Relaxed) {
+            return Some("mqtt_not_subscribed");
         }
         None
     }
@@ -246,6 +258,10 @@ struct Inner {
     stats: Stats,
     pub(crate) health: Health,
     reports: RwLock<Option<Arc<dyn ReportOpener>>>,
+    /// Set once when the process shuts down: the broker consumers drain and disconnect.
+    shutdown: tokio::sync::watch::Sender<bool>,
+    /// The broker consumers' tasks, awaited at shutdown.
+    consumers: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 /// Handle to the running IoT runtime. Cheap to clone.
@@ -285,6 +301,8 @@ impl Iot {
                 stats: Stats::default(),
                 health: Health::default(),
                 reports: RwLock::new(None),
+                shutdown: tokio::sync::watch::channel(false).0,
+                consumers: std::sync::Mutex::default(),
             }),
         };
         iot.reload_devices().await?;
@@ -317,6 +335,40 @@ impl Iot {
     }
     pub fn health(&self) -> &Health {
         &self.inner.health
+    }
+
+    pub(crate) fn shutdown_signal(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.inner.shutdown.subscribe()
+    }
+
+    pub(crate) fn register_consumer(&self, task: tokio::task::JoinHandle<()>) {
+        let mut v = self
+            .inner
+            .consumers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        v.retain(|t| !t.is_finished());
+        v.push(task);
+    }
+
+    /// Shutting down: every external-broker consumer stops taking messages, waits for the
+    /// acknowledgements of what it took (stored by then) to go out, and disconnects keeping
+    /// its session (at most ten seconds in all).
+    pub async fn shutdown(&self) {
+        let _ = self.inner.shutdown.send(true);
+        let tasks = std::mem::take(
+            &mut *self
+                .inner
+                .consumers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        let _ = tokio::time::timeout(Duration::from_secs(10), async {
+            for t in tasks {
+                let _ = t.await;
+            }
+        })
+        .await;
     }
     /// Messages waiting for the batch writer.
     pub fn queued(&self) -> usize {

@@ -95,6 +95,8 @@ pub struct AppInner {
     pub auth_cache: Arc<auth_cache::AuthCache>,
     /// The IoT runtime (HTTP ingest), once started by `serve`.
     pub iot: Arc<std::sync::OnceLock<linli_iot::Iot>>,
+    /// Set when the server begins to shut down: live event streams end.
+    pub shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 impl AppState {
@@ -112,6 +114,7 @@ impl AppState {
             form_once: Arc::new(web::FormOnce::new(store.clone())),
             auth_cache,
             iot: Arc::default(),
+            shutdown: tokio::sync::watch::channel(false).0,
         }))
     }
 }
@@ -348,12 +351,17 @@ async fn metrics_layer(req: Request, next: Next) -> Response {
 
 /// Serve until ctrl-c / SIGTERM.
 pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
+    let stopping = state.shutdown.clone();
     let app = app(state);
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
+    .with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        // Live streams end now; other requests finish.
+        let _ = stopping.send(true);
+    })
     .await
 }
 

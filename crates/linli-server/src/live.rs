@@ -151,12 +151,19 @@ pub async fn events(
     let session = crate::extract::cookie(&parts, crate::extract::SESSION_COOKIE)
         .unwrap_or_default()
         .to_string();
-    let state = (rx, principal, resident, s, session);
+    // Ended when the server shuts down, so a graceful stop does not wait for open pages (the
+    // browser reconnects, to another instance behind a load balancer).
+    let stop = s.shutdown.subscribe();
+    let state = (rx, principal, resident, s, session, stop);
     let stream = stream::unfold(
         state,
-        |(mut rx, principal, resident, s, session)| async move {
+        |(mut rx, principal, resident, s, session, mut stop)| async move {
             loop {
-                match rx.recv().await {
+                let received = tokio::select! {
+                    r = rx.recv() => r,
+                    _ = stop.wait_for(|down| *down) => return None,
+                };
+                match received {
                     Ok(e) => {
                         let mut told = visible_to(&e, &principal);
                         for a in &resident {
@@ -171,13 +178,16 @@ pub async fn events(
                             }
                             return Some((
                                 stream::iter(frames(&e)),
-                                (rx, principal, resident, s, session),
+                                (rx, principal, resident, s, session, stop),
                             ));
                         }
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => {
                         let resync = vec![Ok(Event::default().event("resync").data(""))];
-                        return Some((stream::iter(resync), (rx, principal, resident, s, session)));
+                        return Some((
+                            stream::iter(resync),
+                            (rx, principal, resident, s, session, stop),
+                        ));
                     }
                     Err(broadcast::error::RecvError::Closed) => return None,
                 }

@@ -37,6 +37,13 @@ pub const SHARED_STATE: &[Stmt] = &[
             location TEXT)",
     ),
     Both("CREATE INDEX form_tokens_at ON form_tokens (at)"),
+    // Instances consuming from an external MQTT broker, by their stable name, and when each
+    // was last alive: a live instance takes over the broker session of one that stopped.
+    Both(
+        "CREATE TABLE instances (
+            id TEXT PRIMARY KEY,
+            heartbeat_ms BIGINT NOT NULL)",
+    ),
 ];
 
 /// How many failures lock a key, and for how long.
@@ -105,6 +112,43 @@ impl Store {
             .await
             .map_err(db_err)?;
         Ok(())
+    }
+
+    /// This instance (by its stable name) is alive now.
+    pub async fn heartbeat(&self, instance: &str) -> AppResult<()> {
+        sqlx::query(
+            "INSERT INTO instances (id, heartbeat_ms) VALUES ($1, $2)
+             ON CONFLICT (id) DO UPDATE SET heartbeat_ms = excluded.heartbeat_ms",
+        )
+        .bind(instance.to_string())
+        .bind(self.now_ms())
+        .execute(&self.db.write)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Instances other than `me` not heard from for `silent_ms`.
+    pub async fn silent_instances(&self, me: &str, silent_ms: i64) -> AppResult<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT id FROM instances WHERE id <> $1 AND heartbeat_ms < $2 ORDER BY id",
+        )
+        .bind(me.to_string())
+        .bind(self.now_ms() - silent_ms)
+        .fetch_all(&self.db.read)
+        .await
+        .map_err(db_err)?;
+        Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect())
+    }
+
+    /// Whether `instance` was heard from within `silent_ms`.
+    pub async fn instance_alive(&self, instance: &str, silent_ms: i64) -> AppResult<bool> {
+        let row = sqlx::query("SELECT heartbeat_ms FROM instances WHERE id = $1")
+            .bind(instance.to_string())
+            .fetch_optional(&self.db.read)
+            .await
+            .map_err(db_err)?;
+        Ok(row.is_some_and(|r| r.get::<i64, _>(0) >= self.now_ms() - silent_ms))
     }
 
     /// `Err(seconds)` while `key` is locked (nothing counted then). Otherwise the attempt is

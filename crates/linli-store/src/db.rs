@@ -94,6 +94,13 @@ impl Db {
                             // the planner walks the few label holders' residences by index
                             // instead of scanning a community's (4.6 ms → 1.8 ms).
                             conn.execute("SET random_page_cost = 1.1").await?;
+                            // An instance frozen inside a transaction (a stopped process, a
+                            // VM paused) would hold its row and advisory locks until its TCP
+                            // connection times out — minutes — and stall every other
+                            // instance's writes to the same rows. No Linli transaction waits
+                            // that long between statements: the server ends such a session.
+                            conn.execute("SET idle_in_transaction_session_timeout = '15s'")
+                                .await?;
                             Ok(())
                         })
                     })
