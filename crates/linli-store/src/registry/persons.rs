@@ -539,8 +539,20 @@ impl Store {
         let mut lean = Sql::new("");
         // With a label, start from its few holders (CROSS JOIN fixes SQLite's join order;
         // PostgreSQL plans it as an ordinary join).
+        // PostgreSQL's planner hashes a whole area's residences to join a label's few holders
+        // (3.3 ms for an administrator's scope, where 187 index probes take 1.2 ms): there the
+        // holders' keys come from a LATERAL subquery, which probes the residence of each.
+        let mut label_keys: Option<Sql> = None;
         let (from, lean_from) = match label_id.clone() {
             Some(lid) => {
+                if self.backend() == crate::Backend::Postgres {
+                    let mut k = Sql::new(
+                        "SELECT r.hpath AS kpath, pl.person_id AS kid FROM person_labels pl CROSS JOIN LATERAL (SELECT r.hpath FROM residences r WHERE r.person_id = pl.person_id AND r.end_date IS NULL AND ",
+                    );
+                    k.scope("r.hpath", &prefixes);
+                    k.push(" LIMIT 1) r WHERE pl.label_id = ").bind(lid.clone());
+                    label_keys = Some(k);
+                }
                 q.push(" WHERE pl.label_id = ").bind(lid.clone()).push(" AND p.id = pl.person_id AND r.person_id = p.id AND r.end_date IS NULL AND h.id = r.household_id AND ");
                 lean.push(" WHERE pl.label_id = ")
                     .bind(lid)
@@ -603,7 +615,7 @@ impl Store {
         // keys gives the total and the page; more than COUNT_CAP falls through to the general way.
         if !person_filter && (label_id.is_some() || small_place) {
             if let Some(page) = self
-                .search_narrow(lean_from, &lean, limit, offset, sensitive)
+                .search_narrow(lean_from, &lean, label_keys, limit, offset, sensitive)
                 .await?
             {
                 return Ok(page);
@@ -683,19 +695,20 @@ impl Store {
         &self,
         from: &str,
         cond: &Sql,
+        label_keys: Option<Sql>,
         limit: i64,
         offset: i64,
         sensitive: Option<&Grant>,
     ) -> AppResult<Option<PersonPage>> {
         let (total, page) = if from.contains("person_labels") {
             // Label holders are spread over the area: their keys, sorted here.
-            let mut keys = Sql {
+            let mut keys = label_keys.unwrap_or_else(|| Sql {
                 text: format!(
                     "SELECT r.hpath AS kpath, r.person_id AS kid{from}{}",
                     cond.text
                 ),
                 vals: cond.vals.clone(),
-            };
+            });
             keys.push(" LIMIT ").bind(COUNT_CAP + 1);
             let rows = self.db.fetch_all_fast(&keys).await?;
             if rows.len() as i64 > COUNT_CAP {
