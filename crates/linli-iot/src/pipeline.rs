@@ -221,7 +221,7 @@ impl Writer {
         let devices: BTreeSet<String> = jobs.iter().map(|(d, _)| d.id.clone()).collect();
         let mut tx = store.db.begin_write().await.map_err(db_err)?;
         rule_state::lock_devices(&mut tx, store.backend(), &devices).await?;
-        let before = rule_state::load(&mut tx, &devices).await?;
+        let before = rule_state::load(&mut tx, store.backend(), &devices).await?;
         let mut state = before.clone();
         // Sorted by device: rows are written (and locked) in the same order by every batch.
         let mut groups: BTreeMap<String, Vec<(i64, String)>> = BTreeMap::new();
@@ -401,7 +401,7 @@ impl Writer {
         let devices: BTreeSet<String> = candidates.iter().map(|(d, _, _)| d.id.clone()).collect();
         let mut tx = store.db.begin_write().await.map_err(db_err)?;
         rule_state::lock_devices(&mut tx, store.backend(), &devices).await?;
-        let state = rule_state::load(&mut tx, &devices).await?;
+        let state = rule_state::load(&mut tx, store.backend(), &devices).await?;
         let mut actions = Vec::new();
         for (d, i, seen) in candidates {
             let rule = &self.rules[i];

@@ -58,15 +58,14 @@ pub async fn lock_devices(
 /// `active` from the rules' active alarms. Pairs not listed are at rest (the default).
 pub async fn load(
     tx: &mut Transaction<'static, Any>,
+    backend: Backend,
     devices: &BTreeSet<String>,
 ) -> AppResult<States> {
     let mut out = States::new();
-    let ids: Vec<&String> = devices.iter().collect();
+    let ids: Vec<String> = devices.iter().cloned().collect();
     for chunk in ids.chunks(CHUNK) {
-        let mut q = Sql::new(
-            "SELECT device_id, rule_id, since, run FROM iot_rule_state WHERE device_id IN (",
-        );
-        push_list(&mut q, chunk);
+        let mut q = Sql::new("SELECT device_id, rule_id, since, run FROM iot_rule_state WHERE ");
+        q.in_list(backend, "device_id", chunk);
         for r in q.query().fetch_all(&mut **tx).await.map_err(db_err)? {
             let st = out
                 .entry((r.get::<String, _>(0), r.get::<String, _>(1)))
@@ -75,9 +74,9 @@ pub async fn load(
             st.run = u32::try_from(r.get::<i64, _>(3)).unwrap_or(u32::MAX);
         }
         let mut q = Sql::new(
-            "SELECT originator, rule_id FROM alarms WHERE active = 1 AND rule_id IS NOT NULL AND originator IN (",
+            "SELECT originator, rule_id FROM alarms WHERE active = 1 AND rule_id IS NOT NULL AND ",
         );
-        push_list(&mut q, chunk);
+        q.in_list(backend, "originator", chunk);
         for r in q.query().fetch_all(&mut **tx).await.map_err(db_err)? {
             out.entry((r.get::<String, _>(0), r.get::<String, _>(1)))
                 .or_default()
@@ -85,16 +84,6 @@ pub async fn load(
         }
     }
     Ok(out)
-}
-
-fn push_list(q: &mut Sql, ids: &[&String]) {
-    for (i, id) in ids.iter().enumerate() {
-        if i > 0 {
-            q.push(", ");
-        }
-        q.bind(id.as_str());
-    }
-    q.push(")");
 }
 
 /// Write back the counting state of the pairs that changed since [`load`]: a pair at rest (or

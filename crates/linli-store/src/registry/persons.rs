@@ -408,15 +408,10 @@ impl Store {
                 continue;
             }
             let mut q = Sql::new(
-                "SELECT pl.person_id, l.code, l.name_zh, l.name_en, l.sensitive FROM person_labels pl JOIN labels l ON l.id = pl.label_id WHERE pl.person_id IN (",
+                "SELECT pl.person_id, l.code, l.name_zh, l.name_en, l.sensitive FROM person_labels pl JOIN labels l ON l.id = pl.label_id WHERE ",
             );
-            for (i, id) in chunk.iter().enumerate() {
-                if i > 0 {
-                    q.push(", ");
-                }
-                q.bind(id.clone());
-            }
-            q.push(") ORDER BY l.sort_key");
+            q.in_list(self.backend(), "pl.person_id", chunk);
+            q.push(" ORDER BY l.sort_key");
             for r in q.query().fetch_all(&self.db.read).await.map_err(db_err)? {
                 out.entry(str_(&r, "person_id")).or_default().push((
                     LabelRef {
@@ -774,16 +769,10 @@ impl Store {
             let mut q = Sql::new(&format!(
                 "SELECT p.id, p.name, p.gender, p.birth_year, p.id_masked, p.phone_masked, p.version, \
                  r.relation, r.household_id AS household_id, r.hpath AS hpath{} FROM persons p CROSS JOIN residences r \
-                 WHERE r.person_id = p.id AND r.end_date IS NULL AND p.id IN (",
+                 WHERE r.person_id = p.id AND r.end_date IS NULL AND ",
                 self.label_ids_column()
             ));
-            for (i, id) in page.iter().enumerate() {
-                if i > 0 {
-                    q.push(", ");
-                }
-                q.bind(id.clone());
-            }
-            q.push(")");
+            q.in_list(self.backend(), "p.id", &page);
             let mut rows = self.db.fetch_all_fast(&q).await?;
             // Back into the page's order.
             rows.sort_by_key(|r| page.iter().position(|id| r.opt_str_ref("id") == Some(id)));
