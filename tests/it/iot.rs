@@ -1896,3 +1896,46 @@ async fn staff_set_care_contacts_on_a_page_and_the_sos_calls_them_first() {
     assert_eq!(app.get(&resident, &care_uri).await.status.as_u16(), 403);
     app.close().await;
 }
+
+/// Silence from before the runtime started does not count: after downtime longer than a
+/// no-data period, a restart does not flag every device that could not reach Linli; a device
+/// still silent one period after the start is flagged.
+#[tokio::test]
+async fn a_restart_after_downtime_does_not_flag_every_device_at_once() {
+    let (app, iot) = iot_app().await;
+    let committee = app.login("committee").await;
+    let dev = a_device(&app, &committee, "smoke").await;
+    let id = dev["id"].as_str().unwrap().to_string();
+    // Last seen three hours ago (the smoke detectors' offline rule: one hour).
+    let long_ago = app.store.now_ms() - 3 * 3_600_000;
+    sqlx::query(
+        "INSERT INTO device_latest (device_id, ts, vals, seen_at) VALUES ($1, $2, '{}', $2)
+         ON CONFLICT (device_id) DO UPDATE SET ts = excluded.ts, seen_at = excluded.seen_at",
+    )
+    .bind(id.clone())
+    .bind(long_ago)
+    .execute(&app.store.db.write)
+    .await
+    .unwrap();
+    let offline = || async {
+        sqlx::query(
+            "SELECT COUNT(*) AS n FROM alarms WHERE originator = $1 AND alarm_type = 'offline' AND active = 1",
+        )
+        .bind(id.clone())
+        .fetch_one(&app.store.db.read)
+        .await
+        .unwrap()
+        .get::<i64, _>("n")
+    };
+    assert_eq!(offline().await, 0, "no alarm before");
+    iot.tick().await;
+    assert_eq!(offline().await, 0, "not flagged right after the start");
+    app.store.clock.advance(3_600_000 + 1_000);
+    iot.tick().await;
+    assert_eq!(
+        offline().await,
+        1,
+        "flagged once a period passed without data"
+    );
+    app.close().await;
+}

@@ -43,6 +43,9 @@ pub struct Writer {
     /// device id → indexes of the rules that apply to it.
     applies: HashMap<String, Vec<usize>>,
     last_retention: i64,
+    /// When this writer started (store clock): silence is counted from here at the earliest,
+    /// so a restart after downtime does not flag every device that could not reach Linli.
+    started: i64,
 }
 
 /// What one committed batch leaves to do after the commit.
@@ -62,11 +65,13 @@ impl Writer {
     /// instance sees it.
     pub(crate) async fn load(iot: Iot) -> AppResult<Writer> {
         let rules = iot.store().rules_all().await?;
+        let started = iot.store().now_ms();
         Ok(Writer {
             iot,
             rules,
             applies: HashMap::new(),
             last_retention: 0,
+            started,
         })
     }
 
@@ -366,7 +371,8 @@ impl Writer {
 
     /// Raise the no-data alarms of devices silent for longer than their rule's period. When a
     /// device was last seen is read from storage (`device_latest`, written by whichever
-    /// instance received its data); a device never heard from counts from its registration.
+    /// instance received its data); a device never heard from counts from its registration,
+    /// and none from before this writer started.
     async fn silent_devices(&mut self, now: i64) -> AppResult<()> {
         let no_data: Vec<(String, i64)> = self
             .rules
@@ -382,7 +388,11 @@ impl Writer {
         let ids: Vec<String> = no_data.into_iter().map(|(id, _)| id).collect();
         let store = self.iot.store().clone();
         let mut candidates = Vec::new();
+        if now - self.started <= shortest {
+            return Ok(());
+        }
         for (id, seen) in store.devices_silent_since(now - shortest, &ids).await? {
+            let seen = seen.max(self.started);
             let Some(d) = self.iot.device(&id).await else {
                 continue;
             };
