@@ -156,18 +156,17 @@ pub async fn start_instance(
     Ok(())
 }
 
-/// Connect and consume until the process ends (reconnecting after errors).
+/// Connect and consume until the process shuts down (reconnecting after errors).
 pub async fn start(
     iot: Iot,
     url: &str,
     client_id: &str,
     group: &str,
 ) -> Result<AsyncClient, String> {
-    let (forever, stop) = watch::channel(false);
-    // Never stopped: the sender lives as long as the process.
-    std::mem::forget(forever);
     // Not ready before the subscription is in place.
     iot.health().awaiting_subscription();
+    // Its own session is given up only when the process shuts down.
+    let stop = iot.shutdown_signal();
     consume(iot, url, client_id, group, stop).await
 }
 

@@ -158,16 +158,15 @@ impl Writer {
                 (j.device, j.payload)
             })
             .collect();
-        let jobs = work;
         let iot = self.iot.clone();
         let health = iot.health();
         health.busy();
-        let mut result = self.apply(&jobs).await;
+        let mut result = self.apply(&work).await;
         for attempt in 1..ATTEMPTS {
             let Err(e) = &result else { break };
             tracing::warn!(error = %e, attempt, "telemetry batch failed; trying again");
             tokio::time::sleep(Duration::from_millis(50 << (2 * attempt))).await;
-            result = self.apply(&jobs).await;
+            result = self.apply(&work).await;
         }
         let ok = match result {
             Ok(done) => {

@@ -61,19 +61,13 @@ impl Store {
     /// Sign out: the session ends here, and every instance forgets what it cached about the
     /// account at once (bus event `account.revoked`), so the cookie stops working everywhere.
     pub async fn delete_session(&self, token: &str) -> AppResult<()> {
-        let hash = sha256_hex(token.as_bytes());
         let user: Option<String> =
-            sqlx::query("SELECT user_id FROM sessions WHERE token_hash = $1")
-                .bind(hash.clone())
+            sqlx::query("DELETE FROM sessions WHERE token_hash = $1 RETURNING user_id")
+                .bind(sha256_hex(token.as_bytes()))
                 .fetch_optional(&self.db.write)
                 .await
                 .map_err(db_err)?
                 .map(|r| sqlx::Row::get(&r, 0));
-        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
-            .bind(hash)
-            .execute(&self.db.write)
-            .await
-            .map_err(db_err)?;
         if let Some(user) = user {
             self.publish_account_revoked(&user);
         }
